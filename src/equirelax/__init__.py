@@ -1,0 +1,24 @@
+"""equirelax: train neural networks under equivariance constraints.
+
+Build exactly equivariant models from group representations (``groups``, ``reps``, ``hom``,
+``nn``), measure equivariance (``equivariance_error``, ``testing``), and train them in a relaxed
+space that is annealed back to an exactly equivariant model (``relax``, ``harden``).
+"""
+
+from equirelax import groups, homspace, nn, reps, testing
+from equirelax.equivariance import equivariance_error, lie_derivative_error
+from equirelax.homspace import hom
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "equivariance_error",
+    "groups",
+    "hom",
+    "homspace",
+    "lie_derivative_error",
+    "nn",
+    "reps",
+    "testing",
+]

@@ -1,0 +1,295 @@
+"""The space of equivariant linear maps between two representations: basis, weights, projection.
+
+``hom(rep_in, rep_out)`` picks the construction that fits:
+
+* both permutation reps: the orbit basis (exact 0/1 weight sharing, one label per weight entry;
+  materialising W is a gather, projecting is an orbit mean);
+* otherwise: both reps are split into their summands, summands of the same type are grouped, and
+  each pair of types gets a small orthonormal null-space basis, cached by representation. The
+  weight of copies of a pair is Σ_k C_k ⊗ B_k, so big multiplicities cost nothing extra to solve.
+
+Both kinds share one interface (``dim``, ``basis``, ``weight``, ``project``, ``coefficients``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Hashable
+
+import numpy as np
+import torch
+
+from equirelax.homspace.nullspace import nullspace_basis
+from equirelax.homspace.orbit import orbit_labels
+from equirelax.reps.base import PermRep, Rep
+from equirelax.reps.catalogue import trivial
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def _as_tensor(w: ArrayLike) -> tuple[torch.Tensor, bool]:
+    if isinstance(w, np.ndarray):
+        return torch.from_numpy(np.asarray(w, dtype=np.float64)), True
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor or numpy array, got {type(w).__name__}")
+    return w, False
+
+
+class HomSpace(ABC):
+    """Equivariant linear maps rep_in -> rep_out, as a linear subspace of (d_out, d_in) matrices."""
+
+    rep_in: Rep
+    rep_out: Rep
+    dim: int
+
+    def __init__(self, rep_in: Rep, rep_out: Rep) -> None:
+        self.rep_in, self.rep_out = rep_in, rep_out
+        self._device_cache: dict[tuple, object] = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(d_out, d_in): the shape of every map in the space."""
+        return (self.rep_out.dim, self.rep_in.dim)
+
+    @abstractmethod
+    def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """The (d_out, d_in) matrix Σ_k c_k B_k (differentiable in the coefficients)."""
+
+    @abstractmethod
+    def coefficients(self, w: torch.Tensor) -> torch.Tensor:
+        """Coefficients of the orthogonal projection of ``w`` (..., d_out, d_in) onto the space."""
+
+    @abstractmethod
+    def basis_sq_norm(self) -> float:
+        """Σ_k ||B_k||_F^2 (sets the variance-preserving initialisation)."""
+
+    def project(self, w: ArrayLike) -> ArrayLike:
+        """Orthogonal (Frobenius) projection of ``w`` (..., d_out, d_in) onto the space."""
+        t, was_numpy = _as_tensor(w)
+        self._check_shape(t)
+        out = self.weight_batched(self.coefficients(t))
+        return out.numpy() if was_numpy else out
+
+    def weight_batched(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """``weight`` for coefficients with leading batch axes (..., dim)."""
+        lead = coefficients.shape[:-1]
+        flat = coefficients.reshape(-1, self.dim)
+        ws = [self.weight(c) for c in flat] if flat.shape[0] else []
+        if not ws:
+            return coefficients.new_zeros((*lead, *self.shape))
+        return torch.stack(ws).reshape(*lead, *self.shape)
+
+    @property
+    def basis(self) -> torch.Tensor:
+        """Dense basis, float64, shape (dim, d_out, d_in)."""
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        return self.weight_batched(eye) if self.dim else torch.zeros((0, *self.shape))
+
+    def init_std(self) -> float:
+        """Coefficient std that makes E||W x||^2 = d_out for x with unit-variance entries."""
+        total = self.basis_sq_norm()
+        return float(np.sqrt(self.rep_out.dim / total)) if total > 0 else 0.0
+
+    def _check_shape(self, w: torch.Tensor) -> None:
+        if w.dim() < 2 or tuple(w.shape[-2:]) != self.shape:
+            raise ValueError(
+                f"expected a matrix of shape (..., {self.shape[0]}, {self.shape[1]}) "
+                f"for {self.rep_in!r} -> {self.rep_out!r}, got {tuple(w.shape)}"
+            )
+
+    def _on(self, name: str, device: torch.device, make) -> torch.Tensor:
+        key = (name, device)
+        if key not in self._device_cache:
+            self._device_cache[key] = make().to(device)
+        return self._device_cache[key]  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.rep_in!r} -> {self.rep_out!r}, dim={self.dim})"
+
+
+class _OrbitGather(torch.autograd.Function):
+    """W = c[labels]; the backward sums gradients per orbit with one bincount."""
+
+    @staticmethod
+    def forward(ctx, coefficients: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(labels)
+        ctx.dim = coefficients.shape[0]
+        return coefficients[labels]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (labels,) = ctx.saved_tensors
+        flat = labels.reshape(-1)
+        g = grad.reshape(-1)
+        if g.device.type == "cpu":
+            out = torch.bincount(flat, weights=g.double(), minlength=ctx.dim).to(grad.dtype)
+        else:
+            out = grad.new_zeros(ctx.dim).index_add_(0, flat, g)
+        return out, None
+
+
+class OrbitHomSpace(HomSpace):
+    """Orbit basis between two permutation representations: W[i, j] = c[label[i, j]]."""
+
+    def __init__(self, rep_in: PermRep, rep_out: PermRep) -> None:
+        super().__init__(rep_in, rep_out)
+        images_in = rep_in.images or [np.arange(rep_in.dim)]
+        images_out = rep_out.images or [np.arange(rep_out.dim)]
+        self.labels = orbit_labels(images_out, images_in)
+        self.dim = int(self.labels.max()) + 1 if self.labels.size else 0
+        self.counts = np.bincount(self.labels.reshape(-1), minlength=self.dim)
+
+    def labels_on(self, device: torch.device) -> torch.Tensor:
+        """The label matrix as a LongTensor on ``device`` (cached)."""
+        return self._on("labels", device, lambda: torch.from_numpy(self.labels))
+
+    def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        labels = self.labels_on(coefficients.device)
+        if coefficients.requires_grad:
+            return _OrbitGather.apply(coefficients, labels)
+        return coefficients[labels]
+
+    def weight_batched(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return coefficients[..., self.labels_on(coefficients.device)]
+
+    def coefficients(self, w: torch.Tensor) -> torch.Tensor:
+        self._check_shape(w)
+        labels = self.labels_on(w.device).reshape(-1)
+        flat = w.reshape(*w.shape[:-2], -1)
+        sums = flat.new_zeros((*w.shape[:-2], self.dim)).index_add_(-1, labels, flat)
+        counts = self._on("counts", w.device, lambda: torch.from_numpy(self.counts))
+        return sums / counts.to(w.dtype)
+
+    def basis_sq_norm(self) -> float:
+        return float(self.labels.size)
+
+
+# -- block (isotypic-by-type) construction ----------------------------------------------------
+_ATOM_CACHE: OrderedDict[tuple[Hashable, Hashable], np.ndarray] = OrderedDict()
+_ATOM_CACHE_SIZE = 4096
+
+
+def atomic_basis(rep_in: Rep, rep_out: Rep) -> np.ndarray:
+    """Orthonormal basis (k, d_out, d_in) between two summands, cached by representation."""
+    key = (rep_in.key, rep_out.key)
+    if key in _ATOM_CACHE:
+        _ATOM_CACHE.move_to_end(key)
+        return _ATOM_CACHE[key]
+    if rep_in.is_permutation and rep_out.is_permutation:
+        labels = OrbitHomSpace(rep_in, rep_out).labels  # type: ignore[arg-type]
+        k = int(labels.max()) + 1
+        basis = np.zeros((k, rep_out.dim, rep_in.dim))
+        rows, cols = np.indices(labels.shape)
+        basis[labels, rows, cols] = 1.0
+        basis /= np.sqrt(basis.sum(axis=(1, 2), keepdims=True))
+    else:
+        basis = nullspace_basis(rep_in, rep_out)
+    _ATOM_CACHE[key] = basis
+    if len(_ATOM_CACHE) > _ATOM_CACHE_SIZE:
+        _ATOM_CACHE.popitem(last=False)
+    return basis
+
+
+def _types(rep: Rep) -> list[tuple[Rep, np.ndarray]]:
+    """Group a rep's summands by type: [(summand, offsets of its copies)], in first-seen order."""
+    found: dict[Hashable, tuple[Rep, list[int]]] = {}
+    offset = 0
+    for part in rep.parts:
+        found.setdefault(part.key, (part, []))[1].append(offset)
+        offset += part.dim
+    return [(part, np.array(offs)) for part, offs in found.values()]
+
+
+class BlockHomSpace(HomSpace):
+    """Null-space bases per pair of summand types; weight blocks Σ_k C_k ⊗ B_k."""
+
+    def __init__(self, rep_in: Rep, rep_out: Rep) -> None:
+        super().__init__(rep_in, rep_out)
+        self.blocks = []  # (basis (k, do, di), row index (m_o*do), col index (m_i*di), m_o, m_i)
+        start = 0
+        for part_out, offs_out in _types(rep_out):
+            for part_in, offs_in in _types(rep_in):
+                basis = atomic_basis(part_in, part_out)
+                k = basis.shape[0]
+                if k == 0:
+                    continue
+                rows = (offs_out[:, None] + np.arange(part_out.dim)[None, :]).reshape(-1)
+                cols = (offs_in[:, None] + np.arange(part_in.dim)[None, :]).reshape(-1)
+                size = len(offs_out) * len(offs_in) * k
+                self.blocks.append((basis, rows, cols, len(offs_out), len(offs_in), start, size))
+                start += size
+        self.dim = start
+
+    def _block_tensors(self, i: int, device: torch.device, dtype: torch.dtype):
+        basis, rows, cols = self.blocks[i][:3]
+        b = self._on(f"basis{i}{dtype}", device, lambda: torch.from_numpy(basis).to(dtype))
+        r = self._on(f"rows{i}", device, lambda: torch.from_numpy(rows))
+        c = self._on(f"cols{i}", device, lambda: torch.from_numpy(cols))
+        return b, r, c
+
+    def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        if coefficients.shape != (self.dim,):
+            raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
+        w = coefficients.new_zeros(self.shape)
+        for i, (_, _, _, m_o, m_i, start, size) in enumerate(self.blocks):
+            b, r, c = self._block_tensors(i, coefficients.device, coefficients.dtype)
+            coef = coefficients[start : start + size].reshape(m_o, m_i, -1)
+            block = torch.einsum("abk,kij->aibj", coef, b).reshape(r.shape[0], c.shape[0])
+            w = w.index_put((r[:, None], c[None, :]), block)
+        return w
+
+    def coefficients(self, w: torch.Tensor) -> torch.Tensor:
+        self._check_shape(w)
+        out = []
+        lead = w.shape[:-2]
+        for i, (basis, _, _, m_o, m_i, _, _) in enumerate(self.blocks):
+            b, r, c = self._block_tensors(i, w.device, w.dtype)
+            sub = w[..., r[:, None], c[None, :]]
+            sub = sub.reshape(*lead, m_o, basis.shape[1], m_i, basis.shape[2])
+            out.append(torch.einsum("...aibj,kij->...abk", sub, b).reshape(*lead, -1))
+        if not out:
+            return w.new_zeros((*lead, 0))
+        return torch.cat(out, dim=-1)
+
+    def basis_sq_norm(self) -> float:
+        return float(self.dim)
+
+
+_HOM_CACHE: OrderedDict[tuple[Hashable, Hashable], HomSpace] = OrderedDict()
+_HOM_CACHE_SIZE = 256
+
+
+def hom(rep_in: Rep, rep_out: Rep) -> HomSpace:
+    """The space of equivariant linear maps from ``rep_in`` to ``rep_out`` (cached).
+
+    >>> import equirelax as er
+    >>> G = er.groups.symmetric(5)
+    >>> er.hom(er.reps.natural(G), er.reps.natural(G)).dim   # Deep Sets
+    2
+    """
+    for r, what in ((rep_in, "rep_in"), (rep_out, "rep_out")):
+        if not isinstance(r, Rep):
+            raise TypeError(f"hom() needs {what} to be a Rep, got {type(r).__name__}")
+    if rep_in.group != rep_out.group:
+        raise ValueError(
+            f"hom() needs representations of one group, got {rep_in.group!r} and "
+            f"{rep_out.group!r}"
+        )
+    key = (rep_in.key, rep_out.key)
+    if key in _HOM_CACHE:
+        _HOM_CACHE.move_to_end(key)
+        return _HOM_CACHE[key]
+    if rep_in.is_permutation and rep_out.is_permutation:
+        space: HomSpace = OrbitHomSpace(rep_in, rep_out)  # type: ignore[arg-type]
+    else:
+        space = BlockHomSpace(rep_in, rep_out)
+    _HOM_CACHE[key] = space
+    if len(_HOM_CACHE) > _HOM_CACHE_SIZE:
+        _HOM_CACHE.popitem(last=False)
+    return space
+
+
+def fixed_space(rep: Rep) -> HomSpace:
+    """Vectors fixed by every element (the equivariant biases): hom(trivial, rep)."""
+    return hom(trivial(rep.group), rep)

@@ -1,0 +1,37 @@
+"""Representations: permutation reps, matrix reps, direct sums, tensor products, multiplicities."""
+
+from equirelax.reps.base import (
+    MatrixRep,
+    PermRep,
+    Rep,
+    direct_sum,
+    multiple,
+    permutation_matrix,
+    tensor_product,
+)
+from equirelax.reps.catalogue import (
+    natural,
+    quotient,
+    regular,
+    sign,
+    standard,
+    trivial,
+    vector,
+)
+
+__all__ = [
+    "MatrixRep",
+    "PermRep",
+    "Rep",
+    "direct_sum",
+    "multiple",
+    "natural",
+    "permutation_matrix",
+    "quotient",
+    "regular",
+    "sign",
+    "standard",
+    "tensor_product",
+    "trivial",
+    "vector",
+]

@@ -1,0 +1,60 @@
+"""A pytest-friendly equivariance assertion that users call on their own modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from equirelax.equivariance import equivariance_error, lie_derivative_error
+from equirelax.reps.base import Rep
+
+#: Relative tolerances by dtype (the error is computed in float64 from the model's outputs).
+TOLERANCES: dict[torch.dtype, float] = {
+    torch.float64: 1e-10,
+    torch.float32: 1e-5,
+    torch.float16: 1e-2,
+    torch.bfloat16: 3e-2,
+}
+
+
+def assert_equivariant(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor | None = None,
+    rep_in: Rep | None = None,
+    rep_out: Rep | None = None,
+    elements: np.ndarray | None = None,
+    dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32),
+    tolerance: float | dict[torch.dtype, float] | None = None,
+    batch: int = 8,
+    seed: int = 0,
+) -> dict[torch.dtype, float]:
+    """Assert ``model`` is equivariant in each dtype; return the measured relative errors.
+
+    Checks every element of small finite groups (a sample otherwise) and, for Lie groups, the
+    Lie derivative along every algebra generator. ``x`` defaults to a seeded Gaussian batch.
+    """
+    rep_in = rep_in if rep_in is not None else getattr(model, "rep_in", None)
+    rep_out = rep_out if rep_out is not None else getattr(model, "rep_out", None)
+    if rep_in is None or rep_out is None:
+        raise ValueError("pass rep_in and rep_out, or give the model rep_in/rep_out attributes")
+    if x is None:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, rep_in.dim, generator=gen, dtype=torch.float64)
+    errors: dict[torch.dtype, float] = {}
+    for dtype in dtypes:
+        if isinstance(tolerance, dict):
+            tol = tolerance[dtype]
+        else:
+            tol = tolerance if tolerance is not None else TOLERANCES[dtype]
+        err = equivariance_error(model, x, rep_in, rep_out, elements=elements, dtype=dtype)
+        lie = lie_derivative_error(model, x, rep_in, rep_out, dtype=dtype)
+        worst = max(err, lie)
+        errors[dtype] = worst
+        if not worst <= tol:
+            raise AssertionError(
+                f"{type(model).__name__} is not equivariant in {dtype}: relative error "
+                f"{err:.3e} over group elements, {lie:.3e} Lie derivative; tolerance {tol:.1e}"
+            )
+    return errors
