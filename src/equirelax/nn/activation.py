@@ -39,6 +39,8 @@ class PointwiseActivation(nn.Module):
     """σ applied entrywise. Equivariant only when ``rep`` permutes coordinates, so other reps are
     refused: use :class:`NormActivation` for them."""
 
+    relaxable = False  # no weights: constraint relaxation leaves it alone
+
     def __init__(self, rep: Rep, activation: str | Callable = "relu") -> None:
         super().__init__()
         if not rep.is_permutation:
@@ -68,6 +70,8 @@ class NormActivation(nn.Module):
     keeps sign representations equivariant too).
     """
 
+    relaxable = False
+
     def __init__(self, rep: Rep, activation: str | Callable = "relu", eps: float = 1e-8) -> None:
         super().__init__()
         self.rep_in = self.rep_out = rep
@@ -90,6 +94,8 @@ class NormActivation(nn.Module):
 
 class InvariantPool(nn.Module):
     """Mean over each orbit of a permutation rep: an invariant vector, one entry per orbit."""
+
+    relaxable = False
 
     def __init__(self, rep: Rep) -> None:
         super().__init__()

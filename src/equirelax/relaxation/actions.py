@@ -1,0 +1,88 @@
+"""How group generators and Lie algebra elements act on a layer's input and output tensors.
+
+The relaxation penalties compare W(A_in x) with A_out(W x) for each generator A. By default a
+layer's features are the trailing ``shape`` axes of a tensor, flattened (C order) to a vector on
+which a representation acts; permutation generators then act by an index gather and other
+matrices by a matmul. Layers with other layouts (convolutions acting on pixels) supply their own
+:class:`FeatureAction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from equirelax.reps.base import Rep
+
+TensorMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FeatureAction:
+    """A list of linear maps on feature tensors: one per discrete generator, one per Lie algebra
+    element (``discrete`` and ``lie`` tell them apart for the penalties)."""
+
+    def __init__(self, discrete: Sequence[TensorMap], lie: Sequence[TensorMap]) -> None:
+        self.discrete = list(discrete)
+        self.lie = list(lie)
+
+    def __len__(self) -> int:
+        return len(self.discrete) + len(self.lie)
+
+
+def _matrix_map(m: np.ndarray, shape: tuple[int, ...]) -> TensorMap:
+    n = m.shape[0]
+    is_perm = np.all((m == 0) | (m == 1)) and np.all(m.sum(0) == 1) and np.all(m.sum(1) == 1)
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def tensor(device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+        key = (device, dtype)
+        if key not in cache:
+            if is_perm:
+                # (P x)[i] = x[j] where P[i, j] = 1
+                cache[key] = torch.from_numpy(np.argmax(m, axis=1)).to(device)
+            else:
+                cache[key] = torch.from_numpy(m).to(device=device, dtype=dtype)
+        return cache[key]
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[: x.dim() - len(shape)]
+        flat = x.reshape(*lead, n)
+        if is_perm:
+            out = flat[..., tensor(x.device, None)]
+        else:
+            out = flat @ tensor(x.device, x.dtype).T
+        return out.reshape(*lead, *shape)
+
+    return apply
+
+
+def pair_actions(
+    rep_in: Rep,
+    rep_out: Rep,
+    shape_in: tuple[int, ...] | None = None,
+    shape_out: tuple[int, ...] | None = None,
+) -> tuple[FeatureAction, FeatureAction]:
+    """Input and output actions with generators paired (a generator acting trivially on both
+    sides is dropped from both)."""
+    if rep_in.group != rep_out.group:
+        raise ValueError(f"rep_in and rep_out act by different groups: {rep_in.group!r} and "
+                         f"{rep_out.group!r}")
+    shape_in = tuple(shape_in) if shape_in is not None else (rep_in.dim,)
+    shape_out = tuple(shape_out) if shape_out is not None else (rep_out.dim,)
+    keep = [
+        k
+        for k, (a, b) in enumerate(zip(rep_in.generator_matrices(), rep_out.generator_matrices()))
+        if not (np.allclose(a, np.eye(rep_in.dim)) and np.allclose(b, np.eye(rep_out.dim)))
+    ]
+    gin, gout = rep_in.generator_matrices(), rep_out.generator_matrices()
+    act_in = FeatureAction(
+        [_matrix_map(gin[k], shape_in) for k in keep],
+        [_matrix_map(m, shape_in) for m in rep_in.lie_matrices()],
+    )
+    act_out = FeatureAction(
+        [_matrix_map(gout[k], shape_out) for k in keep],
+        [_matrix_map(m, shape_out) for m in rep_out.lie_matrices()],
+    )
+    return act_in, act_out

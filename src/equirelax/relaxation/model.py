@@ -1,0 +1,308 @@
+"""relax(model) and harden(model): train in a relaxed space, finish exactly equivariant.
+
+``relax`` wraps every equivariant layer of a model (every module that declares ``rep_in`` and
+``rep_out`` and has no such module inside it, or registered types) in :class:`Relaxed`, and
+returns a :class:`RelaxedModel` that owns the schedule θ(t) and sums the penalties:
+
+    loss = task_loss + relaxed.penalty()      # then optimizer.step(); relaxed.step()
+
+``harden`` returns the original architecture (same classes, same state_dict keys) with the
+relaxation removed, so the deployed model is exactly equivariant and costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from equirelax.relaxation.registry import declares_reps, registration
+from equirelax.relaxation.relaxed import Relaxed
+from equirelax.relaxation.schedule import Schedule, make_schedule
+
+LayerSelection = Iterable[str | type] | Callable[[str, nn.Module], bool] | None
+
+
+def _is_candidate(module: nn.Module) -> bool:
+    if isinstance(module, Relaxed):
+        return False
+    reg = registration(module)
+    return declares_reps(module) or (reg is not None and reg.reps is not None)
+
+
+def _has_candidate_inside(module: nn.Module) -> bool:
+    return any(_is_candidate(m) for name, m in module.named_modules() if name)
+
+
+def _selector(layers: LayerSelection) -> Callable[[str, nn.Module], bool] | None:
+    if layers is None:
+        return None
+    if callable(layers) and not isinstance(layers, type):
+        return layers  # type: ignore[return-value]
+    names = {x for x in layers if isinstance(x, str)}  # type: ignore[union-attr]
+    types = tuple(x for x in layers if isinstance(x, type))  # type: ignore[union-attr]
+    return lambda name, m: name in names or (bool(types) and isinstance(m, types))
+
+
+class RelaxedModel(nn.Module):
+    """A model whose equivariant layers are relaxed; owns θ(t) and the penalties.
+
+    ``forward`` is the wrapped model's. In eval mode the relaxed layers run with θ = 0 (the
+    exactly equivariant model) unless ``projected_eval=False`` was given to ``relax``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: Schedule,
+        lie_weight: float,
+        norm_weight: float,
+        proj_weight: float = 0.0,
+        rpp_free_weight: float = 0.0,
+        rpp_equiv_weight: float = 0.0,
+        penalty_times_theta: bool = False,
+        epsilon: float = 1e-12,
+    ) -> None:
+        super().__init__()
+        for name, w in (("lie_weight", lie_weight), ("norm_weight", norm_weight),
+                        ("proj_weight", proj_weight), ("rpp_free_weight", rpp_free_weight),
+                        ("rpp_equiv_weight", rpp_equiv_weight)):
+            if not (isinstance(w, int | float) and w >= 0 and math.isfinite(w)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {w!r}")
+        self.model = model
+        self.schedule = schedule
+        self.lie_weight, self.norm_weight, self.proj_weight = lie_weight, norm_weight, proj_weight
+        self.rpp_free_weight, self.rpp_equiv_weight = rpp_free_weight, rpp_equiv_weight
+        self.penalty_times_theta = penalty_times_theta
+        self.epsilon = epsilon
+        self.t = 0
+        record = lie_weight > 0 or norm_weight > 0
+        for layer in self.relaxed_layers().values():
+            layer.record_penalties = record
+        self._push_theta()
+
+    # -- the wrapped model --------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("rep_in", "rep_out"):
+                return getattr(self._modules["model"], name)
+            raise
+
+    def relaxed_layers(self) -> dict[str, Relaxed]:
+        """The relaxed layers by their module name inside the wrapped model."""
+        model = self._modules["model"]
+        if isinstance(model, Relaxed):
+            return {"": model}
+        return {n: m for n, m in model.named_modules() if isinstance(m, Relaxed)}
+
+    # -- schedule -----------------------------------------------------------------------------
+    @property
+    def theta(self) -> float:
+        """The current θ(t)."""
+        return self.schedule(self.t)
+
+    def step(self) -> float:
+        """Advance the schedule by one step (or epoch); returns the new θ."""
+        self.t += 1
+        self._push_theta()
+        return self.theta
+
+    def _push_theta(self) -> None:
+        theta = self.theta
+        for layer in self.relaxed_layers().values():
+            layer.theta = theta
+
+    def get_extra_state(self) -> dict:
+        return {"t": self.t, "schedule": self.schedule.describe()}
+
+    def set_extra_state(self, state: dict) -> None:
+        saved = state.get("schedule", {})
+        mine = self.schedule.describe()
+        if saved and saved.get("kind") != mine["kind"]:
+            raise ValueError(f"checkpoint schedule {saved} does not match this model's {mine}")
+        self.t = int(state["t"])
+        self._push_theta()
+
+    # -- penalties ----------------------------------------------------------------------------
+    def penalties(self) -> dict[str, torch.Tensor]:
+        """Each penalty (unweighted) from the forwards since the last call; clears the records.
+
+        ``lie``: sqrt(Σ_layers Σ_A ||W A_in x − A_out W x||² + ε) (generators of finite groups,
+        Lie algebra of Lie groups); ``norm``: sqrt(Σ ||W x||² + ε); ``projection``:
+        sqrt(Σ ||W − P(W)||² + ε); ``rpp_free`` / ``rpp_equiv``: squared norms of the two pathways.
+        """
+        layers = list(self.relaxed_layers().values())
+        lie_sq, norm_sq = [], []
+        for layer in layers:
+            lie, norm = layer.take_squares()
+            if lie is not None:
+                lie_sq.append(lie)
+            if norm is not None:
+                norm_sq.append(norm)
+        ref = next(iter(self.parameters()), torch.zeros(()))
+        zero = torch.zeros((), dtype=ref.dtype, device=ref.device)
+        out = {
+            "lie": torch.sqrt(torch.stack(lie_sq).sum() + self.epsilon) if lie_sq else zero,
+            "norm": torch.sqrt(torch.stack(norm_sq).sum() + self.epsilon) if norm_sq else zero,
+        }
+        if self.proj_weight > 0:
+            res = torch.stack([layer.weight_residual_sq() for layer in layers]).sum()
+            out["projection"] = torch.sqrt(res + self.epsilon)
+        if self.rpp_free_weight > 0:
+            out["rpp_free"] = torch.stack([layer.free_sq() for layer in layers]).sum()
+        if self.rpp_equiv_weight > 0:
+            out["rpp_equiv"] = torch.stack(
+                [layer.equivariant_sq().to(ref.device) for layer in layers]
+            ).sum()
+        return out
+
+    def penalty(self) -> torch.Tensor:
+        """The weighted sum of the penalties (add it to the task loss)."""
+        p = self.penalties()
+        total = self.lie_weight * p["lie"] + self.norm_weight * p["norm"]
+        if "projection" in p:
+            total = total + self.proj_weight * p["projection"]
+        if self.penalty_times_theta:
+            total = total * self.theta
+        if "rpp_free" in p:
+            total = total + self.rpp_free_weight * p["rpp_free"]
+        if "rpp_equiv" in p:
+            total = total + self.rpp_equiv_weight * p["rpp_equiv"]
+        return total
+
+    def extra_repr(self) -> str:
+        return (f"schedule={self.schedule.kind}, t={self.t}, theta={self.theta:.4g}, "
+                f"lie_weight={self.lie_weight}, norm_weight={self.norm_weight}")
+
+
+def relax(
+    model: nn.Module,
+    schedule: str | Callable[[int, int], float] | Schedule = "triangular",
+    total_steps: int | None = None,
+    lie_weight: float = 1e-2,
+    norm_weight: float = 1e-2,
+    proj_weight: float = 0.0,
+    layers: LayerSelection = None,
+    *,
+    init_std: float = 1e-3,
+    free_bias: bool = False,
+    peak: float = 1.0,
+    value: float = 0.1,
+    penalty_rows: int | None = None,
+    penalty_times_theta: bool = False,
+    projected_eval: bool = True,
+    rpp: bool = False,
+    rpp_free_weight: float = 1e2,
+    rpp_equiv_weight: float = 1e-3,
+    inplace: bool = False,
+) -> RelaxedModel:
+    """Relax every equivariant layer of ``model`` (or those ``layers`` selects).
+
+    ``layers``: module names, module types, or a predicate ``(name, module) -> bool``.
+    ``schedule``: ``"triangular"`` (0 → ``peak`` at mid-training → exactly 0 at the last step),
+    ``"linear"``, ``"cosine"``, ``"constant"`` (θ = ``value``; the no-schedule ablation), or a
+    callable ``fn(t, total_steps)``. ``penalty_rows`` evaluates the penalties on at most that many
+    (strided) rows of each layer input, rescaled: cheaper for large batches, still exactly zero for
+    an equivariant W. ``rpp=True`` gives Residual Pathway Priors (Finzi et al. 2021): constant
+    θ = 1 and L2 priors ``rpp_free_weight`` on the free and ``rpp_equiv_weight`` on the equivariant
+    pathway (harden it with ``mode="project"``). The model is copied unless ``inplace=True``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"relax() needs an nn.Module, got {type(model).__name__}")
+    if rpp:
+        schedule, value = "constant", 1.0
+        lie_weight = norm_weight = 0.0
+    sched = make_schedule(schedule, total_steps, peak=peak, value=value)
+    target = model if inplace else copy.deepcopy(model)
+    select = _selector(layers)
+    options = {"init_std": init_std, "free_bias": free_bias, "penalty_rows": penalty_rows}
+
+    def wants(name: str, m: nn.Module) -> bool:
+        if select is not None:
+            return select(name, m)
+        return _is_candidate(m) and not _has_candidate_inside(m)
+
+    def wrap(m: nn.Module) -> Relaxed:
+        r = Relaxed(m, **options)
+        r.projected_eval = projected_eval
+        return r
+
+    if wants("", target):
+        root: nn.Module = wrap(target)
+    else:
+        root = target
+        _replace(target, "", wants, wrap)
+    relaxed = RelaxedModel(
+        root,
+        sched,
+        lie_weight,
+        norm_weight,
+        proj_weight,
+        rpp_free_weight if rpp else 0.0,
+        rpp_equiv_weight if rpp else 0.0,
+        penalty_times_theta,
+    )
+    if not relaxed.relaxed_layers():
+        raise ValueError(
+            f"relax() found no layer to relax in {type(model).__name__}: no module declares "
+            "rep_in/rep_out or is registered (see equirelax.relaxation.register), or `layers` "
+            "selected none"
+        )
+    return relaxed
+
+
+def _replace(module: nn.Module, prefix: str, wants, wrap) -> None:
+    for name, child in list(module.named_children()):
+        full = f"{prefix}.{name}" if prefix else name
+        if wants(full, child):
+            setattr(module, name, wrap(child))
+        else:
+            _replace(child, full, wants, wrap)
+
+
+_HARDEN_MODES: dict[str, Callable[[RelaxedModel], nn.Module]] = {}
+
+
+def register_harden_mode(name: str, fn: Callable[[RelaxedModel], nn.Module]) -> None:
+    """Add a hardening mode: ``fn`` gets a copy of the relaxed model and returns the exact one."""
+    if name in ("drop", "project"):
+        raise ValueError(f"{name!r} is a built-in hardening mode")
+    _HARDEN_MODES[name] = fn
+
+
+def harden(model: RelaxedModel | nn.Module, mode: str = "drop") -> nn.Module:
+    """The exactly equivariant model: the original architecture, no relaxation left.
+
+    ``mode="drop"`` removes the free terms (the paper); ``"project"`` first folds θ · P(W), the
+    equivariant part of each free term, into its layer's own weights; other modes are those
+    added with :func:`register_harden_mode`. The relaxed model is left unchanged.
+    """
+    if mode not in ("drop", "project", *_HARDEN_MODES):
+        raise ValueError(f"unknown hardening mode {mode!r}; expected one of "
+                         f"{['drop', 'project', *_HARDEN_MODES]}")
+    work = copy.deepcopy(model)
+    if mode in _HARDEN_MODES:
+        if not isinstance(work, RelaxedModel):
+            raise TypeError(f"hardening mode {mode!r} needs the RelaxedModel returned by relax()")
+        return _HARDEN_MODES[mode](work)
+    inner = work._modules["model"] if isinstance(work, RelaxedModel) else work
+    if isinstance(inner, Relaxed):
+        return inner.harden(mode)
+    _unwrap(inner, mode)
+    return inner
+
+
+def _unwrap(module: nn.Module, mode: str) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, Relaxed):
+            setattr(module, name, child.harden(mode))
+        else:
+            _unwrap(child, mode)

@@ -1,0 +1,138 @@
+"""Which layer types ``relax`` knows, and how: their actions, free term, dense weight and folding.
+
+The relaxation machinery knows nothing about architectures. A module takes part because it
+declares ``rep_in``/``rep_out`` (and is linear in its input), or because its type was registered
+here with functions that say how to read its actions and weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from equirelax.nn.linear import EquivariantLinear
+from equirelax.relaxation.actions import FeatureAction, pair_actions
+from equirelax.reps.base import Rep
+
+
+class FreeLinear(nn.Module):
+    """The unconstrained term W x (+ b) on flattened features, initialised small and random."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        init_std: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * init_std)
+        self.bias = nn.Parameter(torch.randn(out_features) * init_std) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+@dataclass
+class Registration:
+    """How to relax one layer type. Every function takes the layer as its first argument.
+
+    reps:   layer -> (rep_in, rep_out)                        (default: its attributes)
+    shapes: layer -> (input feature shape, output feature shape) trailing axes (default flat)
+    free:   (layer, rep_in, rep_out, init_std, bias) -> module computing W x
+    actions: (layer, rep_in, rep_out) -> (input FeatureAction, output FeatureAction)
+    dense:  layer -> (W, b) when the layer is the affine map x -> W x + b (enables the fused
+            forward and ``harden(mode="project")``)
+    fold:   (layer, W, b) -> None: add an equivariant (W, b) into the layer's own parameters
+    """
+
+    reps: Callable[[nn.Module], tuple[Rep, Rep]] | None = None
+    shapes: Callable[[nn.Module], tuple[tuple[int, ...], tuple[int, ...]]] | None = None
+    free: Callable[..., nn.Module] | None = None
+    actions: Callable[..., tuple[FeatureAction, FeatureAction]] | None = None
+    dense: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    fold: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], None] | None = None
+
+
+_REGISTRY: dict[type, Registration] = {}
+
+
+def register(
+    layer_type: type,
+    reps: Callable[[nn.Module], tuple[Rep, Rep]] | None = None,
+    shapes: Callable[[nn.Module], tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+    free: Callable[..., nn.Module] | None = None,
+    actions: Callable[..., tuple[FeatureAction, FeatureAction]] | None = None,
+    dense: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
+    fold: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], None] | None = None,
+) -> Registration:
+    """Teach ``relax`` about a layer type (see :class:`Registration` for each function)."""
+    if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
+        raise TypeError(f"register() needs an nn.Module subclass, got {layer_type!r}")
+    entry = Registration(reps, shapes, free, actions, dense, fold)
+    _REGISTRY[layer_type] = entry
+    return entry
+
+
+def registration(layer: nn.Module) -> Registration | None:
+    """The registration of the layer's type (or of its closest registered base class)."""
+    for cls in type(layer).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+    return None
+
+
+def declares_reps(layer: nn.Module) -> bool:
+    """True when a module says what it acts on and does not opt out of relaxation."""
+    return (
+        isinstance(getattr(layer, "rep_in", None), Rep)
+        and isinstance(getattr(layer, "rep_out", None), Rep)
+        and getattr(layer, "relaxable", True)
+    )
+
+
+def default_free(layer: nn.Module, rep_in: Rep, rep_out: Rep, init_std: float, bias: bool):
+    """The default free term: a dense linear map on the flattened features."""
+    return FreeLinear(rep_in.dim, rep_out.dim, bias=bias, init_std=init_std)
+
+
+def default_actions(layer: nn.Module, rep_in: Rep, rep_out: Rep, shapes=None):
+    """Actions of the reps' generators and Lie algebra on (possibly shaped) features."""
+    shape_in, shape_out = shapes if shapes is not None else (None, None)
+    return pair_actions(rep_in, rep_out, shape_in, shape_out)
+
+
+def _fold_equivariant_linear(layer: EquivariantLinear, w: torch.Tensor, b: torch.Tensor | None):
+    with torch.no_grad():
+        coeffs = layer.hom.coefficients(w.to(layer.coefficients.dtype))
+        layer.coefficients.add_(coeffs)
+        if b is not None:
+            if layer.bias_space is None:
+                raise ValueError("cannot fold a bias into an EquivariantLinear built with "
+                                 "bias=False; relax it with free_bias=False")
+            bc = layer.bias_space.coefficients(b.reshape(-1, 1).to(layer.coefficients.dtype))
+            layer.bias_coefficients.add_(bc)
+
+
+register(
+    EquivariantLinear,
+    dense=lambda layer: layer.weight_and_bias(),
+    fold=_fold_equivariant_linear,
+)
+
+
+def _fold_linear(layer: nn.Linear, w: torch.Tensor, b: torch.Tensor | None) -> None:
+    with torch.no_grad():
+        layer.weight.add_(w.to(layer.weight.dtype))
+        if b is not None:
+            if layer.bias is None:
+                raise ValueError("cannot fold a bias into nn.Linear(bias=False)")
+            layer.bias.add_(b.to(layer.bias.dtype))
+
+
+# A torch.nn.Linear declares no actions, so relax() never picks one up by itself; wrapping one
+# with Relaxed(layer, rep_in, rep_out) uses these hooks for the fused forward and folding.
+register(nn.Linear, dense=lambda layer: (layer.weight, layer.bias), fold=_fold_linear)

@@ -1,0 +1,226 @@
+"""Relaxed: one layer computing F_eq(x) + θ · W x, and measuring how far W is from equivariant.
+
+``W`` is an unconstrained map with the layer's input and output shape (a dense matrix on the
+flattened features unless the layer's registration supplies another, e.g. a convolution).
+During training each forward records, on the detached input x̂, the squared norms that the
+penalties are built from:
+
+* generator / Lie term  Σ_A ||W(A_in x̂) − A_out(W x̂)||²  over the discrete generators and the
+  Lie algebra basis (zero for all A exactly when W is equivariant);
+* activation norm ||W x̂||².
+
+When the equivariant part is itself an affine map with a dense weight (an ``EquivariantLinear``,
+or a registered linear layer) the two are fused: one matmul with W_eq + θ W, so the relaxed layer
+costs the exact layer's matmul plus O(d_in · d_out) extra work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from equirelax.homspace.space import fixed_space, hom
+from equirelax.nn.linear import check_features
+from equirelax.relaxation.actions import FeatureAction
+from equirelax.relaxation.registry import (
+    FreeLinear,
+    Registration,
+    default_actions,
+    default_free,
+    registration,
+)
+from equirelax.reps.base import Rep
+
+
+class Relaxed(nn.Module):
+    """Relax one equivariant layer: ``layer(x) + theta * free(x)`` with recorded penalties.
+
+    Works for any layer that is linear in its input and whose input/output actions are known:
+    pass ``rep_in``/``rep_out`` (and ``shapes`` when features are not flat vectors) for a layer
+    that does not declare them, or ``register`` its type.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        rep_in: Rep | None = None,
+        rep_out: Rep | None = None,
+        *,
+        shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+        init_std: float = 1e-3,
+        free_bias: bool = False,
+        free: nn.Module | None = None,
+        actions: tuple[FeatureAction, FeatureAction] | None = None,
+        penalty_rows: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(layer, Relaxed):
+            raise TypeError("this layer is already relaxed")
+        reg = registration(layer) or Registration()
+        if rep_in is None or rep_out is None:
+            if reg.reps is not None:
+                rep_in, rep_out = reg.reps(layer)
+            else:
+                rep_in = rep_in if rep_in is not None else getattr(layer, "rep_in", None)
+                rep_out = rep_out if rep_out is not None else getattr(layer, "rep_out", None)
+        if not isinstance(rep_in, Rep) or not isinstance(rep_out, Rep):
+            raise ValueError(
+                f"cannot relax {type(layer).__name__}: it declares no rep_in/rep_out; pass "
+                "Relaxed(layer, rep_in, rep_out) or register its type"
+            )
+        if shapes is None and reg.shapes is not None:
+            shapes = reg.shapes(layer)
+        self.shape_in = tuple(shapes[0]) if shapes else (rep_in.dim,)
+        self.shape_out = tuple(shapes[1]) if shapes else (rep_out.dim,)
+        for shape, rep, side in ((self.shape_in, rep_in, "input"), (self.shape_out, rep_out,
+                                                                      "output")):
+            if math.prod(shape) != rep.dim:
+                raise ValueError(f"{side} feature shape {shape} has {math.prod(shape)} entries "
+                                 f"but the {side} rep has dim {rep.dim}")
+        self.layer = layer
+        self.rep_in, self.rep_out = rep_in, rep_out
+        self.custom_free = free is not None or reg.free is not None
+        if free is None:
+            free = (reg.free or default_free)(layer, rep_in, rep_out, init_std, free_bias)
+        ref = next(iter(layer.parameters()), None)
+        if ref is not None:
+            free = free.to(device=ref.device, dtype=ref.dtype)
+        self.free = free
+        if actions is None:
+            if reg.actions is not None:
+                actions = reg.actions(layer, rep_in, rep_out)
+            else:
+                actions = default_actions(layer, rep_in, rep_out, (self.shape_in,
+                                                                   self.shape_out))
+        self.act_in, self.act_out = actions
+        self._dense = reg.dense
+        self._fold = reg.fold
+        flat = self.shape_in == (rep_in.dim,) and self.shape_out == (rep_out.dim,)
+        self.fused = reg.dense is not None and isinstance(free, FreeLinear) and flat
+        self.theta = 0.0
+        self.projected_eval = True
+        self.record_penalties = True
+        self.penalty_rows = penalty_rows
+        self._lie_sq: list[torch.Tensor] = []
+        self._norm_sq: list[torch.Tensor] = []
+
+    # -- forward ------------------------------------------------------------------------------
+    def active_theta(self) -> float:
+        """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
+        if not self.training and self.projected_eval:
+            return 0.0
+        return float(self.theta)
+
+    def apply_free(self, x: torch.Tensor) -> torch.Tensor:
+        """W x on features with the layer's trailing input shape."""
+        if self.custom_free:
+            return self.free(x)
+        lead = x.shape[: x.dim() - len(self.shape_in)]
+        y = self.free(x.reshape(*lead, self.rep_in.dim))
+        return y.reshape(*lead, *self.shape_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta = self.active_theta()
+        if self.fused:
+            check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
+            w, b = self._dense(self.layer)  # type: ignore[misc]
+            if theta != 0.0:
+                w = w + theta * self.free.weight.to(w.dtype)
+                if self.free.bias is not None:
+                    fb = theta * self.free.bias.to(w.dtype)
+                    b = fb if b is None else b + fb
+            y = nn.functional.linear(x, w, b)
+        else:
+            y = self.layer(x)
+            if theta != 0.0:
+                y = y + theta * self.apply_free(x)
+        if self.training and self.record_penalties and torch.is_grad_enabled():
+            self._record(x.detach())
+        return y
+
+    def _record(self, x: torch.Tensor) -> None:
+        rows = x.reshape(-1, *self.shape_in)
+        m = rows.shape[0]
+        scale = 1.0
+        if self.penalty_rows is not None and m > self.penalty_rows:
+            stride = math.ceil(m / self.penalty_rows)
+            rows = rows[::stride]
+            scale = m / rows.shape[0]
+        actions_in = self.act_in.discrete + self.act_in.lie
+        actions_out = self.act_out.discrete + self.act_out.lie
+        k = len(actions_in)
+        stacked = torch.cat([rows] + [a(rows) for a in actions_in], dim=0)
+        out = self.apply_free(stacked)
+        wx = out[: rows.shape[0]]
+        self._norm_sq.append(wx.pow(2).sum() * scale)
+        if k:
+            terms = out[rows.shape[0]:].reshape(k, *wx.shape)
+            transformed = torch.stack([a(wx) for a in actions_out])
+            self._lie_sq.append((terms - transformed).pow(2).sum() * scale)
+
+    # -- penalties ----------------------------------------------------------------------------
+    def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
+        lie = torch.stack(self._lie_sq).sum() if self._lie_sq else None
+        norm = torch.stack(self._norm_sq).sum() if self._norm_sq else None
+        self._lie_sq, self._norm_sq = [], []
+        return lie, norm
+
+    def free_dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The free term's dense (d_out, d_in) weight and bias (only for the default free term)."""
+        if not isinstance(self.free, FreeLinear):
+            raise TypeError(f"the free term of this layer is a {type(self.free).__name__}, "
+                            "not a dense matrix")
+        return self.free.weight, self.free.bias
+
+    def weight_residual_sq(self) -> torch.Tensor:
+        """||W − P(W)||² (+ the same for the bias): W's distance from the equivariant maps."""
+        w, b = self.free_dense()
+        space = hom(self.rep_in, self.rep_out)
+        res = (w - space.project(w)).pow(2).sum()
+        if b is not None:
+            fixed = fixed_space(self.rep_out)
+            res = res + (b - fixed.project(b.reshape(-1, 1)).reshape(-1)).pow(2).sum()
+        return res
+
+    def free_sq(self) -> torch.Tensor:
+        """Σ ||p||² over the free term's parameters (the RPP prior on the free pathway)."""
+        return sum(p.pow(2).sum() for p in self.free.parameters())  # type: ignore[return-value]
+
+    def equivariant_sq(self) -> torch.Tensor:
+        """Σ ||p||² over the equivariant layer's parameters (the RPP prior on that pathway)."""
+        params = list(self.layer.parameters())
+        if not params:
+            return torch.zeros(())
+        return sum(p.pow(2).sum() for p in params)  # type: ignore[return-value]
+
+    # -- hardening ----------------------------------------------------------------------------
+    def harden(self, mode: str = "drop") -> nn.Module:
+        """The equivariant layer alone: the free term dropped, or its equivariant part (scaled
+        by the current θ) folded into the layer's own weights (``mode="project"``)."""
+        if mode == "drop":
+            return self.layer
+        if mode != "project":
+            raise ValueError(f"unknown hardening mode {mode!r}; expected 'drop' or 'project'")
+        theta = float(self.theta)
+        if theta == 0.0:
+            return self.layer
+        if self._fold is None:
+            raise ValueError(
+                f"harden(mode='project') needs to fold weights into {type(self.layer).__name__}: "
+                "register it with a fold= function, or use mode='drop'"
+            )
+        w, b = self.free_dense()
+        with torch.no_grad():
+            w_eq = hom(self.rep_in, self.rep_out).project(w.detach().double()) * theta
+            b_eq = None
+            if b is not None:
+                fixed = fixed_space(self.rep_out)
+                b_eq = fixed.project(b.detach().double().reshape(-1, 1)).reshape(-1) * theta
+        self._fold(self.layer, w_eq, b_eq)
+        return self.layer
+
+    def extra_repr(self) -> str:
+        return f"theta={self.theta:.4g}, fused={self.fused}"

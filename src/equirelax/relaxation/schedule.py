@@ -1,0 +1,86 @@
+"""Relaxation schedules θ(t): how much of the unconstrained term a relaxed model uses at step t.
+
+Every decaying schedule reaches exactly 0 at its last step (t = total - 1), so the model that is
+trained last is the exactly equivariant one. Counting is in whatever unit the caller steps in
+(optimizer steps or epochs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SCHEDULES = ("triangular", "linear", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """θ as a function of the step t in 0..total-1 (held at its last value afterwards).
+
+    ``kind`` is one of ``SCHEDULES`` or ``"custom"`` with ``fn(t, total) -> θ``. ``peak``
+    scales the decaying schedules; ``value`` is the θ of the constant schedule.
+    """
+
+    kind: str
+    total: int | None = None
+    peak: float = 1.0
+    value: float = 0.1
+    fn: Callable[[int, int], float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (*SCHEDULES, "custom"):
+            raise ValueError(f"unknown schedule {self.kind!r}; expected one of {SCHEDULES} "
+                             "or a callable fn(t, total) -> theta")
+        if self.kind in ("triangular", "linear", "cosine", "custom"):
+            if self.total is None or int(self.total) < 1:
+                raise ValueError(
+                    f"schedule {self.kind!r} needs total_steps >= 1, got {self.total!r}"
+                )
+
+    def __call__(self, t: int) -> float:
+        if t < 0:
+            raise ValueError(f"schedule step must be >= 0, got {t}")
+        if self.kind == "constant":
+            return float(self.value)
+        total = int(self.total)  # type: ignore[arg-type]
+        last = total - 1
+        t = min(t, last)
+        if self.kind == "custom":
+            return float(self.fn(t, total))  # type: ignore[misc]
+        if last == 0:
+            return 0.0
+        if self.kind == "linear":
+            return self.peak * (last - t) / last
+        if self.kind == "cosine":
+            if t == last:
+                return 0.0
+            return self.peak * 0.5 * (1.0 + math.cos(math.pi * t / last))
+        # triangular: 0 at t = 0, peak at the middle, exactly 0 at t = last
+        mid = last / 2.0
+        if t <= mid:
+            return self.peak * t / mid
+        return self.peak * (last - t) / (last - mid)
+
+    def describe(self) -> dict:
+        """A JSON-able description (the callable of a custom schedule is named, not stored)."""
+        out = {"kind": self.kind, "total": self.total, "peak": self.peak, "value": self.value}
+        if self.fn is not None:
+            out["fn"] = getattr(self.fn, "__name__", repr(self.fn))
+        return out
+
+
+def make_schedule(
+    schedule: str | Callable[[int, int], float] | Schedule,
+    total_steps: int | None,
+    peak: float = 1.0,
+    value: float = 0.1,
+) -> Schedule:
+    """Build a :class:`Schedule` from a name, a callable ``fn(t, total)``, or pass one through."""
+    if isinstance(schedule, Schedule):
+        return schedule
+    if callable(schedule):
+        return Schedule("custom", total_steps, fn=schedule)
+    if not isinstance(schedule, str):
+        raise TypeError(f"schedule must be a name, a callable or a Schedule, got {schedule!r}")
+    return Schedule(schedule, total_steps, peak=peak, value=value)
