@@ -1,0 +1,345 @@
+"""Vector Neurons: exact SO(3) equivariance of every module, invariance of the classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import equirelax as er
+from equirelax.data.shapes import quaternions_to_matrices, random_rotations_torch
+from equirelax.nn.vn import (
+    PointNet,
+    VNBatchNorm,
+    VNLeakyReLU,
+    VNLinear,
+    VNLinearLeakyReLU,
+    VNMaxPool,
+    VNMeanPool,
+    VNPointNet,
+    VNStdFeature,
+    knn_vector_lift,
+    vn_leaky_relu,
+)
+
+#: Relative error allowed per dtype (float32 round-off through a few layers is ~1e-7).
+TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
+#: Whole networks in float32 (many layers, divisions by norms).
+MODEL_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+DTYPES = [torch.float64, torch.float32]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: one thread avoids oversubscribing a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0}
+
+
+def rotations(n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    return random_rotations_torch(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate the xyz (last) axis of ``x (B, ..., 3)`` by per-sample rotations ``rot (B, 3, 3)``."""
+    return torch.einsum("bij,b...j->b...i", rot, x)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def features(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _prepare(module: torch.nn.Module, dtype: torch.dtype, train: bool) -> torch.nn.Module:
+    """Cast to ``dtype``; a high batch-norm momentum makes one warm-up pass move the running
+    statistics far from their (0, 1) init, so eval mode is tested with non-trivial statistics."""
+    module = module.to(dtype)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = 0.5
+    return module.train(train)
+
+
+EQUIVARIANT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]] = {
+    "linear": (lambda: VNLinear(5, 7), (4, 10, 5, 3)),
+    "leaky_relu": (lambda: VNLeakyReLU(5), (4, 10, 5, 3)),
+    "leaky_relu_shared": (lambda: VNLeakyReLU(5, share_nonlinearity=True), (4, 10, 5, 3)),
+    "batch_norm": (lambda: VNBatchNorm(5), (4, 10, 5, 3)),
+    "linear_leaky_relu": (lambda: VNLinearLeakyReLU(5, 6), (4, 10, 5, 3)),
+    "linear_leaky_relu_plain": (
+        lambda: VNLinearLeakyReLU(5, 6, share_nonlinearity=True, batch_norm=False),
+        (4, 10, 5, 3),
+    ),
+    "max_pool": (lambda: VNMaxPool(5), (4, 10, 5, 3)),
+    "mean_pool": (lambda: VNMeanPool(), (4, 10, 5, 3)),
+    "linear_edges": (lambda: VNLinearLeakyReLU(3, 4), (3, 8, 6, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", sorted(EQUIVARIANT_CASES))
+def test_module_is_rotation_equivariant(case: str, dtype: torch.dtype, train: bool) -> None:
+    factory, shape = EQUIVARIANT_CASES[case]
+    module = _prepare(factory(), dtype, train)
+    x = features(shape, dtype)
+    if not train:
+        module.train()
+        with torch.no_grad():
+            module(features(shape, dtype, seed=5) * 2 + 0.5)  # move the running statistics
+        module.eval()
+    rot = rotations(shape[0], seed=1, dtype=dtype)
+    with torch.no_grad():
+        out = module(x)
+        out_rot = module(rotate(x, rot))
+    assert out.shape[-1] == 3
+    assert relative_error(out_rot, rotate(out, rot)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("normalize_frame", [False, True])
+def test_std_feature_is_invariant_and_frame_equivariant(
+    dtype: torch.dtype, normalize_frame: bool
+) -> None:
+    module = _prepare(VNStdFeature(8, normalize_frame=normalize_frame), dtype, train=False)
+    x = features((4, 10, 8, 3), dtype)
+    rot = rotations(4, seed=2, dtype=dtype)
+    with torch.no_grad():
+        inv, frame = module(x)
+        inv_rot, frame_rot = module(rotate(x, rot))
+    assert inv.shape == (4, 10, 8, 3) and frame.shape == (4, 10, 3, 3)
+    assert relative_error(inv_rot, inv) < MODEL_TOL[dtype]
+    assert relative_error(frame_rot, rotate(frame, rot)) < MODEL_TOL[dtype]
+    if normalize_frame and dtype == torch.float64:
+        eye = torch.eye(3, dtype=dtype).expand_as(frame)
+        # Orthonormal up to the EPS = 1e-6 added to the norms of short frame vectors.
+        torch.testing.assert_close(frame @ frame.transpose(-1, -2), eye, atol=1e-3, rtol=0)
+        torch.testing.assert_close(
+            torch.linalg.det(frame), torch.ones(4, 10, dtype=dtype), atol=1e-3, rtol=0
+        )
+    # The invariant features are really the coordinates of x in the frame.
+    torch.testing.assert_close(inv, torch.einsum("bncj,bnfj->bncf", x, frame))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    quaternion=st.lists(st.floats(-1, 1, allow_nan=False), min_size=4, max_size=4).filter(
+        lambda q: np.linalg.norm(q) > 0.1
+    ),
+    leading=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+    channels=st.integers(1, 6),
+    slope=st.floats(0.0, 0.9),
+    seed=st.integers(0, 1000),
+)
+def test_leaky_relu_equivariance_property(
+    quaternion: list[float], leading: list[int], channels: int, slope: float, seed: int
+) -> None:
+    rot = torch.from_numpy(quaternions_to_matrices(np.array(quaternion)))
+    x = features((*leading, channels, 3), torch.float64, seed)
+    d = features((*leading, channels, 3), torch.float64, seed + 1)
+    out = vn_leaky_relu(x, d, slope)
+    torch.testing.assert_close(vn_leaky_relu(x @ rot.T, d @ rot.T, slope), out @ rot.T)
+
+
+def test_leaky_relu_acts_as_described() -> None:
+    x = torch.tensor([[1.0, 2.0, 0.0], [-1.0, 2.0, 0.0]], dtype=torch.float64)
+    d = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    out = vn_leaky_relu(x, d, negative_slope=0.0)
+    # <x, d> >= 0 keeps x; < 0 removes the component along d (up to EPS in |d|^2 + EPS).
+    expected = torch.tensor([[1.0, 2.0, 0.0], [0.0, 2.0, 0.0]]).double()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    out = vn_leaky_relu(x, d, negative_slope=0.2)
+    expected = torch.tensor([-0.2, 2.0, 0.0]).double()
+    torch.testing.assert_close(out[1], expected, atol=1e-5, rtol=0)
+
+
+def test_batch_norm_normalises_lengths_in_train_mode() -> None:
+    bn = VNBatchNorm(4).double()
+    x = features((64, 4, 3), torch.float64) * torch.tensor([1.0, 3.0, 0.5, 2.0]).double()[:, None]
+    out = bn(x)
+    # Each output vector is its input's direction times the batch-normalised length (up to
+    # the EPS = 1e-6 that VNBatchNorm adds to the norms).
+    signed_length = (out * x).sum(-1) / x.norm(dim=-1)
+    torch.testing.assert_close(
+        signed_length.mean(dim=0), torch.zeros(4).double(), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        signed_length.var(dim=0, unbiased=False), torch.ones(4).double(), atol=1e-3, rtol=0
+    )
+    cross = torch.linalg.cross(out, x, dim=-1)
+    assert cross.abs().max() < 1e-12
+
+
+def test_max_pool_picks_a_whole_input_vector_per_channel() -> None:
+    pool = VNMaxPool(3).double()
+    x = features((2, 7, 3, 3), torch.float64)
+    out = pool(x)
+    for b in range(2):
+        for c in range(3):
+            assert ((x[b, :, c] - out[b, c]).norm(dim=-1) < 1e-14).any()
+
+
+def test_vn_linear_dense_matrix_uses_the_flat_layout() -> None:
+    """Flattened over (channel, xyz) the map is kron(W, I3): index c*3 + k."""
+    layer = VNLinear(4, 5).double()
+    x = features((6, 4, 3), torch.float64)
+    flat = x.flatten(-2) @ layer.dense_matrix().T
+    torch.testing.assert_close(flat, layer(x).flatten(-2))
+    assert layer.dense_matrix().shape == (15, 12)
+
+
+def test_vn_linear_is_equivariant_for_the_library_check() -> None:
+    """With rep_in = C_in copies of the SO(3) vector rep, the library's own check passes."""
+    layer = VNLinearLeakyReLU(4, 5, batch_norm=False).double()
+    vector = er.reps.vector(er.groups.SO(3))
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return layer(x.unflatten(-1, (4, 3))).flatten(-2)
+
+    errors = er.testing.assert_equivariant(
+        flat, rep_in=4 * vector, rep_out=5 * vector, dtypes=(torch.float64,)
+    )
+    assert errors[torch.float64] < 1e-10
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_knn_lift_is_rotation_and_permutation_equivariant(dtype: torch.dtype) -> None:
+    points = features((3, 30, 3), dtype)
+    lift = knn_vector_lift(points, k=5)
+    assert lift.shape == (3, 30, 5, 3, 3)
+    # The first neighbour of each point is the point itself: x_j - x_i = 0, x_j × x_i = 0.
+    assert lift[:, :, 0, 0].abs().max() == 0 and lift[:, :, 0, 2].abs().max() < 1e-5
+    rot = rotations(3, seed=3, dtype=dtype)
+    lifted_rot = knn_vector_lift(rotate(points, rot), k=5)
+    # Neighbour order may differ only between exact ties; compare neighbour-order-free sums.
+    assert relative_error(lifted_rot.sum(2), rotate(lift.sum(2), rot)) < TOL[dtype]
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(knn_vector_lift(points[:, perm], k=5).sum(2), lift[:, perm].sum(2))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_vn_pointnet_logits_are_rotation_invariant(
+    dtype: torch.dtype, pooling: str, train: bool
+) -> None:
+    model = _prepare(VNPointNet(5, pooling=pooling, **SMALL_NET), dtype, train)
+    points = features((6, 40, 3), dtype)
+    if not train:
+        model.train()
+        with torch.no_grad():
+            model(features((6, 40, 3), dtype, seed=9) * 1.5)
+        model.eval()
+    rot = rotations(6, seed=4, dtype=dtype)
+    shift = features((6, 1, 3), dtype, seed=7)
+    with torch.no_grad():
+        logits = model(points)
+        assert logits.shape == (6, 5)
+        assert relative_error(model(rotate(points, rot)), logits) < MODEL_TOL[dtype]
+        # Centred at the centroid, so translations do not matter either.
+        assert relative_error(model(points + shift), logits) < MODEL_TOL[dtype]
+        perm = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+        assert relative_error(model(points[:, perm]), logits) < MODEL_TOL[dtype]
+
+
+def test_vn_pointnet_paper_widths_on_300_points() -> None:
+    model = VNPointNet(15).eval()
+    points = features((2, 300, 3), torch.float32)
+    rot = rotations(2, seed=5, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(points)
+        assert relative_error(model(rotate(points, rot)), logits) < MODEL_TOL[torch.float32]
+    assert model.std_feature.channels == 2 * 341
+    linear_maps = [m for m in model.modules() if isinstance(m, VNLinear)]
+    # conv_pos, conv1, conv2 (2 maps each), conv3, std_feature (2 + 2 + 1).
+    assert len(linear_maps) == 12
+    assert all(hasattr(m, "in_channels") and hasattr(m, "out_channels") for m in linear_maps)
+
+
+def test_vn_pointnet_learns_a_rotated_toy_task() -> None:
+    """Rods vs discs under random rotations: a few Adam steps fit the training batch."""
+    gen = torch.Generator().manual_seed(0)
+    n = 16
+    raw = torch.randn(n, 40, 3, generator=gen)
+    labels = torch.arange(n) % 2
+    scale = torch.where(
+        labels[:, None] == 0, torch.tensor([0.1, 0.1, 1.0]), torch.tensor([1.0, 1.0, 0.1])
+    )
+    points = rotate(raw * scale[:, None], random_rotations_torch(n, generator=gen))
+    torch.manual_seed(0)
+    model = VNPointNet(2, **SMALL_NET)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(points), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    # Evaluated with batch statistics (train mode, no dropout): after 60 steps the running
+    # statistics still lag, and batch statistics of invariant norms are invariant too.
+    with torch.no_grad():
+        test = rotate(points, random_rotations_torch(n, generator=gen))
+        accuracy = (model(test).argmax(-1) == labels).float().mean()
+    assert accuracy == 1.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_plain_pointnet_is_permutation_but_not_rotation_invariant(dtype: torch.dtype) -> None:
+    model = _prepare(PointNet(5, channels=(8, 16), head_hidden=(16,), dropout=0.0), dtype, False)
+    points = features((6, 40, 3), dtype)
+    with torch.no_grad():
+        logits = model(points)
+        perm = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+        assert relative_error(model(points[:, perm]), logits) < TOL[dtype]
+        rot = rotations(6, seed=4, dtype=dtype)
+        assert relative_error(model(rotate(points, rot)), logits) > 1e-2
+    assert logits.shape == (6, 5)
+
+
+def test_gradients_flow_and_are_finite_at_zero_input() -> None:
+    model = VNPointNet(3, **SMALL_NET)
+    points = torch.zeros(2, 10, 3)
+    points[1] = features((10, 3), torch.float32)
+    model(points).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: VNLinear(3, 4)(torch.randn(2, 5, 3)), ValueError, r"\(\.\.\., 3, 3\)"),
+        (lambda: VNLinear(3, 4)(torch.randn(2, 3, 2)), ValueError, "got"),
+        (lambda: VNLinear(3, 4)(torch.ones(2, 3, 3, dtype=torch.int64)), TypeError, "floating"),
+        (lambda: VNLinear(0, 4), ValueError, "in_channels"),
+        (lambda: VNLeakyReLU(3, negative_slope=1.0), ValueError, "negative_slope"),
+        (lambda: VNMaxPool(3)(torch.randn(3, 3)), ValueError, "shape"),
+        (lambda: VNStdFeature(3), ValueError, ">= 4"),
+        (lambda: knn_vector_lift(torch.randn(2, 4, 3), k=5), ValueError, "at least 5"),
+        (lambda: knn_vector_lift(torch.randn(2, 4), k=2), ValueError, r"\(B, N, 3\)"),
+        (lambda: VNPointNet(3, channels=(4, 6)), ValueError, "3 positive integers"),
+        (lambda: VNPointNet(3, pooling="sum"), ValueError, "pooling"),
+        (lambda: VNPointNet(0), ValueError, "num_classes"),
+        (lambda: VNPointNet(3, **SMALL_NET)(torch.randn(2, 4, 3)), ValueError, "at least 6"),
+        (lambda: VNPointNet(3, **SMALL_NET)(torch.randn(2, 10, 2)), ValueError, r"\(B, N, 3\)"),
+        (lambda: PointNet(3, channels=()), ValueError, "at least one"),
+        (lambda: PointNet(3)(torch.randn(10, 3)), ValueError, r"\(B, N, 3\)"),
+    ],
+)
+def test_bad_input_fails_early(call: Callable[[], object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()
