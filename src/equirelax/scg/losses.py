@@ -1,0 +1,225 @@
+"""The equivariance-constrained training objective of the modular autoencoder.
+
+``L = L_recon + lambda_equ L_equ + lambda_sym L_sym`` (Chen et al., Sec. 3), computed for up to
+two branches that are summed:
+
+* a translation-rotation branch (random ``t`` and ``theta``) with a codebook over
+  ``(d_x, d_y, theta)`` on the rotation partition (``rot_num`` translation modules merged into one
+  hypercolumn), and
+* a translation-only branch (``theta = 0``) with a codebook over ``(d_x, d_y)``.
+
+Per branch: ``L_equ`` is the masked MSE between ``f' = E(L_delta I)`` and the prediction
+``M(delta) f`` from each module's own features; the reconstruction has three terms: ``D(f)`` vs
+``I``, ``D(f')`` vs ``I'`` (masked), and the decoded prediction ``D(M f)`` vs ``I'`` (masked; the
+published code's third term). ``L_sym`` is the paper's codebook form: for each module and unit
+pair ``(m, n)`` the best transformation ``delta*_mn`` is a soft arg-max of ``M_mn(delta)`` over a
+dense grid (temperature ``T``; circular mean for ``theta``), and ``||e_m - M(delta*_mn) e_n||^2``
+pushes unit ``n`` to become a transformed copy of unit ``m``. We use ``exp(+M/T)`` (the published
+code's sign: the large entries of ``M_mn`` mark the transformation that maps ``n`` onto ``m``); the
+paper prints ``exp(-M/T)``.
+
+All terms are means (per element), so the weights below are comparable across sizes. The
+defaults (all reconstruction weights 1, ``lambda_equ = 1``, ``lambda_sym = 0.1``, ``T = 0.1``)
+are our choice: the paper publishes none of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from equirelax.scg.autoencoder import ModularAutoencoder
+from equirelax.scg.codebook import PredictionCodebook
+from equirelax.scg.transforms import (
+    RigidTransform,
+    feature_correspondence,
+    gather_features,
+    image_mask,
+    warp_images,
+)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Weights and settings of the training objective (see the module docstring)."""
+
+    recon: float = 1.0
+    recon_transformed: float = 1.0
+    recon_prediction: float = 1.0
+    equ: float = 1.0
+    sym: float = 0.1
+    temperature: float = 0.1
+    max_translation: float = 0.3
+    rotation_branch: bool = True
+    translation_branch: bool = True
+    rot_num: int = 1
+    mask_radius: float = 0.9
+    n_t: int = 5
+    n_r: int = 8
+    init_noise: float = 0.01
+    sym_grid_t: int = 9
+    sym_grid_r: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("recon", "recon_transformed", "recon_prediction", "equ", "sym"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"weight {name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.rot_num < 1:
+            raise ValueError(f"rot_num must be >= 1, got {self.rot_num}")
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, stored in checkpoints."""
+        return asdict(self)
+
+
+def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """Mean squared error over the elements where ``mask`` (broadcast over channels) is 1."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}")
+    if mask is None:
+        return ((a - b) ** 2).mean()
+    m = mask.expand_as(a)
+    return ((a - b) ** 2 * m).sum() / m.sum().clamp_min(1.0)
+
+
+def symmetry_loss(codebook: PredictionCodebook, temperature: float = 0.1, grid_t: int = 9,
+                  grid_r: int = 16) -> torch.Tensor:
+    """The paper's codebook-form symmetry loss ``mean ||e_m - M(delta*_mn) e_n||^2``.
+
+    ``delta*_mn`` is the ``softmax(M_mn / T)``-weighted mean of ``delta`` over a dense grid of
+    ``grid_t^2`` offsets (times ``grid_r`` angles for a rotating codebook; circular mean).
+    """
+    t = torch.linspace(-0.5, 0.5, grid_t)
+    gy, gx = torch.meshgrid(t, t, indexing="ij")
+    if codebook.rotates:
+        ang = torch.arange(grid_r) * (2 * math.pi / grid_r)
+        offset = torch.stack([gx, gy], -1).expand(grid_r, grid_t, grid_t, 2).reshape(-1, 2)
+        theta = ang[:, None, None].expand(grid_r, grid_t, grid_t).reshape(-1)
+        M = codebook.lookup(offset, theta)
+    else:
+        offset = torch.stack([gx, gy], -1).reshape(-1, 2)
+        theta = None
+        M = codebook.lookup(offset)
+    weights = torch.softmax(M / temperature, dim=0)  # (G, K, l, l) over grid points
+    dx = (weights * offset[:, 0, None, None, None]).sum(0)  # (K, l, l)
+    dy = (weights * offset[:, 1, None, None, None]).sum(0)
+    best_offset = torch.stack([dx, dy], -1)
+    if theta is not None:
+        s = (weights * torch.sin(theta)[:, None, None, None]).sum(0)
+        c = (weights * torch.cos(theta)[:, None, None, None]).sum(0)
+        best_theta = torch.atan2(s, c)
+        M_best = codebook.lookup(best_offset, best_theta)  # (K, l, l, K, l, l)
+    else:
+        M_best = codebook.lookup(best_offset)
+    K, L = codebook.modules_, codebook.units
+    # M_best[i, m, n] holds every module's matrix at delta*_imn; keep module i's column n:
+    # col[i, m, n, :] = M_i(delta*_imn) e_n.
+    i = torch.arange(K).view(K, 1, 1)
+    m = torch.arange(L).view(1, L, 1)
+    n = torch.arange(L).view(1, 1, L)
+    col = M_best[i, m, n, i, :, n]  # (K, L, L, L)
+    target = torch.eye(L).view(1, L, 1, L)  # e_m
+    return ((col - target) ** 2).sum(-1).mean()
+
+
+class EquivarianceObjective(nn.Module):
+    """The full stage-1 loss for a :class:`ModularAutoencoder`; owns the codebooks."""
+
+    def __init__(self, autoencoder: ModularAutoencoder, config: ObjectiveConfig | None = None
+                 ) -> None:
+        super().__init__()
+        self.config = config or ObjectiveConfig()
+        c = self.config
+        K, L = autoencoder.n_modules, autoencoder.units
+        if K % c.rot_num:
+            raise ValueError(f"rot_num {c.rot_num} must divide the number of modules {K}")
+        self.rotation_codebook = (
+            PredictionCodebook(K // c.rot_num, L * c.rot_num, c.n_t, c.n_r, c.init_noise)
+            if c.rotation_branch else None
+        )
+        self.translation_codebook = (
+            PredictionCodebook(K, L, c.n_t, 0, c.init_noise) if c.translation_branch else None
+        )
+
+    def branches(self) -> list[tuple[str, PredictionCodebook]]:
+        """The active ``(name, codebook)`` branches."""
+        out = []
+        if self.rotation_codebook is not None:
+            out.append(("rot", self.rotation_codebook))
+        if self.translation_codebook is not None:
+            out.append(("trans", self.translation_codebook))
+        return out
+
+    def forward(self, model: ModularAutoencoder, images: torch.Tensor,
+                generator: torch.Generator | None = None,
+                transforms: dict[str, RigidTransform] | None = None) -> dict[str, torch.Tensor]:
+        """All loss terms for a batch of [0, 1] images; ``"total"`` is the weighted sum.
+
+        ``transforms`` (per branch name) overrides the random transformations, for tests.
+        """
+        c = self.config
+        x = model.normalise(images)
+        b, size = x.shape[0], x.shape[-1]
+        W = model.weight()
+        branches = self.branches()
+        plans = []
+        for name, codebook in branches:
+            if transforms is not None and name in transforms:
+                tr = transforms[name]
+            else:
+                tr = RigidTransform.sample(b, c.max_translation, rotate=(name == "rot"),
+                                           generator=generator)
+            plans.append((codebook, tr, warp_images(x, tr)))
+        # One convolution for I and every I', one transposed convolution for every decode.
+        feats = model.encode_normalised(torch.cat([x] + [p[2] for p in plans]), W)
+        f = feats[:b]
+        need_equ = c.equ > 0 or c.recon_prediction > 0
+        zero = x.new_zeros(())
+        terms = {k: zero for k in ("recon_transformed", "recon_prediction", "equ", "sym")}
+        to_decode = [f]
+        masks = []
+        preds = []
+        for k, (codebook, tr, _) in enumerate(plans):
+            f2 = feats[(k + 1) * b : (k + 2) * b]
+            masks.append(image_mask(size, tr, c.mask_radius))
+            if c.recon_transformed > 0:
+                to_decode.append(f2)
+            if need_equ:
+                corr = feature_correspondence(size, f.shape[-1], model.stride, tr, c.mask_radius)
+                source = gather_features(f, corr.index)
+                theta = tr.theta if codebook.rotates else None
+                pred = codebook.predict(source, corr.offset, theta)
+                terms["equ"] = terms["equ"] + masked_mse(pred, f2, corr.mask)
+                preds.append(pred * corr.mask)
+            if c.sym > 0:
+                terms["sym"] = terms["sym"] + symmetry_loss(
+                    codebook, c.temperature, c.sym_grid_t, c.sym_grid_r)
+        if c.recon_prediction > 0:
+            to_decode += preds
+        recs = model.decode_normalised(torch.cat(to_decode), (size, size), W).split(b)
+        terms["recon"] = masked_mse(recs[0], x)
+        pos = 1
+        if c.recon_transformed > 0:
+            for k, (_, _, x2) in enumerate(plans):
+                terms["recon_transformed"] = terms["recon_transformed"] + masked_mse(
+                    recs[pos], x2, masks[k])
+                pos += 1
+        if c.recon_prediction > 0 and need_equ:
+            for k, (_, _, x2) in enumerate(plans):
+                terms["recon_prediction"] = terms["recon_prediction"] + masked_mse(
+                    recs[pos], x2, masks[k])
+                pos += 1
+        terms["total"] = (
+            c.recon * terms["recon"]
+            + c.recon_transformed * terms["recon_transformed"]
+            + c.recon_prediction * terms["recon_prediction"]
+            + c.equ * terms["equ"]
+            + c.sym * terms["sym"]
+        )
+        return terms

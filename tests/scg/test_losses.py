@@ -1,0 +1,98 @@
+"""The objective is zero where it must be: equivariant toy encoders, permutation codebooks."""
+
+import math
+
+import pytest
+import torch
+
+from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
+from equirelax.scg.codebook import PredictionCodebook
+from equirelax.scg.losses import EquivarianceObjective, ObjectiveConfig, symmetry_loss
+from equirelax.scg.transforms import RigidTransform
+
+
+def _cyclic(k: int, n: int = 4) -> torch.Tensor:
+    """Matrix with M[u, (u + k) mod n] = 1."""
+    return torch.roll(torch.eye(n), shifts=k, dims=1)
+
+
+def _rotating_toy() -> tuple[ModularAutoencoder, EquivarianceObjective]:
+    """One module of 4 units = the 4 quarter-turns of one asymmetric 3x3 kernel, stride 1."""
+    torch.manual_seed(0)
+    model = ModularAutoencoder(AutoencoderConfig(modules=1, units=4, kernel="free",
+                                                 kernel_size=3, stride=1))
+    base = torch.randn(3, 3, 3)
+    with torch.no_grad():
+        for u in range(4):
+            # unit u = base kernel turned by u quarter turns (same sense as warp_images)
+            model.kernel.weight[u] = torch.rot90(base, k=u, dims=(-1, -2))
+    cfg = ObjectiveConfig(n_t=3, n_r=4, init_noise=0.0, translation_branch=True)
+    obj = EquivarianceObjective(model, cfg)
+    with torch.no_grad():
+        for k in range(4):
+            obj.rotation_codebook.table[k] = _cyclic(k).expand(3, 3, 1, 4, 4)
+    return model, obj
+
+
+def _framed_images(model: ModularAutoencoder, n: int = 2, size: int = 16) -> torch.Tensor:
+    """Random content in the centre, the normalisation mean colour around it: in normalised
+    units the frame is zero, like the zero padding of convolutions and warps, so equivariance
+    holds exactly also next to the image border."""
+    images = model.mean.expand(n, 3, size, size).clone()
+    images[..., 4:-4, 4:-4] = torch.rand(n, 3, size - 8, size - 8)
+    return images
+
+
+@pytest.mark.parametrize("quarter", [0, 1, 2, 3])
+def test_equivariance_loss_vanishes_for_an_equivariant_encoder(quarter):
+    model, obj = _rotating_toy()
+    images = _framed_images(model)
+    rot = RigidTransform(torch.full((2,), quarter * math.pi / 2),
+                         torch.tensor([2 / 16, -4 / 16]), torch.tensor([0.0, 2 / 16]))
+    trans = RigidTransform(torch.zeros(2), torch.tensor([-2 / 16, 6 / 16]),
+                           torch.tensor([4 / 16, 0.0]))
+    terms = obj(model, images, transforms={"rot": rot, "trans": trans})
+    assert terms["equ"].item() < 1e-10
+
+
+def test_equivariance_loss_detects_a_wrong_codebook():
+    model, obj = _rotating_toy()
+    with torch.no_grad():
+        obj.rotation_codebook.table[1] = _cyclic(3).expand(3, 3, 1, 4, 4)
+    images = _framed_images(model)
+    rot = RigidTransform(torch.full((2,), math.pi / 2), torch.zeros(2), torch.zeros(2))
+    terms = obj(model, images, transforms={"rot": rot, "trans": RigidTransform(
+        torch.zeros(2), torch.zeros(2), torch.zeros(2))})
+    assert terms["equ"].item() > 1e-3
+
+
+def test_symmetry_loss_vanishes_for_permutation_codebook_and_not_for_identity():
+    cb = PredictionCodebook(modules=2, units=4, n_t=3, n_r=4, init_noise=0.0)
+    assert symmetry_loss(cb).item() > 0.5  # units unrelated: e_m != e_n
+    with torch.no_grad():
+        for k in range(4):
+            cb.table[k] = _cyclic(k).expand(3, 3, 2, 4, 4)
+    assert symmetry_loss(cb).item() < 1e-6
+
+
+def test_all_terms_finite_and_backward_reaches_kernels_and_codebooks():
+    model = ModularAutoencoder(AutoencoderConfig(modules=4, units=2))
+    obj = EquivarianceObjective(model, ObjectiveConfig(n_t=3, n_r=4))
+    terms = obj(model, torch.rand(2, 3, 24, 24), generator=torch.Generator().manual_seed(0))
+    assert set(terms) == {"recon", "recon_transformed", "recon_prediction", "equ", "sym", "total"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    assert model.kernel.c2.grad.abs().sum() > 0
+    assert obj.rotation_codebook.table.grad.abs().sum() > 0
+    assert obj.translation_codebook.table.grad.abs().sum() > 0
+
+
+def test_ablation_switches():
+    model = ModularAutoencoder(AutoencoderConfig(modules=4, units=2))
+    no_rot = EquivarianceObjective(model, ObjectiveConfig(rotation_branch=False))
+    assert [n for n, _ in no_rot.branches()] == ["trans"]
+    no_equ = EquivarianceObjective(model, ObjectiveConfig(equ=0.0, recon_prediction=0.0, sym=0.0))
+    terms = no_equ(model, torch.rand(2, 3, 24, 24))
+    assert terms["equ"].item() == 0 and terms["sym"].item() == 0
+    with pytest.raises(ValueError, match="rot_num"):
+        EquivarianceObjective(model, ObjectiveConfig(rot_num=3))
