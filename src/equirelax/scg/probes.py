@@ -230,9 +230,13 @@ class ProbeReport:
         }
 
 
-def classify_modules(chroma: np.ndarray, lowpass: np.ndarray, chroma_threshold: float = 0.5,
+def classify_modules(chroma: np.ndarray, lowpass: np.ndarray, chroma_threshold: float = 0.75,
                      lowpass_threshold: float = 0.5) -> list[str]:
-    """Label modules: ``colour`` if chromatic, else ``brightness`` if low-pass, else ``edge``."""
+    """Label modules: ``colour`` if chromatic, else ``brightness`` if low-pass, else ``edge``.
+
+    The chromatic threshold sits above 2/3, the expected chromatic fraction of a kernel with
+    random (unstructured) colour, so that unconverged noise-like kernels are not called colour.
+    """
     out = []
     for c, lp in zip(chroma, lowpass, strict=True):
         if c >= chroma_threshold:

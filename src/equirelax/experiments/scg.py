@@ -1,0 +1,404 @@
+"""``equirelax scg``: the SCG study (modular autoencoder + pattern completion), end to end.
+
+Subcommands, each with ``--quick`` (minutes on 2 CPU cores) or the default full preset:
+
+* ``train-autoencoder``: train the modular autoencoder and its ablations (no ``L_equ``, no
+  ``L_sym``, no rotation branch); loss curves.
+* ``probe``: probe every trained variant and a PCA baseline; one comparison table, per-module
+  tables, kernel mosaics, per-module reconstructions, tuning curves; module groups for stage 2.
+* ``train-completion``: pre-train the small diffusion model, then one control branch per module
+  group and one on Canny edges.
+* ``evaluate``: PSNR/SSIM of generations against held-out sources, a noise-robustness curve,
+  zero-shot conditions (line drawings, low resolution, haze); one table and a figure grid.
+
+Results go to ``docs/results/scg/<preset>/`` (small files, committed); checkpoints to
+``runs/scg/<preset>/``. Every table names the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
+from equirelax.scg.completion import (
+    CompletionTrainConfig,
+    generate,
+    load_base_diffusion,
+    load_control,
+    similarity,
+    train_base_diffusion,
+    train_control,
+)
+from equirelax.scg.conditions import (
+    ModuleGroupCondition,
+    add_gaussian_noise,
+    blur_downsample,
+    canny_condition,
+    groups_from_probe,
+    haze,
+    line_drawing,
+)
+from equirelax.scg.datasets import CropSampler
+from equirelax.scg.diffusion import DiffusionConfig
+from equirelax.scg.losses import ObjectiveConfig
+from equirelax.scg.pca import pca_autoencoder
+from equirelax.scg.probes import probe_autoencoder
+from equirelax.scg.training import (
+    TrainConfig,
+    load_autoencoder,
+    train_autoencoder,
+    write_history,
+)
+
+VARIANTS: dict[str, dict] = {
+    "full": {},
+    "no_equ": {"equ": 0.0, "recon_prediction": 0.0, "sym": 0.0},
+    "no_sym": {"sym": 0.0},
+    "no_rot": {"rotation_branch": False},
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one preset."""
+
+    ae_steps: int
+    ae_crop: int
+    probe_images: int
+    diff_base: int
+    diff_steps: int
+    control_steps: int
+    diff_batch: int
+    eval_images: int
+    sample_steps: int
+    noise_levels: tuple[float, ...]
+
+
+PRESETS = {
+    "quick": Preset(ae_steps=400, ae_crop=32, probe_images=64, diff_base=16, diff_steps=400,
+                    control_steps=150, diff_batch=16, eval_images=16, sample_steps=10,
+                    noise_levels=(0.0, 0.1, 0.2, 0.4)),
+    "full": Preset(ae_steps=3000, ae_crop=40, probe_images=256, diff_base=32, diff_steps=3000,
+                   control_steps=800, diff_batch=32, eval_images=64, sample_steps=25,
+                   noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4)),
+}
+
+
+def _preset_name(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else "full"
+
+
+def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    name = _preset_name(args)
+    out = Path(args.out) / name
+    runs = Path(args.runs) / name
+    out.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    return out, runs
+
+
+def _command(args: argparse.Namespace) -> str:
+    return "equirelax scg " + args.subcommand + (" --quick" if args.quick else "")
+
+
+def _markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.3f}") -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r[c]
+            cells.append(fmt.format(v) if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _held_out(n: int, size: int, seed: int = 123) -> torch.Tensor:
+    return CropSampler(size=size, weights=(0.7, 0.3, 0.0), split="held_out", seed=seed).sample(n)
+
+
+# --------------------------------------------------------------------------- stage 1
+
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    """Train the modular autoencoder variants."""
+    from equirelax.scg.plots import plot_loss_history
+
+    preset = PRESETS[_preset_name(args)]
+    out, runs = _dirs(args)
+    steps = args.steps or preset.ae_steps
+    summary = []
+    for variant in args.variants:
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+        oc = replace(ObjectiveConfig(), **VARIANTS[variant])
+        tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=args.seed)
+        t0 = time.perf_counter()
+        trained = train_autoencoder(AutoencoderConfig(), oc, tc,
+                                    checkpoint=runs / f"ae_{variant}.pt")
+        seconds = time.perf_counter() - t0
+        write_history(out / f"ae_{variant}_history.csv", trained.history)
+        plot_loss_history(trained.history, out / f"ae_{variant}_loss.png",
+                          title=f"modular autoencoder ({variant})")
+        last = trained.history[-1]
+        summary.append({"variant": variant, "steps": steps, "wall_s_this_run": seconds,
+                        **{k: last[k] for k in ("recon", "equ", "sym", "total")}})
+    path = out / "ae_training.md"
+    text = (f"# Modular autoencoder training ({_preset_name(args)} preset)\n\n"
+            f"Command: `{_command(args)}`\n\nFinal-step loss terms (one batch):\n\n"
+            + _markdown_table(summary, ["variant", "steps", "wall_s_this_run", "recon", "equ",
+                                        "sym", "total"], "{:.4g}") + "\n")
+    path.write_text(text)
+    print(text)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Probe every trained variant and the PCA baseline; tables, figures, module groups."""
+    from equirelax.scg.plots import (
+        plot_kernel_mosaic,
+        plot_module_reconstructions,
+        plot_tuning_curves,
+    )
+
+    preset = PRESETS[_preset_name(args)]
+    out, runs = _dirs(args)
+    held = _held_out(preset.probe_images, 48)
+    models: dict[str, ModularAutoencoder] = {}
+    for variant in VARIANTS:
+        ckpt = runs / f"ae_{variant}.pt"
+        if ckpt.exists():
+            models[variant] = load_autoencoder(ckpt).model.eval()
+    if "full" not in models:
+        raise SystemExit(f"no trained autoencoder in {runs}; run `{_command(args)}` after "
+                         "`equirelax scg train-autoencoder`")
+    models["pca"] = pca_autoencoder(CropSampler(size=preset.ae_crop, seed=args.seed))
+    rows, reports = [], {}
+    for name, model in models.items():
+        with torch.no_grad():
+            rec_mse = float(((model(held) - held) ** 2).mean())
+        report = probe_autoencoder(model, held)
+        reports[name] = report
+        rows.append({"model": name, "recon_mse": rec_mse, **report.summary()})
+        labels = report.module_types
+        plot_kernel_mosaic(model, out / f"kernels_{name}.png", title=f"kernels ({name})",
+                           labels=labels)
+        if name in ("full", "pca"):
+            plot_module_reconstructions(model, held[:4], out / f"modules_{name}.png",
+                                        labels=labels, title=f"per-module reconstructions "
+                                                             f"({name})")
+            plot_tuning_curves(report, model.units, out / f"tuning_{name}.png",
+                               title=f"grating tuning ({name})")
+    cols = ["model", "recon_mse", "within_corr", "between_corr", "corr_ratio", "eta2_chroma",
+            "eta2_log_freq", "eta2_lowpass", "mean_osi", "mean_gabor_osi", "n_colour",
+            "n_brightness", "n_edge", "freq_spread_octaves"]
+    full = reports["full"]
+    K, L = models["full"].n_modules, models["full"].units
+    module_rows = []
+    for i in range(K):
+        sl = slice(i * L, (i + 1) * L)
+        module_rows.append({
+            "module": i, "type": full.module_types[i],
+            "chroma": float(full.module_chroma[i]),
+            "opponency": float(full.colour.opponency[sl].mean()),
+            "lowpass": float(full.module_lowpass[i]),
+            "pref_freq": float(full.module_frequency[i]),
+            "osi": float(full.tuning.orientation_selectivity[sl].mean()),
+            "energy_share": float(full.energy_share[i]),
+        })
+    groups = groups_from_probe(full)
+    (out / "groups.json").write_text(json.dumps(groups, indent=1) + "\n")
+    (out / "probe_table.json").write_text(json.dumps(rows, indent=1) + "\n")
+    text = (
+        f"# Probes of the modular autoencoder and its ablations ({_preset_name(args)} preset)\n\n"
+        f"Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
+        f"{' --quick' if args.quick else ''}`). Held-out: {preset.probe_images} crops of 48x48 "
+        "from photos never used in training and fresh dead-leaves images.\n\n"
+        "Columns: `recon_mse` held-out reconstruction MSE (pixels in [0,1]); `within_corr` / "
+        "`between_corr` mean |correlation| of unit activations inside a module / across modules; "
+        "`eta2_*` fraction of the across-unit variance of a property (chromatic energy fraction, "
+        "log preferred spatial frequency, low-pass index) explained by module membership; "
+        "`mean_osi` orientation selectivity (gratings), `mean_gabor_osi` (Gabor patches); "
+        "`n_colour/n_brightness/n_edge` module labels; `freq_spread_octaves` range of module "
+        "preferred frequencies.\n\n"
+        + _markdown_table(rows, cols) + "\n\n"
+        "## Modules of the full model\n\n"
+        + _markdown_table(module_rows, ["module", "type", "chroma", "opponency", "lowpass",
+                                        "pref_freq", "osi", "energy_share"]) + "\n\n"
+        f"Module groups used for pattern completion: `{json.dumps(groups)}`\n"
+    )
+    (out / "probe_table.md").write_text(text)
+    print(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- stage 2
+
+def _conditions(out: Path, runs: Path) -> dict:
+    groups_path = out / "groups.json"
+    if not groups_path.exists():
+        raise SystemExit(f"{groups_path} missing: run `equirelax scg probe` first")
+    groups = json.loads(groups_path.read_text())
+    ae = load_autoencoder(runs / "ae_full.pt").model.eval()
+    conds = {name: ModuleGroupCondition(ae, mods) for name, mods in groups.items()}
+    conds["canny"] = canny_condition
+    return conds
+
+
+def cmd_train_completion(args: argparse.Namespace) -> int:
+    """Pre-train the diffusion model, then one control branch per condition."""
+    from equirelax.scg.plots import plot_loss_history
+
+    preset = PRESETS[_preset_name(args)]
+    out, runs = _dirs(args)
+    conds = _conditions(out, runs)
+    dc = DiffusionConfig(base=preset.diff_base)
+    base_cfg = CompletionTrainConfig(steps=preset.diff_steps, batch=preset.diff_batch,
+                                     seed=args.seed)
+    base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt")
+    plot_loss_history(hist, out / "diffusion_base_loss.png", title="base diffusion model")
+    ctl_cfg = replace(base_cfg, steps=preset.control_steps, lr=1e-3)
+    for name, cond in conds.items():
+        _, h = train_control(base, cond, ctl_cfg, checkpoint=runs / f"control_{name}.pt",
+                             name=name)
+        plot_loss_history(h, out / f"control_{name}_loss.png", title=f"control branch ({name})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Similarity of generations to sources: clean, under noise, and zero-shot inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    preset = PRESETS[_preset_name(args)]
+    out, runs = _dirs(args)
+    conds = _conditions(out, runs)
+    base = load_base_diffusion(runs / "diffusion_base.pt")
+    models = {name: load_control(base, runs / f"control_{name}.pt") for name in conds}
+    source = _held_out(preset.eval_images, 32, seed=args.seed + 77)
+    gen = torch.Generator().manual_seed(args.seed + 5)
+    noise = torch.randn(source.shape, generator=gen)
+    settings: dict[str, torch.Tensor] = {}
+    for s in preset.noise_levels:
+        settings[f"noise_{s:g}"] = add_gaussian_noise(
+            source, s, torch.Generator().manual_seed(args.seed + 9)) if s > 0 else source
+    settings["line_drawing"] = line_drawing(source)
+    settings["low_res_x4"] = blur_downsample(source, 4)
+    settings["haze"] = haze(source, 0.5, 0.9)
+    rows, samples = [], {}
+    for setting, inputs in settings.items():
+        for name, model in models.items():
+            hint = conds[name](inputs)
+            out_img = generate(model, hint, noise, preset.sample_steps)
+            rows.append({"setting": setting, "condition": name, **similarity(out_img, source)})
+            samples[(setting, name)] = (hint, out_img)
+    (out / "generation_table.json").write_text(json.dumps(rows, indent=1) + "\n")
+    cols = ["condition", "psnr_grey", "ssim_grey", "psnr_colour", "ssim_colour"]
+    parts = [f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
+             f"preset)\n\nCommand: `{_command(args)}` (after `train-completion`). "
+             f"{preset.eval_images} held-out 32x32 crops; DDIM with {preset.sample_steps} steps "
+             "from the same noise for every condition. Each condition is extracted from the "
+             "(possibly corrupted) input; the generation is compared with the clean source.\n"]
+    for setting in settings:
+        sub = [r for r in rows if r["setting"] == setting]
+        parts.append(f"\n## {setting}\n\n" + _markdown_table(sub, cols) + "\n")
+    # robustness curve
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    levels = list(preset.noise_levels)
+    for name in models:
+        p = [next(r["psnr_grey"] for r in rows
+                  if r["setting"] == f"noise_{s:g}" and r["condition"] == name) for s in levels]
+        q = [next(r["ssim_grey"] for r in rows
+                  if r["setting"] == f"noise_{s:g}" and r["condition"] == name) for s in levels]
+        style = "k--" if name == "canny" else "-"
+        axes[0].plot(levels, p, style, marker="o", label=name)
+        axes[1].plot(levels, q, style, marker="o", label=name)
+    axes[0].set_xlabel("input noise std")
+    axes[0].set_ylabel("grey PSNR (dB)")
+    axes[1].set_xlabel("input noise std")
+    axes[1].set_ylabel("grey SSIM")
+    axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "robustness.png", dpi=80)
+    plt.close(fig)
+    # figure grid: for 3 images, per setting subset, hint and generation per condition
+    show = [s for s in settings if s in ("noise_0", "line_drawing", "low_res_x4", "haze")] + \
+        [f"noise_{levels[-1]:g}"]
+    names = list(models)
+    n_img = 3
+    fig, axes = plt.subplots(n_img * len(show), 2 + 2 * len(names),
+                             figsize=((2 + 2 * len(names)) * 0.8, n_img * len(show) * 0.85))
+    for si, setting in enumerate(show):
+        for i in range(n_img):
+            r = si * n_img + i
+            panels = [("source", source[i]), (setting[:10], settings[setting][i])]
+            for name in names:
+                hint, img = samples[(setting, name)]
+                h = hint[i]
+                h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
+                panels += [(f"{name[:8]} c", h), (f"{name[:8]} gen", img[i])]
+            for c, (title, p) in enumerate(panels):
+                ax = axes[r, c]
+                ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(title, fontsize=5)
+    fig.tight_layout()
+    fig.savefig(out / "generation_grid.png", dpi=70)
+    plt.close(fig)
+    parts.append("\nFigures: `robustness.png` (grey PSNR/SSIM vs input noise), "
+                 "`generation_grid.png` (source, input, then condition and generation per "
+                 "branch).\n")
+    text = "".join(parts)
+    (out / "generation_table.md").write_text(text)
+    print(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+COMMANDS = {
+    "train-autoencoder": cmd_train_autoencoder,
+    "probe": cmd_probe,
+    "train-completion": cmd_train_completion,
+    "evaluate": cmd_evaluate,
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the SCG subcommands and their options to ``parser``."""
+    parser.add_argument("subcommand", choices=list(COMMANDS), help="which step of the study")
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick preset (minutes); default: the full preset")
+    parser.add_argument("--out", default="docs/results/scg", help="results folder")
+    parser.add_argument("--runs", default="runs/scg", help="checkpoint folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="override the preset's autoencoder steps (train-autoencoder)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                        help=f"autoencoder variants to train, from {list(VARIANTS)}")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 keeps step times stable on shared cores)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one SCG subcommand."""
+    torch.set_num_threads(max(1, args.threads))
+    torch.set_flush_denormal(True)
+    np.random.seed(args.seed)
+    return COMMANDS[args.subcommand](args)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="equirelax scg", description=__doc__)
+    configure(p)
+    sys.exit(main(p.parse_args()))
