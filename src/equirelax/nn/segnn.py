@@ -1,0 +1,257 @@
+"""SEGNN (Brandstetter, Hesselink, van der Pol, Bekkers & Welling, ICLR 2022) for charged N-body.
+
+Steerable E(3)-equivariant graph network built on e3nn. Node features are steerable vectors
+(direct sums of O(3) irreps, e.g. ``32x0e+32x1o``); every map is a *steerable linear layer*:
+a learnable tensor product of the feature with an attribute (spherical harmonics of a
+geometric quantity), linear in the feature, followed in most places by a gated nonlinearity.
+
+N-body setting (as in the paper):
+
+* node input ``2x1o+1x0e``: position relative to the graph's centroid, velocity, speed;
+* edge attribute: spherical harmonics (``lmax_attr``, "integral" normalisation) of
+  ``x_i - x_j``; node attribute: mean of the incoming edge attributes plus the spherical
+  harmonics of the velocity; extra message scalars ``2x0e``: distance and ``q_i q_j``;
+* embedding, ``num_layers`` message-passing layers (two gated message maps, sum aggregation,
+  a gated and a plain node-update map, residual), a two-map head to ``1x1o`` that is added to
+  the input position.
+
+Centring is per graph (subtract each graph's centroid). The upstream implementation averages
+over the three coordinates of each node instead, which breaks rotation equivariance; this one
+is E(3)-equivariant: rotating/reflecting and translating the input positions (and rotating
+the velocities) moves the predicted positions the same way.
+
+The node-update maps of every layer (``SEGNNLayer.update_gated`` and ``SEGNNLayer.update``)
+are separate submodules with ``irreps_in``/``irreps_out``/``irreps_attr`` (e3nn ``Irreps``)
+and the call ``module(x, node_attr)``; they are linear in ``x`` before the gate. Those are the
+layers the constraint-relaxation paper relaxes; :meth:`SEGNN.node_update_layers` lists them.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from e3nn.nn import Gate
+from torch import nn
+
+from equirelax.nn.egnn import check_particle_inputs, fully_connected_edges
+
+__all__ = [
+    "SEGNN",
+    "SEGNNLayer",
+    "SteerableGatedLinear",
+    "SteerableLinear",
+    "balanced_hidden_irreps",
+]
+
+
+def balanced_hidden_irreps(channels_per_degree: int, lmax: int) -> o3.Irreps:
+    """``c x 0e + c x 1o + ... + c x lmax``: the same multiplicity for every degree, with the
+    parity of spherical harmonics (e.g. ``32x0e+32x1o`` for ``c = 32, lmax = 1``)."""
+    if channels_per_degree < 1 or lmax < 0:
+        raise ValueError(
+            "channels_per_degree must be >= 1 and lmax >= 0, got "
+            f"channels_per_degree={channels_per_degree}, lmax={lmax}"
+        )
+    return o3.Irreps([(channels_per_degree, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+def _check_features(x: torch.Tensor, irreps: o3.Irreps, name: str) -> None:
+    if x.shape[-1] != irreps.dim:
+        raise ValueError(
+            f"{name} must have last dimension {irreps.dim} ({irreps}), got {tuple(x.shape)}"
+        )
+
+
+class SteerableLinear(nn.Module):
+    """Steerable linear layer ``x -> TP(x, attr) + b``: linear in x, conditioned on attr.
+
+    The tensor product is e3nn's fully connected one, ``irreps_in x irreps_attr ->
+    irreps_out``, with one learnable weight per path; a bias is added to the even scalar
+    (``0e``) outputs only, which keeps the map equivariant. Input ``x`` (..., irreps_in.dim),
+    ``attr`` (..., irreps_attr.dim).
+    """
+
+    def __init__(
+        self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, irreps_attr: o3.Irreps | str
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.irreps_attr = o3.Irreps(irreps_attr)
+        self.tp = o3.FullyConnectedTensorProduct(
+            self.irreps_in, self.irreps_attr, self.irreps_out
+        )
+        if self.tp.weight_numel == 0:
+            raise ValueError(
+                f"no tensor-product path from {self.irreps_in} x {self.irreps_attr} to "
+                f"{self.irreps_out}"
+            )
+        mask = torch.zeros(self.irreps_out.dim, dtype=torch.bool)
+        for (_mul, ir), span in zip(self.irreps_out, self.irreps_out.slices()):
+            if ir.l == 0 and ir.p == 1:
+                mask[span] = True
+        self.register_buffer("bias_mask", mask, persistent=False)
+        self.bias = nn.Parameter(torch.zeros(int(mask.sum())))
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        _check_features(x, self.irreps_in, "x")
+        _check_features(attr, self.irreps_attr, "attr")
+        out = self.tp(x, attr)
+        if self.bias.numel():
+            full = torch.zeros(self.irreps_out.dim, dtype=out.dtype, device=out.device)
+            out = out + full.masked_scatter(self.bias_mask, self.bias.to(out.dtype))
+        return out
+
+
+class SteerableGatedLinear(nn.Module):
+    """Steerable linear layer followed by a gated nonlinearity.
+
+    The linear part (``self.linear``) maps ``irreps_in`` to scalars, one gate scalar per
+    non-scalar output irrep, and the non-scalar outputs; the gate applies SiLU to even scalars
+    (tanh to odd ones) and multiplies each non-scalar irrep by the sigmoid of its gate. The
+    result has ``irreps_out`` (same order as given, after ``simplify``).
+    """
+
+    def __init__(
+        self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, irreps_attr: o3.Irreps | str
+    ) -> None:
+        super().__init__()
+        irreps_out = o3.Irreps(irreps_out).simplify()
+        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+        non_scalar = [ir.l > 0 for _, ir in irreps_out]
+        if non_scalar != sorted(non_scalar):
+            raise ValueError(f"irreps_out must list scalars before non-scalars, got {irreps_out}")
+        gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+        self.gate = Gate(
+            scalars,
+            [nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+            gates,
+            [torch.sigmoid] * len(gates),
+            gated,
+        )
+        self.linear = SteerableLinear(irreps_in, self.gate.irreps_in, irreps_attr)
+        self.irreps_in = self.linear.irreps_in
+        self.irreps_attr = self.linear.irreps_attr
+        self.irreps_out = self.gate.irreps_out
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.linear(x, attr))
+
+
+class SEGNNLayer(nn.Module):
+    """One SEGNN message-passing layer on a fixed set of directed edges.
+
+    message: ``m_ij = message(message_gated([x_i, x_j, s_ij], a_ij), a_ij)`` with edge
+    attribute ``a_ij`` and extra scalars ``s_ij``; aggregation by the sum over j;
+    update: ``x_i + update(update_gated([x_i, sum_j m_ij], b_i), b_i)`` with node attribute b_i.
+    """
+
+    def __init__(
+        self,
+        hidden_irreps: o3.Irreps | str,
+        edge_attr_irreps: o3.Irreps | str,
+        node_attr_irreps: o3.Irreps | str,
+        message_scalars: int = 2,
+    ) -> None:
+        super().__init__()
+        hidden = o3.Irreps(hidden_irreps)
+        extra = o3.Irreps(f"{message_scalars}x0e") if message_scalars else o3.Irreps("")
+        self.hidden_irreps = hidden
+        self.message_gated = SteerableGatedLinear(hidden + hidden + extra, hidden, edge_attr_irreps)
+        self.message = SteerableGatedLinear(hidden, hidden, edge_attr_irreps)
+        self.update_gated = SteerableGatedLinear(hidden + hidden, hidden, node_attr_irreps)
+        self.update = SteerableLinear(hidden, hidden, node_attr_irreps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        node_attr: torch.Tensor,
+        edge_attr: torch.Tensor,
+        message_scalars: torch.Tensor,
+        receivers: torch.Tensor,
+        senders: torch.Tensor,
+    ) -> torch.Tensor:
+        """Features (M, hidden) -> (M, hidden); edges from ``senders`` to ``receivers``."""
+        inputs = torch.cat([x[receivers], x[senders], message_scalars], dim=-1)
+        m = self.message(self.message_gated(inputs, edge_attr), edge_attr)
+        aggregated = torch.zeros_like(x).index_add_(0, receivers, m)
+        update = self.update_gated(torch.cat([x, aggregated], dim=-1), node_attr)
+        return x + self.update(update, node_attr)
+
+
+class SEGNN(nn.Module):
+    """SEGNN for the charged N-body task: predict particle positions after a fixed time.
+
+    ``forward(loc, vel, charges)`` takes positions and velocities ``(B, N, 3)`` and charges
+    ``(B, N)`` (or ``(B, N, 1)``) of B fully connected graphs and returns predicted positions
+    ``(B, N, 3)`` (input position plus a predicted ``1x1o`` displacement).
+
+    Defaults are the paper's N-body configuration: hidden irreps ``32x0e+32x1o``, attributes up
+    to l = 1, 4 layers.
+    """
+
+    input_irreps = o3.Irreps("1x1o+1x1o+1x0e")
+    output_irreps = o3.Irreps("1x1o")
+
+    def __init__(
+        self,
+        hidden_irreps: o3.Irreps | str = "32x0e+32x1o",
+        num_layers: int = 4,
+        lmax_attr: int = 1,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1 or lmax_attr < 1:
+            raise ValueError(
+                "num_layers and lmax_attr must be >= 1, got "
+                f"num_layers={num_layers}, lmax_attr={lmax_attr}"
+            )
+        self.hidden_irreps = o3.Irreps(hidden_irreps)
+        self.num_layers = num_layers
+        self.lmax_attr = lmax_attr
+        self.attr_irreps = o3.Irreps.spherical_harmonics(lmax_attr)
+        attr = self.attr_irreps
+        self.embedding = SteerableLinear(self.input_irreps, self.hidden_irreps, attr)
+        self.layers = nn.ModuleList(
+            SEGNNLayer(self.hidden_irreps, attr, attr, message_scalars=2)
+            for _ in range(num_layers)
+        )
+        self.head_gated = SteerableGatedLinear(self.hidden_irreps, self.hidden_irreps, attr)
+        self.head = SteerableLinear(self.hidden_irreps, self.output_irreps, attr)
+
+    def node_update_layers(self) -> list[tuple[str, nn.Module]]:
+        """``(name, module)`` of every node-update map (two per layer), in order."""
+        return [
+            (name, module)
+            for name, module in self.named_modules()
+            if name.endswith((".update_gated", ".update"))
+        ]
+
+    def _spherical_harmonics(self, vectors: torch.Tensor) -> torch.Tensor:
+        return o3.spherical_harmonics(
+            self.attr_irreps, vectors, normalize=True, normalization="integral"
+        )
+
+    def forward(self, loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
+        """Predicted positions (B, N, 3) from positions, velocities (B, N, 3), charges (B, N)."""
+        charges = check_particle_inputs(loc, vel, charges)
+        batch, n = loc.shape[:2]
+        receivers, senders = fully_connected_edges(batch, n, device=loc.device)
+        centred = (loc - loc.mean(dim=1, keepdim=True)).reshape(batch * n, 3)
+        v = vel.reshape(batch * n, 3)
+        q = charges.reshape(batch * n, 1)
+        rel = centred[receivers] - centred[senders]
+        edge_attr = self._spherical_harmonics(rel)
+        incoming = torch.zeros(batch * n, edge_attr.shape[-1], dtype=loc.dtype, device=loc.device)
+        node_attr = incoming.index_add_(0, receivers, edge_attr) / (n - 1)
+        node_attr = node_attr + self._spherical_harmonics(v)
+        message_scalars = torch.cat(
+            [rel.norm(dim=-1, keepdim=True), q[receivers] * q[senders]], dim=-1
+        )
+        x = torch.cat([centred, v, v.norm(dim=-1, keepdim=True)], dim=-1)
+        h = self.embedding(x, node_attr)
+        for layer in self.layers:
+            h = layer(h, node_attr, edge_attr, message_scalars, receivers, senders)
+        h = self.head_gated(h, node_attr)
+        displacement = self.head(h, node_attr)
+        return loc + displacement.reshape(batch, n, 3)

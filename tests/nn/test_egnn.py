@@ -1,0 +1,167 @@
+"""Tests of the N-body EGNN (equirelax.nn.egnn): E(3) and permutation equivariance, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equirelax.nn.egnn import EGNN, EGNNLayer, fully_connected_edges
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small graphs: one thread is fastest and avoids oversubscribing shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def orthogonal(seed: int, reflect: bool, dtype: torch.dtype) -> torch.Tensor:
+    """A Haar-random rotation, times -1 (a reflection, det -1) when ``reflect``."""
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return (-q if reflect else q).to(dtype)
+
+
+def particles(batch: int, n: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    loc = torch.randn(batch, n, 3, generator=g, dtype=dtype)
+    vel = 0.5 * torch.randn(batch, n, 3, generator=g, dtype=dtype)
+    charges = torch.randint(0, 2, (batch, n), generator=g).to(dtype) * 2 - 1
+    return loc, vel, charges
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def model32() -> EGNN:
+    torch.manual_seed(0)
+    return EGNN().eval()
+
+
+def test_fully_connected_edges_lists_every_ordered_pair_once_per_graph():
+    receivers, senders = fully_connected_edges(3, 4)
+    assert receivers.shape == senders.shape == (3 * 4 * 3,)
+    pairs = set(zip(receivers.tolist(), senders.tolist()))
+    assert len(pairs) == 36
+    assert all(r != s and r // 4 == s // 4 for r, s in pairs)
+
+
+def test_shapes_and_default_configuration(model32):
+    loc, vel, charges = particles(7, 5, torch.float32)
+    out = model32(loc, vel, charges)
+    assert out.shape == (7, 5, 3) and out.dtype == torch.float32
+    assert model32.hidden_features == 64 and len(model32.layers) == 4
+    assert torch.equal(out, model32(loc, vel, charges[..., None]))  # (B, N, 1) charges
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_e3_equivariance_float32(model32, reflect):
+    loc, vel, charges = particles(16, 5, torch.float32, seed=1)
+    rot = orthogonal(3, reflect, torch.float32)
+    shift = torch.tensor([2.0, -1.0, 3.0])
+    with torch.no_grad():
+        base = model32(loc, vel, charges)
+        moved = model32(loc @ rot.T + shift, vel @ rot.T, charges)
+    expected = base @ rot.T + shift
+    assert relative_error(moved, expected) <= 1e-4
+    # the displacement alone (what the network adds) is equivariant too
+    assert relative_error(moved - (loc @ rot.T + shift), (base - loc) @ rot.T) <= 1e-4
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), reflect=st.booleans(), n=st.integers(2, 6))
+def test_e3_equivariance_float64(seed, reflect, n):
+    torch.manual_seed(seed)
+    model = EGNN(hidden_features=16, num_layers=2).double()
+    loc, vel, charges = particles(3, n, torch.float64, seed=seed)
+    rot = orthogonal(seed, reflect, torch.float64)
+    # a different translation for every graph of the batch
+    shift = torch.randn(3, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        moved = model(loc @ rot.T + shift, vel @ rot.T, charges)
+        expected = model(loc, vel, charges) @ rot.T + shift
+    assert relative_error(moved, expected) <= 1e-12
+
+
+def test_permutation_equivariance_over_nodes(model32):
+    loc, vel, charges = particles(4, 5, torch.float32, seed=2)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        base = model32(loc, vel, charges)
+        permuted = model32(loc[:, perm], vel[:, perm], charges[:, perm])
+    torch.testing.assert_close(permuted, base[:, perm], rtol=1e-5, atol=1e-5)
+
+
+def test_graphs_in_a_batch_do_not_interact(model32):
+    loc, vel, charges = particles(5, 5, torch.float32, seed=3)
+    with torch.no_grad():
+        batched = model32(loc, vel, charges)
+        single = model32(loc[2:3], vel[2:3], charges[2:3])
+    torch.testing.assert_close(batched[2:3], single, rtol=1e-5, atol=1e-6)
+
+
+def test_output_depends_on_charges_and_velocities(model32):
+    loc, vel, charges = particles(2, 5, torch.float32, seed=4)
+    with torch.no_grad():
+        base = model32(loc, vel, charges)
+        assert not torch.allclose(base, model32(loc, vel, -charges * charges.roll(1, 1)))
+        assert not torch.allclose(base, model32(loc, 2 * vel, charges))
+
+
+def test_layer_moves_positions_by_equivariant_increments():
+    torch.manual_seed(0)
+    layer = EGNNLayer(8).double()
+    receivers, senders = fully_connected_edges(1, 4)
+    h = torch.randn(4, 8, dtype=torch.float64)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    v = torch.randn(4, 3, dtype=torch.float64)
+    attr = torch.randn(12, 2, dtype=torch.float64)
+    rot = orthogonal(5, True, torch.float64)
+    h1, x1 = layer(h, x, v, attr, receivers, senders)
+    h2, x2 = layer(h, x @ rot.T + 1.5, v @ rot.T, attr, receivers, senders)
+    torch.testing.assert_close(h2, h1)  # node features are invariant
+    torch.testing.assert_close(x2, x1 @ rot.T + 1.5)
+
+
+def test_fits_a_few_samples():
+    torch.manual_seed(0)
+    model = EGNN(hidden_features=16, num_layers=2)
+    loc, vel, charges = particles(8, 5, torch.float32, seed=5)
+    target = loc + vel + 0.1 * torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = (model(loc, vel, charges) - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize(
+    ("loc_shape", "vel_shape", "charge_shape", "message"),
+    [
+        ((2, 5, 2), (2, 5, 2), (2, 5), r"loc must have shape \(batch, particles, 3\)"),
+        ((2, 5, 3), (2, 4, 3), (2, 5), "vel must have shape"),
+        ((2, 5, 3), (2, 5, 3), (2, 4), "charges must have shape"),
+        ((2, 1, 3), (2, 1, 3), (2, 1), "at least 2 particles"),
+    ],
+)
+def test_bad_input_fails_early(model32, loc_shape, vel_shape, charge_shape, message):
+    with pytest.raises(ValueError, match=message):
+        model32(torch.zeros(loc_shape), torch.zeros(vel_shape), torch.zeros(charge_shape))
+
+
+def test_bad_configuration_fails_early():
+    with pytest.raises(ValueError, match="num_layers=0"):
+        EGNN(num_layers=0)

@@ -1,0 +1,280 @@
+"""Tests of the N-body SEGNN (equirelax.nn.segnn): E(3)/permutation equivariance, per-graph
+centring, the steerable layers, and the node-update submodules used by the relaxation study."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from e3nn import o3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equirelax.nn.segnn import (
+    SEGNN,
+    SteerableGatedLinear,
+    SteerableLinear,
+    balanced_hidden_irreps,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small graphs: one thread is fastest and avoids oversubscribing shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def orthogonal(seed: int, reflect: bool, dtype: torch.dtype) -> torch.Tensor:
+    """A Haar-random rotation, times -1 (a reflection, det -1) when ``reflect``."""
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return (-q if reflect else q).to(dtype)
+
+
+def particles(batch: int, n: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    loc = torch.randn(batch, n, 3, generator=g, dtype=dtype)
+    vel = 0.5 * torch.randn(batch, n, 3, generator=g, dtype=dtype)
+    charges = torch.randint(0, 2, (batch, n), generator=g).to(dtype) * 2 - 1
+    return loc, vel, charges
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def paper_model() -> SEGNN:
+    """The paper's N-body configuration, float32."""
+    torch.manual_seed(0)
+    return SEGNN().eval()
+
+
+@pytest.fixture(scope="module")
+def small64() -> SEGNN:
+    torch.manual_seed(1)
+    return SEGNN("4x0e+4x1o", num_layers=2).double().eval()
+
+
+def test_paper_configuration_and_parameter_count(paper_model):
+    assert paper_model.hidden_irreps == o3.Irreps("32x0e+32x1o")
+    assert len(paper_model.layers) == 4
+    assert paper_model.attr_irreps == o3.Irreps("1x0e+1x1o")
+    # 147,424 is the count of the published N-body SEGNN (lmax_h = 1, 64 features, 4 layers)
+    assert sum(p.numel() for p in paper_model.parameters()) == 147_424
+
+
+def test_shapes(paper_model):
+    loc, vel, charges = particles(6, 5, torch.float32)
+    with torch.no_grad():
+        out = paper_model(loc, vel, charges)
+    assert out.shape == (6, 5, 3) and out.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(out, paper_model(loc, vel, charges[..., None]))
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_e3_equivariance_float32(paper_model, reflect):
+    loc, vel, charges = particles(16, 5, torch.float32, seed=1)
+    rot = orthogonal(7, reflect, torch.float32)
+    shift = torch.tensor([3.0, -2.0, 1.0])
+    with torch.no_grad():
+        base = paper_model(loc, vel, charges)
+        moved = paper_model(loc @ rot.T + shift, vel @ rot.T, charges)
+    assert relative_error(moved, base @ rot.T + shift) <= 1e-4
+    # the predicted displacement alone is equivariant to the same tolerance
+    assert relative_error(moved - (loc @ rot.T + shift), (base - loc) @ rot.T) <= 1e-4
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), reflect=st.booleans(), n=st.integers(2, 6))
+def test_e3_equivariance_float64(small64, seed, reflect, n):
+    loc, vel, charges = particles(3, n, torch.float64, seed=seed)
+    rot = orthogonal(seed, reflect, torch.float64)
+    # a different translation for every graph: centring must be per graph
+    shift = 5 * torch.randn(3, 1, 3, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        moved = small64(loc @ rot.T + shift, vel @ rot.T, charges)
+        base = small64(loc, vel, charges)
+    torch.testing.assert_close(moved, base @ rot.T + shift, rtol=0, atol=1e-11)
+
+
+def test_per_node_coordinate_averaging_would_break_equivariance(small64):
+    """The upstream input transform subtracts each node's mean over x, y, z; the same network
+    fed such inputs is far from equivariant, ours is exact (this is what the centring fixes)."""
+    loc, vel, charges = particles(4, 5, torch.float64, seed=11)
+    rot = orthogonal(11, False, torch.float64)
+
+    def per_node_centred(l: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # per-graph centring of per-node-centred positions = per-node centring (plus a shift)
+        return small64(l - l.mean(dim=-1, keepdim=True), v, charges)
+
+    with torch.no_grad():
+        wrong = relative_error(per_node_centred(loc @ rot.T, vel @ rot.T),
+                               per_node_centred(loc, vel) @ rot.T)
+        right = relative_error(small64(loc @ rot.T, vel @ rot.T, charges),
+                               small64(loc, vel, charges) @ rot.T)
+    assert right < 1e-12 and wrong > 1e-3
+
+
+def test_permutation_equivariance_over_nodes(small64):
+    loc, vel, charges = particles(3, 5, torch.float64, seed=2)
+    perm = torch.tensor([2, 4, 0, 1, 3])
+    with torch.no_grad():
+        base = small64(loc, vel, charges)
+        permuted = small64(loc[:, perm], vel[:, perm], charges[:, perm])
+    torch.testing.assert_close(permuted, base[:, perm])
+
+
+def test_graphs_in_a_batch_do_not_interact(small64):
+    loc, vel, charges = particles(4, 5, torch.float64, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            small64(loc, vel, charges)[1:2], small64(loc[1:2], vel[1:2], charges[1:2])
+        )
+
+
+def test_node_update_layers_are_exposed_with_their_irreps(paper_model):
+    layers = paper_model.node_update_layers()
+    names = [name for name, _ in layers]
+    assert names == [f"layers.{i}.{part}" for i in range(4) for part in ("update_gated", "update")]
+    hidden = o3.Irreps("32x0e+32x1o")
+    for name, module in layers:
+        assert module.irreps_out == hidden
+        assert module.irreps_attr == paper_model.attr_irreps
+        expected_in = hidden + hidden if name.endswith("gated") else hidden
+        assert module.irreps_in == expected_in
+    # dims of the paper's relaxation maps: W1 256 -> 128 and W2 128 -> 128 per layer
+    assert [(m.irreps_in.dim, m.irreps_out.dim) for _, m in layers[:2]] == [(256, 128), (128, 128)]
+
+
+def irreps_matrix(irreps: o3.Irreps, g: torch.Tensor) -> torch.Tensor:
+    """The representation matrix of the O(3) element ``g`` on ``irreps``, accurate in float64.
+
+    (e3nn's ``D_from_matrix`` goes through Euler angles and is only accurate to ~1e-7.) Each
+    Wigner block is fitted from spherical harmonics, Y_l(R x) = D_l(R) Y_l(x), for the rotation
+    R = det(g) g; the inversion acts on an irrep of parity p by p.
+    """
+    det = torch.det(g).sign()
+    rot = det * g
+    points = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    blocks = []
+    for mul, ir in irreps:
+        y = o3.spherical_harmonics(ir.l, points, normalize=True)
+        y_rot = o3.spherical_harmonics(ir.l, points @ rot.T, normalize=True)
+        d = torch.linalg.lstsq(y, y_rot).solution.T
+        sign = ir.p if det < 0 else 1
+        blocks += [sign * d] * mul
+    return torch.block_diag(*blocks)
+
+
+def test_irreps_matrix_is_a_representation():
+    irreps = o3.Irreps("2x0e+1x0o+1x1o+1x1e+1x2e+1x2o")
+    a, b = orthogonal(1, True, torch.float64), orthogonal(2, False, torch.float64)
+    torch.testing.assert_close(
+        irreps_matrix(irreps, a @ b), irreps_matrix(irreps, a) @ irreps_matrix(irreps, b)
+    )
+    torch.testing.assert_close(irreps_matrix(o3.Irreps("1o"), a), a)  # xyz order, polar vector
+    torch.testing.assert_close(irreps_matrix(o3.Irreps("1e"), a), -a)  # axial vector
+    torch.testing.assert_close(irreps_matrix(irreps, a), irreps.D_from_matrix(a), atol=1e-6,
+                               rtol=0)
+
+
+def steerable_layer_cases():
+    return [
+        (SteerableLinear, "2x0e+3x1o+1x2e", "4x0e+2x1o+1x1e", "1x0e+1x1o+1x2e"),
+        (SteerableGatedLinear, "3x0e+2x1o+2x0e+1x1o", "5x0e+3x1o", "1x0e+1x1o"),
+        (SteerableLinear, "1x1o+1x1o+1x0e", "32x0e+32x1o", "1x0e+1x1o"),
+    ]
+
+
+@pytest.mark.parametrize(("cls", "irreps_in", "irreps_out", "irreps_attr"),
+                         steerable_layer_cases())
+@pytest.mark.parametrize("reflect", [False, True])
+def test_steerable_layers_are_o3_equivariant(cls, irreps_in, irreps_out, irreps_attr, reflect):
+    torch.manual_seed(0)
+    layer = cls(irreps_in, irreps_out, irreps_attr).double()
+    with torch.no_grad():
+        layer.linear.bias.normal_() if cls is SteerableGatedLinear else layer.bias.normal_()
+    x = layer.irreps_in.randn(10, -1, dtype=torch.float64)
+    a = layer.irreps_attr.randn(10, -1, dtype=torch.float64)
+    rot = orthogonal(3, reflect, torch.float64)
+    d_in, d_attr, d_out = (irreps_matrix(ir, rot) for ir in
+                           (layer.irreps_in, layer.irreps_attr, layer.irreps_out))
+    torch.testing.assert_close(layer(x @ d_in.T, a @ d_attr.T), layer(x, a) @ d_out.T)
+
+
+@pytest.mark.parametrize("cls", [SteerableLinear, SteerableGatedLinear])
+def test_steerable_maps_are_linear_in_the_feature_before_the_gate(cls):
+    torch.manual_seed(0)
+    layer = cls("4x0e+2x1o", "3x0e+2x1o", "1x0e+1x1o").double()
+    linear = layer if cls is SteerableLinear else layer.linear
+    with torch.no_grad():
+        linear.bias.normal_()
+    x, y = (layer.irreps_in.randn(5, -1, dtype=torch.float64) for _ in range(2))
+    a = layer.irreps_attr.randn(5, -1, dtype=torch.float64)
+    zero = linear(torch.zeros_like(x), a)
+    torch.testing.assert_close(linear(2 * x - y, a) - zero,
+                               2 * (linear(x, a) - zero) - (linear(y, a) - zero))
+
+
+def test_bias_only_on_even_scalars():
+    layer = SteerableLinear("2x0e+1x1o", "3x0e+2x0o+2x1o", "1x0e")
+    assert layer.bias.shape == (3,)
+    assert layer.bias_mask.tolist() == [True] * 3 + [False] * (2 + 6)
+
+
+def test_balanced_hidden_irreps():
+    assert balanced_hidden_irreps(32, 1) == o3.Irreps("32x0e+32x1o")
+    assert balanced_hidden_irreps(8, 2) == o3.Irreps("8x0e+8x1o+8x2e")
+    with pytest.raises(ValueError, match="lmax=-1"):
+        balanced_hidden_irreps(8, -1)
+
+
+def test_higher_order_hidden_irreps_remain_equivariant():
+    torch.manual_seed(2)
+    model = SEGNN(balanced_hidden_irreps(2, 2), num_layers=1, lmax_attr=2).double().eval()
+    loc, vel, charges = particles(2, 4, torch.float64, seed=4)
+    rot = orthogonal(9, True, torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(loc @ rot.T - 1.0, vel @ rot.T, charges),
+                                   model(loc, vel, charges) @ rot.T - 1.0)
+
+
+def test_fits_a_few_samples():
+    torch.manual_seed(0)
+    model = SEGNN("8x0e+8x1o", num_layers=2)
+    loc, vel, charges = particles(8, 5, torch.float32, seed=5)
+    target = loc + vel + 0.1 * torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = (model(loc, vel, charges) - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_bad_input_fails_early(small64):
+    loc, vel, charges = particles(2, 5, torch.float64)
+    with pytest.raises(ValueError, match="vel must have shape"):
+        small64(loc, vel[:, :4], charges)
+    with pytest.raises(ValueError, match="charges must have shape"):
+        small64(loc, vel, charges[:, :3])
+    layer = SteerableLinear("2x0e", "1x0e", "1x0e")
+    with pytest.raises(ValueError, match=r"x must have last dimension 2 \(2x0e\)"):
+        layer(torch.zeros(4, 3), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="no tensor-product path"):
+        SteerableLinear("1x0e", "1x1o", "1x0e")
+    with pytest.raises(ValueError, match="scalars before non-scalars"):
+        SteerableGatedLinear("1x0e", "1x1o+1x0e", "1x0e")
+    with pytest.raises(ValueError, match="num_layers=0"):
+        SEGNN(num_layers=0)
