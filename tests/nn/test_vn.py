@@ -28,16 +28,20 @@ from equirelax.nn.vn import (
 
 #: Relative error allowed per dtype (float32 round-off through a few layers is ~1e-7).
 TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
-#: Whole networks in float32 (many layers, divisions by norms).
-MODEL_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+#: Whole networks. The VN nonlinearity divides by |d|^2 of learned directions d; where a d is
+#: short compared with its inputs, float32 round-off in its direction is amplified (~1e3 on
+#: random inits: ~1e-4 relative in float32, ~1e-13 in float64). Float64 pins exactness.
+MODEL_TOL = {torch.float64: 1e-10, torch.float32: 1e-3}
 DTYPES = [torch.float64, torch.float32]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread avoids oversubscribing a shared 2-core machine."""
+def _one_thread_fixed_seed():
+    """Tiny tensors: one thread avoids oversubscribing a shared 2-core machine. A fixed seed
+    makes module initialisations independent of the order in which tests run."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
 
@@ -124,10 +128,9 @@ def test_std_feature_is_invariant_and_frame_equivariant(
     assert relative_error(frame_rot, rotate(frame, rot)) < MODEL_TOL[dtype]
     if normalize_frame and dtype == torch.float64:
         eye = torch.eye(3, dtype=dtype).expand_as(frame)
-        # Orthonormal up to the EPS = 1e-6 added to the norms of short frame vectors.
-        torch.testing.assert_close(frame @ frame.transpose(-1, -2), eye, atol=1e-3, rtol=0)
+        torch.testing.assert_close(frame @ frame.transpose(-1, -2), eye, atol=1e-10, rtol=0)
         torch.testing.assert_close(
-            torch.linalg.det(frame), torch.ones(4, 10, dtype=dtype), atol=1e-3, rtol=0
+            torch.linalg.det(frame), torch.ones(4, 10, dtype=dtype), atol=1e-10, rtol=0
         )
     # The invariant features are really the coordinates of x in the frame.
     torch.testing.assert_close(inv, torch.einsum("bncj,bnfj->bncf", x, frame))

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -243,9 +244,9 @@ class VNStdFeature(nn.Module):
         _check_vectors(x, self.channels, type(self).__name__)
         z = self.vn_lin(self.vn2(self.vn1(x)))
         if self.normalize_frame:
-            u1 = z[..., 0, :] / (z[..., 0, :].norm(dim=-1, keepdim=True) + EPS)
+            u1 = F.normalize(z[..., 0, :], dim=-1, eps=EPS)
             v2 = z[..., 1, :] - (z[..., 1, :] * u1).sum(dim=-1, keepdim=True) * u1
-            u2 = v2 / (v2.norm(dim=-1, keepdim=True) + EPS)
+            u2 = F.normalize(v2, dim=-1, eps=EPS)
             frame = torch.stack([u1, u2, torch.linalg.cross(u1, u2, dim=-1)], dim=-2)
         else:
             frame = z
@@ -266,7 +267,9 @@ def knn_vector_lift(points: torch.Tensor, k: int) -> torch.Tensor:
     _check_positive(k, "k")
     if k > points.shape[1]:
         raise ValueError(f"k = {k} neighbours need at least {k} points, got {points.shape[1]}")
-    dist = torch.cdist(points, points)
+    # Direct differences, not the |x|^2 + |y|^2 - 2<x, y> expansion: its cancellation would let
+    # round-off reorder near-equidistant neighbours differently for a rotated copy.
+    dist = torch.cdist(points, points, compute_mode="donot_use_mm_for_euclid_dist")
     index = dist.topk(k, dim=-1, largest=False).indices  # (B, N, k)
     batch = torch.arange(points.shape[0], device=points.device)[:, None, None]
     neighbours = points[batch, index]  # (B, N, k, 3)
