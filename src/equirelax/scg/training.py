@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -126,7 +127,13 @@ def train_autoencoder(model_config: AutoencoderConfig, objective_config: Objecti
         start = int(state["step"])
         if "optimizer" in state and start < train_config.steps:
             optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            if state["train_config"]["steps"] == train_config.steps:
+                scheduler.load_state_dict(state["scheduler"])
+            else:  # a run extended to more steps: replay the new schedule up to ``start``
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    for _ in range(start):
+                        scheduler.step()
     # The sampler is re-seeded with the step so a resumed run sees fresh crops.
     sampler = CropSampler(size=train_config.crop, weights=train_config.weights,
                           seed=train_config.seed + start)
