@@ -108,9 +108,10 @@ def vn_leaky_relu(
     """
     dot = (x * direction).sum(dim=-1, keepdim=True)
     norm_sq = (direction * direction).sum(dim=-1, keepdim=True)
-    projected = x - (dot / (norm_sq + EPS)) * direction
-    relu = torch.where(dot >= 0, x, projected)
-    return negative_slope * x + (1.0 - negative_slope) * relu
+    # slope·x + (1 − slope)·relu(x) = x − (1 − slope)·[dot < 0]·(dot / |d|²)·d, computed with
+    # the coefficient on the small (..., C, 1) tensor to keep full-size temporaries few.
+    coef = torch.where(dot < 0, dot / (norm_sq + EPS), torch.zeros_like(dot))
+    return x - ((1.0 - negative_slope) * coef) * direction
 
 
 class VNLeakyReLU(nn.Module):
