@@ -60,6 +60,10 @@ def test_control_branch_starts_as_the_frozen_model_and_only_branch_trains():
     ((ctl(x, t, hint) - 1) ** 2).mean().backward()
     assert all(p.grad is None for p in base.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ctl.trainable_parameters())
+    # the branch's encoder is a trainable copy of the frozen encoder
+    n_encoder = sum(p.numel() for p in ctl.branch.encoder.parameters())
+    assert n_encoder > 0 and all(p.requires_grad for p in ctl.branch.encoder.parameters())
+    assert sum(p.numel() for p in ctl.trainable_parameters()) > n_encoder
     with pytest.raises(ValueError, match="hint size"):
         ctl(x, t, torch.rand(2, 3, 8, 8))
 

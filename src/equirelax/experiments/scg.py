@@ -169,7 +169,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     preset = PRESETS[_preset_name(args)]
     out, runs = _dirs(args)
-    held = _held_out(preset.probe_images, 48)
     models: dict[str, ModularAutoencoder] = {}
     for variant in VARIANTS:
         ckpt = runs / f"ae_{variant}.pt"
@@ -178,6 +177,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if "full" not in models:
         raise SystemExit(f"no trained autoencoder in {runs}; run `{_command(args)}` after "
                          "`equirelax scg train-autoencoder`")
+    held = _held_out(preset.probe_images, 48)
     models["pca"] = pca_autoencoder(CropSampler(size=preset.ae_crop, seed=args.seed))
     rows, reports = [], {}
     for name, model in models.items():
@@ -392,10 +392,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run one SCG subcommand."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
+    # denormals make CPU convolutions crawl late in training; restore the default afterwards
     torch.set_flush_denormal(True)
     np.random.seed(args.seed)
-    return COMMANDS[args.subcommand](args)
+    try:
+        return COMMANDS[args.subcommand](args)
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

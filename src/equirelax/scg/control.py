@@ -36,6 +36,8 @@ class ControlBranch(nn.Module):
         # the decoder half of the copy is never used; drop it so it holds no parameters
         for name in ("up2", "up1", "out_norm", "out", "time_mlp"):
             setattr(self.encoder, name, nn.Identity())
+        for p in self.encoder.parameters():  # the copy trains even if ``base`` is frozen
+            p.requires_grad_(True)
         self.hint = nn.Sequential(
             nn.Conv2d(hint_channels, 16, 3, padding=1), nn.SiLU(),
             nn.Conv2d(16, 32, 3, padding=1), nn.SiLU(),
