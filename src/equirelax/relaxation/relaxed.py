@@ -121,9 +121,11 @@ class Relaxed(nn.Module):
         y = self.free(x.reshape(*lead, self.rep_in.dim))
         return y.reshape(*lead, *self.shape_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """``layer(x, *args, **kwargs) + θ · W x``: extra arguments (e.g. node attributes of a
+        steerable layer) go to the equivariant layer only; W acts on ``x``."""
         theta = self.active_theta()
-        if self.fused:
+        if self.fused and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
             if theta != 0.0:
@@ -133,7 +135,7 @@ class Relaxed(nn.Module):
                     b = fb if b is None else b + fb
             y = nn.functional.linear(x, w, b)
         else:
-            y = self.layer(x)
+            y = self.layer(x, *args, **kwargs)
             if theta != 0.0:
                 y = y + theta * self.apply_free(x)
         if self.training and self.record_penalties and torch.is_grad_enabled():
@@ -159,6 +161,12 @@ class Relaxed(nn.Module):
             terms = out[rows.shape[0]:].reshape(k, *wx.shape)
             transformed = torch.stack([a(wx) for a in actions_out])
             self._lie_sq.append((terms - transformed).pow(2).sum() * scale)
+
+    def __getstate__(self) -> dict:
+        # recorded penalty terms belong to the current graph: copies and pickles start afresh
+        state = self.__dict__.copy()
+        state["_lie_sq"], state["_norm_sq"] = [], []
+        return state
 
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -18,12 +18,15 @@ from equirelax.reps.catalogue import (
     trivial,
     vector,
 )
+from equirelax.reps.irreps import irrep, irreps
 
 __all__ = [
     "MatrixRep",
     "PermRep",
     "Rep",
     "direct_sum",
+    "irrep",
+    "irreps",
     "multiple",
     "natural",
     "permutation_matrix",

@@ -18,8 +18,13 @@ def _need_perm_group(G: Group, what: str) -> PermutationGroup:
 
 
 def trivial(G: Group) -> PermRep:
-    """The one-dimensional trivial representation (every element acts as 1)."""
-    return PermRep(G, [np.zeros(1, dtype=np.int64) for _ in G.generators], name="trivial")
+    """The one-dimensional trivial representation (every element acts as 1).
+
+    Always a homomorphism, so no relator check: that check would build the stabiliser chain,
+    which is needless work for large groups such as S_512.
+    """
+    images = [np.zeros(1, dtype=np.int64) for _ in G.generators]
+    return PermRep(G, images, name="trivial", check=False)
 
 
 def natural(G: Group) -> Rep:

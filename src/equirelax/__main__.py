@@ -1,0 +1,5 @@
+"""``python -m equirelax``: the command line."""
+
+from equirelax.cli import main
+
+raise SystemExit(main())

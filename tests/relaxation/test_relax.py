@@ -1,0 +1,292 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import equirelax as er
+from equirelax.relaxation import Relaxed, harden, register, relax
+
+
+def _train_steps(relaxed, x, y, steps, opt=None):
+    opt = opt or torch.optim.Adam(relaxed.parameters(), lr=1e-2)
+    loss = None
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.mean((relaxed(x) - y) ** 2) + relaxed.penalty()
+        loss.backward()
+        opt.step()
+        relaxed.step()
+    return opt, loss
+
+
+def _randomise_free(relaxed, scale=0.3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            w = layer.free.weight
+            w.copy_(torch.randn(w.shape, generator=gen, dtype=w.dtype) * scale)
+
+
+@pytest.mark.parametrize("fixture", ["s4_model", "so3_model", "o3_model"])
+def test_hardened_model_is_exactly_equivariant(fixture, request):
+    model = request.getfixturevalue(fixture)
+    relaxed = relax(model, schedule="triangular", total_steps=6)
+    x = torch.randn(16, model.rep_in.dim, dtype=torch.float64)
+    y = torch.randn(16, model.rep_out.dim, dtype=torch.float64)
+    _randomise_free(relaxed)
+    _train_steps(relaxed, x, y, 3)
+    relaxed.train()
+    # mid-training the relaxed model is not equivariant
+    assert er.equivariance_error(relaxed, x) > 1e-4
+    hard = harden(relaxed)
+    assert type(hard) is type(model)
+    assert list(hard.state_dict()) == list(model.state_dict())
+    assert er.equivariance_error(hard, x) <= 1e-12
+    assert er.equivariance_error(hard, x, dtype=torch.float32) <= 1e-5
+    assert er.lie_derivative_error(hard, x) <= 1e-12
+    er.testing.assert_equivariant(hard, x)
+
+
+def test_harden_keeps_relaxed_model_and_matches_projected_eval(s4_model):
+    relaxed = relax(s4_model, total_steps=10)
+    _randomise_free(relaxed)
+    relaxed.t = 3
+    relaxed._push_theta()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    hard = harden(relaxed, mode="drop")
+    relaxed.eval()
+    assert torch.equal(relaxed(x), hard(x))  # eval runs the exact (projected) model
+    relaxed.train()
+    assert not torch.allclose(relaxed(x), hard(x))
+    assert relaxed.relaxed_layers()  # still relaxed
+
+
+@pytest.mark.parametrize("fixture", ["s4_model", "so3_model", "o3_model"])
+def test_penalties_zero_for_equivariant_free_term_and_positive_otherwise(fixture, request):
+    model = request.getfixturevalue(fixture)
+    relaxed = relax(model, total_steps=10, lie_weight=1.0, norm_weight=1.0, proj_weight=1.0)
+    x = torch.randn(32, model.rep_in.dim, dtype=torch.float64)
+    _randomise_free(relaxed)
+    relaxed.train()
+    relaxed(x)
+    p = relaxed.penalties()
+    assert p["lie"] > 1e-2 and p["norm"] > 1e-2 and p["projection"] > 1e-2
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.copy_(er.hom(layer.rep_in, layer.rep_out).project(layer.free.weight))
+    relaxed(x)
+    squares = [layer.take_squares() for layer in relaxed.relaxed_layers().values()]
+    assert all(lie is not None and float(lie) < 1e-20 for lie, _ in squares)
+    assert all(float(norm) > 0 for _, norm in squares)
+    relaxed(x)
+    assert float(relaxed.penalties()["projection"]) < 1e-5  # sqrt(0 + eps)
+
+
+@pytest.mark.parametrize("fixture", ["s4_model", "so3_model"])
+def test_penalty_gradients_are_finite_at_zero_free_weights(fixture, request):
+    model = request.getfixturevalue(fixture)
+    relaxed = relax(model, total_steps=10, lie_weight=1.0, norm_weight=1.0, proj_weight=1.0)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.zero_()
+    relaxed.train()
+    relaxed(torch.randn(8, model.rep_in.dim, dtype=torch.float64))
+    relaxed.penalty().backward()
+    for p in relaxed.parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all()
+
+
+def test_finite_group_penalty_matches_its_definition():
+    G = er.groups.cyclic(5)
+    R = er.reps.regular(G)
+    layer = er.nn.EquivariantLinear(R, R).double()
+    r = Relaxed(layer)
+    _ = r.train()
+    w = torch.randn(5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        r.free.weight.copy_(w)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    r(x)
+    lie, norm = r.take_squares()
+    g = torch.from_numpy(R.generator_matrices()[0])
+    expected = ((x @ g.T @ w.T - x @ w.T @ g.T) ** 2).sum()
+    assert torch.allclose(lie, expected)
+    assert torch.allclose(norm, ((x @ w.T) ** 2).sum())
+
+
+def test_lie_penalty_matches_its_definition():
+    S = er.groups.SO(3)
+    v = er.reps.vector(S)
+    layer = er.nn.EquivariantLinear(2 * v, v).double()
+    r = Relaxed(layer).train()
+    w = torch.randn(3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        r.free.weight.copy_(w)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    r(x)
+    lie, _ = r.take_squares()
+    expected = 0.0
+    for a_in, a_out in zip((2 * v).lie_matrices(), v.lie_matrices()):
+        a_in, a_out = torch.from_numpy(a_in), torch.from_numpy(a_out)
+        expected = expected + ((x @ a_in.T @ w.T - x @ w.T @ a_out.T) ** 2).sum()
+    assert torch.allclose(lie, expected)
+
+
+def test_fused_forward_equals_sum_of_paths():
+    G = er.groups.symmetric(3)
+    V = er.reps.natural(G)
+    layer = er.nn.EquivariantLinear(V, 2 * V).double()
+    r = Relaxed(layer, free_bias=True)
+    assert r.fused
+    r.theta = 0.7
+    x = torch.randn(5, 3, dtype=torch.float64)
+    expected = layer(x) + 0.7 * r.free(x)
+    assert torch.allclose(r.train()(x), expected)
+
+
+def test_save_and_load_mid_run_resumes_identically(s4_model):
+    x = torch.randn(64, 4, dtype=torch.float64)
+    y = torch.randn(64, 1, dtype=torch.float64)
+    torch.manual_seed(1)
+    relaxed = relax(s4_model, total_steps=20)
+    opt, _ = _train_steps(relaxed, x, y, 7)
+    state = copy.deepcopy({"model": relaxed.state_dict(), "opt": opt.state_dict()})
+    theta_before = relaxed.theta
+    _, loss_next = _train_steps(relaxed, x, y, 1, opt)
+
+    resumed = relax(s4_model, total_steps=20)
+    resumed.load_state_dict(state["model"])
+    assert resumed.t == 7
+    assert resumed.theta == theta_before
+    assert all(layer.theta == theta_before for layer in resumed.relaxed_layers().values())
+    opt2 = torch.optim.Adam(resumed.parameters(), lr=1e-2)
+    opt2.load_state_dict(state["opt"])
+    _, loss_resumed = _train_steps(resumed, x, y, 1, opt2)
+    assert float(loss_resumed) == float(loss_next)
+
+
+def test_project_mode_is_lossless_for_equivariant_free_part(s4_model):
+    relaxed = relax(s4_model, schedule="constant", value=0.4, free_bias=True)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            w = torch.randn_like(layer.free.weight)
+            layer.free.weight.copy_(er.hom(layer.rep_in, layer.rep_out).project(w))
+            b = torch.randn(layer.rep_out.dim, 1, dtype=w.dtype)
+            fixed = er.homspace.fixed_space(layer.rep_out)
+            layer.free.bias.copy_(fixed.project(b).reshape(-1))
+    x = torch.randn(16, 4, dtype=torch.float64)
+    relaxed.train()
+    before = relaxed(x)
+    hard = harden(relaxed, mode="project")
+    assert torch.allclose(hard(x), before, atol=1e-12)
+    dropped = harden(relaxed, mode="drop")
+    assert not torch.allclose(dropped(x), before)
+
+
+def test_rpp_mode(s4_model):
+    relaxed = relax(s4_model, rpp=True, rpp_free_weight=10.0, rpp_equiv_weight=1e-3)
+    assert relaxed.theta == 1.0
+    relaxed.step()
+    assert relaxed.theta == 1.0
+    x = torch.randn(8, 4, dtype=torch.float64)
+    relaxed.train()
+    relaxed(x)
+    p = relaxed.penalties()
+    assert set(p) >= {"rpp_free", "rpp_equiv"}
+    free = sum(float((layer.free.weight ** 2).sum()) for layer in relaxed.relaxed_layers().values())
+    assert float(p["rpp_free"]) == pytest.approx(free)
+    hard = harden(relaxed, mode="project")
+    assert er.equivariance_error(hard, x) <= 1e-12
+
+
+def test_relax_a_layer_we_did_not_write():
+    G = er.groups.symmetric(4)
+    V = er.reps.natural(G)
+    lin = nn.Linear(4, 4).double()
+    with torch.no_grad():  # an equivariant nn.Linear: a I + b 11^T, constant bias
+        lin.weight.copy_(0.5 * torch.eye(4) + 0.1)
+        lin.bias.fill_(0.2)
+    r = Relaxed(lin, V, V, free_bias=True)
+    assert r.fused
+    r.theta = 0.5
+    with torch.no_grad():
+        r.free.weight.copy_(er.hom(V, V).project(torch.randn(4, 4, dtype=torch.float64)))
+        r.free.bias.fill_(0.3)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    before = r.train()(x)
+    hard = r.harden("project")
+    assert isinstance(hard, nn.Linear)
+    assert torch.allclose(hard(x), before)
+    assert er.equivariance_error(hard, x, V, V) < 1e-12
+
+
+class _Doubler(nn.Module):
+    """A custom equivariant layer: x -> 2x, with its actions given by registration."""
+
+    def __init__(self, rep):
+        super().__init__()
+        self.rep = rep
+        self.scale = nn.Parameter(torch.tensor(2.0, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.scale * x
+
+
+def test_register_teaches_relax_a_new_layer_type():
+    G = er.groups.cyclic(3)
+    R = er.reps.regular(G)
+    register(_Doubler, reps=lambda layer: (layer.rep, layer.rep))
+    model = nn.Sequential(_Doubler(R), nn.Tanh(), _Doubler(R))
+    relaxed = relax(model, total_steps=4)
+    assert len(relaxed.relaxed_layers()) == 2
+    x = torch.randn(5, 3, dtype=torch.float64)
+    hard = harden(relaxed)
+    assert isinstance(hard, nn.Sequential) and isinstance(hard[0], _Doubler)
+    assert er.equivariance_error(hard, x, R, R) < 1e-12
+
+
+def test_layer_selection_and_errors(s4_model):
+    relaxed = relax(s4_model, total_steps=5, layers=["layers.0"])
+    assert list(relaxed.relaxed_layers()) == ["layers.0"]
+    relaxed = relax(s4_model, total_steps=5, layers=[er.nn.EquivariantLinear])
+    assert len(relaxed.relaxed_layers()) == 3
+    with pytest.raises(ValueError, match="found no layer to relax"):
+        relax(nn.Sequential(nn.Linear(3, 3)), total_steps=5)
+    with pytest.raises(ValueError, match="declares no rep_in/rep_out"):
+        Relaxed(nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="lie_weight must be a finite number"):
+        relax(s4_model, total_steps=5, lie_weight=-1.0)
+    with pytest.raises(ValueError, match="unknown hardening mode"):
+        harden(relax(s4_model, total_steps=5), mode="melt")
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(\.\.\., 4\)"):
+        relax(s4_model, total_steps=5).train()(torch.randn(2, 5, dtype=torch.float64))
+
+
+def test_penalty_rows_subsample_keeps_exactness(s4_model):
+    relaxed = relax(s4_model, total_steps=10, penalty_rows=16, lie_weight=1.0)
+    x = torch.randn(100, 4, dtype=torch.float64)
+    relaxed.train()
+    _randomise_free(relaxed)
+    relaxed(x)
+    assert float(relaxed.penalties()["lie"]) > 1e-2
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.copy_(er.hom(layer.rep_in, layer.rep_out).project(layer.free.weight))
+    relaxed(x)
+    assert all(float(layer.take_squares()[0]) < 1e-20
+               for layer in relaxed.relaxed_layers().values())
+
+
+def test_float32_relaxed_training_runs():
+    G = er.groups.dihedral(4)
+    R = er.reps.regular(G)
+    model = er.nn.EquivariantMLP(er.reps.natural(G), [R], er.reps.trivial(G))
+    relaxed = relax(model, total_steps=5)
+    x = torch.randn(16, 4)
+    _train_steps(relaxed, x, torch.randn(16, 1), 5)
+    hard = harden(relaxed)
+    assert er.equivariance_error(hard, x, dtype=torch.float32) <= 1e-5
+    assert np.isfinite(er.equivariance_error(hard, x))
