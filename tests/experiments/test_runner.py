@@ -1,0 +1,61 @@
+import json
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import equirelax as er
+from equirelax.experiments.runner import RunConfig, fit
+
+
+def _setup(seed=0):
+    G = er.groups.symmetric(4)
+    V, T = er.reps.natural(G), er.reps.trivial(G)
+    torch.manual_seed(seed)
+    x = torch.randn(96, 4)
+    y = torch.tanh(x).sum(-1, keepdim=True)
+    train = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(x[64:], y[64:]), batch_size=32)
+    model = er.nn.EquivariantMLP(V, [2 * V], T, activation="tanh")
+    return model, train, val
+
+
+def _step(model, batch):
+    x, y = batch
+    return model(x), y
+
+
+def _mse(p, t):
+    return torch.mean((p - t) ** 2)
+
+
+def test_relaxed_run_checkpoints_resumes_and_ends_exact(tmp_path):
+    model, train, val = _setup()
+    cfg = RunConfig(epochs=2, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
+                    progress=False)
+    task, res = fit(model, train, val, val, _step, _mse, cfg)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    assert list((tmp_path / "run" / "csv").glob("version_*/metrics.csv"))
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test"]["test/loss"] > 0
+    assert res["resumed_from"] is None
+    assert task.relaxed.t > 0
+    exact = task.exact_model()
+    assert type(exact) is type(model)
+    assert er.equivariance_error(exact, torch.randn(8, 4)) < 1e-12
+
+    # resume: two more epochs continue the schedule from the checkpoint
+    model2, train2, val2 = _setup()
+    cfg2 = RunConfig(epochs=4, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
+                     progress=False)
+    task2, res2 = fit(model2, train2, val2, None, _step, _mse, cfg2)
+    assert res2["resumed_from"] is not None
+    assert task2.relaxed.t > task.relaxed.t
+    assert len(res2["val_curve"]) >= 3
+
+
+def test_exact_run(tmp_path):
+    model, train, val = _setup()
+    cfg = RunConfig(epochs=1, lr=1e-2, out_dir=str(tmp_path / "exact"), progress=False)
+    task, res = fit(model, train, val, val, _step, _mse, cfg,
+                    metrics={"mae": lambda p, t: (p - t).abs().mean()})
+    assert task.relaxed is None
+    assert "test/mae" in res["test"]
