@@ -37,9 +37,18 @@ from equirelax.reps.base import Rep
 class Relaxed(nn.Module):
     """Relax one equivariant layer: ``layer(x) + theta * free(x)`` with recorded penalties.
 
-    Works for any layer that is linear in its input and whose input/output actions are known:
-    pass ``rep_in``/``rep_out`` (and ``shapes`` when features are not flat vectors) for a layer
-    that does not declare them, or ``register`` its type.
+    Works for any layer whose input/output actions are known: pass ``rep_in``/``rep_out`` (and
+    ``shapes`` when features are not flat vectors) for a layer that does not declare them, or
+    ``register`` its type. A layer may also describe itself, without importing this package:
+
+    * ``rep_in``, ``rep_out``: the representations on its input and output features;
+    * ``feature_shapes``: ``(input trailing shape, output trailing shape)`` when features are not
+      flat vectors, e.g. ``((C_in, 3), (C_out, 3))`` for vector neurons;
+    * ``free_term(init_std, bias) -> nn.Module``: its own unconstrained term (e.g. a convolution),
+      applied to the raw input tensor;
+    * ``group_actions() -> {"in": [...], "out": [...], "lie_in": [...], "lie_out": [...]}``:
+      tensor maps of the discrete generators / Lie algebra on its raw input and output (paired
+      by position), used by the penalties when the actions are not matrices on flat features.
     """
 
     def __init__(
@@ -72,6 +81,8 @@ class Relaxed(nn.Module):
             )
         if shapes is None and reg.shapes is not None:
             shapes = reg.shapes(layer)
+        if shapes is None and hasattr(layer, "feature_shapes"):
+            shapes = layer.feature_shapes
         self.shape_in = tuple(shapes[0]) if shapes else (rep_in.dim,)
         self.shape_out = tuple(shapes[1]) if shapes else (rep_out.dim,)
         for shape, rep, side in ((self.shape_in, rep_in, "input"), (self.shape_out, rep_out,
@@ -81,9 +92,15 @@ class Relaxed(nn.Module):
                                  f"but the {side} rep has dim {rep.dim}")
         self.layer = layer
         self.rep_in, self.rep_out = rep_in, rep_out
-        self.custom_free = free is not None or reg.free is not None
+        own_free = getattr(layer, "free_term", None)
+        self.custom_free = free is not None or reg.free is not None or own_free is not None
         if free is None:
-            free = (reg.free or default_free)(layer, rep_in, rep_out, init_std, free_bias)
+            if reg.free is not None:
+                free = reg.free(layer, rep_in, rep_out, init_std, free_bias)
+            elif own_free is not None:
+                free = own_free(init_std=init_std, bias=free_bias)
+            else:
+                free = default_free(layer, rep_in, rep_out, init_std, free_bias)
         ref = next(iter(layer.parameters()), None)
         if ref is not None:
             free = free.to(device=ref.device, dtype=ref.dtype)
@@ -91,6 +108,10 @@ class Relaxed(nn.Module):
         if actions is None:
             if reg.actions is not None:
                 actions = reg.actions(layer, rep_in, rep_out)
+            elif hasattr(layer, "group_actions"):
+                acts = layer.group_actions()
+                actions = (FeatureAction(acts["in"], acts.get("lie_in", [])),
+                           FeatureAction(acts["out"], acts.get("lie_out", [])))
             else:
                 actions = default_actions(layer, rep_in, rep_out, (self.shape_in,
                                                                    self.shape_out))
