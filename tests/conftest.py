@@ -1,0 +1,101 @@
+"""Shared test settings and brute-force references.
+
+Hypothesis runs deterministically (``derandomize``: the same examples on every run, so a failure
+reproduces), with no deadline (first calls fill caches) and a modest number of examples so that
+the default suite stays fast. ``HYPOTHESIS_PROFILE=thorough`` runs many more examples.
+
+The ``cayley`` fixture is the reference the group and representation code is checked against:
+it enumerates a finite group by breadth-first search over its Cayley graph (slow, but obviously
+right for the small groups of the tests) and, given images of the generators, follows the same
+edges to assign an image to every element, which also decides whether those images define a
+homomorphism at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "equirelax",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "equirelax"))
+
+
+class NotAHomomorphismError(ValueError):
+    """Raised by the Cayley enumeration when images of the generators contradict each other."""
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[b]  # first b, then a (image notation)
+
+
+def cayley_enumeration(
+    generators: Sequence[np.ndarray],
+    images: Sequence[np.ndarray] | None = None,
+    multiply: Callable[[np.ndarray, np.ndarray], np.ndarray] = _compose,
+    identity_image: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every element of ⟨generators⟩ (identity first) and, with ``images``, the image of each.
+
+    An element reached along two paths must get the same image from both, otherwise the images
+    define no homomorphism and :class:`NotAHomomorphismError` is raised. ``multiply(a, b)`` is the
+    product of images (a after b); the default composes permutations, pass ``np.matmul`` for
+    matrices.
+    """
+    gens = [np.asarray(g, dtype=np.int64) for g in generators]
+    n = gens[0].shape[0]
+    identity = np.arange(n, dtype=np.int64)
+    if images is not None:
+        imgs = [np.asarray(m) for m in images]
+        if identity_image is None:
+            first = imgs[0]
+            identity_image = (
+                np.arange(first.shape[0]) if first.ndim == 1 else np.eye(first.shape[0])
+            )
+    index = {identity.tobytes(): 0}
+    elements = [identity]
+    assigned = [identity_image]
+    frontier = [0]
+    while frontier:
+        new = []
+        for i in frontier:
+            for k, s in enumerate(gens):
+                h = s[elements[i]]
+                key = h.tobytes()
+                value = multiply(imgs[k], assigned[i]) if images is not None else None
+                if key not in index:
+                    index[key] = len(elements)
+                    elements.append(h)
+                    assigned.append(value)
+                    new.append(index[key])
+                elif images is not None and not np.allclose(assigned[index[key]], value):
+                    raise NotAHomomorphismError(f"two paths to {h.tolist()} give different images")
+        frontier = new
+    return np.stack(elements), (np.stack(assigned) if images is not None else None)
+
+
+@pytest.fixture(scope="session")
+def cayley() -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    """The brute-force enumeration :func:`cayley_enumeration` (see the module docstring)."""
+    return cayley_enumeration
+
+
+@pytest.fixture(scope="session")
+def not_a_homomorphism() -> type[NotAHomomorphismError]:
+    """The error :func:`cayley_enumeration` raises for images that define no homomorphism."""
+    return NotAHomomorphismError
