@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import equirelax as er
 from equirelax.nn.gconv import (
     CNN,
     GCNN,
+    FreeFieldConv2d,
     GroupBatchNorm,
     GroupConv2d,
     GroupInvariantPooling,
@@ -19,6 +21,7 @@ from equirelax.nn.gconv import (
     LiftingConv2d,
     image_group,
 )
+from equirelax.relaxation import Relaxed, harden, relax
 
 GROUPS = ["C4", "D4"]
 DTYPES = [torch.float64, torch.float32]
@@ -264,6 +267,121 @@ def test_kernel_action_and_projection(name: str) -> None:
     assert abs(float((residual * proj).sum())) < 1e-10 * float(free.norm() ** 2)
 
 
+# ---------------------------------------------------------------- declared actions, relaxation
+
+
+@pytest.mark.parametrize("regular", [False, True], ids=["image", "regular"])
+@pytest.mark.parametrize("name", GROUPS)
+def test_field_rep_is_the_pixel_action(name: str, regular: bool) -> None:
+    """The PermRep's generator matrices move flattened fields as transform / act_regular do,
+    and it is a representation of cyclic(4) / dihedral(4) (checked by its constructor)."""
+    G = ImageGroup(name)
+    rep = G.field_rep(2, 5, regular)
+    assert rep.group == G.permutation_group() and rep.group.order == G.order
+    shape = (3, 2, G.order, 5, 5) if regular else (3, 2, 5, 5)
+    x = randn(*shape)
+    for s, m in zip(G.generators, rep.generator_matrices()):
+        moved = x.flatten(1) @ torch.from_numpy(m).T
+        torch.testing.assert_close(moved, G.act(x, s, regular).flatten(1), rtol=0, atol=0)
+    assert rep.dim == x[0].numel()
+
+
+def _on_flat_features(module: torch.nn.Module, shape: tuple[int, ...]) -> Callable:
+    """``module`` as a function of flattened fields ``(..., prod(shape))``."""
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        return module(x.reshape(-1, *shape)).reshape(*lead, -1)
+
+    return apply
+
+
+@pytest.mark.parametrize("name", GROUPS)
+def test_convs_with_image_size_pass_the_library_check_for_every_element(name: str) -> None:
+    """With image_size, rep_in/rep_out describe the layers exactly: er.equivariance_error over
+    all elements of cyclic(4) / dihedral(4) on flattened fields."""
+    torch.manual_seed(0)
+    G = ImageGroup(name)
+    for layer, shape in (
+        (LiftingConv2d(2, 3, name, image_size=6).double(), (4, 2, 6, 6)),
+        (GroupConv2d(2, 3, name, image_size=6).double(), (4, 2, G.order, 6, 6)),
+    ):
+        assert layer.feature_shapes == (shape[1:], (3, G.order, 6, 6))
+
+        x = randn(*shape).flatten(1)
+        flat = _on_flat_features(layer, shape[1:])
+        assert er.equivariance_error(flat, x, layer.rep_in, layer.rep_out) < 1e-12
+        # A free convolution with the same layout is not equivariant.
+        free = _on_flat_features(layer.free_term(init_std=1.0).double(), shape[1:])
+        assert er.equivariance_error(free, x, layer.rep_in, layer.rep_out) > 1e-2
+    assert LiftingConv2d(1, 2, name).rep_in is None  # no image size: nothing declared
+
+
+def _randomise_free(relaxed, scale: float = 0.3) -> None:
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            for p in layer.free.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+
+
+@pytest.mark.parametrize("name", GROUPS)
+def test_relaxed_gcnn_penalty_and_hardening(name: str) -> None:
+    """relax(GCNN) relaxes every convolution with a free conv2d; the generator penalty is
+    Σ_s ||W(s·x) − s·(W x)||², zero exactly for an equivariant free kernel; the hardened model
+    is the original architecture and invariant for every element."""
+    torch.manual_seed(0)
+    model = GCNN(name, in_channels=1, num_classes=3, channels=(2, 3), pool_after=(0,),
+                 image_size=8).double()
+    relaxed = relax(model, total_steps=6, lie_weight=1.0, norm_weight=1.0)
+    layers = relaxed.relaxed_layers()
+    assert list(layers) == ["convs.0", "convs.1"]
+    assert all(isinstance(r.free, FreeFieldConv2d) for r in layers.values())
+    G = ImageGroup(name)
+    x = randn(4, 1, 8, 8)
+    _randomise_free(relaxed)
+    relaxed.train()
+    relaxed.step()
+    relaxed(x)
+    lie_sq = [float(r.take_squares()[0].detach()) for r in layers.values()]
+    # The definition, for the lifting layer (its input is the image itself).
+    w = layers["convs.0"].free
+    expected = sum(float((w(G.transform(x, s)) - G.act_regular(w(x), s)).pow(2).sum())
+                   for s in G.generators)
+    assert lie_sq[0] == pytest.approx(expected, rel=1e-12)
+    assert all(v > 1e-2 for v in lie_sq)
+    # Equivariant free kernels give a zero generator penalty.
+    with torch.no_grad():
+        for r in layers.values():
+            k = r.free.conv.weight
+            k.copy_(G.project_kernel(k, r.free.in_regular, True))
+    relaxed(x)
+    assert all(float(r.take_squares()[0]) < 1e-20 for r in layers.values())
+    # Mid-training (θ > 0, random free terms) the model is not invariant; hardened, it is.
+    _randomise_free(relaxed)
+    relaxed.train()
+    with torch.no_grad():
+        logits = relaxed(x)
+        assert max(relative_error(relaxed(G.transform(x, g)), logits)
+                   for g in range(G.order)) > 1e-3
+    hard = harden(relaxed).eval()
+    assert type(hard) is GCNN and list(hard.state_dict()) == list(model.state_dict())
+    with torch.no_grad():
+        logits = hard(x)
+        for g in range(G.order):
+            assert relative_error(hard(G.transform(x, g)), logits) < 1e-12
+
+
+def test_relaxed_conv_forward_adds_the_free_term() -> None:
+    torch.manual_seed(0)
+    layer = GroupConv2d(2, 3, "C4", image_size=6).double()
+    r = Relaxed(layer, init_std=0.1).train()
+    r.theta = 0.4
+    f = randn(2, 2, 4, 6, 6)
+    torch.testing.assert_close(r(f), layer(f) + 0.4 * r.free(f))
+    assert torch.equal(r.eval()(f), layer(f))  # eval: θ = 0, the exact layer
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -295,6 +413,15 @@ def test_kernel_action_and_projection(name: str) -> None:
         (lambda: GCNN("C4", channels=(2, 2), pool_after=(2,)), ValueError, "pool_after"),
         (lambda: GCNN("C4", channels=(2, 2))(torch.zeros(2, 1, 14, 14)), ValueError, "even"),
         (lambda: CNN(1, 3)(torch.zeros(2, 3, 8, 8)), ValueError, r"\(B, 1, H, H\)"),
+        (lambda: LiftingConv2d(1, 2, "C4", image_size=0), ValueError, "image_size"),
+        (
+            lambda: LiftingConv2d(1, 2, "C4", image_size=8)(torch.zeros(2, 1, 6, 6)),
+            ValueError,
+            "image_size = 8",
+        ),
+        (lambda: GCNN("C4", channels=(2, 2), image_size=14), ValueError, "side 7 at block 1"),
+        (lambda: GCNN("C4", image_size=28)(torch.zeros(1, 1, 32, 32)), ValueError, "side 32"),
+        (lambda: FreeFieldConv2d(1, 2, "C4", False, init_std=-1.0), ValueError, "init_std"),
     ],
 )
 def test_bad_input_fails_early(call: Callable[[], object], error: type, match: str) -> None:

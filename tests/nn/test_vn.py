@@ -23,8 +23,10 @@ from equirelax.nn.vn import (
     VNPointNet,
     VNStdFeature,
     knn_vector_lift,
+    vector_features_rep,
     vn_leaky_relu,
 )
+from equirelax.relaxation import harden, relax
 
 #: Relative error allowed per dtype (float32 round-off through a few layers is ~1e-7).
 TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
@@ -215,6 +217,103 @@ def test_vn_linear_is_equivariant_for_the_library_check() -> None:
         flat, rep_in=4 * vector, rep_out=5 * vector, dtypes=(torch.float64,)
     )
     assert errors[torch.float64] < 1e-10
+
+
+def test_vn_linear_declares_its_action() -> None:
+    """rep_in/rep_out are C copies of the SO(3) vector rep on the c*3 + k layout, and the Lie
+    algebra maps of group_actions() are that rep's Lie algebra matrices kron(I_C, A_k)."""
+    layer = VNLinear(4, 5)
+    vector = er.reps.vector(er.groups.SO(3))
+    assert layer.rep_in == 4 * vector and layer.rep_out == 5 * vector
+    assert layer.rep_in is vector_features_rep(4)  # cached: built once per width
+    assert layer.feature_shapes == ((4, 3), (5, 3))
+    actions = layer.group_actions()
+    assert actions["in"] == [] and actions["out"] == []
+    x = features((7, 4, 3), torch.float64)
+    for act, a in zip(actions["lie_in"], layer.rep_in.lie_matrices(), strict=True):
+        expected = x.flatten(-2) @ torch.from_numpy(a).T
+        torch.testing.assert_close(act(x).flatten(-2), expected, rtol=0, atol=1e-15)
+    assert len(actions["lie_out"]) == 3
+
+
+def _relaxed_small_net():
+    torch.manual_seed(0)
+    model = VNPointNet(3, **SMALL_NET).double()
+    return model, relax(model, total_steps=8, lie_weight=1.0, norm_weight=1.0)
+
+
+def test_relax_finds_every_vn_linear_map_with_the_lie_penalty() -> None:
+    """relax(VNPointNet) wraps every VNLinear; its penalty is the Lie derivative of the free
+    term, Σ_k ||W (I⊗A_k) x − (I⊗A_k) W x||², zero exactly when W = kron(M, I_3)."""
+    _, relaxed = _relaxed_small_net()
+    layers = relaxed.relaxed_layers()
+    assert len(layers) == 12 and "conv3" in layers and "conv_pos.map_to_dir" in layers
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.free.weight.copy_(torch.randn(layer.free.weight.shape, generator=gen,
+                                                dtype=torch.float64))
+    points = features((2, 12, 3), torch.float64)
+    relaxed.train()
+    relaxed(points)
+    conv3 = layers["conv3"]
+    lie_sq = {name: layer.take_squares()[0].detach() for name, layer in layers.items()}
+    assert all(float(v) > 1e-2 for v in lie_sq.values())
+    # The definition on the recorded input of conv3 (batch norm etc. are deterministic here).
+    captured = {}
+
+    def keep_input(module, inputs, output) -> None:
+        captured["x"] = inputs[0]
+
+    hook = conv3.layer.register_forward_hook(keep_input)
+    relaxed(points)
+    hook.remove()
+    for layer in layers.values():
+        layer.take_squares()  # clear the records of this forward
+    flat = captured["x"].reshape(-1, 3 * conv3.layer.in_channels)
+    w = conv3.free.weight.detach()
+    expected = 0.0
+    for a_in, a_out in zip(conv3.rep_in.lie_matrices(), conv3.rep_out.lie_matrices()):
+        a_in, a_out = torch.from_numpy(a_in), torch.from_numpy(a_out)
+        expected += float(((flat @ a_in.T @ w.T - flat @ w.T @ a_out.T) ** 2).sum())
+    assert float(lie_sq["conv3"]) == pytest.approx(expected, rel=1e-10)
+    # Equivariant free terms W = kron(M, I_3): zero Lie penalty, non-zero norm penalty.
+    with torch.no_grad():
+        for layer in layers.values():
+            m = torch.randn(layer.layer.out_channels, layer.layer.in_channels, generator=gen,
+                            dtype=torch.float64)
+            layer.free.weight.copy_(torch.kron(m, torch.eye(3, dtype=torch.float64)))
+    relaxed(points)
+    squares = [layer.take_squares() for layer in layers.values()]
+    assert all(float(lie) < 1e-20 and float(norm) > 0 for lie, norm in squares)
+
+
+def test_relaxed_vn_pointnet_trains_and_hardens_to_an_invariant_model() -> None:
+    model, relaxed = _relaxed_small_net()
+    points = features((6, 16, 3), torch.float64)
+    labels = torch.arange(6) % 3
+    opt = torch.optim.Adam(relaxed.parameters(), lr=1e-2)
+    relaxed.train()
+    for _ in range(3):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(relaxed(points), labels) + relaxed.penalty()
+        loss.backward()
+        opt.step()
+        relaxed.step()
+    assert relaxed.theta > 0
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.mul_(100.0)  # a visibly non-equivariant free part
+    rot = rotations(6, seed=2, dtype=torch.float64)
+    with torch.no_grad():
+        assert relative_error(relaxed(rotate(points, rot)), relaxed(points)) > 1e-4
+        hard = harden(relaxed)
+        assert type(hard) is VNPointNet and list(hard.state_dict()) == list(model.state_dict())
+        hard.eval()
+        logits = hard(points)
+        assert relative_error(hard(rotate(points, rot)), logits) < MODEL_TOL[torch.float64]
+        relaxed.eval()  # eval runs the exact model: the same function as the hardened one
+        torch.testing.assert_close(relaxed(points), logits, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -22,10 +22,18 @@ from them and :class:`CNN` the plain baseline with the same topology.
 :meth:`ImageGroup.transform_kernel` acts on any ``conv2d`` kernel between trivial (image) and
 regular (group) fields; a kernel gives an equivariant convolution exactly when it is fixed by
 the generators, and :meth:`ImageGroup.project_kernel` averages a kernel onto that subspace.
+
+Built with an ``image_size``, the two convolutions declare what they act on, for tools that check
+or relax equivariant layers (``equirelax.relax``) without this module knowing about them:
+``rep_in``/``rep_out`` (:meth:`ImageGroup.field_rep`, the permutation of pixels and group axis
+as a representation of ``er.groups.cyclic(4)`` / ``dihedral(4)``), ``feature_shapes``,
+``free_term`` (an unconstrained :class:`FreeFieldConv2d` with the same layout) and
+``group_actions`` (the generators moving pixels and permuting the group axis).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -35,9 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equirelax.groups import PermutationGroup, cyclic, dihedral
+from equirelax.reps import PermRep
+
 __all__ = [
     "CNN",
     "GCNN",
+    "FreeFieldConv2d",
     "GroupBatchNorm",
     "GroupConv2d",
     "GroupInvariantPooling",
@@ -159,6 +171,48 @@ class ImageGroup:
         )
         return total / self.order
 
+    def act(self, x: torch.Tensor, g: int, regular: bool) -> torch.Tensor:
+        """:meth:`act_regular` on group feature maps, :meth:`transform` on images."""
+        return self.act_regular(x, g) if regular else self.transform(x, g)
+
+    def permutation_group(self) -> PermutationGroup:
+        """The same group as an equirelax permutation group: ``cyclic(4)`` or ``dihedral(4)``.
+
+        Its generators (rotation, then reflection of the square's vertices) correspond to
+        :attr:`generators` in order (quarter turn, then mirror), so representations built from
+        the pixel actions of :attr:`generators` (:meth:`field_rep`) are representations of it.
+        """
+        return cyclic(4) if self.name == "C4" else dihedral(4)
+
+    def field_rep(self, channels: int, size: int, regular: bool) -> PermRep:
+        """The action on ``channels`` fields of side ``size`` as a permutation representation.
+
+        Features are ``(channels, size, size)`` images (``regular=False``) or
+        ``(channels, |G|, size, size)`` group feature maps (``regular=True``), flattened in C
+        order; the images of the generators are the permutations by which :meth:`transform` /
+        :meth:`act_regular` move the flattened entries. The representation is of
+        :meth:`permutation_group`, whose constructor checks that these images satisfy its
+        relations.
+        """
+        return _field_rep(self.name, channels, size, regular)
+
+
+@functools.lru_cache(maxsize=64)
+def _field_rep(name: str, channels: int, size: int, regular: bool) -> PermRep:
+    _check_positive(channels, "channels")
+    _check_positive(size, "size")
+    group = ImageGroup(name)
+    shape = (channels, group.order, size, size) if regular else (channels, size, size)
+    index = torch.arange(math.prod(shape)).reshape(shape)
+    images = []
+    for s in group.generators:
+        source = group.act(index, s, regular).flatten().numpy()
+        # (P x)[p[i]] = x[i] for a PermRep; the action gives y[j] = x[source[j]], so p = source⁻¹
+        images.append(np.argsort(source))
+    kind = "regular" if regular else "trivial"
+    return PermRep(group.permutation_group(), images,
+                   name=f"{name} {kind} fields ({channels}, {size}x{size})")
+
 
 def image_group(group: str | ImageGroup) -> ImageGroup:
     """An :class:`ImageGroup` from its name (``"C4"``/``"D4"``), or the group itself."""
@@ -191,11 +245,127 @@ def _check_square(x: torch.Tensor, leading: tuple[int, ...], where: str) -> None
         raise TypeError(f"{where} expects a floating-point tensor, got {x.dtype}")
 
 
-class LiftingConv2d(nn.Module):
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+
+
+def _check_side(x: torch.Tensor, image_size: int | None, where: str) -> None:
+    if image_size is not None and x.shape[-1] != image_size:
+        raise ValueError(
+            f"{where} was built for image_size = {image_size} (its declared representations "
+            f"act on {image_size}x{image_size} maps), got a map of side {x.shape[-1]}"
+        )
+
+
+class FreeFieldConv2d(nn.Module):
+    """An unconstrained ``conv2d`` between trivial or regular fields (no weight sharing).
+
+    Input ``(B, C_in, H, W)`` (``in_regular=False``) or ``(B, C_in, |G|, H, W)``; output
+    ``(B, C_out, |G|, H, W)`` (or ``(B, C_out, H, W)``), with the layout of
+    :class:`LiftingConv2d` / :class:`GroupConv2d`: one dense kernel
+    ``(C_out·n_out, C_in·n_in, k, k)`` with the group axis fastest, stride 1, "same" padding.
+    It is the free term ``W`` of a relaxed group convolution; its kernel is equivariant exactly
+    when ``ImageGroup.transform_kernel`` fixes it. Weights start ``N(0, init_std²)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        group: str | ImageGroup,
+        in_regular: bool,
+        out_regular: bool = True,
+        kernel_size: int = 3,
+        bias: bool = False,
+        init_std: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        _check_positive(in_channels, "in_channels")
+        _check_positive(out_channels, "out_channels")
+        _check_kernel_size(kernel_size)
+        if not (isinstance(init_std, (int, float)) and math.isfinite(init_std) and init_std >= 0):
+            raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
+        self.group = image_group(group)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_regular, self.out_regular = in_regular, out_regular
+        n = self.group.order
+        self.n_in, self.n_out = (n if in_regular else 1), (n if out_regular else 1)
+        self.conv = nn.Conv2d(in_channels * self.n_in, out_channels * self.n_out, kernel_size,
+                              padding=kernel_size // 2, bias=bias)
+        with torch.no_grad():
+            self.conv.weight.normal_(0.0, init_std)
+            if self.conv.bias is not None:
+                self.conv.bias.normal_(0.0, init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = (self.in_channels, self.group.order) if self.in_regular else (self.in_channels,)
+        _check_square(x, lead, type(self).__name__)
+        out = self.conv(x.flatten(1, 2) if self.in_regular else x)
+        return out.unflatten(1, (self.out_channels, self.n_out)) if self.out_regular else out
+
+
+class _FieldConvDescription:
+    """What a group convolution built with an ``image_size`` acts on (mixed into the layers).
+
+    Subclasses set ``group``, ``in_channels``, ``out_channels``, ``kernel_size``,
+    ``image_size`` and the class attribute ``in_regular``; outputs are regular fields.
+    """
+
+    in_regular: bool
+
+    @property
+    def rep_in(self) -> PermRep | None:
+        """Pixels (and group axis) of the input as a representation; None without image_size."""
+        if self.image_size is None:
+            return None
+        return self.group.field_rep(self.in_channels, self.image_size, self.in_regular)
+
+    @property
+    def rep_out(self) -> PermRep | None:
+        """Pixels and group axis of the output as a representation; None without image_size."""
+        if self.image_size is None:
+            return None
+        return self.group.field_rep(self.out_channels, self.image_size, True)
+
+    @property
+    def feature_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """Trailing input and output shapes, e.g. ``((C_in, H, H), (C_out, |G|, H, H))``."""
+        if self.image_size is None:
+            return None
+        side = (self.image_size, self.image_size)
+        n = self.group.order
+        shape_in = (self.in_channels, n, *side) if self.in_regular else (self.in_channels, *side)
+        return shape_in, (self.out_channels, n, *side)
+
+    def free_term(self, init_std: float = 1e-3, bias: bool = False) -> FreeFieldConv2d:
+        """An unconstrained convolution with this layer's input and output layout."""
+        return FreeFieldConv2d(self.in_channels, self.out_channels, self.group, self.in_regular,
+                               True, self.kernel_size, bias=bias, init_std=init_std)
+
+    def group_actions(self) -> dict[str, list]:
+        """The generators on the raw input and output tensors, paired by position: pixel moves
+        (and the group-axis permutation on regular fields). No Lie algebra."""
+        group, regular = self.group, self.in_regular
+        return {
+            "in": [functools.partial(group.act, g=s, regular=regular) for s in group.generators],
+            "out": [functools.partial(group.act, g=s, regular=True) for s in group.generators],
+            "lie_in": [],
+            "lie_out": [],
+        }
+
+
+class LiftingConv2d(_FieldConvDescription, nn.Module):
     """Lifting convolution Z² → G: ``(B, C_in, H, W) -> (B, C_out, |G|, H, W)``.
 
-    ``out[:, o, g] = conv2d(x, T_g ψ[o]) + b[o]``; stride 1, "same" zero padding.
+    ``out[:, o, g] = conv2d(x, T_g ψ[o]) + b[o]``; stride 1, "same" zero padding. With
+    ``image_size`` the layer accepts only maps of that side and declares ``rep_in``/``rep_out``,
+    ``feature_shapes``, ``free_term`` and ``group_actions`` (see the module docstring).
     """
+
+    in_regular = False
 
     def __init__(
         self,
@@ -204,11 +374,14 @@ class LiftingConv2d(nn.Module):
         group: str | ImageGroup,
         kernel_size: int = 3,
         bias: bool = True,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         _check_positive(in_channels, "in_channels")
         _check_positive(out_channels, "out_channels")
         _check_kernel_size(kernel_size)
+        _check_image_size(image_size)
+        self.image_size = image_size
         self.group = image_group(group)
         self.in_channels, self.out_channels, self.kernel_size = (
             in_channels,
@@ -235,6 +408,7 @@ class LiftingConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_square(x, (self.in_channels,), type(self).__name__)
+        _check_side(x, self.image_size, type(self).__name__)
         out = F.conv2d(x, self.expanded_weight(), padding=self.kernel_size // 2)
         out = out.unflatten(1, (self.out_channels, self.group.order))
         if self.bias is not None:
@@ -245,15 +419,20 @@ class LiftingConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
             f"kernel_size={self.kernel_size}, bias={self.bias is not None}"
+            + (f", image_size={self.image_size}" if self.image_size is not None else "")
         )
 
 
-class GroupConv2d(nn.Module):
+class GroupConv2d(_FieldConvDescription, nn.Module):
     """Regular-representation group convolution G → G.
 
     ``(B, C_in, |G|, H, W) -> (B, C_out, |G|, H, W)`` with
-    ``out[:, o, g] = Σ_{c,h} conv2d(f[:, c, h], T_g ψ[o, c, g⁻¹h]) + b[o]``.
+    ``out[:, o, g] = Σ_{c,h} conv2d(f[:, c, h], T_g ψ[o, c, g⁻¹h]) + b[o]``. With
+    ``image_size`` the layer accepts only maps of that side and declares what it acts on, as
+    :class:`LiftingConv2d` does.
     """
+
+    in_regular = True
 
     def __init__(
         self,
@@ -262,11 +441,14 @@ class GroupConv2d(nn.Module):
         group: str | ImageGroup,
         kernel_size: int = 3,
         bias: bool = True,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         _check_positive(in_channels, "in_channels")
         _check_positive(out_channels, "out_channels")
         _check_kernel_size(kernel_size)
+        _check_image_size(image_size)
+        self.image_size = image_size
         self.group = image_group(group)
         self.in_channels, self.out_channels, self.kernel_size = (
             in_channels,
@@ -303,6 +485,7 @@ class GroupConv2d(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         n = self.group.order
         _check_square(f, (self.in_channels, n), f"{type(self).__name__} ({self.group.name})")
+        _check_side(f, self.image_size, type(self).__name__)
         out = F.conv2d(f.flatten(1, 2), self.expanded_weight(), padding=self.kernel_size // 2)
         out = out.unflatten(1, (self.out_channels, n))
         if self.bias is not None:
@@ -313,6 +496,7 @@ class GroupConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
             f"kernel_size={self.kernel_size}, bias={self.bias is not None}"
+            + (f", image_size={self.image_size}" if self.image_size is not None else "")
         )
 
 
@@ -382,6 +566,27 @@ def _halve(x: torch.Tensor, where: str, block: int) -> torch.Tensor:
     return F.max_pool2d(x.reshape(-1, 1, side, side), 2).reshape(*lead, side // 2, side // 2)
 
 
+def _block_sides(
+    image_size: int | None, blocks: int, pool_after: tuple[int, ...]
+) -> list[int | None]:
+    """The side of the maps entering each block, given the image side (None: any side)."""
+    if image_size is None:
+        return [None] * blocks
+    sides: list[int | None] = []
+    side = image_size
+    for i in range(blocks):
+        sides.append(side)
+        if i in pool_after:
+            if side % 2:
+                raise ValueError(
+                    f"image_size = {image_size} gives a map of side {side} at block {i}, which "
+                    f"pools it; 2x2 pooling is only equivariant on even sides (use a side "
+                    f"divisible by 2^{len(pool_after)})"
+                )
+            side //= 2
+    return sides
+
+
 class GCNN(nn.Module):
     """A small C4- or D4-invariant image classifier: ``(B, C_in, H, H) -> logits (B, classes)``.
 
@@ -390,6 +595,10 @@ class GCNN(nn.Module):
     ``pool_after``; then :class:`GroupInvariantPooling` and a linear head. Logits are exactly
     invariant under every group element acting on the input image (the side must be divisible by
     ``2**len(pool_after)``).
+
+    With ``image_size`` the model accepts only images of that side, and every convolution is
+    built with the side of the maps it sees, so that it declares its representations and can be
+    relaxed by ``equirelax.relax``.
     """
 
     def __init__(
@@ -400,18 +609,23 @@ class GCNN(nn.Module):
         channels: Sequence[int] = (8, 16, 32),
         kernel_size: int = 3,
         pool_after: Sequence[int] = (0, 1),
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         _check_positive(in_channels, "in_channels")
         _check_positive(num_classes, "num_classes")
         channels, self.pool_after = _check_channels(channels, pool_after)
+        _check_image_size(image_size)
         self.group = image_group(group)
         self.in_channels, self.num_classes = in_channels, num_classes
+        self.image_size = image_size
+        sides = _block_sides(image_size, len(channels), self.pool_after)
         convs: list[nn.Module] = []
         width = in_channels
         for i, c in enumerate(channels):
             conv_type = LiftingConv2d if i == 0 else GroupConv2d
-            convs.append(conv_type(width, c, self.group, kernel_size, bias=False))
+            convs.append(conv_type(width, c, self.group, kernel_size, bias=False,
+                                   image_size=sides[i]))
             width = c
         self.convs = nn.ModuleList(convs)
         self.norms = nn.ModuleList(GroupBatchNorm(c) for c in channels)

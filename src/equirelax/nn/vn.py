@@ -9,8 +9,11 @@ axes (batch, points, neighbours) are carried along. A rotation R acts on every v
 Every linear map of the family acts on the channel axis only, ``y_o = Σ_c W_oc x_c``, which
 commutes with any R acting on the xyz axis. Its dense matrix on the flattened features is
 ``kron(W, I_3)`` (:meth:`VNLinear.dense_matrix`). All linear maps are separate
-:class:`VNLinear` submodules with ``in_channels``/``out_channels``, so that tools that wrap linear
-layers (such as constraint relaxation) can find them. The nonlinearity, batch norm and pooling
+:class:`VNLinear` submodules, and each declares what it acts on: ``rep_in``/``rep_out``
+(``C * vector(SO(3))``), ``feature_shapes`` (``((C_in, 3), (C_out, 3))``) and
+``group_actions()`` (the so(3) generators on the xyz axis), so that ``equirelax.relax`` relaxes
+them with the Lie-derivative penalty of the constraint-relaxation paper without this module
+knowing about relaxation. The nonlinearity, batch norm and pooling
 use only rotation-invariant quantities (inner products, norms), so every module here is exactly
 SO(3)-equivariant and :class:`VNPointNet` gives SO(3)-invariant logits. Cross products in the
 k-NN lift make the point-cloud models SO(3)- but not O(3)-equivariant.
@@ -20,12 +23,16 @@ k-NN lift make the point-cloud models SO(3)- but not O(3)-equivariant.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from equirelax.groups import SO
+from equirelax.reps import Rep, vector
 
 __all__ = [
     "EPS",
@@ -39,11 +46,40 @@ __all__ = [
     "VNPointNet",
     "VNStdFeature",
     "knn_vector_lift",
+    "vector_features_rep",
     "vn_leaky_relu",
 ]
 
 #: Added to norms before dividing by them.
 EPS = 1e-6
+
+
+@functools.cache
+def vector_features_rep(channels: int) -> Rep:
+    """The action of SO(3) on ``channels`` vectors flattened to index ``c*3 + k``:
+    ``channels * vector(SO(3))``, the matrix ``kron(I_C, R)``."""
+    _check_positive(channels, "channels")
+    return channels * vector(SO(3))
+
+
+class _XYZGenerator:
+    """The Lie algebra element ``A`` acting on the xyz axis of ``(..., C, 3)``: ``x -> x A^T``.
+
+    On the flattened features this is ``kron(I_C, A)``, the Lie algebra action of
+    :func:`vector_features_rep`, without building a ``3C x 3C`` matrix.
+    """
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        self.matrix = matrix
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(x, self.matrix.to(device=x.device, dtype=x.dtype).T)
+
+
+@functools.lru_cache(maxsize=1)
+def _so3_generators() -> tuple[_XYZGenerator, ...]:
+    algebra = torch.as_tensor(SO(3).lie_algebra, dtype=torch.float64)
+    return tuple(_XYZGenerator(a) for a in algebra)
 
 
 def _check_positive(value: int, name: str) -> None:
@@ -68,6 +104,11 @@ class VNLinear(nn.Module):
 
     A bias would be a fixed vector and break equivariance, so there is none.
     Input ``(..., in_channels, 3)``, output ``(..., out_channels, 3)``.
+
+    The layer says what it acts on, for tools that check or relax equivariant layers:
+    ``rep_in``/``rep_out`` are ``C * vector(SO(3))`` on the features flattened to ``c*3 + k``,
+    ``feature_shapes`` the trailing shapes ``((C_in, 3), (C_out, 3))``, and
+    :meth:`group_actions` the so(3) generators acting on the xyz axis.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -92,6 +133,28 @@ class VNLinear(nn.Module):
         """The map on flattened features (index ``c*3 + k``): ``kron(W, I_3)``, (3·out, 3·in)."""
         eye = torch.eye(3, dtype=self.weight.dtype, device=self.weight.device)
         return torch.kron(self.weight, eye)
+
+    @property
+    def rep_in(self) -> Rep:
+        """SO(3) on the flattened input: ``in_channels * vector(SO(3))``."""
+        return vector_features_rep(self.in_channels)
+
+    @property
+    def rep_out(self) -> Rep:
+        """SO(3) on the flattened output: ``out_channels * vector(SO(3))``."""
+        return vector_features_rep(self.out_channels)
+
+    @property
+    def feature_shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Trailing shapes of input and output features: ``((C_in, 3), (C_out, 3))``."""
+        return (self.in_channels, 3), (self.out_channels, 3)
+
+    def group_actions(self) -> dict[str, list[Callable[[torch.Tensor], torch.Tensor]]]:
+        """How SO(3) acts on the raw input and output tensors: no discrete generators, and the
+        three so(3) generators ``A_k`` acting as ``x -> x A_k^T`` on the xyz axis (paired by
+        position), i.e. ``kron(I_C, A_k)`` on the flattened features."""
+        generators = list(_so3_generators())
+        return {"in": [], "out": [], "lie_in": generators, "lie_out": generators}
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
