@@ -13,6 +13,7 @@ Both kinds share one interface (``dim``, ``basis``, ``weight``, ``project``, ``c
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -74,7 +75,7 @@ class HomSpace(ABC):
     def weight_batched(self, coefficients: torch.Tensor) -> torch.Tensor:
         """``weight`` for coefficients with leading batch axes (..., dim)."""
         lead = coefficients.shape[:-1]
-        flat = coefficients.reshape(-1, self.dim)
+        flat = coefficients.reshape(math.prod(lead), self.dim)  # -1 is ambiguous when dim = 0
         ws = [self.weight(c) for c in flat] if flat.shape[0] else []
         if not ws:
             return coefficients.new_zeros((*lead, *self.shape))
@@ -248,6 +249,23 @@ class BlockHomSpace(HomSpace):
             block = torch.einsum("abk,kij->aibj", coef, b).reshape(r.shape[0], c.shape[0])
             w = w.index_put((r[:, None], c[None, :]), block)
         return w
+
+    def weight_batched(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """``weight`` for coefficients (..., dim), one einsum per block for the whole batch
+        (``basis`` and ``project`` would otherwise loop over basis elements in Python)."""
+        if coefficients.shape[-1:] != (self.dim,):
+            raise ValueError(
+                f"expected coefficients of shape (..., {self.dim}), got {tuple(coefficients.shape)}"
+            )
+        lead = coefficients.shape[:-1]
+        flat = coefficients.reshape(math.prod(lead), self.dim)  # -1 is ambiguous when dim = 0
+        w = flat.new_zeros((flat.shape[0], *self.shape))
+        for i, (_, _, _, m_o, m_i, start, size) in enumerate(self.blocks):
+            b, r, c = self._block_tensors(i, flat.device, flat.dtype)
+            coef = flat[:, start : start + size].reshape(-1, m_o, m_i, b.shape[0])
+            block = torch.einsum("nabk,kij->naibj", coef, b)
+            w[:, r[:, None], c[None, :]] = block.reshape(-1, r.shape[0], c.shape[0])
+        return w.reshape(*lead, *self.shape)
 
     def coefficients(self, w: torch.Tensor) -> torch.Tensor:
         self._check_shape(w)
