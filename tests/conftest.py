@@ -44,6 +44,12 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[b]  # first b, then a (image notation)
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype.kind in "iu":
+        return a.tobytes() == b.tobytes()
+    return float(np.max(np.abs(a - b))) < 1e-8
+
+
 def cayley_enumeration(
     generators: Sequence[np.ndarray],
     images: Sequence[np.ndarray] | None = None,
@@ -83,7 +89,7 @@ def cayley_enumeration(
                     elements.append(h)
                     assigned.append(value)
                     new.append(index[key])
-                elif images is not None and not np.allclose(assigned[index[key]], value):
+                elif images is not None and not _same(assigned[index[key]], value):
                     raise NotAHomomorphismError(f"two paths to {h.tolist()} give different images")
         frontier = new
     return np.stack(elements), (np.stack(assigned) if images is not None else None)
