@@ -73,6 +73,7 @@ class TeacherStudentConfig:
     lie_weight: float = 1e-2
     norm_weight: float = 1e-2
     schedule: str = "triangular"
+    relax_fraction: float = 1.0
     free_init_std: float = 1e-2
     init_scale: float = 1.0
     success_mse: float = 1e-3
@@ -159,8 +160,10 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
     """Train an exact and a relaxed-then-hardened student from each seed; return the results.
 
     Both start from the same initial equivariant weights and use the same data, optimiser and
-    number of steps. The relaxed student is hardened with ``mode="drop"`` (the paper), so both
-    final models have the same architecture and are exactly equivariant.
+    number of steps. The relaxation schedule spans the first ``relax_fraction`` of the steps
+    (θ is then held at 0, so the rest trains the exact model). The relaxed student is hardened
+    with ``mode="drop"`` (the paper), so both final models have the same architecture and are
+    exactly equivariant.
     """
     G = parse_group(cfg.group)
     teacher = reference_teacher(G, parse_rep(G, cfg.teacher_rep), cfg.activation)
@@ -175,7 +178,8 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
         exact = _student(cfg, G, seed)
         start = _student(cfg, G, seed)
         torch.manual_seed(10_000 + seed)
-        relaxed = relax(start, schedule=cfg.schedule, total_steps=cfg.steps,
+        relax_steps = max(1, round(cfg.relax_fraction * cfg.steps))
+        relaxed = relax(start, schedule=cfg.schedule, total_steps=relax_steps,
                         lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
                         init_std=cfg.free_init_std)
         curve_exact = train_student(exact, x, y, cfg.steps, cfg.lr, desc=f"exact {seed}")
