@@ -1,0 +1,303 @@
+"""EquivariantLinear: equivariance, eval-mode cache, export, initialisation, bias, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import equirelax as er
+from equirelax.groups import SO, cyclic, dihedral, symmetric
+from equirelax.nn import EquivariantLinear
+from equirelax.reps import natural, regular, standard, trivial, vector
+
+
+def layer_cases():
+    S4 = symmetric(4)
+    V, T = natural(S4), trivial(S4)
+    D4 = dihedral(4)
+    so3 = SO(3)
+    v = vector(so3)
+    return {
+        "S4 perm": (2 * V + T, V * V + T),
+        "D4 regular": (2 * regular(D4), regular(D4) + natural(D4)),
+        "S4 standard": (standard(S4) + V, 2 * standard(S4)),
+        "SO3": (v + v * v, v + trivial(so3) + v * v),
+    }
+
+
+CASES = layer_cases()
+
+
+def randomised(layer: EquivariantLinear, seed: int = 0) -> EquivariantLinear:
+    """The layer with random (nonzero) weight and bias coefficients."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.coefficients.copy_(torch.randn(layer.coefficients.shape, generator=gen))
+        if layer.bias_coefficients is not None:
+            layer.bias_coefficients.copy_(torch.randn(layer.bias_coefficients.shape,
+                                                      generator=gen))
+    return layer
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASES.keys())
+def test_layer_is_equivariant_in_float64_and_float32(case):
+    rep_in, rep_out = CASES[case]
+    layer = randomised(EquivariantLinear(rep_in, rep_out))
+    assert layer.rep_in is rep_in and layer.rep_out is rep_out
+    errors = er.testing.assert_equivariant(layer)
+    assert errors[torch.float64] < 1e-12
+    assert errors[torch.float32] < 1e-5
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASES.keys())
+def test_weight_lies_in_the_hom_space_and_bias_is_fixed(case):
+    rep_in, rep_out = CASES[case]
+    layer = randomised(EquivariantLinear(rep_in, rep_out).double())
+    W, b = layer.weight, layer.bias
+    assert W.shape == (rep_out.dim, rep_in.dim) and b.shape == (rep_out.dim,)
+    torch.testing.assert_close(layer.hom.project(W.detach()), W.detach(), atol=1e-12, rtol=0)
+    G = rep_in.group
+    elements = G.elements() if G.is_finite else G.sample(20, seed=0)
+    for g in elements:
+        m_out = torch.from_numpy(rep_out.matrix(g))
+        torch.testing.assert_close(m_out @ b.detach(), b.detach(), atol=1e-12, rtol=0)
+    for a_out in rep_out.lie_matrices():
+        assert torch.from_numpy(a_out).matmul(b.detach()).abs().max() < 1e-12
+
+
+def test_bias_space_dimension_and_bias_false():
+    G = symmetric(5)
+    V, T = natural(G), trivial(G)
+    layer = EquivariantLinear(V, 2 * V + 3 * T)
+    assert layer.bias_coefficients.shape == (5,)  # one constant per orbit of rep_out
+    no_bias = EquivariantLinear(V, V, bias=False)
+    assert no_bias.bias is None
+    assert set(no_bias.state_dict()) == {"coefficients"}
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(no_bias(x), x @ no_bias.weight.T)
+    v = vector(SO(3))
+    assert EquivariantLinear(v, v).bias_coefficients.numel() == 0  # no invariant vector
+
+
+# -- eval-mode cache ---------------------------------------------------------------------------
+def test_eval_cache_same_output_and_same_state_dict():
+    rep_in, rep_out = CASES["S4 perm"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out))
+    x = torch.randn(6, rep_in.dim)
+    train_out = layer(x)
+    train_state = layer.state_dict()
+    layer.eval()
+    with torch.no_grad():
+        eval_out = layer(x)
+        assert layer.weight is layer.weight  # cached: the same tensor, no re-materialising
+    torch.testing.assert_close(eval_out, train_out.detach(), atol=0, rtol=0)
+    eval_state = layer.state_dict()
+    assert list(eval_state) == list(train_state) == ["coefficients", "bias_coefficients"]
+    for k in train_state:
+        assert torch.equal(eval_state[k], train_state[k])
+
+
+def test_eval_cache_is_used_until_the_parameters_change():
+    rep_in, rep_out = CASES["D4 regular"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    calls = []
+    materialise = layer._materialise
+
+    def counting():
+        calls.append(1)
+        return materialise()
+
+    layer._materialise = counting  # type: ignore[method-assign]
+    x = torch.randn(4, rep_in.dim)
+    with torch.no_grad():
+        for _ in range(3):
+            layer(x)
+    assert len(calls) == 1
+    layer.requires_grad_(False)  # frozen parameters: cached even with grad mode on
+    for _ in range(2):
+        layer(x)
+    assert len(calls) == 1
+    layer.requires_grad_(True)
+    layer(x)  # grad to the coefficients wanted: the weight is built with its graph
+    assert len(calls) == 2
+
+
+def test_eval_cache_is_invalidated_by_an_optimizer_step_and_by_load_state_dict():
+    rep_in, rep_out = CASES["S4 standard"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    x = torch.randn(5, rep_in.dim)
+    with torch.no_grad():
+        before = layer(x)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).pow(2).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    fresh = EquivariantLinear(rep_in, rep_out)
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(after, fresh(x).detach(), atol=0, rtol=0)
+    layer.load_state_dict(randomised(EquivariantLinear(rep_in, rep_out), seed=5).state_dict())
+    with torch.no_grad():
+        reloaded = layer(x)
+    assert not torch.allclose(reloaded, after)
+    layer.train()
+    torch.testing.assert_close(reloaded, layer(x).detach(), atol=0, rtol=0)
+
+
+def test_eval_cache_follows_dtype_changes():
+    rep_in, rep_out = CASES["S4 perm"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    x = torch.randn(2, rep_in.dim)
+    with torch.no_grad():
+        layer(x)
+        y = layer.double()(x.double())
+    assert y.dtype == torch.float64 and layer.weight.dtype == torch.float64
+
+
+# -- export ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASES.keys())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_export_gives_identical_outputs(case, dtype):
+    rep_in, rep_out = CASES[case]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).to(dtype)
+    x = torch.randn(7, rep_in.dim, dtype=dtype)
+    for mode in ("train", "eval"):
+        layer.train(mode == "train")
+        plain = layer.export()
+        assert type(plain) is torch.nn.Linear
+        assert plain.weight.dtype == dtype
+        assert (plain.in_features, plain.out_features) == (rep_in.dim, rep_out.dim)
+        with torch.no_grad():
+            assert torch.equal(plain(x), layer(x))
+    assert not any(p.grad_fn is not None for p in plain.parameters())
+
+
+def test_export_without_bias():
+    G = cyclic(6)
+    layer = randomised(EquivariantLinear(natural(G), regular(G), bias=False))
+    plain = layer.export()
+    assert plain.bias is None
+    x = torch.randn(3, 6)
+    assert torch.equal(plain(x), layer(x))
+
+
+# -- initialisation ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("rep_in", "rep_out", "inits"),
+    [
+        (natural(symmetric(16)), natural(symmetric(16)), 1500),  # Deep Sets: 2 coefficients
+        (4 * regular(cyclic(4)), 2 * regular(cyclic(4)), 300),
+        (4 * vector(SO(3)) + 2 * vector(SO(3)) * vector(SO(3)), 3 * vector(SO(3)), 300),
+    ],
+    ids=["deep-sets", "regular", "SO3"],
+)
+def test_initialisation_preserves_variance(rep_in, rep_out, inits):
+    torch.manual_seed(0)
+    x = torch.randn(512, rep_in.dim, dtype=torch.float64)
+    layer = EquivariantLinear(rep_in, rep_out).double()
+    draws = []
+    for _ in range(inits):
+        layer.reset_parameters()
+        draws.append(layer.coefficients.detach().clone())
+    assert torch.all(layer.bias_coefficients == 0)
+    weights = layer.hom.weight_batched(torch.stack(draws))  # (inits, d_out, d_in)
+    y = torch.einsum("noi,bi->nbo", weights, x)
+    ratios = y.pow(2).mean(dim=(1, 2)) / x.pow(2).mean()
+    # E over inits and inputs of the output second moment equals the input's (bias starts at 0)
+    assert abs(float(ratios.mean()) - 1.0) < 0.15, float(ratios.mean())
+    # the expectation is exact: E_c ||W||_F^2 = d_out, by the choice of the coefficient std
+    basis = layer.hom.basis
+    std = layer.hom.init_std()
+    assert std**2 * float(basis.pow(2).sum()) == pytest.approx(rep_out.dim)
+
+
+def test_gain_scales_the_initialisation():
+    V = natural(symmetric(6))
+    base = EquivariantLinear(V + V, V).hom.init_std()
+    torch.manual_seed(0)
+    layer = EquivariantLinear(V + V, V, gain=3.0)
+    stds = []
+    for _ in range(400):
+        layer.reset_parameters()
+        stds.append(layer.coefficients.detach().clone())
+    assert float(torch.cat(stds).std()) == pytest.approx(3.0 * base, rel=0.1)
+    assert torch.all(layer.bias_coefficients == 0)
+
+
+# -- gradients ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASES.keys())
+def test_coefficient_gradient_is_the_basis_projection_of_the_dense_gradient(case):
+    rep_in, rep_out = CASES[case]
+    layer = randomised(EquivariantLinear(rep_in, rep_out).double())
+    x = torch.randn(9, rep_in.dim, dtype=torch.float64)
+    target = torch.randn(9, rep_out.dim, dtype=torch.float64)
+    (layer(x) - target).pow(2).sum().backward()
+    dense = layer.weight.detach().clone().requires_grad_(True)
+    bias = layer.bias.detach().clone().requires_grad_(True)
+    (torch.nn.functional.linear(x, dense, bias) - target).pow(2).sum().backward()
+    expected = torch.einsum("kij,ij->k", layer.hom.basis, dense.grad)
+    torch.testing.assert_close(layer.coefficients.grad, expected, atol=1e-10, rtol=1e-10)
+    if layer.bias_coefficients.numel():  # (2 * standard has no fixed vector: no bias)
+        expected_bias = torch.einsum("kij,ij->k", layer.bias_space.basis, bias.grad[:, None])
+        torch.testing.assert_close(layer.bias_coefficients.grad, expected_bias, atol=1e-10,
+                                   rtol=1e-10)
+
+
+def test_float32_gradient_of_a_large_orbit_is_accurate():
+    V = natural(symmetric(300))  # the off-diagonal orbit sums 89,700 gradient entries
+    layer = randomised(EquivariantLinear(V, V))
+    x = torch.randn(16, 300)
+    layer(x).pow(2).sum().backward()
+    grad32 = layer.coefficients.grad.double()
+    reference = copy.deepcopy(layer).double()
+    reference.zero_grad()
+    reference(x.double()).pow(2).sum().backward()
+    torch.testing.assert_close(grad32, reference.coefficients.grad, rtol=1e-4, atol=0)
+
+
+# -- Deep Sets ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [3, 7, 20])
+def test_deep_sets_layer_is_exactly_a_x_plus_b_sum_x(n):
+    V = natural(symmetric(n))
+    layer = randomised(EquivariantLinear(V, V).double())
+    assert layer.hom.dim == 2 and layer.bias_coefficients.numel() == 1
+    W = layer.weight.detach()
+    a = W[0, 0] - W[0, 1]
+    b = W[0, 1]
+    torch.testing.assert_close(W, a * torch.eye(n, dtype=torch.float64) + b, atol=0, rtol=0)
+    c = layer.bias.detach()
+    torch.testing.assert_close(c, c[0].expand(n), atol=0, rtol=0)
+    x = torch.randn(5, n, dtype=torch.float64)
+    expected = a * x + b * x.sum(dim=-1, keepdim=True) + c[0]
+    torch.testing.assert_close(layer(x).detach(), expected, atol=1e-13, rtol=1e-13)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_wrong_input_size_names_both_sizes():
+    V = natural(symmetric(5))
+    layer = EquivariantLinear(V, V)
+    with pytest.raises(ValueError, match=r"EquivariantLinear expects inputs of shape \(\.\.\., 5\)"
+                                         r" for natural, got shape \(3, 4\)"):
+        layer(torch.randn(3, 4))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 5\).*got shape \(\)"):
+        layer(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"expects a torch\.Tensor, got ndarray"):
+        layer(np.zeros((3, 5)))
+
+
+def test_mixed_groups_refused():
+    with pytest.raises(ValueError, match="one group"):
+        EquivariantLinear(natural(symmetric(3)), natural(symmetric(4)))
+
+
+def test_layer_sizes_and_repr():
+    G = symmetric(4)
+    layer = EquivariantLinear(natural(G), 2 * natural(G))
+    assert (layer.in_features, layer.out_features) == (4, 8)
+    assert "hom dim=4" in repr(layer)
+    y = layer(torch.randn(2, 3, 4))  # any leading axes
+    assert y.shape == (2, 3, 8)
