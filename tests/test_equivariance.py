@@ -1,0 +1,183 @@
+"""equivariance_error and lie_derivative_error: ~0 for equivariant models, large otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import equirelax as er
+from equirelax.equivariance import ALL_ELEMENTS_LIMIT, DEFAULT_SAMPLES, default_elements
+from equirelax.groups import SO, O, dihedral, symmetric
+from equirelax.nn import EquivariantLinear, EquivariantMLP
+from equirelax.reps import natural, regular, trivial, vector
+
+
+def dense(rep_in, rep_out, seed=0) -> torch.nn.Linear:
+    """A plain nn.Linear with random weights: not equivariant."""
+    torch.manual_seed(seed)
+    return torch.nn.Linear(rep_in.dim, rep_out.dim)
+
+
+def s4_pair():
+    G = symmetric(4)
+    return natural(G) + trivial(G), natural(G) * natural(G)
+
+
+def so3_pair():
+    G = SO(3)
+    v = vector(G)
+    return v + v * v, v + trivial(G)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("pair", [s4_pair, so3_pair], ids=["S4", "SO3"])
+def test_error_is_tiny_for_equivariant_and_large_for_dense_models(pair, dtype):
+    rep_in, rep_out = pair()
+    x = torch.randn(8, rep_in.dim, dtype=torch.float64)
+    layer = EquivariantLinear(rep_in, rep_out)
+    with torch.no_grad():
+        layer.bias_coefficients.normal_()
+    tiny = 1e-13 if dtype == torch.float64 else 1e-5
+    assert er.equivariance_error(layer, x, dtype=dtype) < tiny
+    big = er.equivariance_error(dense(rep_in, rep_out), x, rep_in, rep_out, dtype=dtype)
+    assert big > 0.1
+
+
+def test_error_is_relative_and_a_maximum_over_elements():
+    rep_in, rep_out = s4_pair()
+    x = torch.randn(5, rep_in.dim, dtype=torch.float64)
+    f = dense(rep_in, rep_out).double()
+    err = er.equivariance_error(f, x, rep_in, rep_out)
+
+    def scaled(z):
+        return 1000.0 * f(z)
+
+    assert er.equivariance_error(scaled, x, rep_in, rep_out) == pytest.approx(err, rel=1e-12)
+    # the same number by hand: max over all 24 elements of ||f(gx) - g f(x)|| / ||f(x)||
+    G = rep_in.group
+    with torch.no_grad():
+        fx = f(x)
+        worst = 0.0
+        for g in G.elements():
+            m_in = torch.from_numpy(rep_in.matrix(g))
+            m_out = torch.from_numpy(rep_out.matrix(g))
+            diff = f(x @ m_in.T) - fx @ m_out.T
+            worst = max(worst, float(diff.norm() / fx.norm()))
+    assert err == pytest.approx(worst, rel=1e-12)
+    # a subset of elements can only lower the maximum; the identity alone gives 0
+    assert er.equivariance_error(f, x, rep_in, rep_out, elements=G.elements()[:5]) <= err
+    assert er.equivariance_error(f, x, rep_in, rep_out, elements=G.elements()[:1]) == 0.0
+
+
+def test_float32_model_is_measured_in_float64():
+    rep_in, rep_out = s4_pair()
+    layer = EquivariantLinear(rep_in, rep_out)  # float32 parameters
+    x = torch.randn(4, rep_in.dim)
+    err32 = er.equivariance_error(layer, x, dtype=torch.float32)
+    err64 = er.equivariance_error(layer, x)  # a float64 copy by default
+    assert err64 < 1e-14 and err32 < 1e-6
+    assert layer.coefficients.dtype == torch.float32  # the model itself is untouched
+
+
+def test_reps_default_to_the_models_own():
+    rep_in, rep_out = s4_pair()
+    model = EquivariantMLP(rep_in, [2 * natural(rep_in.group)], rep_out)
+    x = torch.randn(3, rep_in.dim, dtype=torch.float64)
+    assert er.equivariance_error(model, x) == er.equivariance_error(model, x, rep_in, rep_out)
+
+
+def test_default_elements_all_for_small_groups_and_a_sample_otherwise():
+    assert len(default_elements(dihedral(6))) == 12
+    assert len(default_elements(symmetric(7))) == DEFAULT_SAMPLES  # 5040 > limit
+    assert symmetric(7).order > ALL_ELEMENTS_LIMIT >= symmetric(6).order
+    samples = default_elements(SO(3))
+    assert samples.shape == (DEFAULT_SAMPLES, 3, 3)
+
+
+def test_a_violation_on_one_element_of_a_large_group_is_seen_when_that_element_is_given():
+    G = symmetric(8)
+    V = natural(G)
+
+    def almost_equivariant(x):
+        # equivariant except that it singles out point 0 a little
+        return x + 0.5 * x[..., :1] * torch.nn.functional.one_hot(torch.tensor(0), 8)
+
+    x = torch.randn(4, 8, dtype=torch.float64)
+    swap = np.array([1, 0, 2, 3, 4, 5, 6, 7])
+    assert er.equivariance_error(almost_equivariant, x, V, V, elements=swap[None]) > 0.1
+    assert er.equivariance_error(almost_equivariant, x, V, V, elements=G.identity()[None]) == 0
+
+
+# -- Lie derivative ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lie_derivative_error_small_for_equivariant_large_for_dense(dtype):
+    rep_in, rep_out = so3_pair()
+    x = torch.randn(6, rep_in.dim, dtype=torch.float64)
+    layer = EquivariantLinear(rep_in, rep_out)
+    tiny = 1e-13 if dtype == torch.float64 else 1e-5
+    assert er.lie_derivative_error(layer, x, dtype=dtype) < tiny
+    assert er.lie_derivative_error(dense(rep_in, rep_out), x, rep_in, rep_out, dtype=dtype) > 0.1
+
+
+def test_lie_derivative_error_works_in_train_mode_with_orbit_layers():
+    # invariant outputs and trivial biases use orbit hom-spaces; under torch.func.jvp their
+    # custom gather must cooperate (this once raised)
+    G = O(3)
+    v, t = vector(G), trivial(G)
+    model = EquivariantMLP(v + t + v * v, [2 * t + v], 2 * t).train()
+    x = torch.randn(5, model.rep_in.dim, dtype=torch.float64)
+    assert er.lie_derivative_error(model, x) < 1e-12
+
+
+def test_lie_derivative_matches_a_finite_difference():
+    rep_in, rep_out = so3_pair()
+    f = dense(rep_in, rep_out).double()
+    x = torch.randn(3, rep_in.dim, dtype=torch.float64)
+    err = er.lie_derivative_error(f, x, rep_in, rep_out)
+    t = 1e-6
+    worst = 0.0
+    with torch.no_grad():
+        fx = f(x)
+        for a_in, a_out in zip(rep_in.lie_matrices(), rep_out.lie_matrices()):
+            step = t * x @ torch.from_numpy(a_in).T
+            tangent = (f(x + step) - f(x - step)) / (2 * t)
+            diff = tangent - fx @ torch.from_numpy(a_out).T
+            worst = max(worst, float(diff.norm() / fx.norm()))
+    assert err == pytest.approx(worst, rel=1e-6)
+
+
+def test_lie_derivative_error_is_zero_for_finite_groups():
+    G = symmetric(3)
+    assert er.lie_derivative_error(dense(natural(G), natural(G)), torch.randn(2, 3),
+                                   natural(G), natural(G)) == 0.0
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_missing_reps_raise():
+    f = torch.nn.Linear(3, 3)
+    with pytest.raises(ValueError, match="declares no rep_in/rep_out: pass rep_in"):
+        er.equivariance_error(f, torch.randn(2, 3))
+    with pytest.raises(ValueError, match="declares no rep_in/rep_out"):
+        er.lie_derivative_error(f, torch.randn(2, 3))
+    with pytest.raises(ValueError, match="declares no rep_in/rep_out"):
+        er.equivariance_error(f, torch.randn(2, 3), rep_in=natural(symmetric(3)))
+
+
+def test_size_mismatches_raise_naming_both_sizes():
+    V = natural(symmetric(4))
+    f = torch.nn.Linear(4, 5)
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\).*got \(2, 3\)"):
+        er.equivariance_error(f, torch.randn(2, 3), V, V)
+    with pytest.raises(ValueError, match=r"model output has last axis 5, but rep_out natural has"
+                                         r" dim 4"):
+        er.equivariance_error(f, torch.randn(2, 4), V, V)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got ndarray"):
+        er.equivariance_error(f, np.zeros((2, 4)), V, V)
+
+
+def test_reps_of_different_groups_raise():
+    f = torch.nn.Linear(3, 3)
+    with pytest.raises(ValueError, match="different groups"):
+        er.equivariance_error(f, torch.randn(2, 3), natural(symmetric(3)),
+                              regular(er.groups.cyclic(3)))
