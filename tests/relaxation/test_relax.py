@@ -290,3 +290,35 @@ def test_float32_relaxed_training_runs():
     hard = harden(relaxed)
     assert er.equivariance_error(hard, x, dtype=torch.float32) <= 1e-5
     assert np.isfinite(er.equivariance_error(hard, x))
+
+
+@pytest.mark.parametrize("free_bias", [False, True])
+@pytest.mark.parametrize("group", ["S4", "O3"])
+def test_gram_and_data_penalties_agree(group, free_bias):
+    if group == "S4":
+        G = er.groups.symmetric(4)
+        rep_in, rep_out = er.reps.natural(G) + er.reps.trivial(G), 2 * er.reps.natural(G)
+    else:
+        G = er.groups.O(3)
+        v, t = er.reps.vector(G), er.reps.trivial(G)
+        rep_in, rep_out = 2 * v + t, v + 2 * t
+    layer = er.nn.EquivariantLinear(rep_in, rep_out).double()
+    r = Relaxed(layer, free_bias=free_bias, init_std=0.5).train()
+    x = torch.randn(3, 50, rep_in.dim, dtype=torch.float64)
+    values = {}
+    for method in ("data", "gram"):
+        r.penalty_method = method
+        r(x)
+        values[method] = r.take_squares()
+    for a, b in zip(values["data"], values["gram"]):
+        assert torch.allclose(a, b, rtol=1e-10)
+    # both give gradients that agree
+    grads = {}
+    for method in ("data", "gram"):
+        r.penalty_method = method
+        r.free.weight.grad = None
+        r(x)
+        lie, norm = r.take_squares()
+        (lie + norm).backward()
+        grads[method] = r.free.weight.grad.clone()
+    assert torch.allclose(grads["data"], grads["gram"], rtol=1e-9)

@@ -23,9 +23,16 @@ class FeatureAction:
     """A list of linear maps on feature tensors: one per discrete generator, one per Lie algebra
     element (``discrete`` and ``lie`` tell them apart for the penalties)."""
 
-    def __init__(self, discrete: Sequence[TensorMap], lie: Sequence[TensorMap]) -> None:
+    def __init__(
+        self,
+        discrete: Sequence[TensorMap],
+        lie: Sequence[TensorMap],
+        matrices: Sequence[np.ndarray] | None = None,
+    ) -> None:
         self.discrete = list(discrete)
         self.lie = list(lie)
+        # the same maps as dense matrices on flattened features (discrete first), when known
+        self.matrices = list(matrices) if matrices is not None else None
 
     def __len__(self) -> int:
         return len(self.discrete) + len(self.lie)
@@ -77,12 +84,15 @@ def pair_actions(
         if not (np.allclose(a, np.eye(rep_in.dim)) and np.allclose(b, np.eye(rep_out.dim)))
     ]
     gin, gout = rep_in.generator_matrices(), rep_out.generator_matrices()
+    lie_in, lie_out = rep_in.lie_matrices(), rep_out.lie_matrices()
     act_in = FeatureAction(
         [_matrix_map(gin[k], shape_in) for k in keep],
-        [_matrix_map(m, shape_in) for m in rep_in.lie_matrices()],
+        [_matrix_map(m, shape_in) for m in lie_in],
+        [gin[k] for k in keep] + lie_in,
     )
     act_out = FeatureAction(
         [_matrix_map(gout[k], shape_out) for k in keep],
-        [_matrix_map(m, shape_out) for m in rep_out.lie_matrices()],
+        [_matrix_map(m, shape_out) for m in lie_out],
+        [gout[k] for k in keep] + lie_out,
     )
     return act_in, act_out

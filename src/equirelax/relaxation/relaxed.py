@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -124,6 +125,8 @@ class Relaxed(nn.Module):
         self.projected_eval = True
         self.record_penalties = True
         self.penalty_rows = penalty_rows
+        self.penalty_method = "auto"  # or "data" / "gram" (same values, different cost)
+        self._matrix_cache: dict = {}
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
 
@@ -171,22 +174,75 @@ class Relaxed(nn.Module):
             stride = math.ceil(m / self.penalty_rows)
             rows = rows[::stride]
             scale = m / rows.shape[0]
+        if self._use_gram(rows.shape[0]):
+            lie_sq, norm_sq = self._squares_gram(rows.reshape(rows.shape[0], -1))
+        else:
+            lie_sq, norm_sq = self._squares_data(rows)
+        self._norm_sq.append(norm_sq * scale)
+        if lie_sq is not None:
+            self._lie_sq.append(lie_sq * scale)
+
+    def _use_gram(self, m: int) -> bool:
+        """Weight-space evaluation pays off when there are many more rows than features."""
+        if self.penalty_method != "auto":
+            return self.penalty_method == "gram"
+        if self.custom_free or self.act_in.matrices is None or self.act_out.matrices is None:
+            return False
+        d_in, d_out, k = self.rep_in.dim, self.rep_out.dim, len(self.act_in)
+        data = 2 * (k + 1) * m * d_in * d_out
+        gram = m * d_in * d_in + 3 * (k + 1) * d_out * d_in * d_in
+        gram += 2 * k * d_out * d_in * (d_in + d_out)
+        return gram < data
+
+    def _squares_data(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Σ_A ||W(A x) − A(W x)||² and ||W x||², evaluated on the rows themselves."""
         actions_in = self.act_in.discrete + self.act_in.lie
         actions_out = self.act_out.discrete + self.act_out.lie
         k = len(actions_in)
         stacked = torch.cat([rows] + [a(rows) for a in actions_in], dim=0)
         out = self.apply_free(stacked)
         wx = out[: rows.shape[0]]
-        self._norm_sq.append(wx.pow(2).sum() * scale)
-        if k:
-            terms = out[rows.shape[0]:].reshape(k, *wx.shape)
-            transformed = torch.stack([a(wx) for a in actions_out])
-            self._lie_sq.append((terms - transformed).pow(2).sum() * scale)
+        norm_sq = wx.pow(2).sum()
+        if not k:
+            return None, norm_sq
+        terms = out[rows.shape[0]:].reshape(k, *wx.shape)
+        transformed = torch.stack([a(wx) for a in actions_out])
+        return (terms - transformed).pow(2).sum(), norm_sq
+
+    def _squares_gram(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The same squares from the Gram matrix XᵀX and the row sum: with L = W A_in − A_out W
+        and c = b − A_out b, ||X Lᵀ + 1cᵀ||² = tr(L G Lᵀ) + 2 cᵀ L s + m ||c||²."""
+        w, b = self.free.weight, self.free.bias
+        gram = rows.T @ rows
+        total = rows.sum(0)
+        m = rows.shape[0]
+
+        def sq(mat: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+            out = ((mat @ gram) * mat).sum()
+            if c is not None:
+                out = out + 2 * (c @ (mat @ total)) + m * c.pow(2).sum()
+            return out
+
+        norm_sq = sq(w, b)
+        mats_in, mats_out = self.act_in.matrices, self.act_out.matrices
+        if not mats_in:
+            return None, norm_sq
+        lie_sq = norm_sq.new_zeros(())
+        for a_in, a_out in zip(self._tensors(mats_in, w), self._tensors(mats_out, w)):
+            c = None if b is None else b - a_out @ b
+            lie_sq = lie_sq + sq(w @ a_in - a_out @ w, c)
+        return lie_sq, norm_sq
+
+    def _tensors(self, mats, like: torch.Tensor) -> list[torch.Tensor]:
+        key = (id(mats), like.device, like.dtype)
+        if key not in self._matrix_cache:
+            self._matrix_cache[key] = [torch.from_numpy(np.asarray(a)).to(like) for a in mats]
+        return self._matrix_cache[key]
 
     def __getstate__(self) -> dict:
         # recorded penalty terms belong to the current graph: copies and pickles start afresh
         state = self.__dict__.copy()
-        state["_lie_sq"], state["_norm_sq"] = [], []
+        state["_lie_sq"], state["_norm_sq"], state["_matrix_cache"] = [], [], {}
         return state
 
     # -- penalties ----------------------------------------------------------------------------
