@@ -221,3 +221,22 @@ def test_weight_gradient_is_the_orbit_sum_of_the_dense_gradient():
     c3 = torch.randn(small.dim, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(small.weight, (c3,))
     assert torch.autograd.gradgradcheck(lambda v: small.weight(v) ** 2, (c3,))
+
+
+@pytest.mark.parametrize("n", [3, 20])
+def test_gather_is_differentiable_under_autograd_and_torch_func(n):
+    # n = 20: 400 entries in 2 orbits, so the gather spreads its labels (see _OrbitGather)
+    H = er.hom(natural(symmetric(n)), natural(symmetric(n)))
+    assert (H.spread > 1) == (n == 20)
+    c = torch.randn(H.dim, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(H.weight, (c,))
+    assert torch.autograd.gradgradcheck(lambda v: H.weight(v) ** 2, (c,))
+    expected = H.basis  # d W / d c_k = B_k
+    jac_rev = torch.func.jacrev(H.weight)(c)
+    jac_fwd = torch.func.jacfwd(H.weight)(c)
+    torch.testing.assert_close(jac_rev, expected.permute(1, 2, 0), atol=0, rtol=0)
+    torch.testing.assert_close(jac_fwd, expected.permute(1, 2, 0), atol=0, rtol=0)
+    batch = torch.randn(4, H.dim, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(torch.func.vmap(H.weight)(batch), H.weight_batched(batch))
+    with torch.no_grad():
+        torch.testing.assert_close(H.weight(c), torch.einsum("k,kij->ij", c, expected))
