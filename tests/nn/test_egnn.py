@@ -1,4 +1,5 @@
-"""Tests of the N-body EGNN (equirelax.nn.egnn): E(3) and permutation equivariance, batching."""
+"""Tests of the N-body EGNN (equirelax.nn.egnn): E(3) and permutation equivariance, batching,
+and the node-update map that declares its O(3) actions for constraint relaxation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equirelax.nn.egnn import EGNN, EGNNLayer, fully_connected_edges
+import equirelax as er
+from equirelax.nn.egnn import EGNN, EGNNLayer, EGNNNodeUpdate, fully_connected_edges
+from equirelax.relaxation import harden, relax
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -165,3 +168,86 @@ def test_bad_input_fails_early(model32, loc_shape, vel_shape, charge_shape, mess
 def test_bad_configuration_fails_early():
     with pytest.raises(ValueError, match="num_layers=0"):
         EGNN(num_layers=0)
+
+
+def test_node_update_declares_the_o3_actions_it_is_equivariant_for():
+    torch.manual_seed(0)
+    update = EGNNNodeUpdate(6).double()
+    assert (update.rep_in.dim, update.rep_out.dim) == (2 * 6 + 6, 6 + 3)
+    assert update.rep_in.group == er.groups.O(3)
+    features = torch.randn(10, 18, dtype=torch.float64)
+    # sampled rotations and reflections, and the Lie algebra
+    assert er.equivariance_error(update, features) <= 1e-12
+    assert er.lie_derivative_error(update, features) <= 1e-10
+    # the declaration is specific: vectors listed before the scalars would be wrong
+    O3 = er.groups.O(3)
+    swapped = 2 * er.reps.vector(O3) + 12 * er.reps.trivial(O3)
+    assert er.equivariance_error(update, features, swapped, update.rep_out) > 1e-2
+    with pytest.raises(ValueError, match=r"last dimension 2 \* 6 \+ 6 = 18"):
+        update(torch.zeros(3, 17, dtype=torch.float64))
+
+
+def test_layer_output_is_unchanged_by_the_node_update_factoring():
+    """EGNNLayer computes the published update: x + mean_j (x_i - x_j) phi_x + phi_v(h) v and
+    h + phi_h(h, sum_j m)."""
+    torch.manual_seed(0)
+    layer = EGNNLayer(5).double()
+    receivers, senders = fully_connected_edges(2, 3)
+    h = torch.randn(6, 5, dtype=torch.float64)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    v = torch.randn(6, 3, dtype=torch.float64)
+    attr = torch.randn(12, 2, dtype=torch.float64)
+    diff = x[receivers] - x[senders]
+    m = layer.edge_mlp(torch.cat([h[receivers], h[senders], diff.square().sum(-1, keepdim=True),
+                                  attr], dim=-1))
+    agg_x = torch.zeros_like(x).index_add_(0, receivers, diff * layer.coord_mlp(m)) / 2
+    agg_h = torch.zeros_like(h).index_add_(0, receivers, m)
+    expected_x = x + agg_x + layer.update.vel_mlp(h) * v
+    expected_h = h + layer.update.node_mlp(torch.cat([h, agg_h], dim=-1))
+    h1, x1 = layer(h, x, v, attr, receivers, senders)
+    torch.testing.assert_close(x1, expected_x)
+    torch.testing.assert_close(h1, expected_h)
+
+
+def test_relax_picks_the_node_updates_and_the_penalty_sees_o3():
+    torch.manual_seed(0)
+    model = EGNN(hidden_features=8, num_layers=3).double()
+    relaxed = relax(model, schedule="constant", value=0.5, lie_weight=1.0, norm_weight=1.0)
+    assert list(relaxed.relaxed_layers()) == [f"layers.{i}.update" for i in range(3)]
+    loc, vel, charges = particles(4, 5, torch.float64, seed=6)
+    relaxed.train()
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.normal_()
+    relaxed(loc, vel, charges)
+    assert relaxed.penalties()["lie"].item() > 1e-1
+    # an equivariant free term (the projection onto Hom_O(3)) has a vanishing penalty
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            space = er.hom(layer.rep_in, layer.rep_out)
+            layer.free.weight.copy_(space.project(layer.free.weight))
+    relaxed(loc, vel, charges)
+    squares = [layer.take_squares()[0] for layer in relaxed.relaxed_layers().values()]
+    assert all(float(s) < 1e-20 for s in squares)
+
+
+def test_relaxed_egnn_breaks_rotations_but_not_translations_and_hardens_exact():
+    torch.manual_seed(0)
+    model = EGNN(hidden_features=8, num_layers=2).double()
+    relaxed = relax(model, schedule="constant", value=1.0)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.normal_(std=0.3)
+    relaxed.train()
+    loc, vel, charges = particles(3, 5, torch.float64, seed=7)
+    rot = orthogonal(8, True, torch.float64)
+    shift = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    with torch.no_grad():
+        base = relaxed(loc, vel, charges)
+        # the free term sees only relative positions and velocities: translations stay exact
+        torch.testing.assert_close(relaxed(loc + shift, vel, charges), base + shift)
+        assert relative_error(relaxed(loc @ rot.T, vel @ rot.T, charges), base @ rot.T) > 1e-3
+        hard = harden(relaxed)
+        assert type(hard) is EGNN and list(hard.state_dict()) == list(model.state_dict())
+        torch.testing.assert_close(hard(loc @ rot.T + shift, vel @ rot.T, charges),
+                                   hard(loc, vel, charges) @ rot.T + shift)

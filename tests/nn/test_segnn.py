@@ -9,12 +9,14 @@ from e3nn import o3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import equirelax as er
 from equirelax.nn.segnn import (
     SEGNN,
     SteerableGatedLinear,
     SteerableLinear,
     balanced_hidden_irreps,
 )
+from equirelax.relaxation import harden, relax
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -278,3 +280,69 @@ def test_bad_input_fails_early(small64):
         SteerableGatedLinear("1x0e", "1x1o+1x0e", "1x0e")
     with pytest.raises(ValueError, match="num_layers=0"):
         SEGNN(num_layers=0)
+
+
+def test_relax_picks_exactly_the_node_update_maps(paper_model, small64):
+    relaxed = relax(paper_model, total_steps=10, init_std=1e-4)
+    names = [name for name, _ in paper_model.node_update_layers()]
+    assert list(relaxed.relaxed_layers()) == names
+    # the paper's count: 344,032 parameters while training, 196,608 of them in the free terms
+    assert sum(p.numel() for p in relaxed.parameters()) == 344_032
+    free = sum(p.numel() for layer in relaxed.relaxed_layers().values()
+               for p in layer.free.parameters())
+    assert free == 196_608
+    # every other steerable map opts out, but can still be chosen by name
+    assert not paper_model.embedding.relaxable and not paper_model.layers[0].message.relaxable
+    assert not paper_model.layers[0].update_gated.linear.relaxable
+    chosen = relax(small64, total_steps=10, layers=["layers.0.message"])
+    assert list(chosen.relaxed_layers()) == ["layers.0.message"]
+
+
+@pytest.mark.parametrize("name", ["layers.0.update_gated", "layers.0.update", "embedding",
+                                  "layers.1.message_gated", "head"])
+def test_declared_reps_are_the_actions_of_the_layer(small64, name):
+    """rep_in/rep_out (equirelax reps of O(3)) act as e3nn's irreps: the layer commutes with
+    them (the attribute transforming by its own irreps) for rotations and reflections."""
+    layer = dict(small64.named_modules())[name]
+    assert layer.rep_in.dim == layer.irreps_in.dim and layer.rep_out.dim == layer.irreps_out.dim
+    assert layer.rep_in.group == er.groups.O(3)
+    x = layer.irreps_in.randn(7, -1, dtype=torch.float64)
+    a = layer.irreps_attr.randn(7, -1, dtype=torch.float64)
+    for g in er.groups.O(3).sample(4, seed=1):
+        d_in = torch.from_numpy(layer.rep_in.matrix(g))
+        d_out = torch.from_numpy(layer.rep_out.matrix(g))
+        d_attr = irreps_matrix(layer.irreps_attr, torch.from_numpy(g))
+        torch.testing.assert_close(layer(x @ d_in.T, a @ d_attr.T), layer(x, a) @ d_out.T)
+
+
+def test_relaxed_penalty_vanishes_exactly_for_equivariant_free_terms(small64):
+    relaxed = relax(small64, schedule="constant", value=0.5, lie_weight=1.0, norm_weight=1.0)
+    loc, vel, charges = particles(3, 5, torch.float64, seed=12)
+    relaxed.train()
+    relaxed(loc, vel, charges)
+    assert relaxed.penalties()["lie"].item() > 1e-6  # random init: not equivariant
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            space = er.hom(layer.rep_in, layer.rep_out)
+            layer.free.weight.copy_(space.project(torch.randn_like(layer.free.weight)))
+    relaxed(loc, vel, charges)
+    squares = [layer.take_squares() for layer in relaxed.relaxed_layers().values()]
+    assert all(lie.item() < 1e-20 and norm.item() > 0 for lie, norm in squares)
+
+
+def test_relaxed_segnn_hardens_to_an_exactly_equivariant_model(small64):
+    relaxed = relax(small64, schedule="constant", value=1.0)
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.normal_(std=0.3)
+    relaxed.train()
+    loc, vel, charges = particles(3, 5, torch.float64, seed=13)
+    rot = orthogonal(14, True, torch.float64)
+    with torch.no_grad():
+        moved = relaxed(loc @ rot.T, vel @ rot.T, charges)
+        base = relaxed(loc, vel, charges)
+        assert relative_error(moved - loc @ rot.T, (base - loc) @ rot.T) > 1e-3
+        hard = harden(relaxed)
+        assert type(hard) is SEGNN and list(hard.state_dict()) == list(small64.state_dict())
+        torch.testing.assert_close(hard(loc @ rot.T + 2.0, vel @ rot.T, charges),
+                                   hard(loc, vel, charges) @ rot.T + 2.0)

@@ -23,7 +23,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EGNN", "EGNNLayer", "check_particle_inputs", "fully_connected_edges"]
+from equirelax.groups import lie as lie_groups
+from equirelax.reps import trivial, vector
+
+__all__ = [
+    "EGNN",
+    "EGNNLayer",
+    "EGNNNodeUpdate",
+    "check_particle_inputs",
+    "fully_connected_edges",
+]
 
 
 def fully_connected_edges(
@@ -67,12 +76,58 @@ def check_particle_inputs(
     return charges.to(loc.dtype)
 
 
+class EGNNNodeUpdate(nn.Module):
+    """The node part of an EGNN layer as one map on per-node features, with its O(3) actions.
+
+    Input, per node, the concatenation ``[h_i, sum_j m_ij, v_i, a_i]`` of ``2 * hidden``
+    invariant scalars and two vectors (the velocity ``v_i`` and the aggregated relative position
+    ``a_i = mean_j (x_i - x_j) phi_x(m_ij)``); output ``[phi_h(h_i, sum_j m_ij),
+    a_i + phi_v(h_i) v_i]``: the node-feature update and the position increment.
+
+    It declares ``rep_in = 2H x trivial + 2 x vector`` and ``rep_out = H x trivial + vector`` of
+    O(3) (scalars first, vectors as x, y, z), the actions under which it is equivariant, so that a
+    relaxed term ``W [h, m, v, a]`` can be measured against them: its Lie-derivative and
+    reflection penalties vanish exactly when W sends vectors to vectors by multiples of the
+    identity and never mixes scalars with vectors. Everything it sees is translation-invariant,
+    so any such term keeps the layer translation-equivariant.
+    """
+
+    def __init__(self, hidden_features: int) -> None:
+        super().__init__()
+        hidden = hidden_features
+        self.hidden_features = hidden
+        self.vel_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        self.node_mlp = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
+        )
+        group = lie_groups.O(3)
+        scalar, vector_rep = trivial(group), vector(group)
+        self.rep_in = (2 * hidden) * scalar + 2 * vector_rep
+        self.rep_out = hidden * scalar + vector_rep
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., 2H + 6) -> (..., H + 3)``: ``[h, sum_j m, v, a] -> [dh, dx]``."""
+        hidden = self.hidden_features
+        if features.shape[-1] != 2 * hidden + 6:
+            raise ValueError(
+                f"features must have last dimension 2 * {hidden} + 6 = {2 * hidden + 6} "
+                f"([h, sum_j m_ij, v, a]), got {tuple(features.shape)}"
+            )
+        h, messages = features[..., :hidden], features[..., : 2 * hidden]
+        v, a = features[..., 2 * hidden : 2 * hidden + 3], features[..., 2 * hidden + 3 :]
+        dh = self.node_mlp(messages)
+        dx = a + self.vel_mlp(h) * v
+        return torch.cat([dh, dx], dim=-1)
+
+
 class EGNNLayer(nn.Module):
     """One E(n)-equivariant graph convolution with a velocity term (E_GCL_vel in the paper).
 
     ``hidden_features``: width of h and of the messages; ``edge_features``: number of edge
     attributes a_ij. The last layer of phi_x has no bias and a tiny Xavier init (gain 0.001),
-    so at initialisation positions move mostly through the velocity term.
+    so at initialisation positions move mostly through the velocity term. The node and position
+    updates (phi_h, phi_v) form the submodule ``update`` (:class:`EGNNNodeUpdate`), the part of
+    the layer that declares its O(3) actions and that constraint relaxation relaxes.
     """
 
     def __init__(
@@ -91,10 +146,7 @@ class EGNNLayer(nn.Module):
         last = nn.Linear(hidden, 1, bias=False)
         nn.init.xavier_uniform_(last.weight, gain=0.001)
         self.coord_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), last)
-        self.vel_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
-        self.node_mlp = nn.Sequential(
-            nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
-        )
+        self.update = EGNNNodeUpdate(hidden)
 
     def forward(
         self,
@@ -118,11 +170,12 @@ class EGNNLayer(nn.Module):
         agg_x = torch.zeros_like(x).index_add_(0, receivers, trans)
         degree = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
         degree.index_add_(0, receivers, torch.ones_like(radial))
-        x = x + agg_x / degree.clamp(min=1) + self.vel_mlp(h) * vel
         agg_h = torch.zeros_like(h).index_add_(0, receivers, m)
-        update = self.node_mlp(torch.cat([h, agg_h], dim=-1))
-        h = h + update if self.residual else update
-        return h, x
+        features = torch.cat([h, agg_h, vel, agg_x / degree.clamp(min=1)], dim=-1)
+        out = self.update(features)
+        dh, dx = out[:, : self.hidden_features], out[:, self.hidden_features :]
+        h = h + dh if self.residual else dh
+        return h, x + dx
 
 
 class EGNN(nn.Module):

@@ -24,16 +24,27 @@ The node-update maps of every layer (``SEGNNLayer.update_gated`` and ``SEGNNLaye
 are separate submodules with ``irreps_in``/``irreps_out``/``irreps_attr`` (e3nn ``Irreps``)
 and the call ``module(x, node_attr)``; they are linear in ``x`` before the gate. Those are the
 layers the constraint-relaxation paper relaxes; :meth:`SEGNN.node_update_layers` lists them.
+
+Every steerable map declares the O(3) actions on its feature input and output as equirelax
+representations (``rep_in``/``rep_out``, built from its irreps), so it can be checked and relaxed
+like any equivariant layer. The maps that the paper does not relax (embedding, message maps,
+head, and the linear part inside a gated map) are built with ``relaxable=False``, so
+``equirelax.relax(SEGNN())`` relaxes exactly the node-update maps; a user can still pick any
+other map by name (``relax(model, layers=[...])``).
 """
 
 from __future__ import annotations
+
+from functools import cached_property, lru_cache
 
 import torch
 from e3nn import o3
 from e3nn.nn import Gate
 from torch import nn
 
+from equirelax.groups import lie as lie_groups
 from equirelax.nn.egnn import check_particle_inputs, fully_connected_edges
+from equirelax.reps import Rep, irreps
 
 __all__ = [
     "SEGNN",
@@ -55,6 +66,12 @@ def balanced_hidden_irreps(channels_per_degree: int, lmax: int) -> o3.Irreps:
     return o3.Irreps([(channels_per_degree, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
+@lru_cache(maxsize=32)
+def _o3_rep(spec: str) -> Rep:
+    """The O(3) representation on features laid out as the e3nn irreps ``spec``."""
+    return irreps(lie_groups.O(3), spec)
+
+
 def _check_features(x: torch.Tensor, irreps: o3.Irreps, name: str) -> None:
     if x.shape[-1] != irreps.dim:
         raise ValueError(
@@ -69,12 +86,22 @@ class SteerableLinear(nn.Module):
     irreps_out``, with one learnable weight per path; a bias is added to the even scalar
     (``0e``) outputs only, which keeps the map equivariant. Input ``x`` (..., irreps_in.dim),
     ``attr`` (..., irreps_attr.dim).
+
+    ``rep_in``/``rep_out``: the O(3) representations of ``irreps_in``/``irreps_out`` (the map is
+    equivariant when ``attr`` transforms by its own irreps too); ``relaxable=False`` keeps
+    ``equirelax.relax`` from picking the layer by itself.
     """
 
     def __init__(
-        self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, irreps_attr: o3.Irreps | str
+        self,
+        irreps_in: o3.Irreps | str,
+        irreps_out: o3.Irreps | str,
+        irreps_attr: o3.Irreps | str,
+        *,
+        relaxable: bool = True,
     ) -> None:
         super().__init__()
+        self.relaxable = relaxable
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_attr = o3.Irreps(irreps_attr)
@@ -93,6 +120,16 @@ class SteerableLinear(nn.Module):
         self.register_buffer("bias_mask", mask, persistent=False)
         self.bias = nn.Parameter(torch.zeros(int(mask.sum())))
 
+    @cached_property
+    def rep_in(self) -> Rep:
+        """O(3) acting on the feature input ``x`` (by ``irreps_in``)."""
+        return _o3_rep(str(self.irreps_in))
+
+    @cached_property
+    def rep_out(self) -> Rep:
+        """O(3) acting on the output (by ``irreps_out``)."""
+        return _o3_rep(str(self.irreps_out))
+
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.irreps_in, "x")
         _check_features(attr, self.irreps_attr, "attr")
@@ -110,12 +147,22 @@ class SteerableGatedLinear(nn.Module):
     non-scalar output irrep, and the non-scalar outputs; the gate applies SiLU to even scalars
     (tanh to odd ones) and multiplies each non-scalar irrep by the sigmoid of its gate. The
     result has ``irreps_out`` (same order as given, after ``simplify``).
+
+    The gated map is one unit: it declares ``rep_in``/``rep_out`` (O(3) on ``irreps_in`` and
+    ``irreps_out``), and its inner linear part does not offer itself for relaxation, so a relaxed
+    term is added after the gate, as in the constraint-relaxation paper's SEGNN.
     """
 
     def __init__(
-        self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, irreps_attr: o3.Irreps | str
+        self,
+        irreps_in: o3.Irreps | str,
+        irreps_out: o3.Irreps | str,
+        irreps_attr: o3.Irreps | str,
+        *,
+        relaxable: bool = True,
     ) -> None:
         super().__init__()
+        self.relaxable = relaxable
         irreps_out = o3.Irreps(irreps_out).simplify()
         scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
         gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
@@ -130,10 +177,22 @@ class SteerableGatedLinear(nn.Module):
             [torch.sigmoid] * len(gates),
             gated,
         )
-        self.linear = SteerableLinear(irreps_in, self.gate.irreps_in, irreps_attr)
+        self.linear = SteerableLinear(
+            irreps_in, self.gate.irreps_in, irreps_attr, relaxable=False
+        )
         self.irreps_in = self.linear.irreps_in
         self.irreps_attr = self.linear.irreps_attr
         self.irreps_out = self.gate.irreps_out
+
+    @cached_property
+    def rep_in(self) -> Rep:
+        """O(3) acting on the feature input ``x`` (by ``irreps_in``)."""
+        return _o3_rep(str(self.irreps_in))
+
+    @cached_property
+    def rep_out(self) -> Rep:
+        """O(3) acting on the gated output (by ``irreps_out``)."""
+        return _o3_rep(str(self.irreps_out))
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.linear(x, attr))
@@ -145,6 +204,9 @@ class SEGNNLayer(nn.Module):
     message: ``m_ij = message(message_gated([x_i, x_j, s_ij], a_ij), a_ij)`` with edge
     attribute ``a_ij`` and extra scalars ``s_ij``; aggregation by the sum over j;
     update: ``x_i + update(update_gated([x_i, sum_j m_ij], b_i), b_i)`` with node attribute b_i.
+
+    Only the node-update maps (``update_gated``, ``update``) are relaxable; the message maps
+    are built with ``relaxable=False``.
     """
 
     def __init__(
@@ -158,8 +220,10 @@ class SEGNNLayer(nn.Module):
         hidden = o3.Irreps(hidden_irreps)
         extra = o3.Irreps(f"{message_scalars}x0e") if message_scalars else o3.Irreps("")
         self.hidden_irreps = hidden
-        self.message_gated = SteerableGatedLinear(hidden + hidden + extra, hidden, edge_attr_irreps)
-        self.message = SteerableGatedLinear(hidden, hidden, edge_attr_irreps)
+        self.message_gated = SteerableGatedLinear(
+            hidden + hidden + extra, hidden, edge_attr_irreps, relaxable=False
+        )
+        self.message = SteerableGatedLinear(hidden, hidden, edge_attr_irreps, relaxable=False)
         self.update_gated = SteerableGatedLinear(hidden + hidden, hidden, node_attr_irreps)
         self.update = SteerableLinear(hidden, hidden, node_attr_irreps)
 
@@ -211,13 +275,17 @@ class SEGNN(nn.Module):
         self.lmax_attr = lmax_attr
         self.attr_irreps = o3.Irreps.spherical_harmonics(lmax_attr)
         attr = self.attr_irreps
-        self.embedding = SteerableLinear(self.input_irreps, self.hidden_irreps, attr)
+        self.embedding = SteerableLinear(
+            self.input_irreps, self.hidden_irreps, attr, relaxable=False
+        )
         self.layers = nn.ModuleList(
             SEGNNLayer(self.hidden_irreps, attr, attr, message_scalars=2)
             for _ in range(num_layers)
         )
-        self.head_gated = SteerableGatedLinear(self.hidden_irreps, self.hidden_irreps, attr)
-        self.head = SteerableLinear(self.hidden_irreps, self.output_irreps, attr)
+        self.head_gated = SteerableGatedLinear(
+            self.hidden_irreps, self.hidden_irreps, attr, relaxable=False
+        )
+        self.head = SteerableLinear(self.hidden_irreps, self.output_irreps, attr, relaxable=False)
 
     def node_update_layers(self) -> list[tuple[str, nn.Module]]:
         """``(name, module)`` of every node-update map (two per layer), in order."""
