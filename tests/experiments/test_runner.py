@@ -61,3 +61,30 @@ def test_exact_run(tmp_path):
                     metrics={"mae": lambda p, t: (p - t).abs().mean()})
     assert task.relaxed is None
     assert "test/mae" in res["test"]
+
+
+def test_study_callbacks_see_and_can_change_each_training_batch(tmp_path):
+    import lightning.pytorch as pl
+
+    class ZeroTargets(pl.Callback):
+        """Replaces every training target by 0 in place, before training_step sees it."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.calls += 1
+            batch[1].zero_()
+
+    model, train, val = _setup()
+    seen = []
+
+    def step(m, batch):
+        if m.training:
+            seen.append(float(batch[1].abs().max()))
+        return _step(m, batch)
+
+    callback = ZeroTargets()
+    cfg = RunConfig(epochs=1, lr=1e-2, out_dir=str(tmp_path / "cb"), progress=False)
+    fit(model, train, val, None, step, _mse, cfg, callbacks=[callback])
+    assert callback.calls == len(train) and seen == [0.0] * len(train)

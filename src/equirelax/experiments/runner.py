@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,11 +142,14 @@ def fit(
     loss_fn: LossFn,
     config: RunConfig,
     metrics: dict[str, LossFn] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> tuple[EquivariantTask, dict]:
     """Train (or resume) one run; returns the task (best-validation weights loaded) and results.
 
     Results hold the best validation loss, the test metrics of that model, the run time, and
-    the per-epoch validation curve read back from the CSV log.
+    the per-epoch validation curve read back from the CSV log. ``callbacks`` are extra
+    Lightning callbacks of the study (e.g. a data augmentation that modifies each training
+    batch, or one that ends a time-sliced run early), added after the runner's own.
     """
     pl.seed_everything(config.seed, workers=True, verbose=False)
     out = Path(config.out_dir)
@@ -156,9 +159,10 @@ def fit(
     task = EquivariantTask(model, step_fn, loss_fn, config, total, metrics)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss",
                            mode="min", save_top_k=1, save_last=True)
-    callbacks: list[pl.Callback] = [ckpt]
+    all_callbacks: list[pl.Callback] = [ckpt]
     if config.relax is not None:
-        callbacks.append(LightningCallback(interval=config.relax_interval))
+        all_callbacks.append(LightningCallback(interval=config.relax_interval))
+    all_callbacks.extend(callbacks)
     # a new log version per (re)start: a resumed run keeps the logs of the epochs before it
     loggers = [CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tb")]
     strategy = "ddp" if config.devices * config.num_nodes > 1 else "auto"
@@ -168,7 +172,7 @@ def fit(
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=strategy,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         logger=loggers,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
