@@ -1,0 +1,781 @@
+"""``equirelax nbody``: constraint relaxation on charged N-body with EGNN and SEGNN.
+
+The study of the constraint-relaxation paper that can be reproduced from locally generated
+data: predict the positions of 5 charged particles 1000 integrator steps ahead
+(``equirelax.data.nbody``) with an exactly E(3)-equivariant EGNN or SEGNN, trained either as
+is ("exact") or relaxed with the public ``equirelax.relaxation.relax`` API and hardened back to
+the same exact architecture at the end ("relaxed"). Both arms of a comparison use the same seed
+(same initial weights, same data, same batch order, same rotations), the same optimiser and
+the same number of epochs; validation and test always run the exact (θ = 0) model.
+
+What is relaxed is what the models declare (``rep_in``/``rep_out``): the two node-update maps
+of every SEGNN layer (as in the paper) and the node/position update of every EGNN layer (see
+``docs/nbody.md``). The relaxation schedule is stepped once per epoch, as in the paper.
+
+Presets (``--preset``, ``--quick``): ``paper`` (3000 training samples, 1000 epochs, 3 seeds),
+``cpu`` (the largest budget run on a 2-core CPU), ``quick`` (a few minutes). Every option
+overrides its preset value. Sweeps of the paper's figure: ``--sweep layers`` or
+``--sweep train-size`` with ``--sweep-values``. ``--devices N`` trains each run with DDP on N
+processes (gloo on CPU, NCCL on GPUs), ``--num-nodes`` scales to several nodes.
+
+Outputs: checkpoints and Lightning logs (CSV, TensorBoard) under ``--runs-dir``; a results JSON
+per run, a results table (mean ± std over seeds) and plots of validation MSE per epoch (exact vs
+relaxed), or the sweep table and plot, under ``--results-dir/<tag>``. Every table names the
+command that wrote it. Rerunning a command resumes every unfinished run from its last
+checkpoint (``--stop-after K`` ends each run after K more epochs, for time-sliced jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from equirelax.data.nbody import NBodyDataset, NBodySample
+from equirelax.experiments.runner import RunConfig, fit, parameter_count
+from equirelax.relaxation import SCHEDULES
+
+MODELS = ("egnn", "segnn")
+ARMS = ("exact", "relaxed")
+SWEEPS = ("layers", "train-size")
+
+
+# -- settings ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A training budget: data sizes, epochs, seeds, validation interval."""
+
+    epochs: int
+    train_size: int
+    val_size: int
+    test_size: int
+    seeds: int
+    val_every: int = 1
+    sweep_layers: tuple[int, ...] = (1, 2, 3, 4)
+    sweep_train_sizes: tuple[int, ...] = (100, 300, 1000, 3000)
+
+
+PRESETS: dict[str, Preset] = {
+    # the paper's protocol (SEGNN N-body): about 1.5-6 h per run on 2 CPU cores, minutes on a GPU
+    "paper": Preset(epochs=1000, train_size=3000, val_size=2000, test_size=2000, seeds=3,
+                    val_every=5),
+    # the largest budget that was run on 2 shared CPU cores (see docs/nbody.md)
+    "cpu": Preset(epochs=60, train_size=1000, val_size=500, test_size=2000, seeds=2,
+                  sweep_layers=(1, 2, 4), sweep_train_sizes=(100, 300, 1000)),
+    # end to end in a few minutes: checks the pipeline, not the science
+    "quick": Preset(epochs=25, train_size=500, val_size=300, test_size=500, seeds=1,
+                    sweep_layers=(1, 2), sweep_train_sizes=(100, 300)),
+}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Every setting of one invocation, with the preset resolved."""
+
+    preset: str
+    models: tuple[str, ...]
+    arms: tuple[str, ...]
+    schedule: str
+    epochs: int
+    train_size: int
+    val_size: int
+    test_size: int
+    seeds: tuple[int, ...]
+    layers: int
+    egnn_hidden: int
+    segnn_hidden: str
+    batch_size: int
+    eval_batch_size: int
+    lr: float
+    weight_decay: float
+    lie_weight: float
+    norm_weight: float
+    relax_init_std: float
+    penalty_rows: int | None
+    augment: str
+    val_every: int
+    devices: int
+    num_nodes: int
+    accelerator: str
+    threads: int
+    sweep: str | None
+    sweep_values: tuple[int, ...]
+    tag: str
+    runs_dir: str
+    results_dir: str
+    cache_dir: str | None
+    stop_after: int | None
+    progress: bool
+
+
+# -- data -------------------------------------------------------------------------------------
+class EpochShuffle(Sampler[int]):
+    """A random order of ``n`` indices that depends only on (seed, epoch).
+
+    Lightning calls ``set_epoch`` before every training epoch, so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would, and two arms with the same
+    seed see the same batches whatever else they draw from torch's global generator.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError(f"need at least one sample to shuffle, got n={n}")
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def random_orthogonal(
+    seed: int, *, reflections: bool = False, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """A Haar-random rotation in SO(3) from ``seed``; with ``reflections``, times -1 (an
+    improper element of O(3)) with probability 1/2."""
+    gen = torch.Generator().manual_seed(int(seed))
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    if reflections and torch.rand((), generator=gen) < 0.5:
+        q = -q
+    return q.to(dtype)
+
+
+class RandomRotations(pl.Callback):
+    """Rotate each training batch (positions, velocities, targets) by one random element.
+
+    The paper trains on randomly rotated batches, since a relaxed model is not equivariant while
+    it trains. The element depends only on (seed, global step), so both arms of a comparison see
+    the same rotations and a resumed run continues the same sequence. ``group``: ``"so3"``
+    (rotations, as in the paper) or ``"o3"`` (rotations and reflections).
+    """
+
+    def __init__(self, seed: int, group: str = "so3") -> None:
+        if group not in ("so3", "o3"):
+            raise ValueError(f"group must be 'so3' or 'o3', got {group!r}")
+        self.seed, self.group = seed, group
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        rot = random_orthogonal(
+            self.seed * 7_919 + 104_729 * trainer.global_step + 1,
+            reflections=self.group == "o3",
+        ).to(device=batch.loc.device, dtype=batch.loc.dtype)
+        for tensor in (batch.loc, batch.vel, batch.target):
+            tensor.copy_(tensor @ rot.T)
+
+
+class StopAfter(pl.Callback):
+    """End the run after ``epochs`` more epochs (its last checkpoint is kept); rerunning the same
+    command resumes it. For time-sliced jobs, and to test resuming."""
+
+    def __init__(self, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError(f"--stop-after must be >= 1, got {epochs}")
+        self.epochs = epochs
+        self.start: int | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.start is None:
+            self.start = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.start is not None and trainer.current_epoch + 1 - self.start >= self.epochs:
+            trainer.should_stop = True
+
+
+def load_data(cfg: StudyConfig, train_size: int) -> dict[str, NBodyDataset]:
+    """The three splits (generated once, then read from the cache)."""
+    sizes = {"train": train_size, "val": cfg.val_size, "test": cfg.test_size}
+    return {
+        split: NBodyDataset(split, size, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        for split, size in sizes.items()
+    }
+
+
+def loaders(
+    cfg: StudyConfig, data: dict[str, NBodyDataset], seed: int
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Training loader (seeded epoch order; Lightning's distributed sampler under DDP) and the
+    validation and test loaders."""
+    distributed = cfg.devices * cfg.num_nodes > 1
+    train_kwargs: dict[str, Any] = (
+        {"shuffle": True} if distributed else {"sampler": EpochShuffle(len(data["train"]), seed)}
+    )
+    train = DataLoader(data["train"], batch_size=cfg.batch_size, **train_kwargs)
+    val = DataLoader(data["val"], batch_size=cfg.eval_batch_size)
+    test = DataLoader(data["test"], batch_size=cfg.eval_batch_size)
+    return train, val, test
+
+
+# -- models -----------------------------------------------------------------------------------
+def build_model(name: str, layers: int, egnn_hidden: int = 64,
+                segnn_hidden: str = "32x0e+32x1o") -> nn.Module:
+    """EGNN or SEGNN with ``layers`` message-passing layers (the paper's sizes by default)."""
+    if name == "egnn":
+        from equirelax.nn.egnn import EGNN
+
+        return EGNN(hidden_features=egnn_hidden, num_layers=layers)
+    if name == "segnn":
+        from equirelax.nn.segnn import SEGNN
+
+        return SEGNN(hidden_irreps=segnn_hidden, num_layers=layers)
+    raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+
+
+def predict(model: nn.Module, batch: NBodySample) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step function of the runner: predicted and target positions of a batch."""
+    return model(batch.loc, batch.vel, batch.charges), batch.target
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all coordinates (the metric of the EGNN/SEGNN papers)."""
+    return torch.mean((pred - target) ** 2)
+
+
+@torch.no_grad()
+def e3_equivariance_error(
+    model: nn.Module,
+    loc: torch.Tensor,
+    vel: torch.Tensor,
+    charges: torch.Tensor,
+    trials: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Largest relative errors of ``model`` under random E(3) elements (float32 by default).
+
+    For each trial a random orthogonal matrix (rotations and, every other trial, reflections)
+    and a random translation per graph: ``positions`` compares f(g x) with g f(x);
+    ``displacement`` compares the predicted moves f(g x) − g x and R (f(x) − x), the stricter
+    measure (translations do not inflate its denominator).
+    """
+    model = model.eval()
+    base = model(loc, vel, charges)
+    gen = torch.Generator().manual_seed(seed)
+    worst = {"positions": 0.0, "displacement": 0.0}
+    for k in range(trials):
+        rot = random_orthogonal(seed * 31 + k, dtype=loc.dtype)
+        if k % 2 == 1:
+            rot = -rot
+        shift = (3 * torch.randn(loc.shape[0], 1, 3, generator=gen)).to(loc.dtype)
+        moved_in = loc @ rot.T + shift
+        moved = model(moved_in, vel @ rot.T, charges)
+        expected = base @ rot.T + shift
+        pos = float((moved - expected).norm() / expected.norm())
+        disp = float(((moved - moved_in) - (base - loc) @ rot.T).norm()
+                     / ((base - loc) @ rot.T).norm())
+        worst["positions"] = max(worst["positions"], pos)
+        worst["displacement"] = max(worst["displacement"], disp)
+    return worst
+
+
+# -- one run ----------------------------------------------------------------------------------
+def run_name(model: str, arm: str, layers: int, train_size: int, seed: int) -> str:
+    """Directory / file name of one run."""
+    return f"{model}-L{layers}-n{train_size}-{arm}-s{seed}"
+
+
+def train_one(
+    cfg: StudyConfig,
+    data: dict[str, NBodyDataset],
+    model_name: str,
+    arm: str,
+    seed: int,
+    layers: int,
+) -> dict[str, Any] | None:
+    """Train (or resume) one run and return its results (``None`` on ranks other than 0)."""
+    train_size = len(data["train"])
+    name = run_name(model_name, arm, layers, train_size, seed)
+    torch.manual_seed(seed)  # the same initial weights in both arms
+    model = build_model(model_name, layers, cfg.egnn_hidden, cfg.segnn_hidden)
+    train, val, test = loaders(cfg, data, seed)
+    run_cfg = RunConfig(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        seed=seed,
+        relax=cfg.schedule if arm == "relaxed" else None,
+        lie_weight=cfg.lie_weight,
+        norm_weight=cfg.norm_weight,
+        relax_interval="epoch",
+        relax_init_std=cfg.relax_init_std,
+        penalty_rows=cfg.penalty_rows,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        accelerator=cfg.accelerator,
+        out_dir=str(Path(cfg.runs_dir) / cfg.tag / name),
+        progress=cfg.progress,
+        check_val_every_n_epoch=cfg.val_every,
+        extra={"study": "nbody", "model": model_name, "arm": arm, "layers": layers,
+               "train_size": train_size},
+    )
+    callbacks: list[pl.Callback] = []
+    if cfg.augment != "none":
+        callbacks.append(RandomRotations(seed, cfg.augment))
+    if cfg.stop_after is not None:
+        callbacks.append(StopAfter(cfg.stop_after))
+    task, results = fit(model, train, val, test, predict, mse, run_cfg, callbacks=callbacks)
+    if not task.trainer.is_global_zero:
+        return None
+    epochs_done = int(task.trainer.current_epoch)
+    exact = task.exact_model().cpu().float()
+    sample = data["test"].tensors()
+    k = min(100, len(data["test"]))
+    errors = e3_equivariance_error(exact, sample.loc[:k], sample.vel[:k], sample.charges[:k])
+    out_dir = Path(run_cfg.out_dir)
+    penalty_curve = []
+    if arm == "relaxed":
+        from equirelax.experiments.runner import read_curve
+
+        penalty_curve = read_curve(out_dir / "csv", "train/penalty_epoch") or read_curve(
+            out_dir / "csv", "train/penalty")
+    return {
+        "name": name,
+        "model": model_name,
+        "arm": arm,
+        "seed": seed,
+        "layers": layers,
+        "train_size": train_size,
+        "epochs": cfg.epochs,
+        "epochs_done": epochs_done,
+        "completed": epochs_done >= cfg.epochs,
+        "schedule": cfg.schedule if arm == "relaxed" else None,
+        "parameters": parameter_count(exact),
+        "parameters_while_training": parameter_count(task.net),
+        "best_val_mse": results["best_val_loss"],
+        "test_mse": results.get("test", {}).get("test/loss"),
+        "fit_seconds": results["fit_seconds"],
+        "resumed_from": results["resumed_from"] is not None,
+        "hardened_e3_error_float32": errors,
+        "val_curve": results["val_curve"],
+        "penalty_curve": penalty_curve,
+    }
+
+
+# -- summaries --------------------------------------------------------------------------------
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[str, Any]]:
+    """Rows (model, [key value,] arm) with test MSE mean ± std over seeds and the relaxed/exact
+    ratio of the means."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if not r["completed"] or r["test_mse"] is None:
+            continue
+        gkey = (r["model"], r[key] if key else None, r["arm"])
+        groups.setdefault(gkey, []).append(r)
+    rows = []
+    for (model, value, arm), members in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], kv[0][1] if kv[0][1] is not None else 0, ARMS.index(kv[0][2]))):
+        test_mean, test_std = mean_std([m["test_mse"] for m in members])
+        val_mean, val_std = mean_std([m["best_val_mse"] for m in members])
+        rows.append({
+            "model": model, "value": value, "arm": arm, "seeds": sorted(m["seed"] for m in members),
+            "test_mse_mean": test_mean, "test_mse_std": test_std,
+            "best_val_mse_mean": val_mean, "best_val_mse_std": val_std,
+            "fit_seconds_mean": float(np.mean([m["fit_seconds"] for m in members])),
+            "max_hardened_e3_error": max(m["hardened_e3_error_float32"]["displacement"]
+                                         for m in members),
+        })
+    by = {(r["model"], r["value"], r["arm"]): r for r in rows}
+    for r in rows:
+        exact = by.get((r["model"], r["value"], "exact"))
+        if r["arm"] == "relaxed" and exact is not None:
+            r["relaxed_over_exact"] = r["test_mse_mean"] / exact["test_mse_mean"]
+            paired = [
+                (m["test_mse"], e["test_mse"])
+                for m in runs for e in runs
+                if m["arm"] == "relaxed" and e["arm"] == "exact" and m["completed"]
+                and e["completed"] and m["model"] == e["model"] == r["model"]
+                and m["seed"] == e["seed"] and (key is None or m[key] == e[key] == r["value"])
+            ]
+            r["relaxed_wins"] = f"{sum(a < b for a, b in paired)}/{len(paired)}"
+    return rows
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.5f} ± {std:.5f}"
+
+
+PUBLISHED = {"segnn": 0.0043, "egnn": 0.0071}
+
+
+def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
+                  key: str | None = None) -> str:
+    """Markdown: the command, the budget, and test MSE (mean ± std over seeds) per arm."""
+    budget = (f"{cfg.train_size} training samples, {cfg.val_size} validation, {cfg.test_size} "
+              f"test; {cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, weight "
+              f"decay {cfg.weight_decay:g}; {cfg.layers} layers; relaxed arm: schedule "
+              f"`{cfg.schedule}` per epoch, λ_Lie = {cfg.lie_weight:g}, λ_norm = "
+              f"{cfg.norm_weight:g}, free-term init std {cfg.relax_init_std:g}; training "
+              f"batches rotated ({cfg.augment}); seeds {list(cfg.seeds)}")
+    if key == "layers":
+        budget = budget.replace(f"; {cfg.layers} layers", "")
+    if key == "train_size":
+        budget = budget.replace(f"{cfg.train_size} training samples, ", "")
+    lines = [
+        f"Written by `{command}`.",
+        "",
+        f"Budget: {budget}. Test MSE of the model with the best validation MSE (validated every "
+        f"{cfg.val_every} epoch(s)); the relaxed arm is evaluated hardened (θ = 0, the exact "
+        "architecture). Published test MSE at the full budget (3000 samples, 1000 epochs): "
+        "SEGNN 0.0043, EGNN 0.0071.",
+        "",
+    ]
+    col = {"layers": "layers", "train_size": "training samples"}.get(key or "", "")
+    head = "| model | " + (f"{col} | " if key else "") + "arm | test MSE (mean ± std) | " \
+        "best val MSE | relaxed / exact | relaxed better (seeds) | max E(3) error | s per run |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ratio = f"{r['relaxed_over_exact']:.3f}" if "relaxed_over_exact" in r else ""
+        wins = r.get("relaxed_wins", "")
+        value = f"{r['value']} | " if key else ""
+        lines.append(
+            f"| {r['model']} | {value}{r['arm']} | {_fmt(r['test_mse_mean'], r['test_mse_std'])} "
+            f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {wins} | "
+            f"{r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
+        )
+    lines += [
+        "",
+        "max E(3) error: largest relative error of the predicted displacements of the final "
+        "(hardened) models under random rotations, reflections and per-graph translations, "
+        "float32.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+COLORS = {"exact": "tab:blue", "relaxed": "tab:orange"}
+
+
+def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
+                           cfg: StudyConfig) -> None:
+    """Validation MSE per epoch, exact vs relaxed (each seed thin, the mean bold), and θ(epoch)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm in ARMS:
+        curves = [r["val_curve"] for r in runs if r["model"] == model and r["arm"] == arm]
+        curves = [c for c in curves if c]
+        for c in curves:
+            ax.plot([e + 1 for e, _ in c], [v for _, v in c], color=COLORS[arm], alpha=0.3, lw=0.8)
+        if curves:
+            n = min(len(c) for c in curves)
+            epochs = [e + 1 for e, _ in curves[0][:n]]
+            mean = np.mean([[v for _, v in c[:n]] for c in curves], axis=0)
+            label = "exact" if arm == "exact" else f"relaxed ({cfg.schedule}), evaluated at θ = 0"
+            ax.plot(epochs, mean, color=COLORS[arm], lw=2, label=f"{label}, {len(curves)} seed(s)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE")
+    ax.set_title(f"{model.upper()} on charged N-body: {cfg.train_size} training samples")
+    if "relaxed" in cfg.arms:
+        from equirelax.relaxation import make_schedule
+
+        sched = make_schedule(cfg.schedule, cfg.epochs)
+        twin = ax.twinx()
+        twin.plot(range(1, cfg.epochs + 1), [sched(e) for e in range(cfg.epochs)],
+                  color="gray", ls="--", lw=1)
+        twin.set_ylabel("θ (relaxed arm, dashed)", color="gray")
+        twin.set_ylim(0, 1.05 * max(1.0, max(sched(e) for e in range(cfg.epochs))))
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(rows: list[dict[str, Any]], key: str, path: Path) -> None:
+    """Test MSE against the swept value, exact vs relaxed, one panel per model."""
+    plt = _plt()
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for arm in ARMS:
+            pts = [r for r in rows if r["model"] == model and r["arm"] == arm]
+            if not pts:
+                continue
+            xs = [r["value"] for r in pts]
+            means = [r["test_mse_mean"] for r in pts]
+            stds = [r["test_mse_std"] for r in pts]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, color=COLORS[arm], label=arm)
+        ax.set_yscale("log")
+        if key == "train_size":
+            ax.set_xscale("log")
+        ax.set_xlabel({"layers": "message-passing layers", "train_size": "training samples"}[key])
+        ax.set_ylabel("test MSE")
+        ax.set_title(model.upper())
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str) -> Path:
+    """Per-run JSON, the table (markdown + JSON) and the plots, under results_dir/tag."""
+    out = Path(cfg.results_dir) / cfg.tag
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        (out / "runs" / f"{r['name']}.json").write_text(json.dumps(r, indent=1) + "\n")
+    key = {"layers": "layers", "train-size": "train_size"}.get(cfg.sweep or "")
+    rows = summarise(runs, key)
+    stem = f"sweep_{key}" if key else "results"
+    (out / f"{stem}.md").write_text(results_table(cfg, rows, command, key))
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"command": command, "config": asdict(cfg), "rows": rows}, indent=1) + "\n")
+    if key:
+        plot_sweep(rows, key, out / f"{stem}.png")
+    else:
+        for model in cfg.models:
+            if any(r["model"] == model for r in runs):
+                plot_validation_curves(runs, model, out / f"val_mse_{model}.png", cfg)
+    return out
+
+
+# -- command line -----------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``equirelax nbody`` (defaults: the chosen preset's)."""
+    add = parser.add_argument
+    add("--preset", choices=sorted(PRESETS), default="paper",
+        help="training budget (default: paper = 3000 samples, 1000 epochs, 3 seeds)")
+    add("--quick", action="store_true", help="shorthand for --preset quick (a few minutes)")
+    add("--model", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
+    add("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+        help="exact and/or relaxed-then-hardened training (default: both, the comparison)")
+    add("--relax", choices=SCHEDULES, default="triangular",
+        help="relaxation schedule θ(epoch) of the relaxed arm")
+    add("--epochs", type=int, help="training epochs")
+    add("--train-size", type=int, help="training simulations (first k of the training split)")
+    add("--val-size", type=int, help="validation simulations")
+    add("--test-size", type=int, help="test simulations")
+    add("--seeds", type=int, help="number of seeds per configuration")
+    add("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
+    add("--layers", type=int, default=4, help="message-passing layers")
+    add("--egnn-hidden", type=int, default=64, help="EGNN hidden features")
+    add("--segnn-hidden", default="32x0e+32x1o", help="SEGNN hidden irreps")
+    add("--batch-size", type=int, default=100)
+    add("--eval-batch-size", type=int, default=500)
+    add("--lr", type=float, default=5e-4)
+    add("--weight-decay", type=float, default=1e-12)
+    add("--lie-weight", type=float, default=1e-2, help="weight of the Lie-derivative penalty")
+    add("--norm-weight", type=float, default=1e-2, help="weight of the ||W x|| penalty")
+    add("--relax-init-std", type=float, default=1e-4, help="init std of the free terms")
+    add("--penalty-rows", type=int, default=None,
+        help="evaluate the penalties on at most this many rows per layer (default: all)")
+    add("--augment", choices=("so3", "o3", "none"), default="so3",
+        help="random rotation of every training batch (the paper's: so3)")
+    add("--val-every", type=int, help="validate every k epochs")
+    add("--sweep", choices=SWEEPS, help="the paper's figure: test MSE vs layers or train size")
+    add("--sweep-values", type=int, nargs="+", help="values of the swept quantity")
+    add("--devices", type=int, default=1, help="processes (or GPUs) per node: DDP when > 1")
+    add("--num-nodes", type=int, default=1, help="nodes for multi-node DDP")
+    add("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    add("--threads", type=int, default=1,
+        help="torch threads per process (0: torch's default); small graphs run fastest on one")
+    add("--tag", help="name of the output folders (default: the preset, plus the sweep)")
+    add("--runs-dir", default="runs/nbody", help="checkpoints and logs")
+    add("--results-dir", default="docs/results/nbody", help="tables, JSON and plots")
+    add("--cache-dir", help="data cache (default: $EQUIRELAX_CACHE or ~/.cache/equirelax)")
+    add("--stop-after", type=int,
+        help="end each run after this many more epochs; rerun the command to resume it")
+    add("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _positive(name: str, value: int | float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"--{name} must be > 0, got {value}")
+
+
+def resolve(args: argparse.Namespace) -> StudyConfig:
+    """The preset with the command line's overrides, validated."""
+    preset_name = "quick" if args.quick else args.preset
+    preset = PRESETS[preset_name]
+
+    def pick(value, default):
+        return default if value is None else value
+
+    for name in ("epochs", "train_size", "val_size", "test_size", "seeds", "layers",
+                 "egnn_hidden", "batch_size", "eval_batch_size", "lr", "val_every", "devices",
+                 "num_nodes", "penalty_rows"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    for name in ("weight_decay", "lie_weight", "norm_weight", "relax_init_std"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    sweep_values: tuple[int, ...] = ()
+    if args.sweep is not None:
+        default = preset.sweep_layers if args.sweep == "layers" else preset.sweep_train_sizes
+        sweep_values = tuple(pick(args.sweep_values, default))
+        if any(v < 1 for v in sweep_values):
+            raise ValueError(f"--sweep-values must be >= 1, got {list(sweep_values)}")
+    elif args.sweep_values is not None:
+        raise ValueError("--sweep-values needs --sweep layers or --sweep train-size")
+    seeds = pick(args.seeds, preset.seeds)
+    tag = args.tag or (preset_name + (f"-sweep-{args.sweep}" if args.sweep else ""))
+    cfg = StudyConfig(
+        preset=preset_name,
+        models=tuple(dict.fromkeys(args.model)),
+        arms=tuple(dict.fromkeys(args.arms)),
+        schedule=args.relax,
+        epochs=pick(args.epochs, preset.epochs),
+        train_size=pick(args.train_size, preset.train_size),
+        val_size=pick(args.val_size, preset.val_size),
+        test_size=pick(args.test_size, preset.test_size),
+        seeds=tuple(range(args.first_seed, args.first_seed + seeds)),
+        layers=args.layers,
+        egnn_hidden=args.egnn_hidden,
+        segnn_hidden=args.segnn_hidden,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        lie_weight=args.lie_weight,
+        norm_weight=args.norm_weight,
+        relax_init_std=args.relax_init_std,
+        penalty_rows=args.penalty_rows,
+        augment=args.augment,
+        val_every=pick(args.val_every, preset.val_every),
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        accelerator=args.accelerator,
+        threads=args.threads,
+        sweep=args.sweep,
+        sweep_values=sweep_values,
+        tag=tag,
+        runs_dir=args.runs_dir,
+        results_dir=args.results_dir,
+        cache_dir=args.cache_dir,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+    )
+    world = cfg.devices * cfg.num_nodes
+    if world > 1 and (cfg.val_size % world or cfg.test_size % world):
+        print(f"equirelax nbody: warning: with {world} processes the distributed sampler repeats "
+              "a few validation/test samples unless --val-size and --test-size are multiples "
+              f"of {world} (got {cfg.val_size} and {cfg.test_size})", file=sys.stderr)
+    if cfg.sweep == "train-size" and max(cfg.sweep_values) > 10_000:
+        raise ValueError(f"training sizes must be <= 10000, got {list(cfg.sweep_values)}")
+    return cfg
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed when run from the shell, else rebuilt from the options."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["nbody"]:
+        return shlex.join(["equirelax", *argv])
+    parts = ["equirelax", "nbody"]
+    for key, value in sorted(vars(args).items()):
+        if key == "study" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def run_study(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path | None]:
+    """Every run of the study (models × arms × seeds, for every sweep value); outputs on rank 0.
+
+    Returns the run results and the output folder (``None`` on other ranks).
+    """
+    previous_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run_all(cfg, command)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path | None]:
+    values = cfg.sweep_values if cfg.sweep else (None,)
+    runs: list[dict[str, Any]] = []
+    rank_zero = True
+    start = time.perf_counter()
+    for value in values:
+        layers = value if cfg.sweep == "layers" else cfg.layers
+        train_size = value if cfg.sweep == "train-size" else cfg.train_size
+        data = load_data(cfg, train_size)
+        for model_name in cfg.models:
+            for seed in cfg.seeds:
+                for arm in cfg.arms:
+                    result = train_one(cfg, data, model_name, arm, seed, layers)
+                    if result is None:
+                        rank_zero = False
+                        continue
+                    runs.append(result)
+                    status = "" if result["completed"] else (
+                        f" (stopped after epoch {result['epochs_done']}; rerun to resume)")
+                    print(f"[nbody] {result['name']}: test MSE {result['test_mse']:.5f}, best "
+                          f"val {result['best_val_mse']:.5f}, {result['fit_seconds']:.0f} s"
+                          f"{status}", flush=True)
+    if not rank_zero:
+        return runs, None
+    out = write_outputs(cfg, runs, command)
+    print(f"[nbody] {len(runs)} runs in {time.perf_counter() - start:.0f} s; results in {out}",
+          flush=True)
+    return runs, out
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``equirelax nbody``."""
+    try:
+        cfg = resolve(args)
+    except ValueError as err:
+        print(f"equirelax nbody: {err}", file=sys.stderr)
+        return 2
+    run_study(cfg, command_line(args))
+    return 0
+
+
+__all__ = [
+    "PRESETS",
+    "EpochShuffle",
+    "Preset",
+    "RandomRotations",
+    "StopAfter",
+    "StudyConfig",
+    "build_model",
+    "configure",
+    "e3_equivariance_error",
+    "main",
+    "random_orthogonal",
+    "resolve",
+    "run_study",
+    "summarise",
+    "train_one",
+]
+

@@ -1,0 +1,255 @@
+"""Tests of the N-body study (``equirelax nbody``): presets and options, seeded data order and
+rotations, summaries, end-to-end CLI runs with exact resume, sweeps, hardened E(3)
+equivariance of both models, and DDP on two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from equirelax.cli import build_parser
+from equirelax.cli import main as cli_main
+from equirelax.data.nbody import NBodyDataset, NBodySample
+from equirelax.experiments.nbody import (
+    EpochShuffle,
+    RandomRotations,
+    build_model,
+    e3_equivariance_error,
+    mean_std,
+    random_orthogonal,
+    resolve,
+    summarise,
+)
+from equirelax.relaxation import harden, relax
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One data cache for the module: the tiny splits are generated once."""
+    return tmp_path_factory.mktemp("nbody-cache")
+
+
+def tiny(tmp: Path, cache: Path, *extra: str) -> list[str]:
+    """Arguments of a tiny CLI run (EGNN, 40 training simulations) writing under ``tmp``."""
+    return ["nbody", "--quick", "--model", "egnn", "--egnn-hidden", "16", "--layers", "2",
+            "--segnn-hidden", "4x0e+4x1o", "--train-size", "40", "--val-size", "20",
+            "--test-size", "20", "--batch-size", "10", "--eval-batch-size", "20",
+            "--runs-dir", str(tmp / "runs"), "--results-dir", str(tmp / "res"),
+            "--cache-dir", str(cache), "--no-progress", *extra]
+
+
+def run_json(tmp: Path, tag: str, name: str) -> dict:
+    return json.loads((tmp / "res" / tag / "runs" / f"{name}.json").read_text())
+
+
+def parse(*argv: str):
+    return build_parser("nbody").parse_args(["nbody", *argv])
+
+
+# -- options ----------------------------------------------------------------------------------
+def test_presets_and_overrides():
+    paper = resolve(parse())
+    assert (paper.epochs, paper.train_size, paper.val_size, paper.test_size) == (1000, 3000,
+                                                                               2000, 2000)
+    assert paper.seeds == (0, 1, 2) and paper.models == ("egnn", "segnn")
+    assert paper.arms == ("exact", "relaxed") and paper.schedule == "triangular"
+    assert (paper.lr, paper.batch_size, paper.lie_weight, paper.norm_weight) == (5e-4, 100,
+                                                                                 1e-2, 1e-2)
+    quick = resolve(parse("--quick", "--epochs", "7", "--seeds", "2", "--first-seed", "5"))
+    assert quick.preset == "quick" and quick.epochs == 7 and quick.seeds == (5, 6)
+    assert quick.tag == "quick"
+    sweep = resolve(parse("--preset", "cpu", "--sweep", "train-size"))
+    assert sweep.sweep_values == (100, 300, 1000) and sweep.tag == "cpu-sweep-train-size"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epochs", "0"], "--epochs must be > 0, got 0"),
+    (["--sweep-values", "1", "2"], "--sweep-values needs --sweep"),
+    (["--sweep", "train-size", "--sweep-values", "20000"], "training sizes must be <= 10000"),
+    (["--lie-weight", "-1"], "--lie-weight must be >= 0"),
+])
+def test_bad_options_fail_early_with_a_message(argv, message, capsys):
+    assert cli_main(["nbody", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+# -- seeded data order, rotations, summaries --------------------------------------------------
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    a, b = EpochShuffle(50, seed=3), EpochShuffle(50, seed=3)
+    assert sorted(a) == list(range(50)) and len(a) == 50
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(EpochShuffle(50, seed=4)) != first
+
+
+def test_random_orthogonal_and_the_rotation_callback():
+    dets = []
+    for seed in range(20):
+        q = random_orthogonal(seed, reflections=True)
+        torch.testing.assert_close(q @ q.T, torch.eye(3, dtype=torch.float64))
+        dets.append(round(float(torch.det(q))))
+    assert set(dets) == {-1, 1}
+    assert all(torch.det(random_orthogonal(s)) > 0 for s in range(5))
+
+    def batch() -> NBodySample:
+        g = torch.Generator().manual_seed(0)
+        loc, vel, tgt = (torch.randn(4, 5, 3, generator=g) for _ in range(3))
+        return NBodySample(loc, vel, torch.ones(4, 5), torch.ones(4, 5, 5), tgt)
+
+    original, rotated, again, later = batch(), batch(), batch(), batch()
+    callback = RandomRotations(seed=1)
+    callback.on_train_batch_start(SimpleNamespace(global_step=3), None, rotated, 0)
+    callback.on_train_batch_start(SimpleNamespace(global_step=3), None, again, 0)
+    callback.on_train_batch_start(SimpleNamespace(global_step=4), None, later, 0)
+    torch.testing.assert_close(rotated.loc, again.loc)  # a function of (seed, step)
+    assert not torch.allclose(rotated.loc, later.loc)
+    # one rotation for positions, velocities and targets: the solution R^T maps all back
+    rot = torch.linalg.lstsq(original.loc.reshape(-1, 3), rotated.loc.reshape(-1, 3)).solution
+    torch.testing.assert_close(original.vel.reshape(-1, 3) @ rot, rotated.vel.reshape(-1, 3))
+    torch.testing.assert_close(original.target.reshape(-1, 3) @ rot,
+                               rotated.target.reshape(-1, 3))
+    torch.testing.assert_close(rot @ rot.T, torch.eye(3), atol=1e-5, rtol=0)
+    assert torch.equal(rotated.charges, original.charges)
+
+
+def test_e3_equivariance_error_detects_a_broken_model():
+    loc, vel = torch.randn(6, 5, 3), torch.randn(6, 5, 3)
+    charges = torch.ones(6, 5)
+    exact = build_model("egnn", 2, egnn_hidden=8)
+    assert e3_equivariance_error(exact, loc, vel, charges)["displacement"] <= 1e-4
+
+    class Drift(torch.nn.Module):  # moves every particle along a fixed axis: not equivariant
+        def forward(self, loc, vel, charges):
+            return loc + vel + torch.tensor([0.3, 0.0, 0.0])
+
+    assert e3_equivariance_error(Drift(), loc, vel, charges)["displacement"] > 1e-2
+
+
+def _run(model, arm, seed, test, val=1.0, completed=True, key=None):
+    return {"model": model, "arm": arm, "seed": seed, "test_mse": test, "best_val_mse": val,
+            "completed": completed, "fit_seconds": 1.0, "train_size": key,
+            "hardened_e3_error_float32": {"displacement": 1e-7}}
+
+
+def test_summarise_means_stds_ratios_and_paired_wins():
+    assert mean_std([1.0]) == (1.0, 0.0)
+    runs = [_run("egnn", "exact", 0, 4.0), _run("egnn", "exact", 1, 6.0),
+            _run("egnn", "relaxed", 0, 3.0), _run("egnn", "relaxed", 1, 7.0),
+            _run("egnn", "relaxed", 2, 0.1, completed=False)]
+    rows = summarise(runs)
+    assert [(r["arm"], r["seeds"]) for r in rows] == [("exact", [0, 1]), ("relaxed", [0, 1])]
+    exact, relaxed = rows
+    assert exact["test_mse_mean"] == 5.0 and exact["test_mse_std"] == pytest.approx(2 ** 0.5)
+    assert relaxed["relaxed_over_exact"] == 1.0 and relaxed["relaxed_wins"] == "1/2"
+    sweep = summarise([_run("segnn", "exact", 0, 2.0, key=100), _run("segnn", "relaxed", 0, 1.0,
+                                                                     key=100),
+                       _run("segnn", "exact", 0, 1.0, key=300)], key="train_size")
+    assert [(r["value"], r["arm"]) for r in sweep] == [(100, "exact"), (100, "relaxed"),
+                                                       (300, "exact")]
+    assert sweep[1]["relaxed_over_exact"] == 0.5 and sweep[1]["relaxed_wins"] == "1/1"
+
+
+# -- end to end -------------------------------------------------------------------------------
+def test_cli_interrupted_run_resumes_exactly(tmp_path, cache):
+    """A relaxed run stopped after 2 of 4 epochs and resumed by rerunning the same command ends
+    exactly where an uninterrupted run ends (weights, schedule, validation curve)."""
+    name = "egnn-L2-n40-relaxed-s0"
+    args = tiny(tmp_path, cache, "--arms", "relaxed", "--epochs", "4")
+    assert cli_main([*args, "--tag", "whole"]) == 0
+    assert cli_main([*args, "--tag", "sliced", "--stop-after", "2"]) == 0
+    part = run_json(tmp_path, "sliced", name)
+    assert part["epochs_done"] == 2 and not part["completed"]
+    ckpt = tmp_path / "runs" / "sliced" / name / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["state_dict"]["net._extra_state"]["t"] == 2
+    assert cli_main([*args, "--tag", "sliced"]) == 0
+    whole, resumed = run_json(tmp_path, "whole", name), run_json(tmp_path, "sliced", name)
+    assert resumed["completed"] and resumed["resumed_from"] and not whole["resumed_from"]
+    assert torch.load(ckpt, weights_only=False)["state_dict"]["net._extra_state"]["t"] == 4
+    assert [e for e, _ in resumed["val_curve"]] == [0, 1, 2, 3]
+    curve = [v for _, v in resumed["val_curve"]]
+    assert curve == pytest.approx([v for _, v in whole["val_curve"]], rel=1e-6)
+    assert resumed["test_mse"] == pytest.approx(whole["test_mse"], rel=1e-6)
+    # outputs of the run: table with the command, plot, CSV and TensorBoard logs
+    table = (tmp_path / "res" / "sliced" / "results.md").read_text()
+    assert "Written by `equirelax nbody" in table and "| egnn | relaxed |" in table
+    assert (tmp_path / "res" / "sliced" / "val_mse_egnn.png").stat().st_size > 0
+    run_dir = tmp_path / "runs" / "sliced" / name
+    assert list(run_dir.glob("csv/version_*/metrics.csv")) and list(run_dir.glob("tb/*/events*"))
+
+
+def test_both_models_are_e3_equivariant_after_relaxed_training_and_hardening(tmp_path, cache):
+    """Relaxed training (constant θ = 0.1, so the free terms act throughout) of EGNN and SEGNN
+    through the CLI; the hardened best models are E(3)-equivariant in float32."""
+    args = tiny(tmp_path, cache, "--model", "egnn", "segnn", "--layers", "1", "--arms",
+                "relaxed", "--relax", "constant", "--epochs", "2", "--tag", "hard")
+    assert cli_main(args) == 0
+    test = NBodyDataset("test", 20, cache_dir=cache, progress=False).tensors()
+    for model_name in ("egnn", "segnn"):
+        name = f"{model_name}-L1-n40-relaxed-s0"
+        result = run_json(tmp_path, "hard", name)
+        assert result["hardened_e3_error_float32"]["displacement"] <= 1e-4
+        assert result["parameters_while_training"] > result["parameters"]
+        # independently: load the best checkpoint, harden, and check E(3) equivariance
+        model = build_model(model_name, 1, egnn_hidden=16, segnn_hidden="4x0e+4x1o")
+        relaxed = relax(model, schedule="constant")
+        best = tmp_path / "runs" / "hard" / name / "checkpoints" / "best.ckpt"
+        state = torch.load(best, weights_only=False)["state_dict"]
+        relaxed.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+        free = [layer.free.weight for layer in relaxed.relaxed_layers().values()]
+        assert all(w.abs().max() > 0 for w in free)
+        hard = harden(relaxed).eval()
+        assert type(hard) is type(model)
+        rot = random_orthogonal(11, dtype=torch.float32)
+        for g in (rot, -rot):  # a rotation and a reflection, a translation per graph
+            shift = torch.randn(20, 1, 3, generator=torch.Generator().manual_seed(3))
+            with torch.no_grad():
+                base = hard(test.loc, test.vel, test.charges)
+                moved = hard(test.loc @ g.T + shift, test.vel @ g.T, test.charges)
+            err = (moved - (base @ g.T + shift)).norm() / (base @ g.T + shift).norm()
+            assert err <= 1e-4
+
+
+def test_cli_layer_sweep_writes_table_and_plot(tmp_path, cache):
+    args = tiny(tmp_path, cache, "--sweep", "layers", "--sweep-values", "1", "2", "--epochs", "1")
+    assert cli_main(args) == 0
+    out = tmp_path / "res" / "quick-sweep-layers"
+    rows = json.loads((out / "sweep_layers.json").read_text())["rows"]
+    assert [(r["value"], r["arm"]) for r in rows] == [(1, "exact"), (1, "relaxed"),
+                                                       (2, "exact"), (2, "relaxed")]
+    assert all(r["test_mse_mean"] > 0 for r in rows)
+    assert "| egnn | 2 | relaxed |" in (out / "sweep_layers.md").read_text()
+    assert (out / "sweep_layers.png").stat().st_size > 0
+    assert len(list((out / "runs").glob("*.json"))) == 4
+
+
+def test_ddp_on_two_cpu_processes_through_the_cli(tmp_path, cache):
+    """``--devices 2``: Lightning re-launches the command for rank 1, both train under DDP
+    (gloo) and rank 0 alone writes the results."""
+    cmd = [sys.executable, "-m", "equirelax",
+           *tiny(tmp_path, cache, "--arms", "relaxed", "--epochs", "1", "--devices", "2",
+                 "--accelerator", "cpu", "--tag", "ddp")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log and "distributed_backend=gloo" in log
+    result = run_json(tmp_path, "ddp", "egnn-L2-n40-relaxed-s0")
+    assert result["completed"] and result["test_mse"] > 0
+    assert result["hardened_e3_error_float32"]["displacement"] <= 1e-4
+    assert log.count("[nbody] egnn-L2-n40-relaxed-s0") == 1  # only rank 0 reports
