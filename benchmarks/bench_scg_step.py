@@ -2,9 +2,10 @@
 
 One step = sample the transformations, the full objective (both branches, all reconstruction
 terms, L_equ, L_sym), backward and an AdamW update. Timed with 1 torch thread (the setting the
-training CLI uses on shared cores) for the composite 21x21 kernel (default) and a free 13x13
-kernel, plus the tied decoder alone: the sub-pixel convolution used by the library against
-``conv_transpose2d``. Writes ``benchmarks/results/scg_step.json``.
+training CLI uses on shared cores) and with 2 threads (the machine's two cores), for the composite
+21x21 kernel (default) and a free 13x13 kernel, plus the tied decoder alone: the sub-pixel
+convolution used by the library against ``conv_transpose2d``. Writes
+``benchmarks/results/scg_step.json``.
 
 Run: ``python benchmarks/bench_scg_step.py`` (or ``./dev bench``).
 """
@@ -74,7 +75,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     result = {
-        "what": "seconds per SCG autoencoder training step, 32x32 crops, batch 16, 1 thread",
+        "what": "seconds per SCG autoencoder training step, 32x32 crops, batch 16",
         "command": "python benchmarks/bench_scg_step.py",
         "target_s": 0.2,
         "torch": torch.__version__,
@@ -83,14 +84,17 @@ def main() -> None:
         "load_average_before": os.getloadavg()[0],
         "steps": {},
     }
-    for kernel in ("composite", "free"):
-        ts = time_steps(kernel)
-        result["steps"][kernel] = {
-            "median_s": statistics.median(ts),
-            "min_s": min(ts),
-            "max_s": max(ts),
-            "n": len(ts),
-        }
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for kernel in ("composite", "free"):
+            ts = time_steps(kernel)
+            result["steps"][f"{kernel}_{threads}thread"] = {
+                "median_s": statistics.median(ts),
+                "min_s": min(ts),
+                "max_s": max(ts),
+                "n": len(ts),
+            }
+    torch.set_num_threads(1)
     result["decoder_fwd_bwd_80x64x16x16_s"] = time_decoders()
     result["load_average_after"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Subcommands, each with ``--quick`` (minutes on 2 CPU cores) or the default full preset:
 
 * ``train-autoencoder``: train the modular autoencoder and its ablations (no ``L_equ``, no
-  ``L_sym``, no rotation branch); loss curves.
+  ``L_sym``, no rotation branch, and a free kernel with and without ``L_equ``); loss curves.
 * ``probe``: probe every trained variant and a PCA baseline; one comparison table, per-module
   tables, kernel mosaics, per-module reconstructions, tuning curves; module groups for stage 2.
 * ``train-completion``: pre-train the small diffusion model, then one control branch per module
@@ -58,11 +58,17 @@ from equirelax.scg.training import (
     write_history,
 )
 
-VARIANTS: dict[str, dict] = {
-    "full": {},
-    "no_equ": {"equ": 0.0, "recon_prediction": 0.0, "sym": 0.0},
-    "no_sym": {"sym": 0.0},
-    "no_rot": {"rotation_branch": False},
+NO_EQU = {"equ": 0.0, "recon_prediction": 0.0, "sym": 0.0}
+# variant -> (autoencoder overrides, objective overrides). The composite kernel shares its two
+# input pathways among the units of a module, which by itself ties units together; the free-kernel
+# pair separates what the architecture does from what the equivariance constraint does.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "full": ({}, {}),
+    "no_equ": ({}, NO_EQU),
+    "no_sym": ({}, {"sym": 0.0}),
+    "no_rot": ({}, {"rotation_branch": False}),
+    "free": ({"kernel": "free"}, {}),
+    "free_no_equ": ({"kernel": "free"}, NO_EQU),
 }
 
 
@@ -83,8 +89,8 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(ae_steps=400, ae_crop=32, probe_images=64, diff_base=16, diff_steps=400,
-                    control_steps=150, diff_batch=16, eval_images=16, sample_steps=10,
+    "quick": Preset(ae_steps=400, ae_crop=32, probe_images=64, diff_base=16, diff_steps=1500,
+                    control_steps=600, diff_batch=16, eval_images=16, sample_steps=10,
                     noise_levels=(0.0, 0.1, 0.2, 0.4)),
     "full": Preset(ae_steps=3000, ae_crop=40, probe_images=256, diff_base=32, diff_steps=3000,
                    control_steps=800, diff_batch=32, eval_images=64, sample_steps=25,
@@ -137,10 +143,12 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     for variant in args.variants:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
-        oc = replace(ObjectiveConfig(), **VARIANTS[variant])
+        model_over, objective_over = VARIANTS[variant]
+        mc = replace(AutoencoderConfig(), **model_over)
+        oc = replace(ObjectiveConfig(), **objective_over)
         tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=args.seed)
         t0 = time.perf_counter()
-        trained = train_autoencoder(AutoencoderConfig(), oc, tc,
+        trained = train_autoencoder(mc, oc, tc,
                                     checkpoint=runs / f"ae_{variant}.pt")
         seconds = time.perf_counter() - t0
         write_history(out / f"ae_{variant}_history.csv", trained.history)
@@ -190,7 +198,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         plot_kernel_mosaic(model, out / f"kernels_{name}.png", title=f"kernels ({name})",
                            labels=labels)
         if name in ("full", "pca"):
-            plot_module_reconstructions(model, held[:4], out / f"modules_{name}.png",
+            plot_module_reconstructions(model, held[:3], out / f"modules_{name}.png",
                                         labels=labels, title=f"per-module reconstructions "
                                                              f"({name})")
             plot_tuning_curves(report, model.units, out / f"tuning_{name}.png",
@@ -333,7 +341,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     show = [s for s in settings if s in ("noise_0", "line_drawing", "low_res_x4", "haze")] + \
         [f"noise_{levels[-1]:g}"]
     names = list(models)
-    n_img = 3
+    n_img = 2
     fig, axes = plt.subplots(n_img * len(show), 2 + 2 * len(names),
                              figsize=((2 + 2 * len(names)) * 0.8, n_img * len(show) * 0.85))
     for si, setting in enumerate(show):
@@ -353,7 +361,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 if i == 0:
                     ax.set_title(title, fontsize=5)
     fig.tight_layout()
-    fig.savefig(out / "generation_grid.png", dpi=70)
+    fig.savefig(out / "generation_grid.png", dpi=50)
     plt.close(fig)
     parts.append("\nFigures: `robustness.png` (grey PSNR/SSIM vs input noise), "
                  "`generation_grid.png` (source, input, then condition and generation per "

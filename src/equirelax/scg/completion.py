@@ -9,6 +9,7 @@ is no text model offline). Training loops show a progress bar, checkpoint every
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +69,13 @@ def _train_loop(net: torch.nn.Module, params: list[torch.nn.Parameter], loss_fn,
         start = int(state["step"])
         if start < cfg.steps:
             opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
+            if state["config"]["steps"] == cfg.steps:
+                sched.load_state_dict(state["scheduler"])
+            else:  # extended run: replay the new schedule up to ``start``
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    for _ in range(start):
+                        sched.step()
     sampler = CropSampler(size=32, weights=cfg.weights, seed=cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed * 104729 + start)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,

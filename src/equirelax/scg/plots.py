@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -47,7 +48,7 @@ def plot_kernel_mosaic(model: ModularAutoencoder, path: Path, title: str = "",
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
     return path
 
@@ -57,18 +58,23 @@ def plot_module_reconstructions(model: ModularAutoencoder, images: torch.Tensor,
                                 labels: list[str] | None = None, title: str = "") -> Path:
     """For each image (rows): the original, the full reconstruction, then each module alone.
 
-    Single-module reconstructions are min-max scaled per panel (they carry little energy).
+    A module's panel shows its own contribution ``D(E(I) * mask_i)`` in raw RGB units around
+    grey (no mean image added), scaled per panel to its largest magnitude: single modules carry
+    little energy, and the colour of a panel is the colour the module adds or removes.
     """
     K = model.n_modules
     n = images.shape[0]
     fig, axes = plt.subplots(n, K + 2, figsize=((K + 2) * 0.8, n * 0.85 + 0.5), squeeze=False)
     full = model(images).clamp(0, 1)
+    f = model.encode(images)
+    size = tuple(images.shape[-2:])
     for r in range(n):
         panels = [images[r], full[r]]
         names = ["input", "all"]
         for i in range(K):
-            rec = model.decode_modules(images[r : r + 1], [i])[0]
-            rec = (rec - rec.min()) / (rec.max() - rec.min()).clamp_min(1e-12)
+            part = model.decode_normalised(f[r : r + 1] * model.module_mask([i]), size)
+            part = (part * model.std)[0]
+            rec = 0.5 + 0.5 * part / part.abs().max().clamp_min(1e-12)
             panels.append(rec)
             names.append(f"{i}" + (f"\n{labels[i][:4]}" if labels else ""))
         for c, (p, nm) in enumerate(zip(panels, names, strict=True)):
@@ -81,7 +87,7 @@ def plot_module_reconstructions(model: ModularAutoencoder, images: torch.Tensor,
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
     return path
 
@@ -108,6 +114,9 @@ def plot_tuning_curves(report: ProbeReport, units: int, path: Path, title: str =
             ax_f.semilogx(frequencies, a.max(0) / peak, lw=0.8)
         ax_o.set_title(f"m{i} {report.module_types[i]} ori", fontsize=6)
         ax_f.set_title(f"m{i} freq", fontsize=6)
+        ax_f.set_xticks([0.05, 0.1, 0.2, 0.4], ["0.05", "0.1", "0.2", "0.4"])
+        ax_f.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax_o.set_xticks([0, 90, 180])
         for ax in (ax_o, ax_f):
             ax.tick_params(labelsize=5)
             ax.set_ylim(0, 1.05)
@@ -117,7 +126,7 @@ def plot_tuning_curves(report: ProbeReport, units: int, path: Path, title: str =
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
     return path
 
@@ -136,6 +145,6 @@ def plot_loss_history(history: list[dict[str, float]], path: Path, title: str = 
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
     return path
