@@ -30,12 +30,21 @@ def orbit_labels(images_out: list[np.ndarray], images_in: list[np.ndarray]) -> n
     targets = [t for t in targets if not np.array_equal(t, nodes)]
     if not targets:
         return nodes.reshape(d_out, d_in)
-    src = np.tile(nodes, len(targets))
-    dst = np.concatenate(targets)
-    graph = sp.csr_matrix((np.ones(src.shape[0], dtype=np.int8), (src, dst)), shape=(n, n))
+    # every node has exactly one edge per generator: build the CSR arrays directly, no COO sort
+    k = len(targets)
+    indices = np.stack(targets, axis=1).reshape(-1)
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    graph = sp.csr_matrix((np.ones(n * k, dtype=np.int8), indices, indptr), shape=(n, n))
     _, labels = connected_components(graph, directed=True, connection="weak")
-    # renumber by first appearance so the labelling is canonical
+    return _in_order_of_first_appearance(labels.astype(np.int64)).reshape(d_out, d_in)
+
+
+def _in_order_of_first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..k-1 in order of first appearance, so the labelling is canonical."""
+    running_max = np.maximum.accumulate(labels)
+    if labels[0] == 0 and np.all(np.diff(running_max) <= 1):
+        return labels  # already canonical (scipy numbers components as it meets their nodes)
     _, first = np.unique(labels, return_index=True)
     rank = np.empty_like(first)
     rank[np.argsort(first)] = np.arange(first.shape[0])
-    return rank[labels].reshape(d_out, d_in).astype(np.int64)
+    return rank[labels]
