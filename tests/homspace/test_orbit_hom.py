@@ -240,3 +240,18 @@ def test_gather_is_differentiable_under_autograd_and_torch_func(n):
     torch.testing.assert_close(torch.func.vmap(H.weight)(batch), H.weight_batched(batch))
     with torch.no_grad():
         torch.testing.assert_close(H.weight(c), torch.einsum("k,kij->ij", c, expected))
+
+
+def test_orbit_labels_are_numbered_in_order_of_first_appearance():
+    from equirelax.homspace.orbit import _in_order_of_first_appearance, orbit_labels
+
+    G = er.groups.dihedral(5)
+    labels = orbit_labels([natural(G).images[0], natural(G).images[1]],
+                          [natural(G).images[0], natural(G).images[1]]).ravel()
+    running = np.maximum.accumulate(labels)
+    assert labels[0] == 0 and np.all(np.diff(running) <= 1)
+    # the renumbering itself, on labels that are not canonical yet
+    np.testing.assert_array_equal(_in_order_of_first_appearance(np.array([2, 0, 2, 1, 0])),
+                                  [0, 1, 0, 2, 1])
+    np.testing.assert_array_equal(_in_order_of_first_appearance(np.array([0, 1, 0, 2])),
+                                  [0, 1, 0, 2])
