@@ -214,6 +214,11 @@ def test_relax_picks_the_node_updates_and_the_penalty_sees_o3():
     model = EGNN(hidden_features=8, num_layers=3).double()
     relaxed = relax(model, schedule="constant", value=0.5, lie_weight=1.0, norm_weight=1.0)
     assert list(relaxed.relaxed_layers()) == [f"layers.{i}.update" for i in range(3)]
+    # the default model: one dense (2H + 6) -> (H + 3) free term per layer, no bias
+    default = relax(EGNN(), total_steps=3)
+    extra = sum(p.numel() for p in default.parameters()) - sum(
+        p.numel() for p in EGNN().parameters())
+    assert extra == 4 * (2 * 64 + 6) * (64 + 3) == 35_912
     loc, vel, charges = particles(4, 5, torch.float64, seed=6)
     relaxed.train()
     with torch.no_grad():
