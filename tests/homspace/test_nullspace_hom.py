@@ -34,7 +34,7 @@ def matrix_terms(G: PermutationGroup) -> dict[str, Rep]:
         "sign*standard": Sg * St,
         "sign*natural": Sg * V,
     }
-    if St.dim <= 4:
+    if St.dim <= 3:  # keeps every atomic null-space solve small (at most 9 x 9 maps)
         terms["standard*standard"] = St * St
     return terms
 
