@@ -163,7 +163,7 @@ def test_summarise_means_stds_ratios_and_paired_wins():
 
 
 # -- end to end -------------------------------------------------------------------------------
-def test_cli_interrupted_run_resumes_exactly(tmp_path, cache):
+def test_cli_interrupted_run_resumes_exactly(tmp_path, cache, capsys):
     """A relaxed run stopped after 2 of 4 epochs and resumed by rerunning the same command ends
     exactly where an uninterrupted run ends (weights, schedule, validation curve)."""
     name = "egnn-L2-n40-relaxed-s0"
@@ -182,6 +182,9 @@ def test_cli_interrupted_run_resumes_exactly(tmp_path, cache):
     curve = [v for _, v in resumed["val_curve"]]
     assert curve == pytest.approx([v for _, v in whole["val_curve"]], rel=1e-6)
     assert resumed["test_mse"] == pytest.approx(whole["test_mse"], rel=1e-6)
+    # the folder remembers its settings: resuming it with others is refused
+    assert cli_main([*args, "--tag", "sliced", "--lr", "1e-3"]) == 2
+    assert "trained with other settings (lr: 0.0005 then, 0.001 now)" in capsys.readouterr().err
     # outputs of the run: table with the command, plot, CSV and TensorBoard logs
     table = (tmp_path / "res" / "sliced" / "results.md").read_text()
     assert "Written by `equirelax nbody" in table and "| egnn | relaxed |" in table

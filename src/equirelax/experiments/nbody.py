@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -72,7 +73,7 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset(epochs=1000, train_size=3000, val_size=2000, test_size=2000, seeds=3,
                     val_every=5),
     # the largest budget that was run on 2 shared CPU cores (see docs/nbody.md)
-    "cpu": Preset(epochs=60, train_size=1000, val_size=500, test_size=2000, seeds=2,
+    "cpu": Preset(epochs=40, train_size=1000, val_size=500, test_size=2000, seeds=3,
                   sweep_layers=(1, 2, 4), sweep_train_sizes=(100, 300, 1000)),
     # end to end in a few minutes: checks the pipeline, not the science
     "quick": Preset(epochs=25, train_size=500, val_size=300, test_size=500, seeds=1,
@@ -293,6 +294,54 @@ def run_name(model: str, arm: str, layers: int, train_size: int, seed: int) -> s
     return f"{model}-L{layers}-n{train_size}-{arm}-s{seed}"
 
 
+def run_settings(cfg: StudyConfig, model_name: str, arm: str) -> dict[str, Any]:
+    """Everything that shapes a run's training besides its name (model, arm, layers, training
+    size, seed) and its length (epochs)."""
+    settings: dict[str, Any] = {
+        "val_size": cfg.val_size, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay, "augment": cfg.augment,
+        "processes": cfg.devices * cfg.num_nodes,
+        "hidden": cfg.egnn_hidden if model_name == "egnn" else cfg.segnn_hidden,
+    }
+    if arm == "relaxed":
+        settings.update(schedule=cfg.schedule, lie_weight=cfg.lie_weight,
+                        norm_weight=cfg.norm_weight, relax_init_std=cfg.relax_init_std,
+                        penalty_rows=cfg.penalty_rows)
+    return settings
+
+
+class RunSettingsMismatchError(ValueError):
+    """A run folder holds a run trained with other settings than the command asks for."""
+
+
+def _launch_rank() -> int:
+    """0 in the process started by the user; the rank of a process Lightning started for DDP."""
+    return int(os.environ.get("NODE_RANK", 0) or 0) + int(os.environ.get("LOCAL_RANK", 0) or 0)
+
+
+def check_run_settings(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume a run folder that was trained with other settings (a checkpoint of
+    another configuration would silently be continued); record the settings of a new run.
+    Only the first process checks and writes (the other DDP ranks run the same command)."""
+    if _launch_rank() != 0:
+        return
+    path = run_dir / "study_settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            diff = ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+            raise RunSettingsMismatchError(
+                f"the run folder {run_dir} holds a run trained with other settings ({diff}); "
+                "use another --tag or --runs-dir, or delete the folder to start afresh"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def train_one(
     cfg: StudyConfig,
     data: dict[str, NBodyDataset],
@@ -327,6 +376,7 @@ def train_one(
         extra={"study": "nbody", "model": model_name, "arm": arm, "layers": layers,
                "train_size": train_size},
     )
+    check_run_settings(Path(run_cfg.out_dir), run_settings(cfg, model_name, arm))
     callbacks: list[pl.Callback] = []
     if cfg.augment != "none":
         callbacks.append(RandomRotations(seed, cfg.augment))
@@ -757,7 +807,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"equirelax nbody: {err}", file=sys.stderr)
         return 2
-    run_study(cfg, command_line(args))
+    try:
+        run_study(cfg, command_line(args))
+    except RunSettingsMismatchError as err:
+        print(f"equirelax nbody: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
