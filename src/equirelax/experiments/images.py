@@ -1,0 +1,367 @@
+"""Rotated digits: exact vs relaxed C4/D4 group convolutions vs a CNN with augmentation.
+
+The image counterpart of the point-cloud study, on the rotated digits of
+:mod:`equirelax.data.digits` (scikit-learn's 8x8 digits upsampled to 28x28). Three variants are
+trained from the same seeds with the same data, augmentation, optimizer and number of steps:
+
+* ``exact``: :class:`~equirelax.nn.gconv.GCNN` for C4 or D4, exactly invariant to the group on
+  the pixel grid throughout;
+* ``relaxed``: the same model relaxed with the public API (``relax(model, "triangular", ...)``):
+  every lifting / group convolution gets a free ``conv2d`` term ``θ(t) W`` with the generator
+  penalty ``Σ_s ||W(s·x) − s·(W x)||²`` (quarter turn, and mirror for D4) and the norm penalty,
+  λ = 0.01; validated and tested as the hardened, exactly invariant model;
+* ``baseline``: a plain :class:`~equirelax.nn.gconv.CNN`, invariant only through rotation
+  augmentation.
+
+Every training batch is rotated by fresh random angles (continuous by default) for all variants.
+The final models are tested on three rotated copies of the test digits (continuous angles,
+multiples of 90°, upright), and their invariance error under the group is measured with
+``er.equivariance_error`` over every group element (float64). The script writes a results table,
+per-run records and training curves with the command that reproduces them:
+``equirelax images --preset quick`` (a few minutes) or ``--preset standard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+import equirelax as er
+from equirelax.data.digits import (
+    DIGIT_ROTATIONS,
+    load_rotated_digits,
+    rotate_images,
+    upright_digits,
+)
+from equirelax.experiments.pointcloud import (
+    Variant,
+    claim_sentence,
+    command_line,
+    evaluate_accuracy,
+    plot_curves,
+    run_comparison,
+    summarise,
+    write_report,
+)
+from equirelax.experiments.runner import RunConfig
+from equirelax.nn.gconv import CNN, GCNN, ImageGroup
+
+VARIANTS = ("exact", "relaxed", "baseline")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a few minutes on 2 shared cores: checks the whole pipeline, numbers are not meaningful
+    "quick": {
+        "group": "C4", "channels": (4, 8, 16), "cnn_channels": (8, 16, 32), "epochs": 2,
+        "train_fraction": 0.3, "batch_size": 32, "seeds": (0, 1, 2),
+    },
+    # the study of docs/pointcloud_images.md
+    "standard": {
+        "group": "C4", "channels": (8, 16, 32), "cnn_channels": (16, 32, 64), "epochs": 8,
+        "train_fraction": 1.0, "batch_size": 32, "seeds": (0, 1, 2),
+    },
+}
+
+
+@dataclass
+class ImageStudyConfig:
+    """Every setting of an image comparison (defaults: the ``standard`` preset)."""
+
+    group: str = "C4"
+    variants: tuple[str, ...] = VARIANTS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_rotation: str = "continuous"
+    test_rotation: str = "continuous"
+    augment: str = "continuous"
+    train_fraction: float = 1.0
+    val_fraction: float = 0.15
+    data_seed: int = 0
+    channels: tuple[int, ...] = (8, 16, 32)
+    cnn_channels: tuple[int, ...] = (16, 32, 64)
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "triangular"
+    lie_weight: float = 1e-2
+    norm_weight: float = 1e-2
+    relax_init_std: float = 1e-3
+    penalty_rows: int | None = 8
+    devices: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group not in ("C4", "D4"):
+            raise ValueError(f"group must be 'C4' or 'D4', got {self.group!r}")
+        self.variants = tuple(self.variants)
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if not self.variants or unknown:
+            raise ValueError(f"variants must be some of {VARIANTS}, got {self.variants!r}")
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed, got ()")
+        for name in ("train_rotation", "test_rotation", "augment"):
+            if getattr(self, name) not in DIGIT_ROTATIONS:
+                raise ValueError(f"{name} must be one of {DIGIT_ROTATIONS}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("train_fraction", "val_fraction"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value <= 1):
+                raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.channels = tuple(self.channels)
+        self.cnn_channels = tuple(self.cnn_channels)
+
+
+def build_model(variant: str, cfg: ImageStudyConfig, image_size: int = 28) -> nn.Module:
+    """The (unrelaxed) network of a variant: a GCNN built for ``image_size`` (so its
+    convolutions declare their representations) or the plain CNN."""
+    if variant == "baseline":
+        return CNN(1, 10, channels=cfg.cnn_channels)
+    if variant in ("exact", "relaxed"):
+        return GCNN(cfg.group, 1, 10, channels=cfg.channels, image_size=image_size)
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def rotate_batch(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Rotate each image of ``(B, C, H, H)`` by a fresh random angle: ``"continuous"``
+    (bilinear, zero outside), ``"c4"`` (exact quarter turns) or ``"none"``; torch's global
+    generator (seeded per run) draws the angles."""
+    if kind == "none":
+        return images
+    if kind == "c4":
+        turns = torch.randint(0, 4, (len(images),))
+        return torch.stack([torch.rot90(im, int(t), dims=(-2, -1))
+                            for im, t in zip(images, turns)])
+    if kind == "continuous":
+        angle = torch.rand(len(images), dtype=images.dtype) * 2 * math.pi
+        c, s = torch.cos(angle), torch.sin(angle)
+        zero = torch.zeros_like(c)
+        theta = torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], 1)
+        grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        return nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                         align_corners=False)
+    raise ValueError(f"rotation kind must be one of {DIGIT_ROTATIONS}, got {kind!r}")
+
+
+def split_by_source(source: torch.Tensor, val_fraction: float, train_fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation item indices, split by original image (rotated copies of one digit
+    never straddle the split); ``train_fraction`` keeps a part of the training images."""
+    ids = np.unique(source.numpy())
+    rng = np.random.default_rng(seed)
+    rng.shuffle(ids)
+    n_val = max(1, round(val_fraction * len(ids)))
+    val_ids, train_ids = ids[:n_val], ids[n_val:]
+    train_ids = train_ids[: max(1, round(train_fraction * len(train_ids)))]
+    src = source.numpy()
+    return np.flatnonzero(np.isin(src, train_ids)), np.flatnonzero(np.isin(src, val_ids))
+
+
+def rotated_test_sets(test_source: torch.Tensor, image_size: int = 28,
+                      digit_size: int = 20, seed: int = 12345) -> dict[str, TensorDataset]:
+    """The test digits upright, turned by random multiples of 90° and by random continuous
+    angles (fixed seed)."""
+    images, labels = upright_digits(image_size, digit_size)
+    src = test_source.numpy()
+    rng = np.random.default_rng(seed)
+    angles = {"none": np.zeros(len(src)), "c4": 90.0 * rng.integers(0, 4, len(src)),
+              "continuous": rng.uniform(0.0, 360.0, len(src))}
+    out = {}
+    for kind, a in angles.items():
+        rotated = rotate_images(images[src], a)
+        out[kind] = TensorDataset(torch.as_tensor(rotated, dtype=torch.float32).unsqueeze(1),
+                                  torch.as_tensor(labels[src]))
+    return out
+
+
+def invariance_error(model: nn.Module, images: torch.Tensor, group: str,
+                     num_classes: int = 10) -> float:
+    """``max_g ||f(g·x) − f(x)|| / ||f(x)||`` over every element of C4 / D4, in float64,
+    measured with ``er.equivariance_error`` on flattened images (pixel permutation reps)."""
+    G = ImageGroup(group)
+    side = images.shape[-1]
+    rep_in = G.field_rep(images.shape[1], side, regular=False)
+    rep_out = num_classes * er.reps.trivial(rep_in.group)
+    model = copy.deepcopy(model).double().eval()
+    shape = images.shape[1:]
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        return model(x.reshape(-1, *shape)).reshape(*lead, -1)
+
+    return er.equivariance_error(flat, images.reshape(len(images), -1).double(), rep_in, rep_out)
+
+
+def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str,
+              progress: bool = True) -> dict:
+    """Build the data, train every variant from every seed, evaluate, write the report."""
+    data = load_rotated_digits(train_rotation=cfg.train_rotation,
+                               test_rotation=cfg.test_rotation, seed=cfg.data_seed,
+                               progress=progress)
+    train_idx, val_idx = split_by_source(data.train.source, cfg.val_fraction,
+                                         cfg.train_fraction, cfg.data_seed)
+    train_set, val_set = Subset(data.train, train_idx), Subset(data.train, val_idx)
+    tests = rotated_test_sets(data.test.source, data.config.image_size, data.config.digit_size)
+    tests[f"{cfg.test_rotation}"] = TensorDataset(data.test.images, data.test.labels)
+    probe = tests["none"].tensors[0][:16]
+
+    def step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        if model.training:
+            images = rotate_batch(images, cfg.augment)
+        return model(images), labels
+
+    def loaders(seed: int) -> tuple[DataLoader, DataLoader]:
+        gen = torch.Generator().manual_seed(seed)
+        train = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                           drop_last=True)
+        return train, DataLoader(val_set, batch_size=200)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out = {f"test_acc_{k}": evaluate_accuracy(model, ds, 200) for k, ds in tests.items()}
+        out["equivariance_error"] = invariance_error(model, probe, cfg.group)
+        return out
+
+    variants = [
+        Variant(name, lambda name=name: build_model(name, cfg, data.config.image_size),
+                relax=cfg.schedule if name == "relaxed" else None)
+        for name in cfg.variants
+    ]
+    base = RunConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                     lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
+                     relax_init_std=cfg.relax_init_std, penalty_rows=cfg.penalty_rows,
+                     devices=cfg.devices, accelerator="cpu" if cfg.devices > 1 else "auto")
+    records = run_comparison(variants, cfg.seeds, loaders, step, base, runs_dir, evaluate,
+                             progress)
+    kinds = ("continuous", "c4", "none")
+    metrics = [f"test_acc_{k}" for k in kinds] + ["equivariance_error", "parameters",
+                                                  "fit_seconds"]
+    summary = summarise(records, metrics, claim_metric=f"test_acc_{cfg.test_rotation}")
+    columns = [("test_acc_continuous", "test acc, any angle"),
+               ("test_acc_c4", "test acc, multiples of 90°"),
+               ("test_acc_none", "test acc, upright"),
+               ("equivariance_error", f"{cfg.group} invariance error (max)"),
+               ("parameters", "parameters"), ("fit_seconds", "train time / run (s)")]
+    notes = [
+        f"Data: scikit-learn digits upsampled to 28x28, {len(train_idx)} training and "
+        f"{len(val_idx)} validation images (split by original digit), {len(data.test)} test "
+        f"digits; training images rotated `{cfg.train_rotation}`, and every training batch "
+        f"rotated again by fresh random `{cfg.augment}` angles for every variant.",
+        "Test accuracy is that of the model with the best validation loss (validated as the "
+        "exact model; for `relaxed`, the hardened model, θ = 0). The invariance error is "
+        f"max over the {ImageGroup(cfg.group).order} elements of {cfg.group} of "
+        "||f(g·x) − f(x)|| / ||f(x)|| on 16 upright test digits in float64 "
+        "(`er.equivariance_error`); the worst seed is shown.",
+    ]
+    write_report(out_dir, f"Rotated digits: exact vs relaxed {cfg.group} group convolutions vs "
+                 "a CNN", records, summary, columns, asdict(cfg), command, notes)
+    plot_curves(out_dir, records, f"rotated digits ({cfg.group})")
+    return {"records": records, "summary": summary}
+
+
+#: config field -> command-line flag of ``equirelax images``
+OPTIONS = {
+    "group": "--group", "variants": "--variants", "seeds": "--seeds",
+    "train_rotation": "--train-rotation", "test_rotation": "--test-rotation",
+    "augment": "--augment", "train_fraction": "--train-fraction", "channels": "--channels",
+    "cnn_channels": "--cnn-channels", "epochs": "--epochs", "batch_size": "--batch-size",
+    "lr": "--lr", "lie_weight": "--lie-weight", "norm_weight": "--norm-weight",
+    "penalty_rows": "--penalty-rows", "devices": "--devices", "schedule": "--relax",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
+    """The study configuration: the preset, then every option given on the command line."""
+    values: dict[str, Any] = dict(PRESETS["quick" if args.quick else args.preset])
+    for key in OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None and key != "schedule":
+            values[key] = value
+    if args.model is not None:
+        if args.model == "cnn":
+            values["variants"] = ("baseline",)
+        else:
+            values["variants"] = ("exact",) if args.relax == "none" else ("relaxed",)
+    if args.relax not in (None, "none"):
+        values["schedule"] = args.relax
+    return ImageStudyConfig(**values)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``equirelax images``."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="standard",
+                        help="sizes and budget (default: standard)")
+    parser.add_argument("--quick", action="store_true", help="same as --preset quick")
+    parser.add_argument("--group", choices=("C4", "D4"), default=None)
+    parser.add_argument("--model", choices=("gcnn", "cnn"), default=None,
+                        help="train one model only (with --relax for the GCNN) instead of the "
+                             "three-way comparison")
+    parser.add_argument("--relax", default=None,
+                        choices=("none", "triangular", "linear", "cosine", "constant"),
+                        help="relaxation schedule of the relaxed variant (default triangular)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--train-rotation", dest="train_rotation", choices=DIGIT_ROTATIONS,
+                        default=None)
+    parser.add_argument("--test-rotation", dest="test_rotation", choices=DIGIT_ROTATIONS,
+                        default=None)
+    parser.add_argument("--augment", choices=DIGIT_ROTATIONS, default=None,
+                        help="random rotation of every training batch (default continuous)")
+    parser.add_argument("--train-fraction", dest="train_fraction", type=float, default=None)
+    parser.add_argument("--channels", nargs="+", type=int, default=None, help="GCNN widths")
+    parser.add_argument("--cnn-channels", dest="cnn_channels", nargs="+", type=int,
+                        default=None, help="CNN widths")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lie-weight", dest="lie_weight", type=float, default=None)
+    parser.add_argument("--norm-weight", dest="norm_weight", type=float, default=None)
+    parser.add_argument("--penalty-rows", dest="penalty_rows", type=int, default=None,
+                        help="images of each layer input the penalties are evaluated on")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="processes for data-parallel training (DDP)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default docs/results/images/<preset>)")
+    parser.add_argument("--runs-dir", dest="runs_dir", type=Path, default=None,
+                        help="checkpoints and logs (default runs/images/<preset>)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete earlier checkpoints of these runs instead of resuming")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the image comparison and write its report."""
+    cfg = config_from_args(args)
+    preset = "quick" if args.quick else args.preset
+    suffix = "" if cfg.group == "C4" else f"_{cfg.group.lower()}"
+    out = args.out or Path("docs/results/images") / f"{preset}{suffix}"
+    runs = args.runs_dir or Path("runs/images") / f"{preset}{suffix}"
+    if args.fresh and runs.exists():
+        shutil.rmtree(runs)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    command = command_line("images", preset, cfg, PRESETS, OPTIONS)
+    result = run_study(cfg, out, runs, command, args.progress)
+    summary = result["summary"]
+    for name, stats in summary["variants"].items():
+        acc = stats[f"test_acc_{cfg.test_rotation}"]
+        print(f"{name:>9}: test acc ({cfg.test_rotation}) {acc['mean']:.3f} ± {acc['std']:.3f}, "
+              f"{cfg.group} invariance error {stats['equivariance_error']['max']:.1e}")
+    if "claim" in summary:
+        print(claim_sentence(summary["claim"]))
+    print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
+    return 0

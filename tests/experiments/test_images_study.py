@@ -1,0 +1,137 @@
+"""The rotated-digits study: its pieces and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+
+import numpy as np
+import pytest
+import torch
+
+from equirelax.cli import build_parser
+from equirelax.data.digits import upright_digits
+from equirelax.experiments import images as im
+from equirelax.nn.gconv import CNN, GCNN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_rotate_batch_kinds() -> None:
+    x = torch.rand(6, 1, 12, 12)
+    assert im.rotate_batch(x, "none") is x
+    turned = im.rotate_batch(x, "c4")
+    for a, b in zip(turned, x):  # each image is one exact quarter-turn power of its input
+        assert any(torch.equal(a, torch.rot90(b, k, dims=(-2, -1))) for k in range(4))
+    # A disc is (nearly) unchanged by any rotation about the centre; a bar is not.
+    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    r2 = (yy - 5.5) ** 2 + (xx - 5.5) ** 2
+    disc = (r2 < 16).float().expand(4, 1, 12, 12)
+    moved = im.rotate_batch(disc, "continuous")
+    assert (moved - disc).abs().mean() < 0.05
+    bar = torch.zeros(64, 1, 12, 12)
+    bar[..., 5:7, 1:11] = 1.0
+    assert (im.rotate_batch(bar, "continuous") - bar).abs().mean() > 0.05
+    with pytest.raises(ValueError, match="rotation kind"):
+        im.rotate_batch(x, "c8")
+
+
+def test_split_by_source_keeps_copies_of_a_digit_together() -> None:
+    source = torch.as_tensor(np.tile(np.arange(100), 2))  # two rotated copies per digit
+    train, val = im.split_by_source(source, val_fraction=0.2, train_fraction=0.5, seed=0)
+    src = source.numpy()
+    assert not set(src[train]) & set(src[val])
+    assert len(set(src[val])) == 20 and len(set(src[train])) == 40
+    assert len(train) == 80 and len(val) == 40
+    again = im.split_by_source(source, 0.2, 0.5, seed=0)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
+
+
+def test_rotated_test_sets() -> None:
+    source = torch.arange(0, 40, 4)
+    sets = im.rotated_test_sets(source)
+    images, labels = upright_digits()
+    upright = sets["none"].tensors[0][:, 0].numpy()
+    assert np.allclose(upright, images[source.numpy()], atol=1e-6)
+    assert np.array_equal(sets["c4"].tensors[1].numpy(), labels[source.numpy()])
+    for img, up in zip(sets["c4"].tensors[0][:, 0].numpy(), upright):
+        assert any(np.allclose(img, np.rot90(up, k), atol=1e-6) for k in range(4))
+    assert set(sets) == {"none", "c4", "continuous"}
+
+
+@pytest.mark.parametrize("group", ["C4", "D4"])
+def test_invariance_error_tells_gcnn_from_cnn(group: str) -> None:
+    x = torch.rand(3, 1, 8, 8)
+    gcnn = GCNN(group, 1, 10, channels=(2, 3), pool_after=(0,)).eval()
+    cnn = CNN(1, 10, channels=(4, 4), pool_after=(0,)).eval()
+    assert im.invariance_error(gcnn, x, group) < 1e-12
+    assert im.invariance_error(cnn, x, group) > 1e-3
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser("images").parse_args(["images", *argv])
+
+
+def test_config_and_the_reproducing_command() -> None:
+    cfg = im.config_from_args(_parse(["--quick", "--group", "D4", "--epochs", "3",
+                                      "--channels", "2", "4", "--augment", "c4"]))
+    assert cfg.group == "D4" and cfg.channels == (2, 4) and cfg.augment == "c4"
+    words = shlex.split(im.command_line("images", "quick", cfg, im.PRESETS, im.OPTIONS))
+    assert im.config_from_args(_parse(words[2:])) == cfg
+    assert im.config_from_args(_parse(["--model", "cnn"])).variants == ("baseline",)
+    one = im.config_from_args(_parse(["--model", "gcnn", "--relax", "cosine"]))
+    assert one.variants == ("relaxed",) and one.schedule == "cosine"
+    model = im.build_model("relaxed", cfg)
+    assert isinstance(model, GCNN) and model.image_size == 28 and model.group.name == "D4"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"group": "C8"}, "'C4' or 'D4'"),
+        ({"variants": ()}, "variants must be some of"),
+        ({"augment": "tilt"}, "augment must be one of"),
+        ({"train_fraction": 0.0}, r"train_fraction must lie in \(0, 1\]"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_settings_fail_early(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        im.ImageStudyConfig(**overrides)
+
+
+def test_tiny_comparison_end_to_end(tmp_path) -> None:
+    argv = ["--quick", "--group", "D4", "--seeds", "0", "--epochs", "1",
+            "--train-fraction", "0.03", "--channels", "2", "3", "--cnn-channels", "4", "4",
+            "--batch-size", "16", "--out", str(tmp_path / "out"),
+            "--runs-dir", str(tmp_path / "runs"), "--threads", "1", "--no-progress"]
+    assert im.main(_parse(argv)) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    records = {r["variant"]: r for r in result["records"]}
+    assert set(records) == {"exact", "relaxed", "baseline"}
+    assert records["exact"]["equivariance_error"] < 1e-12
+    assert records["relaxed"]["equivariance_error"] < 1e-12
+    assert records["baseline"]["equivariance_error"] > 1e-4
+    # The hardened relaxed model has exactly the exact model's parameters.
+    assert records["relaxed"]["parameters"] == records["exact"]["parameters"]
+    assert records["relaxed"]["trained_parameters"] > records["relaxed"]["parameters"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "D4 invariance error" in table and "equirelax images --preset quick" in table
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_quick_preset_runs(tmp_path) -> None:
+    argv = ["--quick", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+            "--no-progress"]
+    assert im.main(_parse(argv)) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(result["records"]) == 3 * len(im.PRESETS["quick"]["seeds"])
