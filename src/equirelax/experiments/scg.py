@@ -47,7 +47,7 @@ from equirelax.scg.conditions import (
     line_drawing,
 )
 from equirelax.scg.datasets import CropSampler
-from equirelax.scg.diffusion import DiffusionConfig
+from equirelax.scg.diffusion import DiffusionConfig, NoiseSchedule, ddim_sample
 from equirelax.scg.losses import ObjectiveConfig
 from equirelax.scg.pca import pca_autoencoder
 from equirelax.scg.probes import probe_autoencoder
@@ -302,7 +302,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings["low_res_x4"] = blur_downsample(source, 4)
     settings["haze"] = haze(source, 0.5, 0.9)
     rows, samples = [], {}
+    # reference: the frozen base model from the same noise, no condition at all
+    dc = base.config
+    schedule = NoiseSchedule(dc.steps, dc.beta_start, dc.beta_end)
+    free_run = (ddim_sample(base, tuple(noise.shape), schedule, steps=preset.sample_steps,
+                            noise=noise) + 1) / 2
+    free_scores = similarity(free_run, source)
     for setting, inputs in settings.items():
+        rows.append({"setting": setting, "condition": "none (frozen base)", **free_scores})
         for name, model in models.items():
             hint = conds[name](inputs)
             out_img = generate(model, hint, noise, preset.sample_steps)
@@ -314,7 +321,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
              f"preset)\n\nCommand: `{_command(args)}` (after `train-completion`). "
              f"{preset.eval_images} held-out 32x32 crops; DDIM with {preset.sample_steps} steps "
              "from the same noise for every condition. Each condition is extracted from the "
-             "(possibly corrupted) input; the generation is compared with the clean source.\n"]
+             "(possibly corrupted) input; the generation is compared with the clean source. "
+             "`none (frozen base)`: the unconditional base model from the same noise, the level "
+             "a control branch that ignored its condition would reach.\n"]
     for setting in settings:
         sub = [r for r in rows if r["setting"] == setting]
         parts.append(f"\n## {setting}\n\n" + _markdown_table(sub, cols) + "\n")
@@ -329,6 +338,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         style = "k--" if name == "canny" else "-"
         axes[0].plot(levels, p, style, marker="o", label=name)
         axes[1].plot(levels, q, style, marker="o", label=name)
+    axes[0].axhline(free_scores["psnr_grey"], color="grey", ls=":", label="none (base)")
+    axes[1].axhline(free_scores["ssim_grey"], color="grey", ls=":", label="none (base)")
     axes[0].set_xlabel("input noise std")
     axes[0].set_ylabel("grey PSNR (dB)")
     axes[1].set_xlabel("input noise std")

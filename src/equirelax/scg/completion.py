@@ -89,9 +89,10 @@ def _train_loop(net: torch.nn.Module, params: list[torch.nn.Parameter], loss_fn,
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
         if step % 25 == 0 or step == cfg.steps - 1:
-            history.append({"step": step, "loss": float(loss), "smoothed": running})
+            history.append({"step": step, "loss": value, "smoothed": running})
             bar.set_postfix(loss=f"{running:.4f}")
         if checkpoint is not None and ((step + 1) % cfg.checkpoint_every == 0
                                        or step + 1 == cfg.steps):
