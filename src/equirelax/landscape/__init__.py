@@ -1,0 +1,95 @@
+"""Loss landscape and hidden symmetries of permutation-representation networks.
+
+After Xie & Smidt, *A Tale of Two Symmetries* (NeurIPS 2025): an equivariant MLP with hidden
+permutation reps ρ is a linear slice E_ρ of a plain MLP's parameter space. This package converts
+between the two pictures (``slice``), computes the hidden symmetries that keep a slice in place
+(``hidden_symmetry``), finds the hidden representation a plain MLP's weights satisfy
+(``detect``), projects weights onto a slice (``project``; also the hardening mode
+``harden(relaxed, mode="detected")``, registered on import), and splits the Hessian at a point
+of E_ρ into equivariant and non-equivariant curvature (``hessian``). ``subgroups`` enumerates
+subgroups of small groups up to conjugacy, which names the transitive pieces [G/H].
+"""
+
+from equirelax.landscape.detect import (
+    DEFAULT_TOL,
+    HiddenRepDetection,
+    LayerMatch,
+    activation_kind,
+    detect_hidden_rep,
+)
+from equirelax.landscape.hessian import (
+    Classification,
+    HessianSplit,
+    IsotypicBlock,
+    gradient_and_hessian,
+    hessian_split,
+    isotypic_blocks,
+    mse_loss,
+    split_hessian,
+)
+from equirelax.landscape.hidden_symmetry import (
+    HiddenSymmetry,
+    centraliser_generators,
+    hidden_symmetry_group,
+    permute_hidden,
+)
+from equirelax.landscape.project import (
+    effective_mlp,
+    harden_detected,
+    project_onto,
+    project_onto_detected,
+)
+from equirelax.landscape.slice import (
+    EquivariantSubspace,
+    MLPLayout,
+    equivariant_mlp,
+    plain_mlp,
+    read_mlp,
+)
+from equirelax.landscape.subgroups import (
+    GroupTable,
+    SubgroupClass,
+    TransitivePiece,
+    describe_pieces,
+    identify_subgroup,
+    normaliser,
+    subgroup_classes,
+    transitive_pieces,
+)
+
+__all__ = [
+    "DEFAULT_TOL",
+    "Classification",
+    "EquivariantSubspace",
+    "GroupTable",
+    "HessianSplit",
+    "HiddenRepDetection",
+    "HiddenSymmetry",
+    "IsotypicBlock",
+    "LayerMatch",
+    "MLPLayout",
+    "SubgroupClass",
+    "TransitivePiece",
+    "activation_kind",
+    "centraliser_generators",
+    "describe_pieces",
+    "detect_hidden_rep",
+    "effective_mlp",
+    "equivariant_mlp",
+    "gradient_and_hessian",
+    "harden_detected",
+    "hessian_split",
+    "hidden_symmetry_group",
+    "identify_subgroup",
+    "isotypic_blocks",
+    "mse_loss",
+    "normaliser",
+    "permute_hidden",
+    "plain_mlp",
+    "project_onto",
+    "project_onto_detected",
+    "read_mlp",
+    "split_hessian",
+    "subgroup_classes",
+    "transitive_pieces",
+]
