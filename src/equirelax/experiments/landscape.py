@@ -1,0 +1,630 @@
+"""``equirelax landscape``: loss landscape and hidden symmetries in the teacher–student setting.
+
+Subcommands:
+
+* ``teacher-student``: a teacher with hidden rep ρ_T; per seed, an exact student with hidden rep
+  ρ_S trained on exactly G-symmetric data and refined to a critical point inside E_ρS; the
+  Hessian at that point split into equivariant and non-equivariant blocks and classified
+  (saddle that relaxation can escape, or minimum); a relaxed student started from that point
+  (``er.relax`` with a constant schedule: every weight free, the free terms' random
+  initialisation being the symmetry-breaking noise); detection of the hidden rep the relaxed
+  weights satisfy; projection back onto the original E_ρS (``harden(mode="project")``) and onto
+  the detected E_ρ' (``harden(mode="detected")``). Writes a markdown table, JSON and plots into
+  ``--out`` and an index of every study there (``README.md``).
+* ``symmetries``: the hidden-symmetry groups of some hidden reps of a group (orders, structure,
+  number of conjugate slices), as a table.
+
+Each seed's results are saved in ``--work-dir`` as soon as the seed is done; a rerun with the same
+settings resumes from there (``--no-resume`` starts afresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import equirelax as er
+from equirelax.experiments.teacher_student import (
+    parse_group,
+    parse_rep,
+    reference_teacher,
+    symmetric_data,
+    train_student,
+)
+from equirelax.landscape import (
+    EquivariantSubspace,
+    MLPLayout,
+    detect_hidden_rep,
+    effective_mlp,
+    equivariant_mlp,
+    hessian_split,
+    hidden_symmetry_group,
+    mse_loss,
+    project_onto_detected,
+    read_mlp,
+    transitive_pieces,
+)
+from equirelax.landscape.subgroups import describe_pieces
+from equirelax.relaxation import harden, relax
+
+RESULT_KIND = "landscape-teacher-student"
+
+
+@dataclass
+class StudyConfig:
+    """Settings of one teacher–student landscape study (defaults: the S3 case of the notes)."""
+
+    group: str = "S3"
+    teacher_rep: str = "natural"
+    student_rep: str = "3*trivial"
+    activation: str = "tanh"
+    seeds: int = 10
+    first_seed: int = 0
+    n_base: int = 1024
+    n_test: int = 2048
+    init_std: float = 0.5
+    exact_steps: int = 6000
+    polish_steps: int = 0
+    relax_steps: int = 15000
+    lr: float = 3e-3
+    relax_lr: float = 3e-3
+    noise: float = 1e-2
+    schedule: str = "constant"
+    lie_weight: float = 0.0
+    norm_weight: float = 0.0
+    stuck_mse: float = 1e-3
+    success_mse: float = 1e-6
+    tol: float = 1e-2
+    grad_tol: float = 1e-3
+    data_seed: int = 1234
+
+    def tag(self) -> str:
+        """File stem of the study's outputs, e.g. ``S3_natural_to_3xtrivial``."""
+        def clean(s: str) -> str:
+            return s.replace("*", "x").replace("+", "-").replace("/", "")
+        return f"{self.group}_{clean(self.teacher_rep)}_to_{clean(self.student_rep)}"
+
+    def key(self) -> str:
+        """A hash of every setting except the seed range (per-seed checkpoints depend on it)."""
+        d = asdict(self)
+        d.pop("seeds")
+        d.pop("first_seed")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def command(self) -> str:
+        """The command line that reproduces the study."""
+        parts = ["python", "-m", "equirelax", "landscape", "teacher-student"]
+        defaults = StudyConfig()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("group", "teacher_rep", "student_rep", "seeds") or value != getattr(
+                defaults, f.name
+            ):
+                parts += [f"--{f.name.replace('_', '-')}", str(value)]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+QUICK = {"seeds": 2, "n_base": 64, "n_test": 256, "exact_steps": 200, "relax_steps": 300}
+
+
+# -- one seed ----------------------------------------------------------------------------------
+def _mse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(torch.mean((model(x).reshape(y.shape) - y) ** 2))
+
+
+def _polish(space: EquivariantSubspace, layout: MLPLayout, theta: torch.Tensor, x: torch.Tensor,
+            y: torch.Tensor, steps: int) -> torch.Tensor:
+    """L-BFGS inside E_ρ (θ = B z) from θ: brings Adam's end point to a constrained critical
+    point, where the Hessian split applies."""
+    if steps <= 0:
+        return space.project(theta)
+    loss_fn = mse_loss(layout, x, y)
+    z = space.coordinates(theta).clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([z], lr=1.0, max_iter=steps, tolerance_grad=1e-12,
+                            tolerance_change=1e-16, history_size=50,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(space.embed(z))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return space.embed(z.detach())
+
+
+def _hessian_record(space: EquivariantSubspace, layout: MLPLayout, theta: torch.Tensor,
+                    x: torch.Tensor, y: torch.Tensor, grad_tol: float) -> dict:
+    split = hessian_split(mse_loss(layout, x, y), theta, space)
+    c = split.classify(grad_tol=grad_tol)
+    return {
+        "kind": c.kind,
+        "gradient_norm": split.gradient_norm,
+        "gradient_tangent": split.gradient_tangent,
+        "gradient_normal": split.gradient_normal,
+        "min_tangent": c.min_tangent,
+        "min_normal": c.min_normal,
+        "n_negative_tangent": c.n_negative_tangent,
+        "n_negative_normal": c.n_negative_normal,
+        "tol": c.tol,
+        "coupling": split.coupling,
+        "blocks": [{"label": b.label, "dim": b.dim, "min": b.min_eigenvalue,
+                    "eigenvalues": b.eigenvalues.tolist()} for b in split.blocks],
+    }
+
+
+def _curve(values: list[float], points: int = 200) -> list[float]:
+    return values[:: max(1, len(values) // points)]
+
+
+def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
+    """The whole pipeline for one seed; returns a JSON-able record."""
+    G, rep_in, rep_out = data["G"], data["rep_in"], data["rep_out"]
+    x, y, x_test, y_test = data["x"], data["y"], data["x_test"], data["y_test"]
+    rep_s = parse_rep(G, cfg.student_rep)
+    space = EquivariantSubspace(rep_in, [rep_s], rep_out)
+    layout = space.layout(cfg.activation)
+    # exact student: θ = B z with z ~ N(0, init_std²) in the orthonormal basis of E_ρS
+    gen = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(space.dim, generator=gen, dtype=torch.float64) * cfg.init_std
+    student = equivariant_mlp(layout.module(space.embed(z0)), rep_in, [rep_s], rep_out)
+    curve_exact = train_student(student, x, y, cfg.exact_steps, cfg.lr, desc=f"exact {seed}")
+    record: dict = {"seed": seed, "exact_mse": _mse(student, x, y)}
+    _, theta = read_mlp(student)
+    theta = _polish(space, layout, theta, x, y, cfg.polish_steps)
+    student = equivariant_mlp(layout.module(theta), rep_in, [rep_s], rep_out)
+    record["polished_mse"] = _mse(student, x, y)
+    record["exact_test_mse"] = _mse(student, x_test, y_test)
+    record["hessian"] = _hessian_record(space, layout, theta, x, y, cfg.grad_tol)
+    # relaxed student from the stuck point
+    torch.manual_seed(10_000 + seed)
+    relaxed = relax(student, schedule=cfg.schedule, total_steps=cfg.relax_steps, value=1.0,
+                    lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight, init_std=cfg.noise,
+                    free_bias=True, projected_eval=False)
+    curve_relaxed = train_student(relaxed.model, x, y, cfg.relax_steps, cfg.relax_lr,
+                                  relaxed=relaxed, desc=f"relaxed {seed}")
+    plain = effective_mlp(relaxed)
+    record["relaxed_mse"] = _mse(plain, x, y)
+    record["relaxed_test_mse"] = _mse(plain, x_test, y_test)
+    detection = detect_hidden_rep(plain, G, rep_in, rep_out, tol=cfg.tol, x=x_test[:256])
+    record["detection"] = {
+        "success": detection.success,
+        "decomposition": detection.decomposition if detection.success else "none",
+        "found": detection.decomposition,
+        "reason": detection.reason,
+        "residual": detection.residual,
+        "distance": detection.distance,
+        "equivariance_error": detection.equivariance_error,
+        "duplicates": len(detection.duplicates),
+        "dead": len(detection.dead),
+        "same_type_as_teacher": bool(
+            detection.success and _types(detection.layers[0].pieces) == data["teacher_types"]
+        ),
+    }
+    original = harden(relaxed, mode="project")
+    record["proj_original_mse"] = _mse(original, x, y)
+    record["proj_original_test_mse"] = _mse(original, x_test, y_test)
+    record["proj_detected_mse"] = record["proj_detected_test_mse"] = float("nan")
+    record["detected_hessian"] = None
+    if detection.success and detection.hidden_reps is not None:
+        if detection.is_permutation:
+            detected = harden(relaxed, mode="detected")
+        else:
+            detected = project_onto_detected(detection, rep_in, rep_out)
+        record["proj_detected_mse"] = _mse(detected, x, y)
+        record["proj_detected_test_mse"] = _mse(detected, x_test, y_test)
+        space_d = EquivariantSubspace(rep_in, detection.hidden_reps, rep_out)
+        _, theta_d = read_mlp(detected)
+        theta_d = _polish(space_d, layout, space_d.project(theta_d), x, y, cfg.polish_steps)
+        record["detected_polished_mse"] = float(mse_loss(layout, x, y)(theta_d))
+        record["detected_hessian"] = _hessian_record(space_d, layout, theta_d, x, y, cfg.grad_tol)
+    record["curve_exact"] = _curve(curve_exact)
+    record["curve_relaxed"] = _curve(curve_relaxed)
+    return record
+
+
+def _types(pieces) -> list[int]:
+    return sorted(p.stabiliser.index for p in pieces)
+
+
+# -- the study ---------------------------------------------------------------------------------
+def prepare(cfg: StudyConfig) -> dict:
+    """Group, reps, teacher and data shared by all seeds."""
+    G = parse_group(cfg.group)
+    rep_in, rep_out = er.reps.natural(G), er.reps.trivial(G)
+    rep_t = parse_rep(G, cfg.teacher_rep)
+    teacher = reference_teacher(G, rep_t, cfg.activation)
+    x = symmetric_data(G, cfg.n_base, cfg.data_seed)
+    x_test = torch.from_numpy(
+        np.random.default_rng(cfg.data_seed + 1).standard_normal((cfg.n_test, G.degree))
+    )
+    with torch.no_grad():
+        y, y_test = teacher(x).squeeze(-1), teacher(x_test).squeeze(-1)
+    return {"G": G, "rep_in": rep_in, "rep_out": rep_out, "rep_t": rep_t, "x": x, "y": y,
+            "x_test": x_test, "y_test": y_test,
+            "teacher_types": _types(transitive_pieces(G, rep_t.images))}
+
+
+def _symmetry_info(G, rep) -> dict:
+    hs = hidden_symmetry_group(rep)
+    space = EquivariantSubspace(er.reps.natural(G), [rep], er.reps.trivial(G))
+    return {"rep": describe_pieces(hs.pieces[0]), "dim": rep.dim, "dim_E": space.dim,
+            "n_params": space.n_params, "hidden_symmetry_order": hs.order,
+            "signed_order": hs.signed_order, "n_hyperplanes": hs.n_hyperplanes}
+
+
+def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = True) -> dict:
+    """Every seed of a study (resuming finished seeds from ``work_dir``); returns the results."""
+    data = prepare(cfg)
+    G = data["G"]
+    ckpt = None
+    if work_dir is not None:
+        ckpt = work_dir / f"{cfg.tag()}_{cfg.key()}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    runs = []
+    seeds = range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+    for seed in tqdm(seeds, desc=f"{cfg.tag()} seeds"):
+        path = ckpt / f"seed_{seed}.json" if ckpt is not None else None
+        if resume and path is not None and path.exists():
+            runs.append(json.loads(path.read_text()))
+            continue
+        start = time.perf_counter()
+        record = run_seed(cfg, seed, data)
+        record["seconds"] = time.perf_counter() - start
+        if path is not None:
+            path.write_text(json.dumps(record))
+        runs.append(record)
+    result = {
+        "kind": RESULT_KIND,
+        "config": asdict(cfg),
+        "command": cfg.command(),
+        "degree": G.degree,
+        "target_variance": float(data["y"].var()),
+        "teacher": _symmetry_info(G, data["rep_t"]),
+        "student": _symmetry_info(G, parse_rep(G, cfg.student_rep)),
+        "runs": runs,
+    }
+    result["summary"] = summarise(result)
+    return result
+
+
+def summarise(result: dict) -> dict:
+    """Counts and medians over seeds."""
+    cfg, runs = result["config"], result["runs"]
+    ok = [r for r in runs if r["relaxed_mse"] <= cfg["success_mse"]]
+
+    def median(key: str, rows: list[dict]) -> float:
+        values = [r[key] for r in rows if not math.isnan(r[key])]
+        return float(np.median(values)) if values else float("nan")
+
+    return {
+        "seeds": len(runs),
+        "stuck": sum(r["polished_mse"] > cfg["stuck_mse"] for r in runs),
+        "kinds": dict(Counter(r["hessian"]["kind"] for r in runs)),
+        "escapable": sum(r["hessian"]["kind"] == "escapable saddle" for r in runs),
+        "relaxed_success": len(ok),
+        "detected": dict(Counter(r["detection"]["decomposition"] for r in runs)),
+        "detected_among_success": dict(Counter(r["detection"]["decomposition"] for r in ok)),
+        "same_type_as_teacher": sum(r["detection"]["same_type_as_teacher"] for r in runs),
+        "median_exact_mse": median("polished_mse", runs),
+        "median_relaxed_mse": median("relaxed_mse", runs),
+        "median_proj_original_mse_success": median("proj_original_mse", ok),
+        "median_proj_detected_mse_success": median("proj_detected_mse", ok),
+        "max_detection_residual_success": max(
+            (r["detection"]["residual"] for r in ok), default=float("nan")
+        ),
+        "seconds": sum(r.get("seconds", 0.0) for r in runs),
+    }
+
+
+# -- outputs -----------------------------------------------------------------------------------
+def _e(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def table(result: dict) -> str:
+    """The markdown report of one study: setting, per-seed table, summary."""
+    cfg, s = result["config"], result["summary"]
+    t, st = result["teacher"], result["student"]
+    lines = [
+        f"# {cfg['group']}: teacher `{cfg['teacher_rep']}` → student `{cfg['student_rep']}`",
+        "",
+        f"Reproduce with `{result['command']}`.",
+        "",
+        f"Input: {cfg['group']} permuting R^{result['degree']} (Gaussian), invariant scalar "
+        f"output, {cfg['activation']}; {cfg['n_base']} base samples"
+        f" each with all its group images; target variance {result['target_variance']:.4f}.",
+        "",
+        "| network | hidden rep | width | dim E_ρ (of D) | hidden symmetry C(ρ) | signed | "
+        "conjugate slices |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, info in (("teacher", t), ("student", st)):
+        lines.append(f"| {name} | {info['rep']} | {info['dim']} | {info['dim_E']} "
+                     f"({info['n_params']}) | {info['hidden_symmetry_order']} | "
+                     f"{info['signed_order']} | {info['n_hyperplanes']} |")
+    lines += [
+        "",
+        f"Exact student: {cfg['exact_steps']} full-batch Adam steps (lr {cfg['lr']}) from "
+        f"z ~ N(0, {cfg['init_std']}²) in an orthonormal basis of E_ρ"
+        + (f", then up to {cfg['polish_steps']} L-BFGS iterations inside E_ρ"
+           if cfg["polish_steps"] else "")
+        + f". Relaxed: `er.relax` with schedule "
+        f"`{cfg['schedule']}` (θ = 1), free terms initialised N(0, {cfg['noise']}²), "
+        f"lie/norm weights {cfg['lie_weight']}/{cfg['norm_weight']}, {cfg['relax_steps']} Adam "
+        f"steps (lr {cfg['relax_lr']}). Detection tolerance {cfg['tol']}. MSE on the training "
+        "data.",
+        "",
+        "| seed | exact MSE | Hessian at exact end | min λ in E_ρ | min λ ⟂ E_ρ | relaxed MSE | "
+        "detected rep | match residual | → original E_ρ | → detected E_ρ' | detected point |",
+        "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for r in result["runs"]:
+        h, d = r["hessian"], r["detection"]
+        dh = r["detected_hessian"]
+        lines.append(
+            f"| {r['seed']} | {_e(r['polished_mse'])} | {h['kind']} | {_e(h['min_tangent'])} | "
+            f"{_e(h['min_normal'])} | {_e(r['relaxed_mse'])} | {d['decomposition']} | "
+            f"{_e(d['residual'])} | {_e(r['proj_original_mse'])} | "
+            f"{_e(r['proj_detected_mse'])} | {dh['kind'] if dh else '–'} |"
+        )
+    n = s["seeds"]
+    detected = ", ".join(f"{k}: {v}" for k, v in sorted(s["detected"].items()))
+    lines += [
+        "",
+        "| summary | value |",
+        "|---|---:|",
+        f"| exact students stuck (MSE > {cfg['stuck_mse']:g}) | {s['stuck']}/{n} |",
+        f"| stuck points that are escapable saddles | {s['escapable']}/{n} |",
+        f"| relaxed students reaching MSE <= {cfg['success_mse']:g} | "
+        f"{s['relaxed_success']}/{n} |",
+        f"| relaxed students on a slice of the teacher's type | "
+        f"{s['same_type_as_teacher']}/{n} |",
+        f"| median exact MSE | {_e(s['median_exact_mse'])} |",
+        f"| median relaxed MSE | {_e(s['median_relaxed_mse'])} |",
+        f"| median MSE projected onto the original E_ρ (successful seeds) | "
+        f"{_e(s['median_proj_original_mse_success'])} |",
+        f"| median MSE projected onto the detected E_ρ' (successful seeds) | "
+        f"{_e(s['median_proj_detected_mse_success'])} |",
+        f"| largest match residual (successful seeds) | "
+        f"{_e(s['max_detection_residual_success'])} |",
+        f"| wall time of all seeds (s) | {s['seconds']:.0f} |",
+        "",
+        f"Detected hidden reps over all seeds: {detected}.",
+        "",
+        "Hessian kinds: *escapable saddle* = a constrained critical point with negative "
+        "curvature only in non-equivariant directions (relaxation can leave it); *minimum* = no "
+        "negative curvature in any block; *saddle in E_rho* = negative curvature inside E_ρ. "
+        "Eigenvalues within 1e-3 · max|λ| of zero count as flat.",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path) -> list[Path]:
+    """Training curves, MSE per arm, and Hessian spectra at the stuck points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg, runs = result["config"], result["runs"]
+    stem = out_dir / cfg_tag(result)
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        ok = r["relaxed_mse"] <= cfg["success_mse"]
+        e = np.array(r["curve_exact"])
+        rl = np.array(r["curve_relaxed"])
+        xe = np.linspace(0, cfg["exact_steps"], len(e))
+        xr = cfg["exact_steps"] + np.linspace(0, cfg["relax_steps"], len(rl))
+        color = "tab:green" if ok else "tab:red"
+        ax.semilogy(xe, e, color="tab:blue", alpha=0.5, lw=1)
+        ax.semilogy(xr, rl, color=color, alpha=0.6, lw=1)
+    ax.axvline(cfg["exact_steps"], color="k", lw=0.8, ls=":")
+    ax.axhline(result["target_variance"], color="gray", lw=0.8, ls="--")
+    ax.plot([], [], color="tab:blue", label="exact (E_ρS)")
+    ax.plot([], [], color="tab:green", label=f"relaxed, reaches <= {cfg['success_mse']:g}")
+    ax.plot([], [], color="tab:red", label="relaxed, does not")
+    ax.plot([], [], color="gray", ls="--", label="target variance")
+    ax.set_xlabel("Adam step (exact, then relaxed)")
+    ax.set_ylabel("train MSE")
+    ax.set_title(f"{cfg['group']}: {cfg['teacher_rep']} teacher, {cfg['student_rep']} student")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(stem.with_name(stem.name + "_curves.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    arms = [("exact", "polished_mse"), ("relaxed", "relaxed_mse"),
+            ("→ original E_ρ", "proj_original_mse"), ("→ detected E_ρ'", "proj_detected_mse")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rng = np.random.default_rng(0)
+    for i, (_, key) in enumerate(arms):
+        vals = np.array([r[key] for r in runs], dtype=float)
+        vals = vals[~np.isnan(vals)]
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), np.maximum(vals, 1e-16), s=18)
+    ax.axhline(result["target_variance"], color="gray", lw=0.8, ls="--", label="target variance")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(arms)), [a for a, _ in arms])
+    ax.set_ylabel("train MSE (one point per seed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(stem.with_name(stem.name + "_mse.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, r in enumerate(runs):
+        for b in r["hessian"]["blocks"]:
+            tangent = b["label"] == "trivial"
+            ev = np.array(b["eigenvalues"])
+            ax.scatter(np.full(len(ev), i) + (-0.15 if tangent else 0.15), ev, s=10,
+                       color="tab:blue" if tangent else "tab:orange")
+    ax.scatter([], [], color="tab:blue", label="tangent to E_ρ")
+    ax.scatter([], [], color="tab:orange", label="non-equivariant blocks")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xticks(range(len(runs)), [str(r["seed"]) for r in runs])
+    ax.set_xlabel("seed")
+    ax.set_ylabel("Hessian eigenvalue at the exact end point")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(stem.with_name(stem.name + "_spectra.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def cfg_tag(result: dict) -> str:
+    """The output stem of a result."""
+    fields_ = {f.name for f in fields(StudyConfig)}
+    cfg = StudyConfig(**{k: v for k, v in result["config"].items() if k in fields_})
+    return cfg.tag()
+
+
+def write_outputs(result: dict, out_dir: Path) -> list[Path]:
+    """JSON, markdown and plots of one study, then the index of all studies in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = cfg_tag(result)
+    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md"]
+    paths[0].write_text(json.dumps(result, indent=1))
+    paths[1].write_text(table(result) + "\n")
+    paths += plot(result, out_dir)
+    paths.append(write_index(out_dir))
+    return paths
+
+
+def write_index(out_dir: Path) -> Path:
+    """``README.md``: one row per study found in ``out_dir``."""
+    rows = []
+    for path in sorted(out_dir.glob("*.json")):
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if result.get("kind") != RESULT_KIND:
+            continue
+        cfg, s = result["config"], result["summary"]
+        n = s["seeds"]
+        main_rep = max(s["detected_among_success"].items(), key=lambda kv: kv[1],
+                       default=("–", 0))
+        rows.append(
+            f"| [{path.stem}]({path.stem}.md) | {cfg['teacher_rep']} → {cfg['student_rep']} | "
+            f"{result['student']['dim']} | {s['stuck']}/{n} | {s['escapable']}/{n} | "
+            f"{s['relaxed_success']}/{n} | {main_rep[0]} ({main_rep[1]}) | "
+            f"{s['same_type_as_teacher']}/{n} | {_e(s['median_exact_mse'])} | "
+            f"{_e(s['median_proj_original_mse_success'])} | "
+            f"{_e(s['median_proj_detected_mse_success'])} |"
+        )
+    lines = [
+        "# Loss landscape studies",
+        "",
+        "Written by `python -m equirelax landscape teacher-student ...` (each study's page names "
+        "its exact command). Counts are over seeds; the projection columns are medians over the "
+        "seeds whose relaxed student reached the success threshold.",
+        "",
+        "| study | teacher → student | width | exact stuck | escapable saddles | relaxed "
+        "success | most detected (successes) | teacher's type | exact MSE | → original | "
+        "→ detected |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        *rows,
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- hidden symmetries table -------------------------------------------------------------------
+def symmetries_table(group: str, specs: list[str]) -> str:
+    """A markdown table of hidden-symmetry groups for some hidden reps of ``group``."""
+    G = parse_group(group)
+    lines = [
+        f"Hidden symmetries of {group}-equivariant MLPs R^{G.degree} -> hidden -> R "
+        f"(`python -m equirelax landscape symmetries --group {group} --reps "
+        f"{' '.join(shlex.quote(s) for s in specs)}`).",
+        "",
+        "| hidden rep | pieces | width | dim E_ρ (of D) | C(ρ) | closed form | signed | "
+        "conjugate slices |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for spec in specs:
+        rep = parse_rep(G, spec)
+        hs = hidden_symmetry_group(rep)
+        info = _symmetry_info(G, rep)
+        lines.append(f"| `{spec}` | {info['rep']} | {rep.dim} | {info['dim_E']} "
+                     f"({info['n_params']}) | {hs.order} | {hs.formula_order} | "
+                     f"{hs.signed_order} | {hs.n_hyperplanes} |")
+    return "\n".join(lines)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``teacher-student`` and ``symmetries`` subcommands."""
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    ts = sub.add_parser("teacher-student", help="exact vs relaxed students, detection, Hessians")
+    defaults = StudyConfig()
+    for f in fields(StudyConfig):
+        kind = type(getattr(defaults, f.name))
+        ts.add_argument(f"--{f.name.replace('_', '-')}", type=kind,
+                        default=getattr(defaults, f.name))
+    ts.add_argument("--quick", action="store_true",
+                    help=f"a smoke-test preset ({QUICK}); results go to <out>/quick")
+    ts.add_argument("--out", default="docs/results/landscape", help="results folder")
+    ts.add_argument("--work-dir", default="runs/landscape", help="per-seed checkpoints")
+    ts.add_argument("--no-resume", action="store_true", help="ignore saved seeds")
+    ts.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    sy = sub.add_parser("symmetries", help="hidden-symmetry groups of hidden reps")
+    sy.add_argument("--group", default="S3")
+    sy.add_argument("--reps", nargs="+", default=["natural", "3*trivial", "regular"])
+    sy.add_argument("--out", default=None, help="also write symmetries_<group>.md here")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a landscape subcommand."""
+    if args.command == "symmetries":
+        text = symmetries_table(args.group, args.reps)
+        print(text)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"symmetries_{args.group}.md").write_text(text + "\n")
+        return 0
+    values = {f.name: getattr(args, f.name) for f in fields(StudyConfig)}
+    out = Path(args.out)
+    if args.quick:
+        values.update({k: min(v, values[k]) for k, v in QUICK.items()})
+        out = out / "quick"
+    cfg = StudyConfig(**values)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        result = run_study(cfg, Path(args.work_dir), resume=not args.no_resume)
+    finally:
+        torch.set_num_threads(threads)
+    paths = write_outputs(result, out)
+    print(table(result))
+    print("\nwrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="equirelax landscape", description=__doc__)
+    configure(p)
+    sys.exit(main(p.parse_args()))
