@@ -178,6 +178,9 @@ def test_cli_interrupted_run_resumes_exactly(tmp_path, cache, capsys):
     whole, resumed = run_json(tmp_path, "whole", name), run_json(tmp_path, "sliced", name)
     assert resumed["completed"] and resumed["resumed_from"] and not whole["resumed_from"]
     assert torch.load(ckpt, weights_only=False)["state_dict"]["net._extra_state"]["t"] == 4
+    assert resumed["fit_seconds"] > part["fit_seconds"]  # both slices counted
+    sizes = resumed["free_term_relative_size"]
+    assert list(sizes) == ["layers.0.update", "layers.1.update"] and min(sizes.values()) > 0
     assert [e for e, _ in resumed["val_curve"]] == [0, 1, 2, 3]
     curve = [v for _, v in resumed["val_curve"]]
     assert curve == pytest.approx([v for _, v in whole["val_curve"]], rel=1e-6)

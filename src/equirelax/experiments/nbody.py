@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from equirelax.data.nbody import NBodyDataset, NBodySample
-from equirelax.experiments.runner import RunConfig, fit, parameter_count
+from equirelax.experiments.runner import RunConfig, fit, parameter_count, read_curve
 from equirelax.relaxation import SCHEDULES
 
 MODELS = ("egnn", "segnn")
@@ -288,6 +288,56 @@ def e3_equivariance_error(
     return worst
 
 
+@torch.no_grad()
+def free_term_sizes(
+    relaxed: nn.Module, loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor
+) -> dict[str, float]:
+    """``||W x|| / ||F_eq(x)||`` of every relaxed layer on a batch: how large the free terms
+    are next to the equivariant maps they are added to (with weight θ) at the end of training."""
+    from equirelax.relaxation import Relaxed
+
+    sizes: dict[str, float] = {}
+    hooks = []
+    for name, module in relaxed.named_modules():
+        if isinstance(module, Relaxed):
+
+            def record(mod, args, output, name=name):
+                x, rest = args[0], args[1:]
+                eq = mod.layer(x, *rest)
+                sizes[name.removeprefix("model.")] = float(mod.apply_free(x).norm() / eq.norm())
+
+            hooks.append(module.register_forward_hook(record))
+    was_training = relaxed.training
+    try:
+        relaxed.eval()
+        first = next(relaxed.parameters())
+        relaxed(loc.to(first), vel.to(first), charges.to(first))
+    finally:
+        relaxed.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def previous_fit_seconds(run_dir: Path) -> float:
+    """Training time already spent on a run by earlier invocations (0 for a new run).
+
+    Kept in the run folder (``study_time.json``), so a resumed run reports its whole time; a
+    folder without that record falls back on the runner's ``results.json`` of its last
+    invocation."""
+    for name in ("study_time.json", "results.json"):
+        path = run_dir / name
+        if path.exists():
+            return float(json.loads(path.read_text())["fit_seconds"])
+    return 0.0
+
+
+def record_fit_seconds(run_dir: Path, total: float) -> float:
+    """Store a run's total training time (see :func:`previous_fit_seconds`); returns it."""
+    (run_dir / "study_time.json").write_text(json.dumps({"fit_seconds": total}) + "\n")
+    return total
+
+
 # -- one run ----------------------------------------------------------------------------------
 def run_name(model: str, arm: str, layers: int, train_size: int, seed: int) -> str:
     """Directory / file name of one run."""
@@ -382,6 +432,7 @@ def train_one(
         callbacks.append(RandomRotations(seed, cfg.augment))
     if cfg.stop_after is not None:
         callbacks.append(StopAfter(cfg.stop_after))
+    spent_before = previous_fit_seconds(Path(run_cfg.out_dir))
     task, results = fit(model, train, val, test, predict, mse, run_cfg, callbacks=callbacks)
     if not task.trainer.is_global_zero:
         return None
@@ -391,12 +442,12 @@ def train_one(
     k = min(100, len(data["test"]))
     errors = e3_equivariance_error(exact, sample.loc[:k], sample.vel[:k], sample.charges[:k])
     out_dir = Path(run_cfg.out_dir)
-    penalty_curve = []
+    penalty_curve: list = []
+    free_sizes: dict[str, float] = {}
     if arm == "relaxed":
-        from equirelax.experiments.runner import read_curve
-
         penalty_curve = read_curve(out_dir / "csv", "train/penalty_epoch") or read_curve(
             out_dir / "csv", "train/penalty")
+        free_sizes = free_term_sizes(task.net, sample.loc[:k], sample.vel[:k], sample.charges[:k])
     return {
         "name": name,
         "model": model_name,
@@ -412,11 +463,12 @@ def train_one(
         "parameters_while_training": parameter_count(task.net),
         "best_val_mse": results["best_val_loss"],
         "test_mse": results.get("test", {}).get("test/loss"),
-        "fit_seconds": results["fit_seconds"],
+        "fit_seconds": record_fit_seconds(out_dir, spent_before + results["fit_seconds"]),
         "resumed_from": results["resumed_from"] is not None,
         "hardened_e3_error_float32": errors,
         "val_curve": results["val_curve"],
         "penalty_curve": penalty_curve,
+        "free_term_relative_size": free_sizes,
     }
 
 
@@ -449,6 +501,10 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
             "max_hardened_e3_error": max(m["hardened_e3_error_float32"]["displacement"]
                                          for m in members),
         })
+        sizes = [np.mean(list(m["free_term_relative_size"].values())) for m in members
+                 if m.get("free_term_relative_size")]
+        if sizes:
+            rows[-1]["free_term_relative_size"] = float(np.mean(sizes))
     by = {(r["model"], r["value"], r["arm"]): r for r in rows}
     for r in rows:
         exact = by.get((r["model"], r["value"], "exact"))
@@ -496,19 +552,25 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
     ]
     col = {"layers": "layers", "train_size": "training samples"}.get(key or "", "")
     head = "| model | " + (f"{col} | " if key else "") + "arm | test MSE (mean ± std) | " \
-        "best val MSE | relaxed / exact | relaxed better (seeds) | max E(3) error | s per run |"
+        "best val MSE | relaxed / exact | relaxed better (seeds) | ‖W x‖ / ‖F_eq(x)‖ | " \
+        "max E(3) error | s per run |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ratio = f"{r['relaxed_over_exact']:.3f}" if "relaxed_over_exact" in r else ""
         wins = r.get("relaxed_wins", "")
+        size = (f"{r['free_term_relative_size']:.2e}" if "free_term_relative_size" in r
+                else "")
         value = f"{r['value']} | " if key else ""
         lines.append(
             f"| {r['model']} | {value}{r['arm']} | {_fmt(r['test_mse_mean'], r['test_mse_std'])} "
             f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {wins} | "
-            f"{r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
+            f"{size} | {r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
         )
     lines += [
         "",
+        "‖W x‖ / ‖F_eq(x)‖: size of the relaxed arm's free terms next to the equivariant maps "
+        "they are added to (with weight θ), for the selected model on test inputs, mean over "
+        "relaxed layers and seeds.",
         "max E(3) error: largest relative error of the predicted displacements of the final "
         "(hardened) models under random rotations, reflections and per-graph translations, "
         "float32.",
