@@ -13,6 +13,12 @@ from equirelax.nn import EquivariantLinear, EquivariantMLP
 from equirelax.reps import natural, regular, trivial, vector
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 def dense(rep_in, rep_out, seed=0) -> torch.nn.Linear:
     """A plain nn.Linear with random weights: not equivariant."""
     torch.manual_seed(seed)

@@ -12,6 +12,12 @@ from equirelax.reps import natural, trivial, vector
 from equirelax.testing import TOLERANCES, assert_equivariant
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 def test_passes_and_reports_errors_per_dtype():
     G = symmetric(4)
     layer = EquivariantLinear(natural(G), natural(G) + trivial(G))

@@ -20,6 +20,12 @@ from equirelax.groups import SO, O, PermutationGroup, symmetric
 from equirelax.homspace import BlockHomSpace, atomic_basis
 from equirelax.reps import Rep, natural, sign, standard, trivial, vector
 
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
 MAX_DIM = 20
 
 

@@ -22,6 +22,12 @@ from equirelax.groups import PermutationGroup, symmetric
 from equirelax.homspace import OrbitHomSpace
 from equirelax.reps import Rep, natural, quotient, regular, trivial
 
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
 MAX_DIM = 40
 
 

@@ -11,6 +11,12 @@ from equirelax.nn import InvariantPool, NormActivation, PointwiseActivation, act
 from equirelax.reps import natural, quotient, regular, sign, standard, trivial, vector
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 # -- pointwise ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "rep",

@@ -14,6 +14,12 @@ from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, regular, standard, trivial, vector
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 def layer_cases():
     S4 = symmetric(4)
     V, T = natural(S4), trivial(S4)
@@ -256,7 +262,8 @@ def test_float32_gradient_of_a_large_orbit_is_accurate():
     reference = copy.deepcopy(layer).double()
     reference.zero_grad()
     reference(x.double()).pow(2).sum().backward()
-    torch.testing.assert_close(grad32, reference.coefficients.grad, rtol=1e-4, atol=0)
+    scale = float(reference.coefficients.grad.abs().max())
+    torch.testing.assert_close(grad32, reference.coefficients.grad, rtol=1e-4, atol=1e-5 * scale)
 
 
 # -- Deep Sets ---------------------------------------------------------------------------------

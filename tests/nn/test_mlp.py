@@ -11,6 +11,12 @@ from equirelax.nn import EquivariantLinear, EquivariantMLP, NormActivation, Poin
 from equirelax.reps import natural, quotient, regular, standard, trivial, vector
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 def finite_models():
     S5, D4 = symmetric(5), dihedral(4)
     V, T = natural(S5), trivial(S5)
