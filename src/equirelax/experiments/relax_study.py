@@ -37,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lie-weight", type=float, default=DEFAULTS.lie_weight)
     parser.add_argument("--norm-weight", type=float, default=DEFAULTS.norm_weight)
     parser.add_argument("--free-init-std", type=float, default=DEFAULTS.free_init_std)
+    parser.add_argument("--relax-fraction", type=float, default=DEFAULTS.relax_fraction,
+                        help="fraction of the steps the schedule spans (then θ = 0)")
+    parser.add_argument("--escape-steps", type=int, default=DEFAULTS.escape_steps,
+                        help="> 0 adds the arm: exact, then relaxed with θ = 1, hardened onto "
+                             "the detected hidden rep")
     parser.add_argument("--quick", action="store_true", help="5 seeds, fewer steps and samples")
     parser.add_argument("--out", type=Path, default=Path("docs/results/relaxation"))
 
@@ -48,10 +53,12 @@ def config_from_args(args: argparse.Namespace) -> TeacherStudentConfig:
         activation=args.activation, n_base=args.n_base, steps=args.steps, lr=args.lr,
         seeds=list(range(args.seeds)), lie_weight=args.lie_weight, norm_weight=args.norm_weight,
         schedule=args.schedule, free_init_std=args.free_init_std,
+        relax_fraction=args.relax_fraction, escape_steps=args.escape_steps,
     )
     if args.quick:
         cfg.seeds = cfg.seeds[:5]
         cfg.steps = min(cfg.steps, 2000)
+        cfg.escape_steps = min(cfg.escape_steps, 2000)
         cfg.n_base = min(cfg.n_base, 128)
     return cfg
 

@@ -10,6 +10,7 @@ exact and relaxed-then-hardened students from the same seeds and tabulates both.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,7 @@ class TeacherStudentConfig:
     norm_weight: float = 1e-2
     schedule: str = "triangular"
     relax_fraction: float = 1.0
+    escape_steps: int = 0
     free_init_std: float = 1e-2
     init_scale: float = 1.0
     success_mse: float = 1e-3
@@ -156,14 +158,26 @@ def _student(cfg: TeacherStudentConfig, G: PermutationGroup, seed: int) -> er.nn
     return student
 
 
-def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> dict:
-    """Train an exact and a relaxed-then-hardened student from each seed; return the results.
+def _mse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(torch.mean((model(x).squeeze(-1) - y) ** 2))
 
-    Both start from the same initial equivariant weights and use the same data, optimiser and
-    number of steps. The relaxation schedule spans the first ``relax_fraction`` of the steps
-    (θ is then held at 0, so the rest trains the exact model). The relaxed student is hardened
-    with ``mode="drop"`` (the paper), so both final models have the same architecture and are
-    exactly equivariant.
+
+def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> dict:
+    """Train the students of every arm from each seed; return per-seed results and a summary.
+
+    Every arm starts from the same initial equivariant weights and uses the same data, optimiser
+    and total number of steps; every final model is exactly equivariant.
+
+    * ``exact``: the equivariant student trained throughout.
+    * ``relaxed``: the paper's recipe — relaxed with ``schedule`` over the first
+      ``relax_fraction`` of the steps (θ then held at 0, so the rest trains the exact model),
+      hardened by dropping the free terms: same architecture as ``exact``.
+    * ``escape`` (when ``escape_steps > 0``): the exact student's end point relaxed with θ = 1
+      and no penalty (the free terms' random init breaks the symmetry), then hardened with
+      ``mode="detected"``: projected onto the hidden representation the relaxed weights satisfy
+      (Xie & Smidt 2025). Same widths and class, possibly another hidden rep. When no
+      representation is detected the arm falls back to dropping the free terms.
     """
     G = parse_group(cfg.group)
     teacher = reference_teacher(G, parse_rep(G, cfg.teacher_rep), cfg.activation)
@@ -173,93 +187,139 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
     )
     with torch.no_grad():
         y, y_test = teacher(x).squeeze(-1), teacher(x_test).squeeze(-1)
+    total = cfg.steps + cfg.escape_steps
+    if cfg.escape_steps:
+        import equirelax.landscape  # noqa: F401  (registers harden(mode="detected"))
     rows = []
     for seed in tqdm(cfg.seeds, desc=f"seeds ({cfg.group})"):
+        row: dict = {"seed": seed}
+        finals: dict[str, torch.nn.Module] = {}
+        curves: dict[str, list[float]] = {}
+
         exact = _student(cfg, G, seed)
+        curves["exact"] = train_student(exact, x, y, cfg.steps, cfg.lr, desc=f"exact {seed}")
+        escape_start = copy.deepcopy(exact)
+        if cfg.escape_steps:
+            curves["exact"] += train_student(exact, x, y, cfg.escape_steps, cfg.lr,
+                                             desc=f"exact {seed} (cont.)")
+        finals["exact"] = exact
+
         start = _student(cfg, G, seed)
         torch.manual_seed(10_000 + seed)
-        relax_steps = max(1, round(cfg.relax_fraction * cfg.steps))
+        relax_steps = max(1, round(cfg.relax_fraction * total))
         relaxed = relax(start, schedule=cfg.schedule, total_steps=relax_steps,
                         lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
                         init_std=cfg.free_init_std)
-        curve_exact = train_student(exact, x, y, cfg.steps, cfg.lr, desc=f"exact {seed}")
-        curve_relaxed = train_student(start, x, y, cfg.steps, cfg.lr, relaxed=relaxed,
-                                      desc=f"relaxed {seed}")
-        hard = harden(relaxed, mode="drop")
-        with torch.no_grad():
-            row = {
-                "seed": seed,
-                "exact_train_mse": float(torch.mean((exact(x).squeeze(-1) - y) ** 2)),
-                "exact_test_mse": float(torch.mean((exact(x_test).squeeze(-1) - y_test) ** 2)),
-                "relaxed_train_mse": float(torch.mean((hard(x).squeeze(-1) - y) ** 2)),
-                "relaxed_test_mse": float(torch.mean((hard(x_test).squeeze(-1) - y_test) ** 2)),
-            }
-        row["exact_equivariance_error"] = er.equivariance_error(exact, x_test[:64])
-        row["relaxed_equivariance_error"] = er.equivariance_error(hard, x_test[:64])
-        row["curve_exact"] = curve_exact[:: max(1, cfg.steps // 200)]
-        row["curve_relaxed"] = curve_relaxed[:: max(1, cfg.steps // 200)]
+        curves["relaxed"] = train_student(start, x, y, total, cfg.lr, relaxed=relaxed,
+                                          desc=f"relaxed {seed}")
+        finals["relaxed"] = harden(relaxed, mode="drop")
+
+        if cfg.escape_steps:
+            torch.manual_seed(20_000 + seed)
+            escaping = relax(escape_start, schedule="constant", value=1.0, lie_weight=0.0,
+                             norm_weight=0.0, init_std=cfg.free_init_std)
+            curves["escape"] = curves["exact"][: cfg.steps] + train_student(
+                escape_start, x, y, cfg.escape_steps, cfg.lr, relaxed=escaping,
+                desc=f"escape {seed}")
+            row["escape_relaxed_mse"] = curves["escape"][-1]
+            try:
+                finals["escape"] = harden(escaping, mode="detected")
+                row["escape_detected"] = True
+            except ValueError:
+                finals["escape"] = harden(escaping, mode="drop")
+                row["escape_detected"] = False
+            row["escape_hidden_rep"] = repr(finals["escape"].hidden_reps[0])
+            row["escape_original_projection_mse"] = _mse(harden(escaping, mode="drop"),
+                                                         x_test, y_test)
+
+        for arm, model in finals.items():
+            row[f"{arm}_train_mse"] = _mse(model, x, y)
+            row[f"{arm}_test_mse"] = _mse(model, x_test, y_test)
+            row[f"{arm}_equivariance_error"] = er.equivariance_error(model, x_test[:64])
+            row[f"curve_{arm}"] = curves[arm][:: max(1, total // 200)]
         rows.append(row)
-    result = {"config": asdict(cfg), "target_variance": float(y.var()), "runs": rows}
+    result = {"config": asdict(cfg), "target_variance": float(y.var()),
+              "arms": list(ARMS if cfg.escape_steps else ARMS[:2]), "runs": rows}
     result["summary"] = summarise(result)
     if out_dir is not None:
         write_outputs(result, out_dir)
     return result
 
 
+ARMS = ("exact", "relaxed", "escape")
+ARM_NAMES = {
+    "exact": "exact",
+    "relaxed": "relaxed → drop (paper)",
+    "escape": "exact → relaxed θ=1 → detected",
+}
+
+
 def summarise(result: dict) -> dict:
-    """Mean/median test MSE and success counts for both arms."""
+    """Mean/median test MSE and success counts per arm; seeds solved by one arm and not the
+    exact one."""
     cfg = result["config"]
-    out = {}
-    for arm in ("exact", "relaxed"):
+    out: dict = {}
+    ok = {}
+    for arm in result["arms"]:
         test = np.array([r[f"{arm}_test_mse"] for r in result["runs"]])
+        ok[arm] = test <= cfg["success_mse"]
         out[arm] = {
             "mean_test_mse": float(test.mean()),
             "median_test_mse": float(np.median(test)),
-            "successes": int((test <= cfg["success_mse"]).sum()),
+            "successes": int(ok[arm].sum()),
             "max_equivariance_error": float(
                 max(r[f"{arm}_equivariance_error"] for r in result["runs"])
             ),
         }
-    exact = np.array([r["exact_test_mse"] for r in result["runs"]])
-    relaxed = np.array([r["relaxed_test_mse"] for r in result["runs"]])
-    ok_exact, ok_relaxed = exact <= cfg["success_mse"], relaxed <= cfg["success_mse"]
-    # a seed counts for an arm when that arm solved the task and the other did not
-    out["relaxed_better"] = int((ok_relaxed & ~ok_exact).sum())
-    out["exact_better"] = int((ok_exact & ~ok_relaxed).sum())
+    for arm in result["arms"][1:]:
+        out[arm]["solved_where_exact_failed"] = int((ok[arm] & ~ok["exact"]).sum())
+        out[arm]["failed_where_exact_solved"] = int((~ok[arm] & ok["exact"]).sum())
     return out
 
 
 def table(result: dict) -> str:
     """A markdown table of the per-seed results and the summary."""
     cfg = result["config"]
+    arms = result["arms"]
+    total = cfg["steps"] + cfg["escape_steps"]
     lines = [
         f"Teacher–student on {cfg['group']}: teacher hidden rep `{cfg['teacher_rep']}`, student "
-        f"hidden rep `{cfg['student_rep']}`, {cfg['activation']}, {cfg['steps']} full-batch Adam "
-        f"steps (lr {cfg['lr']}), relaxation `{cfg['schedule']}` with lie_weight "
-        f"{cfg['lie_weight']}, norm_weight {cfg['norm_weight']}, hardened by dropping the free "
-        f"terms. Target variance {result['target_variance']:.4f}.",
+        f"hidden rep `{cfg['student_rep']}`, {cfg['activation']}, {total} full-batch Adam "
+        f"steps per arm (lr {cfg['lr']}); `relaxed`: `{cfg['schedule']}` schedule over the "
+        f"first {cfg['relax_fraction']:.0%} of the steps, lie_weight {cfg['lie_weight']}, "
+        f"norm_weight {cfg['norm_weight']}, free terms dropped at the end"
+        + (f"; `escape`: {cfg['steps']} exact steps, then {cfg['escape_steps']} steps relaxed "
+           "with θ = 1, hardened onto the detected hidden rep" if "escape" in arms else "")
+        + f". Target variance {result['target_variance']:.4f}. All final models exactly "
+        "equivariant (error column).",
         "",
-        "| seed | exact test MSE | relaxed→hardened test MSE | equiv. error (exact / hardened) |",
-        "|---:|---:|---:|---:|",
+        "| seed | " + " | ".join(f"{ARM_NAMES[a]} test MSE" for a in arms)
+        + " | max equivariance error |",
+        "|---:|" + "---:|" * (len(arms) + 1),
     ]
     for r in result["runs"]:
-        lines.append(
-            f"| {r['seed']} | {r['exact_test_mse']:.3e} | {r['relaxed_test_mse']:.3e} | "
-            f"{r['exact_equivariance_error']:.1e} / {r['relaxed_equivariance_error']:.1e} |"
-        )
+        cells = [f"{r[f'{a}_test_mse']:.3e}" for a in arms]
+        if "escape" in arms:
+            cells[-1] += f" ({r['escape_hidden_rep']})"
+        err = max(r[f"{a}_equivariance_error"] for a in arms)
+        lines.append(f"| {r['seed']} | " + " | ".join(cells) + f" | {err:.1e} |")
     s = result["summary"]
     lines += [
         "",
-        "| arm | mean test MSE | median test MSE | seeds with MSE <= "
-        f"{cfg['success_mse']:g} |",
-        "|---|---:|---:|---:|",
+        f"| arm | mean test MSE | median test MSE | seeds with MSE <= {cfg['success_mse']:g} "
+        "| solved where exact failed | failed where exact solved |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for arm in ("exact", "relaxed"):
+    for arm in arms:
         a = s[arm]
-        lines.append(f"| {arm} | {a['mean_test_mse']:.3e} | {a['median_test_mse']:.3e} | "
-                     f"{a['successes']}/{len(result['runs'])} |")
-    lines += ["", f"Seeds solved (test MSE <= {cfg['success_mse']:g}) only by the relaxed "
-              f"student: {s['relaxed_better']}; only by the exact student: {s['exact_better']}."]
+        lines.append(f"| {ARM_NAMES[arm]} | {a['mean_test_mse']:.3e} | "
+                     f"{a['median_test_mse']:.3e} | {a['successes']}/{len(result['runs'])} | "
+                     f"{a.get('solved_where_exact_failed', '–')} | "
+                     f"{a.get('failed_where_exact_solved', '–')} |")
+    if "escape" in arms:
+        orig = np.median([r["escape_original_projection_mse"] for r in result["runs"]])
+        lines += ["", f"Projecting the escaped networks back onto the *original* hidden rep "
+                  f"instead (dropping the free terms) gives median test MSE {orig:.3e}."]
     return "\n".join(lines)
 
 
@@ -278,12 +338,15 @@ def write_outputs(result: dict, out_dir: Path, command: str | None = None) -> No
         md = f"Reproduce with `{command}`.\n\n" + md
     (out_dir / f"{stem}.md").write_text(md + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
+    colours = {"exact": "tab:blue", "relaxed": "tab:orange", "escape": "tab:green"}
+    total = result["config"]["steps"] + result["config"]["escape_steps"]
     for r in result["runs"]:
-        steps = np.linspace(0, result["config"]["steps"], len(r["curve_exact"]))
-        ax.semilogy(steps, r["curve_exact"], color="tab:blue", alpha=0.6, lw=1)
-        ax.semilogy(steps, r["curve_relaxed"], color="tab:orange", alpha=0.6, lw=1)
-    ax.plot([], [], color="tab:blue", label="exact")
-    ax.plot([], [], color="tab:orange", label="relaxed (training loss, θ>0)")
+        for arm in result["arms"]:
+            curve = r[f"curve_{arm}"]
+            ax.semilogy(np.linspace(0, total, len(curve)), curve, color=colours[arm], alpha=0.6,
+                        lw=1)
+    for arm in result["arms"]:
+        ax.plot([], [], color=colours[arm], label=f"{ARM_NAMES[arm]} (training loss)")
     ax.set_xlabel("step")
     ax.set_ylabel("train MSE")
     ax.set_title(f"{result['config']['group']} teacher–student: exact vs relaxed")
