@@ -105,6 +105,11 @@ class HomSpace(ABC):
             self._device_cache[key] = make().to(device)
         return self._device_cache[key]  # type: ignore[return-value]
 
+    def __deepcopy__(self, memo: dict) -> HomSpace:
+        # immutable (only lazily filled caches) and shared through hom()'s cache anyway: copying
+        # a model must not duplicate its label arrays (tens of MB for 2048 x 2048 layers)
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.rep_in!r} -> {self.rep_out!r}, dim={self.dim})"
 
