@@ -308,3 +308,17 @@ def test_layer_sizes_and_repr():
     assert "hom dim=4" in repr(layer)
     y = layer(torch.randn(2, 3, 4))  # any leading axes
     assert y.shape == (2, 3, 8)
+
+
+def test_deepcopy_shares_the_hom_space_but_not_the_parameters():
+    G = symmetric(6)
+    layer = randomised(EquivariantLinear(natural(G), natural(G) + trivial(G)))
+    twin = copy.deepcopy(layer)
+    assert twin.hom is layer.hom  # immutable: no copy of its label arrays
+    assert twin.coefficients is not layer.coefficients
+    with torch.no_grad():
+        twin.coefficients.add_(1.0)
+    x = torch.randn(3, 6)
+    assert not torch.allclose(twin(x), layer(x))
+    twin64 = copy.deepcopy(layer).double()
+    torch.testing.assert_close(twin64(x.double()).float(), layer(x), atol=1e-5, rtol=1e-5)
