@@ -20,11 +20,15 @@ from equirelax.groups import SO, O, PermutationGroup, symmetric
 from equirelax.homspace import BlockHomSpace, atomic_basis
 from equirelax.reps import Rep, natural, sign, standard, trivial, vector
 
+# scaled with the active hypothesis profile (tests/conftest.py)
+PROFILE_EXAMPLES = settings().max_examples
+
 
 @pytest.fixture(autouse=True)
 def seeded_torch():
     """Every test starts from the same torch RNG state, whatever ran before it."""
     torch.manual_seed(0)
+
 
 MAX_DIM = 20
 
@@ -59,7 +63,10 @@ def group_and_two_matrix_reps(draw):
         for name in chosen:
             if sum(p.dim for p in parts) + terms[name].dim <= MAX_DIM:
                 parts.append(terms[name])
-        return er.reps.direct_sum(parts[1:] if len(parts) > 1 and draw(st.booleans()) else parts)
+        rest = parts[1:]
+        if any(not p.is_permutation for p in rest) and draw(st.booleans()):
+            parts = rest  # still not a permutation rep
+        return er.reps.direct_sum(parts)
 
     return G, rep(), rep()
 
@@ -70,7 +77,7 @@ def element_matrices(cayley, G: PermutationGroup, rep: Rep) -> np.ndarray:
     return mats
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * PROFILE_EXAMPLES // 2)
 @given(group_and_two_matrix_reps())
 def test_finite_dimension_is_the_character_inner_product(cayley, data):
     G, rep_in, rep_out = data
@@ -81,7 +88,7 @@ def test_finite_dimension_is_the_character_inner_product(cayley, data):
     assert er.hom(rep_in, rep_out).dim == round(inner)
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * PROFILE_EXAMPLES // 2)
 @given(group_and_two_matrix_reps(), st.integers(0, 2**16))
 def test_finite_random_layers_are_equivariant_on_every_element(cayley, data, seed):
     G, rep_in, rep_out = data
@@ -106,7 +113,7 @@ def test_finite_random_layers_are_equivariant_on_every_element(cayley, data, see
         assert err < tol, (dtype, float(err))
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * PROFILE_EXAMPLES // 2)
 @given(group_and_two_matrix_reps())
 def test_finite_basis_is_orthonormal_and_commutes_with_generators(data):
     _, rep_in, rep_out = data
@@ -119,7 +126,7 @@ def test_finite_basis_is_orthonormal_and_commutes_with_generators(data):
         np.testing.assert_allclose(g_out @ B, B @ g_in, atol=1e-12)
 
 
-@settings(max_examples=30)
+@settings(max_examples=3 * PROFILE_EXAMPLES // 2)
 @given(group_and_two_matrix_reps(), st.integers(0, 2**16))
 def test_finite_projection_is_the_group_average(cayley, data, seed):
     G, rep_in, rep_out = data

@@ -22,11 +22,15 @@ from equirelax.groups import PermutationGroup, symmetric
 from equirelax.homspace import OrbitHomSpace
 from equirelax.reps import Rep, natural, quotient, regular, trivial
 
+# scaled with the active hypothesis profile (tests/conftest.py)
+PROFILE_EXAMPLES = settings().max_examples
+
 
 @pytest.fixture(autouse=True)
 def seeded_torch():
     """Every test starts from the same torch RNG state, whatever ran before it."""
     torch.manual_seed(0)
+
 
 MAX_DIM = 40
 
@@ -102,7 +106,7 @@ def random_layer(rep_in: Rep, rep_out: Rep, seed: int) -> er.nn.EquivariantLinea
     return layer
 
 
-@settings(max_examples=40)
+@settings(max_examples=2 * PROFILE_EXAMPLES)
 @given(group_and_two_reps())
 def test_dimension_is_the_burnside_count(cayley, data):
     G, rep_in, rep_out = data
@@ -115,7 +119,7 @@ def test_dimension_is_the_burnside_count(cayley, data):
     assert er.hom(rep_in, rep_out).dim == burnside // G.order
 
 
-@settings(max_examples=40)
+@settings(max_examples=2 * PROFILE_EXAMPLES)
 @given(group_and_two_reps(), st.integers(0, 2**16))
 def test_random_layers_are_equivariant_on_every_element(cayley, data, seed):
     G, rep_in, rep_out = data
@@ -129,7 +133,7 @@ def test_random_layers_are_equivariant_on_every_element(cayley, data, seed):
     assert err32 < 1e-5
 
 
-@settings(max_examples=40)
+@settings(max_examples=2 * PROFILE_EXAMPLES)
 @given(group_and_two_reps())
 def test_orbit_basis_is_an_exact_zero_one_partition(cayley, data):
     _, rep_in, rep_out = data
@@ -144,7 +148,7 @@ def test_orbit_basis_is_an_exact_zero_one_partition(cayley, data):
         np.testing.assert_array_equal(m_out @ B, B @ m_in)
 
 
-@settings(max_examples=40)
+@settings(max_examples=2 * PROFILE_EXAMPLES)
 @given(group_and_two_reps(), st.integers(0, 2**16))
 def test_projection_is_the_group_average(cayley, data, seed):
     G, rep_in, rep_out = data
@@ -161,7 +165,7 @@ def test_projection_is_the_group_average(cayley, data, seed):
     np.testing.assert_allclose(P, reynolds, atol=1e-12)
 
 
-@settings(max_examples=40)
+@settings(max_examples=2 * PROFILE_EXAMPLES)
 @given(group_and_two_reps(), st.integers(0, 2**16))
 def test_projection_is_orthogonal_and_idempotent(data, seed):
     _, rep_in, rep_out = data

@@ -11,6 +11,9 @@ import equirelax as er
 from equirelax.groups import PermutationGroup, cyclic, dihedral, symmetric
 from equirelax.reps import PermRep, natural, permutation_matrix, quotient, regular, trivial
 
+# scaled with the active hypothesis profile (tests/conftest.py)
+PROFILE_EXAMPLES = settings().max_examples
+
 
 def is_permutation_matrix(m: np.ndarray) -> bool:
     return bool(
@@ -189,7 +192,7 @@ def group_and_images(draw):
     return PermutationGroup(gens), images
 
 
-@settings(max_examples=60)
+@settings(max_examples=3 * PROFILE_EXAMPLES)
 @given(group_and_images())
 def test_homomorphism_check_agrees_with_enumeration(cayley, not_a_homomorphism, data):
     G, images = data
