@@ -49,6 +49,7 @@ from equirelax.landscape import (
     detect_hidden_rep,
     effective_mlp,
     equivariant_mlp,
+    gradient_and_hessian,
     hessian_split,
     hidden_symmetry_group,
     mse_loss,
@@ -200,6 +201,14 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
     plain = effective_mlp(relaxed)
     record["relaxed_mse"] = _mse(plain, x, y)
     record["relaxed_test_mse"] = _mse(plain, x_test, y_test)
+    _, theta_r = read_mlp(plain)
+    grad_r, hess_r = gradient_and_hessian(mse_loss(layout, x, y), theta_r)
+    eig_r = torch.linalg.eigvalsh(hess_r)
+    record["relaxed_end"] = {"gradient_norm": float(grad_r.norm()),
+                             "min_eigenvalue": float(eig_r[0]),
+                             "max_eigenvalue": float(eig_r[-1]),
+                             "theta": theta_r.tolist()}
+    record["exact_theta"] = theta.tolist()
     detection = detect_hidden_rep(plain, G, rep_in, rep_out, tol=cfg.tol, x=x_test[:256])
     record["detection"] = {
         "success": detection.success,
@@ -373,15 +382,18 @@ def table(result: dict) -> str:
         "data.",
         "",
         "| seed | exact MSE | Hessian at exact end | min λ in E_ρ | min λ ⟂ E_ρ | relaxed MSE | "
-        "detected rep | match residual | → original E_ρ | → detected E_ρ' | detected point |",
-        "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---|",
+        "min λ at relaxed end | detected rep | match residual | → original E_ρ | "
+        "→ detected E_ρ' | detected point |",
+        "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in result["runs"]:
         h, d = r["hessian"], r["detection"]
         dh = r["detected_hessian"]
+        end = r.get("relaxed_end", {}).get("min_eigenvalue")
         lines.append(
             f"| {r['seed']} | {_e(r['polished_mse'])} | {h['kind']} | {_e(h['min_tangent'])} | "
-            f"{_e(h['min_normal'])} | {_e(r['relaxed_mse'])} | {d['decomposition']} | "
+            f"{_e(h['min_normal'])} | {_e(r['relaxed_mse'])} | {_e(end)} | "
+            f"{d['decomposition']} | "
             f"{_e(d['residual'])} | {_e(r['proj_original_mse'])} | "
             f"{_e(r['proj_detected_mse'])} | {dh['kind'] if dh else '–'} |"
         )
@@ -409,10 +421,14 @@ def table(result: dict) -> str:
         "",
         f"Detected hidden reps over all seeds: {detected}.",
         "",
-        "Hessian kinds: *escapable saddle* = a constrained critical point with negative "
-        "curvature only in non-equivariant directions (relaxation can leave it); *minimum* = no "
-        "negative curvature in any block; *saddle in E_rho* = negative curvature inside E_ρ. "
-        "Eigenvalues within 1e-3 · max|λ| of zero count as flat.",
+        "Hessian kinds (see `equirelax.landscape.Classification`): *escapable saddle* = negative "
+        "curvature in a non-equivariant block, where the gradient has no non-equivariant part "
+        "(relaxation can leave the point); *minimum* = critical, no negative curvature in any "
+        "block; *saddle in E_rho* = critical, negative curvature along E_ρ; *not critical* = "
+        f"gradient above {cfg['grad_tol']:g}. Eigenvalues within 1e-3 · max|λ| of zero count as "
+        "flat. *min λ at relaxed end*: smallest eigenvalue of the plain MLP's full Hessian at the "
+        "relaxed weights (no slice involved). *detected point*: the kind of the relaxed weights "
+        "projected onto the detected slice.",
     ]
     return "\n".join(lines)
 
