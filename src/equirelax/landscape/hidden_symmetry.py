@@ -70,7 +70,6 @@ def centraliser_generators(rep: PermRep) -> list[np.ndarray]:
             starts.append(p)
     orbits = [np.flatnonzero(labels == k) for k in range(len(starts))]
     gens: list[np.ndarray] = []
-    partner: dict[int, int] = {}
     for i, p in enumerate(starts):
         for q in orbits[i]:
             if q == p:
@@ -81,20 +80,18 @@ def centraliser_generators(rep: PermRep) -> list[np.ndarray]:
                 for a, b in psi.items():
                     g[a] = b
                 gens.append(g)
+        # one equivariant swap with the next isomorphic orbit (isomorphism is transitive, so
+        # these swaps link every class of isomorphic orbits into a chain)
         for j in range(i + 1, len(starts)):
-            if j in partner.values() or len(orbits[j]) != len(orbits[i]):
+            if len(orbits[j]) != len(orbits[i]):
                 continue
-            found = None
-            for q in orbits[j]:
-                found = _orbit_map(images, p, int(q), dim)
-                if found is not None:
-                    break
+            found = next((m for q in orbits[j]
+                          if (m := _orbit_map(images, p, int(q), dim)) is not None), None)
             if found is not None:
                 g = np.arange(dim)
                 for a, b in found.items():
                     g[a], g[b] = b, a
                 gens.append(g)
-                partner[i] = j
                 break
     return gens
 
