@@ -10,6 +10,7 @@ and pointwise nonlinearities commute with them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from functools import cached_property
 
@@ -34,7 +35,7 @@ def permutation_matrix(p: np.ndarray) -> np.ndarray:
     return m
 
 
-class Rep:
+class Rep(ABC):
     """A representation of ``group`` on R^dim. Subclasses: :class:`PermRep`, :class:`MatrixRep`."""
 
     group: Group
@@ -47,22 +48,22 @@ class Rep:
         """True when every element acts by permuting the basis vectors."""
         return False
 
+    @abstractmethod
     def matrix(self, g: np.ndarray) -> np.ndarray:
         """The (dim, dim) float64 matrix of the group element ``g``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abstractmethod
     def generator_matrices(self) -> list[np.ndarray]:
         """Matrices of the group's discrete generators, in the order of ``group.generators``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abstractmethod
     def lie_matrices(self) -> list[np.ndarray]:
         """Matrices of the Lie algebra basis (``group.lie_algebra``); empty for finite groups."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     @property
+    @abstractmethod
     def key(self) -> Hashable:
         """Hashable identity used to cache equivariant bases."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     @property
     def parts(self) -> list[Rep]:
