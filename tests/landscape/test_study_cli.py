@@ -48,3 +48,4 @@ def test_symmetries_subcommand(tmp_path, capsys):
     assert [row.split("|")[-2].strip() for row in rows] == ["6", "1", "120"]
     assert (tmp_path / "symmetries_S3.md").read_text().strip() == symmetries_table(
         "S3", ["natural", "3*trivial", "regular"]).strip()
+    assert "(symmetries_S3.md)" in (tmp_path / "README.md").read_text()

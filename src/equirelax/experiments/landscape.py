@@ -562,6 +562,11 @@ def write_index(out_dir: Path) -> Path:
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         *rows,
     ]
+    tables = sorted(out_dir.glob("symmetries_*.md"))
+    if tables:
+        lines += ["", "Hidden-symmetry tables (`python -m equirelax landscape symmetries ...`): "
+                  + ", ".join(f"[{t.stem.removeprefix('symmetries_')}]({t.name})"
+                              for t in tables) + "."]
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -621,6 +626,7 @@ def main(args: argparse.Namespace) -> int:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             (out / f"symmetries_{args.group}.md").write_text(text + "\n")
+            write_index(out)
         return 0
     values = {f.name: getattr(args, f.name) for f in fields(StudyConfig)}
     out = Path(args.out)
