@@ -112,7 +112,18 @@ def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _command(args: argparse.Namespace) -> str:
-    return "equirelax scg " + args.subcommand + (" --quick" if args.quick else "")
+    """The command line that reproduces this run (non-default options included)."""
+    parts = ["equirelax scg", args.subcommand]
+    if args.quick:
+        parts.append("--quick")
+    if args.subcommand == "train-autoencoder":
+        if args.steps:
+            parts.append(f"--steps {args.steps}")
+        if list(args.variants) != list(VARIANTS):
+            parts.append("--variants " + " ".join(args.variants))
+    if args.seed:
+        parts.append(f"--seed {args.seed}")
+    return " ".join(parts)
 
 
 def _markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.3f}") -> str:
