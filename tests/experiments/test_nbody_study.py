@@ -185,6 +185,11 @@ def test_cli_interrupted_run_resumes_exactly(tmp_path, cache, capsys):
     curve = [v for _, v in resumed["val_curve"]]
     assert curve == pytest.approx([v for _, v in whole["val_curve"]], rel=1e-6)
     assert resumed["test_mse"] == pytest.approx(whole["test_mse"], rel=1e-6)
+    # rerunning a finished command only tests again: same numbers, no training time added
+    assert cli_main([*args, "--tag", "sliced"]) == 0
+    again = run_json(tmp_path, "sliced", name)
+    assert again["test_mse"] == resumed["test_mse"]
+    assert again["fit_seconds"] == resumed["fit_seconds"]
     # the folder remembers its settings: resuming it with others is refused
     assert cli_main([*args, "--tag", "sliced", "--lr", "1e-3"]) == 2
     assert "trained with other settings (lr: 0.0005 then, 0.001 now)" in capsys.readouterr().err
@@ -228,7 +233,7 @@ def test_both_models_are_e3_equivariant_after_relaxed_training_and_hardening(tmp
             assert err <= 1e-4
 
 
-def test_cli_layer_sweep_writes_table_and_plot(tmp_path, cache):
+def test_cli_layer_sweep_writes_table_and_plot(tmp_path, cache, capsys):
     args = tiny(tmp_path, cache, "--sweep", "layers", "--sweep-values", "1", "2", "--epochs", "1")
     assert cli_main(args) == 0
     out = tmp_path / "res" / "quick-sweep-layers"
@@ -239,6 +244,14 @@ def test_cli_layer_sweep_writes_table_and_plot(tmp_path, cache):
     assert "| egnn | 2 | relaxed |" in (out / "sweep_layers.md").read_text()
     assert (out / "sweep_layers.png").stat().st_size > 0
     assert len(list((out / "runs").glob("*.json"))) == 4
+    # tables and plots can be redrawn from the per-run files without training
+    (out / "sweep_layers.png").unlink()
+    assert cli_main([*args, "--report-only"]) == 0
+    assert (out / "sweep_layers.png").exists()
+    redrawn = json.loads((out / "sweep_layers.json").read_text())
+    assert redrawn["rows"] == rows and "--report-only" in redrawn["redrawn_by"]
+    assert cli_main([*args, "--report-only", "--sweep-values", "1", "3"]) == 2
+    assert "--report-only found no results for 2 run(s)" in capsys.readouterr().err
 
 
 def test_ddp_on_two_cpu_processes_through_the_cli(tmp_path, cache):

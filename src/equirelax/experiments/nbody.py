@@ -119,6 +119,7 @@ class StudyConfig:
     cache_dir: str | None
     stop_after: int | None
     progress: bool
+    report_only: bool = False
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -332,6 +333,21 @@ def previous_fit_seconds(run_dir: Path) -> float:
     return 0.0
 
 
+def epochs_checkpointed(run_dir: Path) -> int:
+    """Training epochs processed by the run's last checkpoint (0 without one).
+
+    Read from the fit loop's progress: the checkpoint's ``epoch`` field depends on whether it
+    was written before or after the epoch counter moved on."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return 0
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    try:
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
+    except KeyError:
+        return int(state["epoch"])
+
+
 def record_fit_seconds(run_dir: Path, total: float) -> float:
     """Store a run's total training time (see :func:`previous_fit_seconds`); returns it."""
     (run_dir / "study_time.json").write_text(json.dumps({"fit_seconds": total}) + "\n")
@@ -360,8 +376,9 @@ def run_settings(cfg: StudyConfig, model_name: str, arm: str) -> dict[str, Any]:
     return settings
 
 
-class RunSettingsMismatchError(ValueError):
-    """A run folder holds a run trained with other settings than the command asks for."""
+class StudyError(ValueError):
+    """The study cannot go on as asked (e.g. a run folder holds a run trained with other
+    settings); the command line reports it and exits with status 2."""
 
 
 def _launch_rank() -> int:
@@ -381,7 +398,7 @@ def check_run_settings(run_dir: Path, settings: dict[str, Any]) -> None:
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             diff = ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
-            raise RunSettingsMismatchError(
+            raise StudyError(
                 f"the run folder {run_dir} holds a run trained with other settings ({diff}); "
                 "use another --tag or --runs-dir, or delete the folder to start afresh"
             )
@@ -433,6 +450,7 @@ def train_one(
     if cfg.stop_after is not None:
         callbacks.append(StopAfter(cfg.stop_after))
     spent_before = previous_fit_seconds(Path(run_cfg.out_dir))
+    finished_before = epochs_checkpointed(Path(run_cfg.out_dir)) >= cfg.epochs
     task, results = fit(model, train, val, test, predict, mse, run_cfg, callbacks=callbacks)
     if not task.trainer.is_global_zero:
         return None
@@ -463,7 +481,10 @@ def train_one(
         "parameters_while_training": parameter_count(task.net),
         "best_val_mse": results["best_val_loss"],
         "test_mse": results.get("test", {}).get("test/loss"),
-        "fit_seconds": record_fit_seconds(out_dir, spent_before + results["fit_seconds"]),
+        # a run finished before this invocation was only tested again: its time is unchanged
+        "tested_only": finished_before,
+        "fit_seconds": spent_before if finished_before else record_fit_seconds(
+            out_dir, spent_before + results["fit_seconds"]),
         "resumed_from": results["resumed_from"] is not None,
         "hardened_e3_error_float32": errors,
         "val_curve": results["val_curve"],
@@ -529,7 +550,8 @@ PUBLISHED = {"segnn": 0.0043, "egnn": 0.0071}
 
 
 def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
-                  key: str | None = None) -> str:
+                  key: str | None = None, redrawn_by: str | None = None,
+                  invocation: dict | None = None) -> str:
     """Markdown: the command, the budget, and test MSE (mean ± std over seeds) per arm."""
     budget = (f"{cfg.train_size} training samples, {cfg.val_size} validation, {cfg.test_size} "
               f"test; {cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, weight "
@@ -542,7 +564,8 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
     if key == "train_size":
         budget = budget.replace(f"{cfg.train_size} training samples, ", "")
     lines = [
-        f"Written by `{command}`.",
+        f"Written by `{command}`" + (f"; tables and plots redrawn by `{redrawn_by}`."
+                                     if redrawn_by else "."),
         "",
         f"Budget: {budget}. Test MSE of the model with the best validation MSE (validated every "
         f"{cfg.val_every} epoch(s)); the relaxed arm is evaluated hardened (θ = 0, the exact "
@@ -556,7 +579,7 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
         "max E(3) error | s per run |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        ratio = f"{r['relaxed_over_exact']:.3f}" if "relaxed_over_exact" in r else ""
+        ratio = f"{r['relaxed_over_exact']:.4f}" if "relaxed_over_exact" in r else ""
         wins = r.get("relaxed_wins", "")
         size = (f"{r['free_term_relative_size']:.2e}" if "free_term_relative_size" in r
                 else "")
@@ -573,8 +596,21 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
         "relaxed layers and seeds.",
         "max E(3) error: largest relative error of the predicted displacements of the final "
         "(hardened) models under random rotations, reflections and per-graph translations, "
-        "float32.",
+        "float32. s per run: training time of a run (all the invocations that trained it).",
     ]
+    if invocation:
+        inv = invocation
+        load = ("" if inv.get("load_average_start") is None else
+                f"; load average {inv['load_average_start']:.1f} at the start and "
+                f"{inv['load_average_end']:.1f} at the end")
+        lines += [
+            "",
+            f"The command trained {inv['trained_runs']} of its {inv['runs']} runs (the others "
+            f"were only tested again) in {inv['wall_seconds']:.0f} s of wall time and "
+            f"{inv['process_cpu_seconds']:.0f} s of CPU time in its main process, with "
+            f"{inv['devices']} process(es) of {inv['torch_threads']} torch thread(s) on "
+            f"{inv['cpu_cores']} CPU cores{load}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -592,9 +628,12 @@ COLORS = {"exact": "tab:blue", "relaxed": "tab:orange"}
 
 def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
                            cfg: StudyConfig) -> None:
-    """Validation MSE per epoch, exact vs relaxed (each seed thin, the mean bold), and θ(epoch)."""
+    """Validation MSE per epoch, exact vs relaxed (each seed thin, the mean bold), and θ(epoch);
+    below, the paired difference relaxed / exact − 1 per seed (the arms are often too close to
+    tell apart on the log scale)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, diff_ax) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.4]})
     for arm in ARMS:
         curves = [r["val_curve"] for r in runs if r["model"] == model and r["arm"] == arm]
         curves = [c for c in curves if c]
@@ -607,9 +646,20 @@ def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
             label = "exact" if arm == "exact" else f"relaxed ({cfg.schedule}), evaluated at θ = 0"
             ax.plot(epochs, mean, color=COLORS[arm], lw=2, label=f"{label}, {len(curves)} seed(s)")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("validation MSE")
     ax.set_title(f"{model.upper()} on charged N-body: {cfg.train_size} training samples")
+    exact = {r["seed"]: dict(r["val_curve"]) for r in runs
+             if r["model"] == model and r["arm"] == "exact"}
+    for r in runs:
+        if r["model"] != model or r["arm"] != "relaxed" or r["seed"] not in exact:
+            continue
+        pairs = [(e, v / exact[r["seed"]][e] - 1) for e, v in r["val_curve"]
+                 if e in exact[r["seed"]]]
+        diff_ax.plot([e + 1 for e, _ in pairs], [100 * d for _, d in pairs], color=COLORS[
+            "relaxed"], lw=1, alpha=0.8)
+    diff_ax.axhline(0, color="black", lw=0.8)
+    diff_ax.set_ylabel("relaxed / exact − 1 (%)")
+    diff_ax.set_xlabel("epoch")
     if "relaxed" in cfg.arms:
         from equirelax.relaxation import make_schedule
 
@@ -623,6 +673,29 @@ def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def load_reported_runs(cfg: StudyConfig) -> list[dict[str, Any]]:
+    """The per-run JSON files that a study with these settings wrote (for ``--report-only``)."""
+    folder = Path(cfg.results_dir) / cfg.tag / "runs"
+    runs, missing = [], []
+    for value in cfg.sweep_values if cfg.sweep else (None,):
+        layers = value if cfg.sweep == "layers" else cfg.layers
+        train_size = value if cfg.sweep == "train-size" else cfg.train_size
+        for model in cfg.models:
+            for seed in cfg.seeds:
+                for arm in cfg.arms:
+                    path = folder / f"{run_name(model, arm, layers, train_size, seed)}.json"
+                    if path.exists():
+                        runs.append(json.loads(path.read_text()))
+                    else:
+                        missing.append(path.name)
+    if missing:
+        raise StudyError(
+            f"--report-only found no results for {len(missing)} run(s) in {folder} "
+            f"(e.g. {missing[0]}); run the study first"
+        )
+    return runs
 
 
 def plot_sweep(rows: list[dict[str, Any]], key: str, path: Path) -> None:
@@ -651,8 +724,18 @@ def plot_sweep(rows: list[dict[str, Any]], key: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str) -> Path:
-    """Per-run JSON, the table (markdown + JSON) and the plots, under results_dir/tag."""
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str,
+                  redrawn_by: str | None = None, invocation: dict | None = None) -> Path:
+    """Per-run JSON, the table (markdown + JSON) and the plots, under results_dir/tag.
+    ``command`` trained the runs; ``redrawn_by`` (``--report-only``) redrew the outputs."""
     out = Path(cfg.results_dir) / cfg.tag
     (out / "runs").mkdir(parents=True, exist_ok=True)
     for r in runs:
@@ -660,9 +743,11 @@ def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str) ->
     key = {"layers": "layers", "train-size": "train_size"}.get(cfg.sweep or "")
     rows = summarise(runs, key)
     stem = f"sweep_{key}" if key else "results"
-    (out / f"{stem}.md").write_text(results_table(cfg, rows, command, key))
+    (out / f"{stem}.md").write_text(
+        results_table(cfg, rows, command, key, redrawn_by, invocation))
     (out / f"{stem}.json").write_text(json.dumps(
-        {"command": command, "config": asdict(cfg), "rows": rows}, indent=1) + "\n")
+        {"command": command, "redrawn_by": redrawn_by, "invocation": invocation,
+         "config": asdict(cfg), "rows": rows}, indent=1) + "\n")
     if key:
         plot_sweep(rows, key, out / f"{stem}.png")
     else:
@@ -719,6 +804,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--stop-after", type=int,
         help="end each run after this many more epochs; rerun the command to resume it")
     add("--no-progress", action="store_true", help="hide progress bars")
+    add("--report-only", action="store_true",
+        help="train nothing: redraw the tables and plots from the per-run JSON files")
 
 
 def _positive(name: str, value: int | float | None) -> None:
@@ -788,6 +875,7 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
         cache_dir=args.cache_dir,
         stop_after=args.stop_after,
         progress=not args.no_progress,
+        report_only=args.report_only,
     )
     world = cfg.devices * cfg.num_nodes
     if world > 1 and (cfg.val_size % world or cfg.test_size % world):
@@ -833,10 +921,20 @@ def run_study(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Pat
 
 
 def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path | None]:
+    if cfg.report_only:
+        runs = load_reported_runs(cfg)
+        stem = {"layers": "sweep_layers", "train-size": "sweep_train_size"}.get(
+            cfg.sweep or "", "results")
+        previous = Path(cfg.results_dir) / cfg.tag / f"{stem}.json"
+        if not previous.exists():
+            return runs, write_outputs(cfg, runs, command)
+        before = json.loads(previous.read_text())
+        return runs, write_outputs(cfg, runs, before["command"], redrawn_by=command,
+                                   invocation=before.get("invocation"))
     values = cfg.sweep_values if cfg.sweep else (None,)
     runs: list[dict[str, Any]] = []
     rank_zero = True
-    start = time.perf_counter()
+    start, cpu_start, load_start = time.perf_counter(), time.process_time(), _load_average()
     for value in values:
         layers = value if cfg.sweep == "layers" else cfg.layers
         train_size = value if cfg.sweep == "train-size" else cfg.train_size
@@ -856,7 +954,18 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
                           f"{status}", flush=True)
     if not rank_zero:
         return runs, None
-    out = write_outputs(cfg, runs, command)
+    invocation = {
+        "runs": len(runs),
+        "trained_runs": sum(not r.get("tested_only", False) for r in runs),
+        "wall_seconds": time.perf_counter() - start,
+        "process_cpu_seconds": time.process_time() - cpu_start,
+        "load_average_start": load_start,
+        "load_average_end": _load_average(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": cfg.threads or torch.get_num_threads(),
+        "devices": cfg.devices * cfg.num_nodes,
+    }
+    out = write_outputs(cfg, runs, command, invocation=invocation)
     print(f"[nbody] {len(runs)} runs in {time.perf_counter() - start:.0f} s; results in {out}",
           flush=True)
     return runs, out
@@ -871,7 +980,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         run_study(cfg, command_line(args))
-    except RunSettingsMismatchError as err:
+    except StudyError as err:
         print(f"equirelax nbody: {err}", file=sys.stderr)
         return 2
     return 0
