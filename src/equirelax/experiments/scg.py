@@ -297,6 +297,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from equirelax.scg.plots import save_figure
+
     preset = PRESETS[_preset_name(args)]
     out, runs = _dirs(args)
     conds = _conditions(out, runs)
@@ -357,8 +359,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     axes[1].set_ylabel("grey SSIM")
     axes[1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "robustness.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, out / "robustness.png", dpi=80)
     # figure grid: for 3 images, per setting subset, hint and generation per condition
     show = [s for s in settings if s in ("noise_0", "line_drawing", "low_res_x4", "haze")] + \
         [f"noise_{levels[-1]:g}"]
@@ -383,8 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 if i == 0:
                     ax.set_title(title, fontsize=5)
     fig.tight_layout()
-    fig.savefig(out / "generation_grid.png", dpi=50)
-    plt.close(fig)
+    save_figure(fig, out / "generation_grid.png", dpi=50)
     parts.append("\nFigures: `robustness.png` (grey PSNR/SSIM vs input noise), "
                  "`generation_grid.png` (source, input, then condition and generation per "
                  "branch).\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.figure
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -22,6 +23,22 @@ from equirelax.scg.probes import (
     DEFAULT_ORIENTATIONS,
     ProbeReport,
 )
+
+
+def save_figure(fig: matplotlib.figure.Figure, path: Path, dpi: int = 55) -> Path:
+    """Write ``fig`` as a PNG with an adaptive 256-colour palette (several times smaller than
+    true colour for these mosaics, so results stay small enough to commit), then close it."""
+    import io
+
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    Image.open(buf).convert("RGB").quantize(256).save(path, optimize=True)
+    return path
 
 
 def _kernel_rgb(w: np.ndarray) -> np.ndarray:
@@ -47,10 +64,7 @@ def plot_kernel_mosaic(model: ModularAutoencoder, path: Path, title: str = "",
         axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=55)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -86,10 +100,7 @@ def plot_module_reconstructions(model: ModularAutoencoder, images: torch.Tensor,
                 ax.set_title(nm, fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=55)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_tuning_curves(report: ProbeReport, units: int, path: Path, title: str = "",
@@ -125,10 +136,7 @@ def plot_tuning_curves(report: ProbeReport, units: int, path: Path, title: str =
         axes[j // cols, 2 * (j % cols) + 1].axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=55)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_loss_history(history: list[dict[str, float]], path: Path, title: str = "") -> Path:
@@ -144,7 +152,4 @@ def plot_loss_history(history: list[dict[str, float]], path: Path, title: str = 
     ax.legend(fontsize=6)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=55)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
