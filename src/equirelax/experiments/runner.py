@@ -100,7 +100,8 @@ class EquivariantTask(pl.LightningModule):
         if self.relaxed is not None:
             penalty = self.relaxed.penalty()
             loss = task + penalty
-            self.log("train/penalty", penalty.detach(), on_step=False, on_epoch=True)
+            self.log("train/penalty", penalty.detach(), on_step=False, on_epoch=True,
+                     sync_dist=True)
         self.log("train/loss", task.detach(), on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=_batch_size(pred), sync_dist=True)
         return loss

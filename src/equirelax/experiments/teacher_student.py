@@ -76,6 +76,7 @@ class TeacherStudentConfig:
     schedule: str = "triangular"
     relax_fraction: float = 1.0
     escape_steps: int = 0
+    drop_arm: bool = True
     free_init_std: float = 1e-2
     init_scale: float = 1.0
     success_mse: float = 1e-3
@@ -142,7 +143,7 @@ def train_student(
         opt.step()
         if relaxed is not None:
             relaxed.step()
-        losses.append(float(mse))
+        losses.append(mse.item())
     return losses
 
 
@@ -204,15 +205,16 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
                                              desc=f"exact {seed} (cont.)")
         finals["exact"] = exact
 
-        start = _student(cfg, G, seed)
-        torch.manual_seed(10_000 + seed)
-        relax_steps = max(1, round(cfg.relax_fraction * total))
-        relaxed = relax(start, schedule=cfg.schedule, total_steps=relax_steps,
-                        lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
-                        init_std=cfg.free_init_std)
-        curves["relaxed"] = train_student(start, x, y, total, cfg.lr, relaxed=relaxed,
-                                          desc=f"relaxed {seed}")
-        finals["relaxed"] = harden(relaxed, mode="drop")
+        if cfg.drop_arm:
+            start = _student(cfg, G, seed)
+            torch.manual_seed(10_000 + seed)
+            relax_steps = max(1, round(cfg.relax_fraction * total))
+            relaxed = relax(start, schedule=cfg.schedule, total_steps=relax_steps,
+                            lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
+                            init_std=cfg.free_init_std)
+            curves["relaxed"] = train_student(start, x, y, total, cfg.lr, relaxed=relaxed,
+                                              desc=f"relaxed {seed}")
+            finals["relaxed"] = harden(relaxed, mode="drop")
 
         if cfg.escape_steps:
             torch.manual_seed(20_000 + seed)
@@ -232,14 +234,18 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
             row["escape_original_projection_mse"] = _mse(harden(escaping, mode="drop"),
                                                          x_test, y_test)
 
+        row["arms_run"] = list(finals)
         for arm, model in finals.items():
             row[f"{arm}_train_mse"] = _mse(model, x, y)
             row[f"{arm}_test_mse"] = _mse(model, x_test, y_test)
             row[f"{arm}_equivariance_error"] = er.equivariance_error(model, x_test[:64])
             row[f"curve_{arm}"] = curves[arm][:: max(1, total // 200)]
         rows.append(row)
-    result = {"config": asdict(cfg), "target_variance": float(y.var()),
-              "arms": list(ARMS if cfg.escape_steps else ARMS[:2]), "runs": rows}
+    arms = [a for a in ARMS if a in rows[0]["arms_run"]] if rows else []
+    for row in rows:
+        del row["arms_run"]
+    result = {"config": asdict(cfg), "target_variance": float(y.var()), "arms": arms,
+              "runs": rows}
     result["summary"] = summarise(result)
     if out_dir is not None:
         write_outputs(result, out_dir)
@@ -285,9 +291,11 @@ def table(result: dict) -> str:
     lines = [
         f"Teacher–student on {cfg['group']}: teacher hidden rep `{cfg['teacher_rep']}`, student "
         f"hidden rep `{cfg['student_rep']}`, {cfg['activation']}, {total} full-batch Adam "
-        f"steps per arm (lr {cfg['lr']}); `relaxed`: `{cfg['schedule']}` schedule over the "
-        f"first {cfg['relax_fraction']:.0%} of the steps, lie_weight {cfg['lie_weight']}, "
-        f"norm_weight {cfg['norm_weight']}, free terms dropped at the end"
+        f"steps per arm (lr {cfg['lr']})"
+        + (f"; `relaxed`: `{cfg['schedule']}` schedule over the first "
+           f"{cfg['relax_fraction']:.0%} of the steps, lie_weight {cfg['lie_weight']}, "
+           f"norm_weight {cfg['norm_weight']}, free terms dropped at the end"
+           if "relaxed" in arms else "")
         + (f"; `escape`: {cfg['steps']} exact steps, then {cfg['escape_steps']} steps relaxed "
            "with θ = 1, hardened onto the detected hidden rep" if "escape" in arms else "")
         + f". Target variance {result['target_variance']:.4f}. All final models exactly "
