@@ -53,7 +53,8 @@ def test_comparison_runs_and_every_final_model_is_exact(tmp_path, escape_steps):
 
 
 def test_demo_cli(tmp_path, capsys):
-    assert cli_main(["demo", "--seeds", "1", "--steps", "20", "--out", str(tmp_path)]) == 0
+    assert cli_main(["demo", "--seeds", "1", "--steps", "20", "--escape-steps", "20",
+                     "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "exact" in out and "relaxed" in out
     assert (tmp_path / "relax_teacher_student_S3.md").exists()
