@@ -322,3 +322,19 @@ def test_gram_and_data_penalties_agree(group, free_bias):
         (lie + norm).backward()
         grads[method] = r.free.weight.grad.clone()
     assert torch.allclose(grads["data"], grads["gram"], rtol=1e-9)
+
+
+def test_sparse_generator_actions_match_dense_matrices():
+    pytest.importorskip("e3nn")
+    from equirelax.relaxation.actions import pair_actions
+
+    G = er.groups.O(3)
+    rep_in = er.reps.irreps(G, "4x0e+4x1o+2x2e")
+    rep_out = er.reps.irreps(G, "2x0e+3x1o")
+    act_in, act_out = pair_actions(rep_in, rep_out)
+    x = torch.randn(5, rep_in.dim, dtype=torch.float64)
+    y = torch.randn(5, rep_out.dim, dtype=torch.float64)
+    for a, m in zip(act_in.discrete + act_in.lie, act_in.matrices):
+        assert torch.allclose(a(x), x @ torch.from_numpy(m).T)
+    for a, m in zip(act_out.discrete + act_out.lie, act_out.matrices):
+        assert torch.allclose(a(y), y @ torch.from_numpy(m).T)

@@ -39,27 +39,44 @@ class FeatureAction:
 
 
 def _matrix_map(m: np.ndarray, shape: tuple[int, ...]) -> TensorMap:
+    """x ↦ m x on the flattened trailing ``shape`` axes: an index gather for a permutation, a
+    few gathers for a sparse matrix (generators of big direct sums have a handful of non-zeros
+    per row), a matmul otherwise."""
     n = m.shape[0]
     is_perm = np.all((m == 0) | (m == 1)) and np.all(m.sum(0) == 1) and np.all(m.sum(1) == 1)
-    cache: dict[tuple, torch.Tensor] = {}
+    nnz = int((m != 0).sum(1).max()) if m.size else 0
+    sparse = not is_perm and 4 * nnz <= n
+    if sparse:
+        order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros first
+        values = np.take_along_axis(m, order, axis=1)
+    cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
-    def tensor(device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    def tensors(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         key = (device, dtype)
         if key not in cache:
             if is_perm:
                 # (P x)[i] = x[j] where P[i, j] = 1
-                cache[key] = torch.from_numpy(np.argmax(m, axis=1)).to(device)
+                cache[key] = (torch.from_numpy(np.argmax(m, axis=1)).to(device),)
+            elif sparse:
+                cache[key] = (torch.from_numpy(order.T.copy()).to(device),
+                              torch.from_numpy(values.T.copy()).to(device=device, dtype=dtype))
             else:
-                cache[key] = torch.from_numpy(m).to(device=device, dtype=dtype)
+                cache[key] = (torch.from_numpy(m).to(device=device, dtype=dtype),)
         return cache[key]
 
     def apply(x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[: x.dim() - len(shape)]
         flat = x.reshape(*lead, n)
+        t = tensors(x.device, x.dtype)
         if is_perm:
-            out = flat[..., tensor(x.device, None)]
+            out = flat[..., t[0]]
+        elif sparse:
+            cols, vals = t
+            out = flat[..., cols[0]] * vals[0]
+            for j in range(1, cols.shape[0]):
+                out = out + flat[..., cols[j]] * vals[j]
         else:
-            out = flat @ tensor(x.device, x.dtype).T
+            out = flat @ t[0].T
         return out.reshape(*lead, *shape)
 
     return apply
