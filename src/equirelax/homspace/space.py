@@ -222,10 +222,22 @@ _ATOM_CACHE_SIZE = 4096
 
 def atomic_basis(rep_in: Rep, rep_out: Rep) -> np.ndarray:
     """Orthonormal basis (k, d_out, d_in) between two summands, cached by representation."""
-    key = (rep_in.key, rep_out.key)
-    if key in _ATOM_CACHE:
-        _ATOM_CACHE.move_to_end(key)
-        return _ATOM_CACHE[key]
+    return _cached(_ATOM_CACHE, (rep_in.key, rep_out.key), _ATOM_CACHE_SIZE,
+                   lambda: _atomic_basis(rep_in, rep_out))
+
+
+def _cached(cache: OrderedDict, key: Hashable, size: int, make):
+    """``cache[key]``, made by ``make()`` when missing; least recently used entries leave first."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = make()
+    if len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def _atomic_basis(rep_in: Rep, rep_out: Rep) -> np.ndarray:
     if rep_in.is_permutation and rep_out.is_permutation:
         labels = OrbitHomSpace(rep_in, rep_out).labels  # type: ignore[arg-type]
         k = int(labels.max()) + 1
@@ -235,9 +247,6 @@ def atomic_basis(rep_in: Rep, rep_out: Rep) -> np.ndarray:
         basis /= np.sqrt(basis.sum(axis=(1, 2), keepdims=True))
     else:
         basis = nullspace_basis(rep_in, rep_out)
-    _ATOM_CACHE[key] = basis
-    if len(_ATOM_CACHE) > _ATOM_CACHE_SIZE:
-        _ATOM_CACHE.popitem(last=False)
     return basis
 
 
@@ -343,18 +352,11 @@ def hom(rep_in: Rep, rep_out: Rep) -> HomSpace:
             f"hom() needs representations of one group, got {rep_in.group!r} and "
             f"{rep_out.group!r}"
         )
-    key = (rep_in.key, rep_out.key)
-    if key in _HOM_CACHE:
-        _HOM_CACHE.move_to_end(key)
-        return _HOM_CACHE[key]
     if rep_in.is_permutation and rep_out.is_permutation:
-        space: HomSpace = OrbitHomSpace(rep_in, rep_out)  # type: ignore[arg-type]
+        make = lambda: OrbitHomSpace(rep_in, rep_out)  # type: ignore[arg-type]  # noqa: E731
     else:
-        space = BlockHomSpace(rep_in, rep_out)
-    _HOM_CACHE[key] = space
-    if len(_HOM_CACHE) > _HOM_CACHE_SIZE:
-        _HOM_CACHE.popitem(last=False)
-    return space
+        make = lambda: BlockHomSpace(rep_in, rep_out)  # noqa: E731
+    return _cached(_HOM_CACHE, (rep_in.key, rep_out.key), _HOM_CACHE_SIZE, make)
 
 
 def fixed_space(rep: Rep) -> HomSpace:
