@@ -88,3 +88,22 @@ def test_study_callbacks_see_and_can_change_each_training_batch(tmp_path):
     cfg = RunConfig(epochs=1, lr=1e-2, out_dir=str(tmp_path / "cb"), progress=False)
     fit(model, train, val, None, step, _mse, cfg, callbacks=[callback])
     assert callback.calls == len(train) and seen == [0.0] * len(train)
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_without_improvement(tmp_path):
+    """Validation targets that training moves away from: the best epoch is an early one, yet
+    last.ckpt holds the final epoch, so resuming a finished run trains nothing more."""
+    model, train, _ = _setup()
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(5))
+    val = DataLoader(TensorDataset(x, -3 * torch.tanh(x).sum(-1, keepdim=True)), batch_size=32)
+    cfg = RunConfig(epochs=4, lr=5e-2, out_dir=str(tmp_path / "run"), progress=False)
+    _, res = fit(model, train, val, None, _step, _mse, cfg)
+    curve = [loss for _, loss in res["val_curve"]]
+    assert min(curve) < curve[-1]  # the last epoch is not the best one
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 3 and last["global_step"] == 4 * len(train)
+    model2, train2, _ = _setup()
+    _, res2 = fit(model2, train2, val, None, _step, _mse, cfg)
+    assert res2["resumed_from"] is not None
+    assert res2["best_val_loss"] == res["best_val_loss"]
+    assert [v for _, v in res2["val_curve"]] == curve  # no epoch was trained again

@@ -159,8 +159,15 @@ def fit(
     total = config.epochs * (steps_per_epoch if config.relax_interval == "step" else 1)
     task = EquivariantTask(model, step_fn, loss_fn, config, total, metrics)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss",
-                           mode="min", save_top_k=1, save_last=True)
-    all_callbacks: list[pl.Callback] = [ckpt]
+                           mode="min", save_top_k=1)
+    # Lightning's save_last writes last.ckpt only in epochs that improve the monitored metric,
+    # so a run resumed from it would repeat the epochs after its best one. An unmonitored
+    # checkpoint written after every validation (after the best one's update) keeps last.ckpt
+    # at the latest epoch, and a resumed run continues exactly where it stopped.
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
+                             save_top_k=1, save_on_train_epoch_end=False,
+                             enable_version_counter=False)
+    all_callbacks: list[pl.Callback] = [ckpt, latest]
     if config.relax is not None:
         all_callbacks.append(LightningCallback(interval=config.relax_interval))
     all_callbacks.extend(callbacks)
