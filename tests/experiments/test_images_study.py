@@ -135,3 +135,7 @@ def test_quick_preset_runs(tmp_path) -> None:
     assert im.main(_parse(argv)) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(result["records"]) == 3 * len(im.PRESETS["quick"]["seeds"])
+
+
+def test_config_defaults_are_the_standard_preset() -> None:
+    assert im.ImageStudyConfig() == im.ImageStudyConfig(**im.PRESETS["standard"])

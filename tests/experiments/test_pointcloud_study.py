@@ -159,6 +159,14 @@ def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     assert "paper's claim" in table
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
     assert (tmp_path / "runs" / "relaxed" / "seed0" / "checkpoints" / "last.ckpt").exists()
+    # Running the same command again resumes every finished run from its checkpoint: same
+    # results, and the reported training time still counts the first training.
+    assert pc.main(_parse(argv)) == 0
+    again = {r["variant"]: r for r in
+             json.loads((tmp_path / "out" / "results.json").read_text())["records"]}
+    for name, r in again.items():
+        assert r["resumed"] and r["test_acc_so3"] == records[name]["test_acc_so3"]
+        assert r["fit_seconds"] >= records[name]["fit_seconds"]
 
 
 @pytest.mark.slow
@@ -170,3 +178,7 @@ def test_quick_preset_runs(tmp_path, monkeypatch) -> None:
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(result["records"]) == 3 * len(pc.PRESETS["quick"]["seeds"])
     assert "claim" in result["summary"]
+
+
+def test_config_defaults_are_the_standard_preset() -> None:
+    assert pc.PointCloudStudyConfig() == pc.PointCloudStudyConfig(**pc.PRESETS["standard"])
