@@ -162,10 +162,12 @@ def fit(
                            mode="min", save_top_k=1)
     # Lightning's save_last writes last.ckpt only in epochs that improve the monitored metric,
     # so a run resumed from it would repeat the epochs after its best one. An unmonitored
-    # checkpoint written after every validation (after the best one's update) keeps last.ckpt
-    # at the latest epoch, and a resumed run continues exactly where it stopped.
+    # checkpoint written at the end of every training epoch keeps last.ckpt at the latest
+    # epoch. It is written after validation and after every other callback's epoch-end hook
+    # (Lightning runs checkpoint callbacks last), so a schedule stepped per epoch is already
+    # advanced in it, and a resumed run continues exactly where it stopped.
     latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
-                             save_top_k=1, save_on_train_epoch_end=False,
+                             save_top_k=1, save_on_train_epoch_end=True,
                              enable_version_counter=False)
     all_callbacks: list[pl.Callback] = [ckpt, latest]
     if config.relax is not None:
