@@ -44,6 +44,7 @@ from equirelax.data.digits import (
     rotate_images,
     upright_digits,
 )
+from equirelax.experiments.options import add_run_options
 from equirelax.experiments.pointcloud import (
     Variant,
     claim_sentence,
@@ -329,23 +330,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", nargs="+", type=int, default=None, help="GCNN widths")
     parser.add_argument("--cnn-channels", dest="cnn_channels", nargs="+", type=int,
                         default=None, help="CNN widths")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--lie-weight", dest="lie_weight", type=float, default=None)
-    parser.add_argument("--norm-weight", dest="norm_weight", type=float, default=None)
-    parser.add_argument("--penalty-rows", dest="penalty_rows", type=int, default=None,
-                        help="images of each layer input the penalties are evaluated on")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="processes for data-parallel training (DDP)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results folder (default docs/results/images/<preset>)")
-    parser.add_argument("--runs-dir", dest="runs_dir", type=Path, default=None,
-                        help="checkpoints and logs (default runs/images/<preset>)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete earlier checkpoints of these runs instead of resuming")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_options(parser, "images", "images of each layer input the penalties are evaluated on")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ from equirelax.data.shapes import (
     random_rotations_torch,
     random_z_rotations,
 )
+from equirelax.experiments.options import add_run_options
 from equirelax.experiments.runner import RunConfig, fit, parameter_count, read_curve
 from equirelax.nn.vn import PointNet, VNLinear, VNPointNet
 
@@ -602,23 +603,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", nargs=3, type=int, default=None,
                         help="VN-PointNet widths (paper: 21 42 341)")
     parser.add_argument("--k", type=int, default=None, help="neighbours of the VN lift")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--lie-weight", dest="lie_weight", type=float, default=None)
-    parser.add_argument("--norm-weight", dest="norm_weight", type=float, default=None)
-    parser.add_argument("--penalty-rows", dest="penalty_rows", type=int, default=None,
-                        help="rows of each layer input the penalties are evaluated on")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="processes for data-parallel training (DDP)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results folder (default docs/results/pointcloud/<preset>)")
-    parser.add_argument("--runs-dir", dest="runs_dir", type=Path, default=None,
-                        help="checkpoints and logs (default runs/pointcloud/<preset>)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete earlier checkpoints of these runs instead of resuming")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_options(parser, "pointcloud", "rows of each layer input the penalties are evaluated on")
 
 
 def main(args: argparse.Namespace) -> int:
