@@ -308,13 +308,57 @@ class FreeFieldConv2d(nn.Module):
 
 
 class _FieldConvDescription:
-    """What a group convolution built with an ``image_size`` acts on (mixed into the layers).
+    """The common part of the lifting and group convolutions (mixed into both): argument checks,
+    the kernel, its init, and what a layer built with an ``image_size`` acts on.
 
-    Subclasses set ``group``, ``in_channels``, ``out_channels``, ``kernel_size``,
-    ``image_size`` and the class attribute ``in_regular``; outputs are regular fields.
+    Subclasses call ``_setup`` and set the class attribute ``in_regular``; outputs are regular
+    fields.
     """
 
     in_regular: bool
+
+    def _setup(
+        self,
+        in_channels: int,
+        out_channels: int,
+        group: str | ImageGroup,
+        kernel_size: int,
+        image_size: int | None,
+        bias: bool,
+    ) -> None:
+        """Check the arguments and create the kernel ``(C_out, C_in, [|G|,] k, k)`` (the group
+        axis for regular-field inputs)."""
+        _check_positive(in_channels, "in_channels")
+        _check_positive(out_channels, "out_channels")
+        _check_kernel_size(kernel_size)
+        _check_image_size(image_size)
+        self.image_size = image_size
+        self.group = image_group(group)
+        self.in_channels, self.out_channels, self.kernel_size = (
+            in_channels,
+            out_channels,
+            kernel_size,
+        )
+        group_axis = (self.group.order,) if self.in_regular else ()
+        shape = (out_channels, in_channels, *group_axis, kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+
+    def reset_parameters(self) -> None:
+        """He-uniform init for a ReLU network (fan-in = C_in·(|G| for regular inputs)·k²)."""
+        fan_in = self.weight[0].numel()
+        bound = math.sqrt(6.0 / fan_in)
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
+            f"kernel_size={self.kernel_size}, bias={self.bias is not None}"
+            + (f", image_size={self.image_size}" if self.image_size is not None else "")
+        )
 
     @property
     def rep_in(self) -> PermRep | None:
@@ -377,28 +421,8 @@ class LiftingConv2d(_FieldConvDescription, nn.Module):
         image_size: int | None = None,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels, "in_channels")
-        _check_positive(out_channels, "out_channels")
-        _check_kernel_size(kernel_size)
-        _check_image_size(image_size)
-        self.image_size = image_size
-        self.group = image_group(group)
-        self.in_channels, self.out_channels, self.kernel_size = (
-            in_channels,
-            out_channels,
-            kernel_size,
-        )
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._setup(in_channels, out_channels, group, kernel_size, image_size, bias)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """He-uniform init for a ReLU network (fan-in = C_in·k²)."""
-        bound = math.sqrt(6.0 / (self.in_channels * self.kernel_size**2))
-        with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
-            if self.bias is not None:
-                self.bias.zero_()
 
     def expanded_weight(self) -> torch.Tensor:
         """The dense kernel ``(C_out·|G|, C_in, k, k)`` with output index ``o·|G| + g``."""
@@ -415,12 +439,6 @@ class LiftingConv2d(_FieldConvDescription, nn.Module):
             out = out + self.bias[:, None, None, None]
         return out
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
-            f"kernel_size={self.kernel_size}, bias={self.bias is not None}"
-            + (f", image_size={self.image_size}" if self.image_size is not None else "")
-        )
 
 
 class GroupConv2d(_FieldConvDescription, nn.Module):
@@ -444,35 +462,11 @@ class GroupConv2d(_FieldConvDescription, nn.Module):
         image_size: int | None = None,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels, "in_channels")
-        _check_positive(out_channels, "out_channels")
-        _check_kernel_size(kernel_size)
-        _check_image_size(image_size)
-        self.image_size = image_size
-        self.group = image_group(group)
-        self.in_channels, self.out_channels, self.kernel_size = (
-            in_channels,
-            out_channels,
-            kernel_size,
-        )
-        n = self.group.order
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, in_channels, n, kernel_size, kernel_size)
-        )
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._setup(in_channels, out_channels, group, kernel_size, image_size, bias)
         # perm[g, h] = index of g⁻¹h: the group-axis permutation of the filters of output g.
         perm = self.group.cayley[self.group.inverse]
         self.register_buffer("_perm", torch.as_tensor(perm), persistent=False)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """He-uniform init for a ReLU network (fan-in = C_in·|G|·k²)."""
-        fan_in = self.in_channels * self.group.order * self.kernel_size**2
-        bound = math.sqrt(6.0 / fan_in)
-        with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
-            if self.bias is not None:
-                self.bias.zero_()
 
     def expanded_weight(self) -> torch.Tensor:
         """The dense kernel ``(C_out·|G|, C_in·|G|, k, k)``; indices ``o·|G|+g`` and ``c·|G|+h``."""
@@ -492,12 +486,6 @@ class GroupConv2d(_FieldConvDescription, nn.Module):
             out = out + self.bias[:, None, None, None]
         return out
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
-            f"kernel_size={self.kernel_size}, bias={self.bias is not None}"
-            + (f", image_size={self.image_size}" if self.image_size is not None else "")
-        )
 
 
 class GroupBatchNorm(nn.Module):

@@ -79,7 +79,23 @@ def _check_features(x: torch.Tensor, irreps: o3.Irreps, name: str) -> None:
         )
 
 
-class SteerableLinear(nn.Module):
+class _IrrepsActions:
+    """``rep_in``/``rep_out``: O(3) acting on a layer's ``irreps_in`` (the feature input ``x``)
+    and ``irreps_out`` (its output)."""
+
+    irreps_in: o3.Irreps
+    irreps_out: o3.Irreps
+
+    @cached_property
+    def rep_in(self) -> Rep:
+        return _o3_rep(str(self.irreps_in))
+
+    @cached_property
+    def rep_out(self) -> Rep:
+        return _o3_rep(str(self.irreps_out))
+
+
+class SteerableLinear(_IrrepsActions, nn.Module):
     """Steerable linear layer ``x -> TP(x, attr) + b``: linear in x, conditioned on attr.
 
     The tensor product is e3nn's fully connected one, ``irreps_in x irreps_attr ->
@@ -120,16 +136,6 @@ class SteerableLinear(nn.Module):
         self.register_buffer("bias_mask", mask, persistent=False)
         self.bias = nn.Parameter(torch.zeros(int(mask.sum())))
 
-    @cached_property
-    def rep_in(self) -> Rep:
-        """O(3) acting on the feature input ``x`` (by ``irreps_in``)."""
-        return _o3_rep(str(self.irreps_in))
-
-    @cached_property
-    def rep_out(self) -> Rep:
-        """O(3) acting on the output (by ``irreps_out``)."""
-        return _o3_rep(str(self.irreps_out))
-
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.irreps_in, "x")
         _check_features(attr, self.irreps_attr, "attr")
@@ -140,7 +146,7 @@ class SteerableLinear(nn.Module):
         return out
 
 
-class SteerableGatedLinear(nn.Module):
+class SteerableGatedLinear(_IrrepsActions, nn.Module):
     """Steerable linear layer followed by a gated nonlinearity.
 
     The linear part (``self.linear``) maps ``irreps_in`` to scalars, one gate scalar per
@@ -183,16 +189,6 @@ class SteerableGatedLinear(nn.Module):
         self.irreps_in = self.linear.irreps_in
         self.irreps_attr = self.linear.irreps_attr
         self.irreps_out = self.gate.irreps_out
-
-    @cached_property
-    def rep_in(self) -> Rep:
-        """O(3) acting on the feature input ``x`` (by ``irreps_in``)."""
-        return _o3_rep(str(self.irreps_in))
-
-    @cached_property
-    def rep_out(self) -> Rep:
-        """O(3) acting on the gated output (by ``irreps_out``)."""
-        return _o3_rep(str(self.irreps_out))
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.linear(x, attr))
