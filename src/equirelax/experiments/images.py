@@ -44,8 +44,7 @@ from equirelax.data.digits import (
     rotate_images,
     upright_digits,
 )
-from equirelax.experiments.options import add_run_options
-from equirelax.experiments.pointcloud import (
+from equirelax.experiments.classification import (
     Variant,
     claim_sentence,
     command_line,
@@ -55,6 +54,7 @@ from equirelax.experiments.pointcloud import (
     summarise,
     write_report,
 )
+from equirelax.experiments.options import add_run_options
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
