@@ -292,36 +292,116 @@ def test_float32_relaxed_training_runs():
     assert np.isfinite(er.equivariance_error(hard, x))
 
 
-@pytest.mark.parametrize("free_bias", [False, True])
-@pytest.mark.parametrize("group", ["S4", "O3"])
-def test_gram_and_data_penalties_agree(group, free_bias):
+def _three_ways(layer, **kwargs):
+    """The same relaxed layer evaluated on the rows, from their Gram matrix, and through the
+    generic path that any (custom) free term takes."""
+    ways = {}
+    for method in ("data", "gram"):
+        r = Relaxed(layer, **kwargs).train()
+        r.penalty_method = method
+        ways[method] = r
+    free = copy.deepcopy(ways["data"].free)
+    ways["generic"] = Relaxed(layer, free=free, **kwargs).train()
+    for r in ways.values():
+        r.free.load_state_dict(free.state_dict())
+    return ways
+
+
+def _pair(group):
     if group == "S4":
         G = er.groups.symmetric(4)
-        rep_in, rep_out = er.reps.natural(G) + er.reps.trivial(G), 2 * er.reps.natural(G)
-    else:
-        G = er.groups.O(3)
-        v, t = er.reps.vector(G), er.reps.trivial(G)
-        rep_in, rep_out = 2 * v + t, v + 2 * t
+        return er.reps.natural(G) + er.reps.trivial(G), 2 * er.reps.natural(G)
+    G = er.groups.O(3)
+    v, t = er.reps.vector(G), er.reps.trivial(G)
+    return 2 * v + t, v + 2 * t
+
+
+@pytest.mark.parametrize("free_bias", [False, True])
+@pytest.mark.parametrize("group", ["S4", "O3"])
+def test_gram_data_and_generic_penalties_agree(group, free_bias):
+    rep_in, rep_out = _pair(group)
     layer = er.nn.EquivariantLinear(rep_in, rep_out).double()
-    r = Relaxed(layer, free_bias=free_bias, init_std=0.5).train()
+    ways = _three_ways(layer, free_bias=free_bias, init_std=0.5)
     x = torch.randn(3, 50, rep_in.dim, dtype=torch.float64)
-    values = {}
-    for method in ("data", "gram"):
-        r.penalty_method = method
-        r(x)
-        values[method] = r.take_squares()
-    for a, b in zip(values["data"], values["gram"]):
-        assert torch.allclose(a, b, rtol=1e-10)
-    # both give gradients that agree
-    grads = {}
-    for method in ("data", "gram"):
-        r.penalty_method = method
-        r.free.weight.grad = None
+    values, grads = {}, {}
+    for name, r in ways.items():
         r(x)
         lie, norm = r.take_squares()
+        values[name] = (lie.detach(), norm.detach())
         (lie + norm).backward()
-        grads[method] = r.free.weight.grad.clone()
-    assert torch.allclose(grads["data"], grads["gram"], rtol=1e-9)
+        grads[name] = torch.cat([p.grad.reshape(-1) for p in r.free.parameters()])
+    for name in ("gram", "generic"):
+        for a, b in zip(values["data"], values[name]):
+            assert torch.allclose(a, b, rtol=1e-10)
+        assert torch.allclose(grads["data"], grads[name], rtol=1e-9)
+
+
+@pytest.mark.parametrize("group", ["S4", "O3"])
+def test_affine_free_term_penalty_matches_its_definition(group):
+    """With a bias, a group generator compares f(g x) with g f(x), and a Lie algebra element
+    compares the derivatives W(A x) with A f(x): an equivariant affine map has zero penalty."""
+    rep_in, rep_out = _pair(group)
+    layer = er.nn.EquivariantLinear(rep_in, rep_out).double()
+    ways = _three_ways(layer, free_bias=True, init_std=0.5)
+    w, b = ways["data"].free.weight.detach(), ways["data"].free.bias.detach()
+    x = torch.randn(20, rep_in.dim, dtype=torch.float64)
+    expected = 0.0
+    gens = list(zip(rep_in.generator_matrices(), rep_out.generator_matrices()))
+    lies = list(zip(rep_in.lie_matrices(), rep_out.lie_matrices()))
+    for (a_in, a_out), lie in [(g, False) for g in gens] + [(g, True) for g in lies]:
+        a_in, a_out = torch.from_numpy(a_in), torch.from_numpy(a_out)
+        moved = x @ a_in.T @ w.T + (0.0 if lie else b)
+        expected = expected + ((moved - (x @ w.T + b) @ a_out.T) ** 2).sum()
+    for r in ways.values():
+        r(x)
+        assert torch.allclose(r.take_squares()[0], expected)
+    # an equivariant weight and an invariant bias: exactly zero on every path
+    with torch.no_grad():
+        for r in ways.values():
+            r.free.weight.copy_(er.hom(rep_in, rep_out).project(r.free.weight))
+            fixed = er.homspace.fixed_space(rep_out)
+            r.free.bias.copy_(fixed.project(r.free.bias.reshape(-1, 1)).reshape(-1))
+    for r in ways.values():
+        r(x)
+        assert float(r.take_squares()[0]) < 1e-20
+
+
+def test_penalty_method_is_checked():
+    G = er.groups.symmetric(3)
+    V = er.reps.natural(G)
+    layer = er.nn.EquivariantLinear(V, V).double()
+    r = Relaxed(layer)
+    with pytest.raises(ValueError, match="penalty_method must be 'auto', 'data' or 'gram'"):
+        r.penalty_method = "fast"
+    custom = Relaxed(layer, free=er.relaxation.FreeLinear(3, 3).double()).train()
+    custom.penalty_method = "gram"
+    with pytest.raises(ValueError, match="needs the default dense free term"):
+        custom(torch.randn(4, 3, dtype=torch.float64))
+
+
+def test_stacked_matrix_map_applies_every_matrix():
+    from equirelax.relaxation.actions import matrix_map, stacked_matrix_map
+
+    G = er.groups.O(3)
+    rep = er.reps.irreps(G, "3x0e+2x1o") if _has_e3nn() else 2 * er.reps.vector(G)
+    perm = er.reps.regular(er.groups.symmetric(3)).generator_matrices()
+    rng = np.random.default_rng(0)
+    for mats in (rep.generator_matrices() + rep.lie_matrices(), perm,
+                 [rng.normal(size=(5, 5)) for _ in range(3)]):
+        x = torch.randn(4, 7, mats[0].shape[1], dtype=torch.float64)
+        stacked = stacked_matrix_map(mats)(x)
+        assert stacked.shape == (4, 7, len(mats), mats[0].shape[0])
+        for k, m in enumerate(mats):
+            assert torch.allclose(stacked[..., k, :], x @ torch.from_numpy(m).T)
+            assert torch.allclose(matrix_map(m, (m.shape[0],))(x), stacked[..., k, :])
+
+
+def _has_e3nn():
+    try:
+        import e3nn  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_sparse_generator_actions_match_dense_matrices():

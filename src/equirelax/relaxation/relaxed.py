@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from equirelax.homspace.space import fixed_space, hom
 from equirelax.nn.linear import check_features
 from equirelax.relaxation.actions import FeatureAction
+from equirelax.relaxation.gram import GramPenalty
 from equirelax.relaxation.registry import (
     FreeLinear,
     Registration,
@@ -125,10 +125,23 @@ class Relaxed(nn.Module):
         self.projected_eval = True
         self.record_penalties = True
         self.penalty_rows = penalty_rows
-        self.penalty_method = "auto"  # or "data" / "gram" (same values, different cost)
-        self._matrix_cache: dict = {}
+        self.penalty_method = "auto"
+        self._gram_cache: GramPenalty | bool | None = None
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
+
+    @property
+    def penalty_method(self) -> str:
+        """How the penalties are evaluated (same values, different cost): ``"data"`` on the
+        input rows, ``"gram"`` from their Gram matrix (dense free terms with matrix actions
+        only), ``"auto"`` whichever is cheaper for the batch at hand."""
+        return self._penalty_method
+
+    @penalty_method.setter
+    def penalty_method(self, method: str) -> None:
+        if method not in ("auto", "data", "gram"):
+            raise ValueError(f"penalty_method must be 'auto', 'data' or 'gram', got {method!r}")
+        self._penalty_method = method
 
     # -- forward ------------------------------------------------------------------------------
     def active_theta(self) -> float:
@@ -174,75 +187,63 @@ class Relaxed(nn.Module):
             stride = math.ceil(m / self.penalty_rows)
             rows = rows[::stride]
             scale = m / rows.shape[0]
-        if self._use_gram(rows.shape[0]):
-            lie_sq, norm_sq = self._squares_gram(rows.reshape(rows.shape[0], -1))
+        gram = self._gram_penalty()
+        if gram is not None and (self.penalty_method == "gram" or (
+                self.penalty_method == "auto"
+                and gram.cheaper_than_data(rows.shape[0], self.rep_in.dim, self.rep_out.dim))):
+            lie_sq, norm_sq = gram(rows.reshape(rows.shape[0], -1), self.free.weight,
+                                   self.free.bias)
         else:
             lie_sq, norm_sq = self._squares_data(rows)
         self._norm_sq.append(norm_sq * scale)
         if lie_sq is not None:
             self._lie_sq.append(lie_sq * scale)
 
-    def _use_gram(self, m: int) -> bool:
-        """Weight-space evaluation pays off when there are many more rows than features."""
-        if self.penalty_method != "auto":
-            return self.penalty_method == "gram"
-        if self.custom_free or self.act_in.matrices is None or self.act_out.matrices is None:
-            return False
-        d_in, d_out, k = self.rep_in.dim, self.rep_out.dim, len(self.act_in)
-        data = 2 * (k + 1) * m * d_in * d_out
-        gram = m * d_in * d_in + 3 * (k + 1) * d_out * d_in * d_in
-        gram += 2 * k * d_out * d_in * (d_in + d_out)
-        return gram < data
+    def _gram_penalty(self) -> GramPenalty | None:
+        """The weight-space evaluation, for the default dense free term with matrix actions."""
+        if self._gram_cache is None:
+            possible = (not self.custom_free and isinstance(self.free, FreeLinear)
+                        and self.act_in.matrices is not None
+                        and self.act_out.matrices is not None)
+            self._gram_cache = (GramPenalty(self.act_in.matrices, self.act_out.matrices,
+                                            len(self.act_in.discrete), self.free.bias is not None)
+                                if possible else False)
+        if self._gram_cache is False:
+            if self.penalty_method == "gram":
+                raise ValueError("penalty_method='gram' needs the default dense free term and "
+                                 "actions given as matrices; use 'auto' or 'data' for this layer")
+            return None
+        return self._gram_cache
 
     def _squares_data(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Σ_A ||W(A x) − A(W x)||² and ||W x||², evaluated on the rows themselves."""
-        actions_in = self.act_in.discrete + self.act_in.lie
+        """Σ_A ||W(A x) − A(W x)||² and ||W x||², evaluated on the rows themselves.
+
+        For an affine free term f(x) = W x + b a discrete generator compares f(g x) with g f(x);
+        a Lie algebra element compares the derivatives, W(A x) = f(A x) − f(0) with A f(x).
+        """
+        discrete_in, lie_in = self.act_in.discrete, self.act_in.lie
         actions_out = self.act_out.discrete + self.act_out.lie
-        k = len(actions_in)
-        stacked = torch.cat([rows] + [a(rows) for a in actions_in], dim=0)
-        out = self.apply_free(stacked)
-        wx = out[: rows.shape[0]]
+        k = len(discrete_in) + len(lie_in)
+        parts = [rows] + [a(rows) for a in discrete_in + lie_in]
+        if lie_in:
+            parts.append(rows.new_zeros((1, *rows.shape[1:])))
+        out = self.apply_free(torch.cat(parts, dim=0))
+        m = rows.shape[0]
+        wx = out[:m]
         norm_sq = wx.pow(2).sum()
         if not k:
             return None, norm_sq
-        terms = out[rows.shape[0]:].reshape(k, *wx.shape)
+        terms = out[m: m * (k + 1)].reshape(k, *wx.shape)
+        if lie_in:
+            n = len(discrete_in)
+            terms = torch.cat([terms[:n], terms[n:] - out[-1:]], dim=0)
         transformed = torch.stack([a(wx) for a in actions_out])
         return (terms - transformed).pow(2).sum(), norm_sq
-
-    def _squares_gram(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The same squares from the Gram matrix XᵀX and the row sum: with L = W A_in − A_out W
-        and c = b − A_out b, ||X Lᵀ + 1cᵀ||² = tr(L G Lᵀ) + 2 cᵀ L s + m ||c||²."""
-        w, b = self.free.weight, self.free.bias
-        gram = rows.T @ rows
-        total = rows.sum(0)
-        m = rows.shape[0]
-
-        def sq(mat: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            out = ((mat @ gram) * mat).sum()
-            if c is not None:
-                out = out + 2 * (c @ (mat @ total)) + m * c.pow(2).sum()
-            return out
-
-        norm_sq = sq(w, b)
-        mats_in, mats_out = self.act_in.matrices, self.act_out.matrices
-        if not mats_in:
-            return None, norm_sq
-        lie_sq = norm_sq.new_zeros(())
-        for a_in, a_out in zip(self._tensors(mats_in, w), self._tensors(mats_out, w)):
-            c = None if b is None else b - a_out @ b
-            lie_sq = lie_sq + sq(w @ a_in - a_out @ w, c)
-        return lie_sq, norm_sq
-
-    def _tensors(self, mats, like: torch.Tensor) -> list[torch.Tensor]:
-        key = (id(mats), like.device, like.dtype)
-        if key not in self._matrix_cache:
-            self._matrix_cache[key] = [torch.from_numpy(np.asarray(a)).to(like) for a in mats]
-        return self._matrix_cache[key]
 
     def __getstate__(self) -> dict:
         # recorded penalty terms belong to the current graph: copies and pickles start afresh
         state = self.__dict__.copy()
-        state["_lie_sq"], state["_norm_sq"], state["_matrix_cache"] = [], [], {}
+        state["_lie_sq"], state["_norm_sq"], state["_gram_cache"] = [], [], None
         return state
 
     # -- penalties ----------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Property tests: the three ways of evaluating the relaxation penalties agree on random groups
+and representations, and all give exactly zero for an equivariant affine free term.
+
+Random permutation groups (1-3 random generators in S_n, n <= 6) with random sums of natural,
+trivial, quotient and regular reps; random sums of O(3) irreps. The reference is the generic
+path (each generator applied to the rows, then the free term), which shares no code with the
+weight-space (Gram) evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import equirelax as er
+from equirelax.groups import PermutationGroup
+from equirelax.relaxation import FreeLinear, Relaxed
+
+
+@st.composite
+def perm_group_and_reps(draw):
+    n = draw(st.integers(2, 6))
+    G = PermutationGroup([draw(st.permutations(range(n))) for _ in range(draw(st.integers(1, 3)))])
+    blocks = [er.reps.natural(G), er.reps.trivial(G), er.reps.quotient(G, G.stabilizer(0))]
+    if G.order <= 24:
+        blocks.append(er.reps.regular(G))
+
+    def rep():
+        parts = draw(st.lists(st.sampled_from(range(len(blocks))), min_size=1, max_size=3))
+        return er.reps.direct_sum([blocks[i] for i in parts])
+
+    return rep(), rep()
+
+
+@st.composite
+def o3_reps(draw):
+    G = er.groups.O(3)
+    blocks = [er.reps.trivial(G), er.reps.vector(G)]
+
+    def rep():
+        parts = draw(st.lists(st.sampled_from(range(2)), min_size=1, max_size=4))
+        return er.reps.direct_sum([blocks[i] for i in parts])
+
+    return rep(), rep()
+
+
+def _check(rep_in, rep_out, bias, rows, seed):
+    torch.manual_seed(seed)
+    layer = er.nn.EquivariantLinear(rep_in, rep_out).double()
+    ways = {}
+    for method in ("data", "gram"):
+        ways[method] = Relaxed(layer, free_bias=bias, init_std=0.5).train()
+        ways[method].penalty_method = method
+    free = FreeLinear(rep_in.dim, rep_out.dim, bias=bias, init_std=0.5).double()
+    ways["generic"] = Relaxed(layer, free=copy.deepcopy(free)).train()
+    for r in ways.values():
+        r.free.load_state_dict(free.state_dict())
+    x = torch.randn(rows, rep_in.dim, dtype=torch.float64)
+    squares = {}
+    for name, r in ways.items():
+        r(x)
+        squares[name] = r.take_squares()
+    lie_ref, norm_ref = squares["generic"]
+    for name in ("data", "gram"):
+        lie, norm = squares[name]
+        assert torch.allclose(norm, norm_ref, rtol=1e-9)
+        assert (lie is None) == (lie_ref is None)
+        if lie is not None:
+            assert torch.allclose(lie, lie_ref, rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        for r in ways.values():
+            r.free.weight.copy_(er.hom(rep_in, rep_out).project(r.free.weight))
+            if bias:
+                fixed = er.homspace.fixed_space(rep_out)
+                r.free.bias.copy_(fixed.project(r.free.bias.reshape(-1, 1)).reshape(-1))
+    for r in ways.values():
+        r(x)
+        lie, _ = r.take_squares()
+        assert lie is None or float(lie.detach()) < 1e-20
+
+
+@settings(deadline=None)
+@given(perm_group_and_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
+def test_penalty_paths_agree_on_random_permutation_reps(reps, bias, rows, seed):
+    _check(*reps, bias, rows, seed)
+
+
+@settings(deadline=None)
+@given(o3_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
+def test_penalty_paths_agree_on_random_o3_reps(reps, bias, rows, seed):
+    _check(*reps, bias, rows, seed)
