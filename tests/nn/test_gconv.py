@@ -372,13 +372,36 @@ def test_relaxed_gcnn_penalty_and_hardening(name: str) -> None:
             assert relative_error(hard(G.transform(x, g)), logits) < 1e-12
 
 
-def test_relaxed_conv_forward_adds_the_free_term() -> None:
+@pytest.mark.parametrize("name", GROUPS)
+@pytest.mark.parametrize("lifting", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_relaxed_conv_forward_adds_the_free_term(name: str, lifting: bool, bias: bool) -> None:
+    """The relaxed layer runs one convolution with the summed kernels (relaxed_forward): the
+    same values and gradients as the layer plus θ times the free convolution."""
     torch.manual_seed(0)
-    layer = GroupConv2d(2, 3, "C4", image_size=6).double()
-    r = Relaxed(layer, init_std=0.1).train()
+    n = ImageGroup(name).order
+    if lifting:
+        layer = LiftingConv2d(2, 3, name, bias=bias, image_size=6).double()
+        f = randn(2, 2, 6, 6)
+    else:
+        layer = GroupConv2d(2, 3, name, bias=bias, image_size=6).double()
+        f = randn(2, 2, n, 6, 6)
+    with torch.no_grad():
+        if layer.bias is not None:
+            layer.bias.normal_()
+    r = Relaxed(layer, init_std=0.1, free_bias=bias).train()
+    assert r._relaxed_forward is not None  # the fused path is the one under test
     r.theta = 0.4
-    f = randn(2, 2, 4, 6, 6)
-    torch.testing.assert_close(r(f), layer(f) + 0.4 * r.free(f))
+    f.requires_grad_(True)
+    fused = r(f)
+    reference = layer(f) + 0.4 * r.free(f)
+    torch.testing.assert_close(fused, reference)
+    g = torch.randn_like(fused)
+    params = [f, *layer.parameters(), *r.free.parameters()]
+    grads = torch.autograd.grad((fused * g).sum(), params)
+    expected = torch.autograd.grad((reference * g).sum(), params)
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b)
     assert torch.equal(r.eval()(f), layer(f))  # eval: θ = 0, the exact layer
 
 

@@ -234,6 +234,10 @@ def test_vn_linear_declares_its_action() -> None:
         expected = x.flatten(-2) @ torch.from_numpy(a).T
         torch.testing.assert_close(act(x).flatten(-2), expected, rtol=0, atol=1e-15)
     assert len(actions["lie_out"]) == 3
+    for mats, rep in ((actions["matrices_in"], layer.rep_in),
+                      (actions["matrices_out"], layer.rep_out)):
+        for m, a in zip(mats, rep.lie_matrices(), strict=True):
+            np.testing.assert_array_equal(m, a)
 
 
 def _relaxed_small_net():
@@ -242,11 +246,15 @@ def _relaxed_small_net():
     return model, relax(model, total_steps=8, lie_weight=1.0, norm_weight=1.0)
 
 
-def test_relax_finds_every_vn_linear_map_with_the_lie_penalty() -> None:
+@pytest.mark.parametrize("method", ["data", "gram"])
+def test_relax_finds_every_vn_linear_map_with_the_lie_penalty(method: str) -> None:
     """relax(VNPointNet) wraps every VNLinear; its penalty is the Lie derivative of the free
-    term, Σ_k ||W (I⊗A_k) x − (I⊗A_k) W x||², zero exactly when W = kron(M, I_3)."""
+    term, Σ_k ||W (I⊗A_k) x − (I⊗A_k) W x||², zero exactly when W = kron(M, I_3), whether
+    evaluated on the rows or from their Gram matrix."""
     _, relaxed = _relaxed_small_net()
     layers = relaxed.relaxed_layers()
+    for layer in layers.values():
+        layer.penalty_method = method
     assert len(layers) == 12 and "conv3" in layers and "conv_pos.map_to_dir" in layers
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():

@@ -389,6 +389,25 @@ class _FieldConvDescription:
         return FreeFieldConv2d(self.in_channels, self.out_channels, self.group, self.in_regular,
                                True, self.kernel_size, bias=bias, init_std=init_std)
 
+    def relaxed_forward(self, x: torch.Tensor, free: nn.Module, theta: float) -> torch.Tensor:
+        """``self(x) + theta * free(x)`` for the free term of :meth:`free_term`, as one
+        convolution: the two kernels share a layout, so their sum costs what the layer costs."""
+        n = self.group.order
+        shape = (self.out_channels * n, self.in_channels * (n if self.in_regular else 1),
+                 self.kernel_size, self.kernel_size)
+        if not isinstance(free, FreeFieldConv2d) or tuple(free.conv.weight.shape) != shape:
+            return self(x) + theta * free(x)
+        where = f"{type(self).__name__} ({self.group.name})"
+        _check_square(x, (self.in_channels, n) if self.in_regular else (self.in_channels,), where)
+        _check_side(x, self.image_size, where)
+        weight = self.expanded_weight() + theta * free.conv.weight
+        bias = None if self.bias is None else self.bias.repeat_interleave(n)
+        if free.conv.bias is not None:
+            bias = theta * free.conv.bias + (0.0 if bias is None else bias)
+        out = F.conv2d(x.flatten(1, 2) if self.in_regular else x, weight, bias,
+                       padding=self.kernel_size // 2)
+        return out.unflatten(1, (self.out_channels, n))
+
     def group_actions(self) -> dict[str, list]:
         """The generators on the raw input and output tensors, paired by position: pixel moves
         (and the group-axis permutation on regular fields). No Lie algebra."""

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,12 +159,16 @@ class VNLinear(nn.Module):
         """Trailing shapes of input and output features: ``((C_in, 3), (C_out, 3))``."""
         return (self.in_channels, 3), (self.out_channels, 3)
 
-    def group_actions(self) -> dict[str, list[Callable[[torch.Tensor], torch.Tensor]]]:
+    def group_actions(self) -> dict[str, list]:
         """How SO(3) acts on the raw input and output tensors: no discrete generators, and the
         three so(3) generators ``A_k`` acting as ``x -> x A_k^T`` on the xyz axis (paired by
-        position), i.e. ``kron(I_C, A_k)`` on the flattened features."""
+        position), i.e. ``kron(I_C, A_k)`` on the flattened features (``matrices_in`` /
+        ``matrices_out``, which let the penalties of a dense free term use the Gram path)."""
         generators = list(_so3_generators())
-        return {"in": [], "out": [], "lie_in": generators, "lie_out": generators}
+        algebra = np.asarray(SO(3).lie_algebra, dtype=np.float64)
+        return {"in": [], "out": [], "lie_in": generators, "lie_out": generators,
+                "matrices_in": [np.kron(np.eye(self.in_channels), a) for a in algebra],
+                "matrices_out": [np.kron(np.eye(self.out_channels), a) for a in algebra]}
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"

@@ -33,9 +33,27 @@ class FeatureAction:
         self.lie = list(lie)
         # the same maps as dense matrices on flattened features (discrete first), when known
         self.matrices = list(matrices) if matrices is not None else None
+        self._stacked: dict = {}
 
     def __len__(self) -> int:
         return len(self.discrete) + len(self.lie)
+
+    def stack(self, x: torch.Tensor, shape: tuple[int, ...], identity: bool = False
+              ) -> torch.Tensor:
+        """All the maps applied to features ``x`` (..., *shape), stacked after the leading axes:
+        (..., K, *shape), or (..., K+1, *shape) with ``x`` itself first when ``identity``. With
+        matrices known this is one gather over every generator instead of one per generator."""
+        lead = x.shape[: x.dim() - len(shape)]
+        if self.matrices is None:
+            maps = ([x] if identity else []) + [a(x) for a in self.discrete + self.lie]
+            return torch.stack(maps, dim=len(lead))
+        key = (identity, tuple(shape))
+        if key not in self._stacked:
+            n = int(np.prod(shape))
+            mats = [np.eye(n)] if identity else []
+            self._stacked[key] = stacked_matrix_map(mats + [np.asarray(m) for m in self.matrices])
+        out = self._stacked[key](x.reshape(*lead, -1))  # (..., K, n)
+        return out.reshape(*out.shape[:-1], *shape)
 
 
 def _linear_map(m: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:

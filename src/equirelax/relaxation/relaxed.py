@@ -6,8 +6,12 @@ During training each forward records, on the detached input x̂, the squared nor
 penalties are built from:
 
 * generator / Lie term  Σ_A ||W(A_in x̂) − A_out(W x̂)||²  over the discrete generators and the
-  Lie algebra basis (zero for all A exactly when W is equivariant);
+  Lie algebra basis (zero for all A exactly when W is equivariant; with a free bias b a generator
+  compares f(g x̂) with g f(x̂) and a Lie element W(A x̂) with A f(x̂), for f(x) = W x + b);
 * activation norm ||W x̂||².
+
+They are evaluated on the rows, or, for the default dense free term, from the rows' Gram matrix
+in weight space (``gram``), whichever costs less for the batch.
 
 When the equivariant part is itself an affine map with a dense weight (an ``EquivariantLinear``,
 or a registered linear layer) the two are fused: one matmul with W_eq + θ W, so the relaxed layer
@@ -46,10 +50,14 @@ class Relaxed(nn.Module):
     * ``feature_shapes``: ``(input trailing shape, output trailing shape)`` when features are not
       flat vectors, e.g. ``((C_in, 3), (C_out, 3))`` for vector neurons;
     * ``free_term(init_std, bias) -> nn.Module``: its own unconstrained term (e.g. a convolution),
-      applied to the raw input tensor;
+      applied to the raw input tensor; optionally ``relaxed_forward(x, free, theta)``, which
+      computes ``layer(x) + theta * free(x)`` for that term in one go (e.g. one convolution with
+      the summed kernels);
     * ``group_actions() -> {"in": [...], "out": [...], "lie_in": [...], "lie_out": [...]}``:
       tensor maps of the discrete generators / Lie algebra on its raw input and output (paired
-      by position), used by the penalties when the actions are not matrices on flat features.
+      by position), used by the penalties when the actions are not matrices on flat features;
+      optionally ``"matrices_in"``/``"matrices_out"``: the same maps as dense matrices on the
+      flattened features (discrete first), which enables the Gram path of a dense free term.
     """
 
     def __init__(
@@ -95,6 +103,8 @@ class Relaxed(nn.Module):
         self.rep_in, self.rep_out = rep_in, rep_out
         own_free = getattr(layer, "free_term", None)
         self.custom_free = free is not None or reg.free is not None or own_free is not None
+        uses_own_free = free is None and reg.free is None and own_free is not None
+        self._relaxed_forward = getattr(layer, "relaxed_forward", None) if uses_own_free else None
         if free is None:
             if reg.free is not None:
                 free = reg.free(layer, rep_in, rep_out, init_std, free_bias)
@@ -111,8 +121,10 @@ class Relaxed(nn.Module):
                 actions = reg.actions(layer, rep_in, rep_out)
             elif hasattr(layer, "group_actions"):
                 acts = layer.group_actions()
-                actions = (FeatureAction(acts["in"], acts.get("lie_in", [])),
-                           FeatureAction(acts["out"], acts.get("lie_out", [])))
+                actions = (FeatureAction(acts["in"], acts.get("lie_in", []),
+                                         acts.get("matrices_in")),
+                           FeatureAction(acts["out"], acts.get("lie_out", []),
+                                         acts.get("matrices_out")))
             else:
                 actions = default_actions(layer, rep_in, rep_out, (self.shape_in,
                                                                    self.shape_out))
@@ -171,6 +183,8 @@ class Relaxed(nn.Module):
                     fb = theta * self.free.bias.to(w.dtype)
                     b = fb if b is None else b + fb
             y = nn.functional.linear(x, w, b)
+        elif self._relaxed_forward is not None and theta != 0.0 and not args and not kwargs:
+            y = self._relaxed_forward(x, self.free, theta)
         else:
             y = self.layer(x, *args, **kwargs)
             if theta != 0.0:
@@ -221,23 +235,21 @@ class Relaxed(nn.Module):
         For an affine free term f(x) = W x + b a discrete generator compares f(g x) with g f(x);
         a Lie algebra element compares the derivatives, W(A x) = f(A x) − f(0) with A f(x).
         """
-        discrete_in, lie_in = self.act_in.discrete, self.act_in.lie
-        actions_out = self.act_out.discrete + self.act_out.lie
-        k = len(discrete_in) + len(lie_in)
-        parts = [rows] + [a(rows) for a in discrete_in + lie_in]
-        if lie_in:
-            parts.append(rows.new_zeros((1, *rows.shape[1:])))
-        out = self.apply_free(torch.cat(parts, dim=0))
+        k, n_discrete = len(self.act_in), len(self.act_in.discrete)
         m = rows.shape[0]
-        wx = out[:m]
+        stacked = self.act_in.stack(rows, self.shape_in, identity=True)  # (m, K+1, ...)
+        out = self.apply_free(stacked.reshape(-1, *self.shape_in))
+        out = out.reshape(m, k + 1, *out.shape[1:])
+        wx = out[:, 0]
         norm_sq = wx.pow(2).sum()
         if not k:
             return None, norm_sq
-        terms = out[m: m * (k + 1)].reshape(k, *wx.shape)
-        if lie_in:
-            n = len(discrete_in)
-            terms = torch.cat([terms[:n], terms[n:] - out[-1:]], dim=0)
-        transformed = torch.stack([a(wx) for a in actions_out])
+        terms = out[:, 1:]
+        if n_discrete < k:  # Lie elements: the linear part W(A x) = f(A x) − f(0)
+            f0 = self.apply_free(rows.new_zeros((1, *self.shape_in)))
+            terms = torch.cat([terms[:, :n_discrete], terms[:, n_discrete:] - f0.unsqueeze(1)],
+                              dim=1)
+        transformed = self.act_out.stack(wx, self.shape_out)
         return (terms - transformed).pow(2).sum(), norm_sq
 
     def __getstate__(self) -> dict:
