@@ -147,6 +147,28 @@ def test_fused_forward_equals_sum_of_paths():
     assert torch.allclose(r.train()(x), expected)
 
 
+@pytest.mark.parametrize("free_bias", [False, True])
+def test_unfused_forward_equals_sum_of_paths(free_bias):
+    """A layer that is not one dense matrix (vector neurons: features (C, 3)) adds θ W x to its
+    own output, with the same values and gradients as the plain sum."""
+    from equirelax.nn.vn import VNLinear
+
+    layer = VNLinear(3, 2).double()
+    r = Relaxed(layer, free_bias=free_bias, init_std=0.3).train()
+    assert not r.fused and not r.custom_free
+    r.theta = 0.7
+    x = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    y = r(x)
+    flat = r.free(x.reshape(4, 5, 9)).reshape(4, 5, 2, 3)
+    expected = layer(x) + 0.7 * flat
+    torch.testing.assert_close(y, expected)
+    g = torch.randn_like(y)
+    params = [x, *layer.parameters(), *r.free.parameters()]
+    for a, b in zip(torch.autograd.grad((y * g).sum(), params),
+                    torch.autograd.grad((expected * g).sum(), params)):
+        torch.testing.assert_close(a, b)
+
+
 def test_save_and_load_mid_run_resumes_identically(s4_model):
     x = torch.randn(64, 4, dtype=torch.float64)
     y = torch.randn(64, 1, dtype=torch.float64)

@@ -170,6 +170,18 @@ class Relaxed(nn.Module):
         y = self.free(x.reshape(*lead, self.rep_in.dim))
         return y.reshape(*lead, *self.shape_out)
 
+    def _add_free(self, y: torch.Tensor, x: torch.Tensor, theta: float) -> torch.Tensor:
+        """y + θ · W x; for the default dense free term one ``addmm`` (fewer ops to run and to
+        differentiate than a matmul, a scale and a sum)."""
+        if self.custom_free or y.dtype != self.free.weight.dtype:
+            return y + theta * self.apply_free(x)
+        lead = x.shape[: x.dim() - len(self.shape_in)]
+        out = torch.addmm(y.reshape(-1, self.rep_out.dim), x.reshape(-1, self.rep_in.dim),
+                          self.free.weight.T, alpha=theta)
+        if self.free.bias is not None:
+            out = out + theta * self.free.bias
+        return out.reshape(*lead, *self.shape_out)
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """``layer(x, *args, **kwargs) + θ · W x``: extra arguments (e.g. node attributes of a
         steerable layer) go to the equivariant layer only; W acts on ``x``."""
@@ -188,7 +200,7 @@ class Relaxed(nn.Module):
         else:
             y = self.layer(x, *args, **kwargs)
             if theta != 0.0:
-                y = y + theta * self.apply_free(x)
+                y = self._add_free(y, x, theta)
         if self.training and self.record_penalties and torch.is_grad_enabled():
             self._record(x.detach())
         return y
