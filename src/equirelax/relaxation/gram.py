@@ -88,5 +88,7 @@ class GramPenalty:
         s = self.stacked(w, b)
         squares = (s * (s @ (x.T @ x))).sum(dim=1)
         d_out = w.shape[0]
-        norm = squares[:d_out].sum()
-        return (squares[d_out:].sum() if self.k else None), norm
+        # each block is a PSD quadratic form; clamping keeps round-off of a (near-)zero one from
+        # going negative (the penalties take a square root)
+        norm = squares[:d_out].sum().clamp_min(0.0)
+        return (squares[d_out:].sum().clamp_min(0.0) if self.k else None), norm
