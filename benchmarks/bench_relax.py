@@ -132,8 +132,8 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5) -> dic
 MODELS = (
     ("S5 regular MLP", {}),
     ("SO(3) vector MLP", {}),
-    ("SEGNN N-body (4 layers, 32x0e+32x1o)", {"batch": 100, "rounds": 5, "repeats": 2}),
-    ("EGNN N-body (4 layers, 64)", {"batch": 100, "rounds": 5, "repeats": 3}),
+    ("SEGNN N-body (4 layers, 32x0e+32x1o)", {"batch": 100, "rounds": 9, "repeats": 2}),
+    ("EGNN N-body (4 layers, 64)", {"batch": 100, "rounds": 9, "repeats": 5}),
 )
 POLICIES = ("default", "PASSIVE")
 
