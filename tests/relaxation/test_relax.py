@@ -401,6 +401,29 @@ def test_penalty_method_is_checked():
         custom(torch.randn(4, 3, dtype=torch.float64))
 
 
+def test_relax_sets_the_penalty_method_and_fails_early():
+    G = er.groups.symmetric(3)
+    V = er.reps.natural(G)
+    model = er.nn.EquivariantMLP(V, [2 * V], V).double()
+    x = torch.randn(40, 3, dtype=torch.float64)
+    squares = {}
+    for method in ("auto", "data", "gram"):
+        torch.manual_seed(0)
+        r = relax(model, total_steps=4, penalty_method=method, init_std=0.3)
+        assert {layer.penalty_method for layer in r.relaxed_layers().values()} == {method}
+        r.train()(x)
+        squares[method] = r.penalty().detach()
+    assert torch.allclose(squares["data"], squares["gram"], rtol=1e-10)
+    assert torch.allclose(squares["auto"], squares["gram"], rtol=1e-10)
+    with pytest.raises(ValueError, match="penalty_method must be"):
+        relax(model, total_steps=4, penalty_method="exact")
+    from equirelax.nn.gconv import GCNN
+
+    convs = GCNN("C4", in_channels=1, num_classes=2, channels=(2,), pool_after=(), image_size=6)
+    with pytest.raises(ValueError, match="GroupConv2d has its own free term|LiftingConv2d has"):
+        relax(convs, total_steps=4, penalty_method="gram")
+
+
 def test_stacked_matrix_map_applies_every_matrix():
     from equirelax.relaxation.actions import matrix_map, stacked_matrix_map
 

@@ -197,6 +197,7 @@ def relax(
     peak: float = 1.0,
     value: float = 0.1,
     penalty_rows: int | None = None,
+    penalty_method: str = "auto",
     penalty_times_theta: bool = False,
     projected_eval: bool = True,
     rpp: bool = False,
@@ -211,9 +212,12 @@ def relax(
     ``"linear"``, ``"cosine"``, ``"constant"`` (θ = ``value``; the no-schedule ablation), or a
     callable ``fn(t, total_steps)``. ``penalty_rows`` evaluates the penalties on at most that many
     (strided) rows of each layer input, rescaled: cheaper for large batches, still exactly zero for
-    an equivariant W. ``rpp=True`` gives Residual Pathway Priors (Finzi et al. 2021): constant
-    θ = 1 and L2 priors ``rpp_free_weight`` on the free and ``rpp_equiv_weight`` on the equivariant
-    pathway (harden it with ``mode="project"``). The model is copied unless ``inplace=True``.
+    an equivariant W. ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the
+    two), ``"data"`` (on the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space;
+    dense free terms with matrix actions only): the same values, different costs. ``rpp=True``
+    gives Residual Pathway Priors (Finzi et al. 2021): constant θ = 1 and L2 priors
+    ``rpp_free_weight`` on the free and ``rpp_equiv_weight`` on the equivariant pathway (harden
+    it with ``mode="project"``). The model is copied unless ``inplace=True``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"relax() needs an nn.Module, got {type(model).__name__}")
@@ -233,6 +237,9 @@ def relax(
     def wrap(m: nn.Module) -> Relaxed:
         r = Relaxed(m, **options)
         r.projected_eval = projected_eval
+        r.penalty_method = penalty_method
+        if penalty_method == "gram":
+            r.check_penalty_method()
         return r
 
     if wants("", target):

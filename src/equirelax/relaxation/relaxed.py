@@ -155,6 +155,10 @@ class Relaxed(nn.Module):
             raise ValueError(f"penalty_method must be 'auto', 'data' or 'gram', got {method!r}")
         self._penalty_method = method
 
+    def check_penalty_method(self) -> None:
+        """Raise now, not at the first training forward, if ``penalty_method`` cannot be used."""
+        self._gram_penalty()
+
     # -- forward ------------------------------------------------------------------------------
     def active_theta(self) -> float:
         """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
@@ -236,8 +240,11 @@ class Relaxed(nn.Module):
                                 if possible else False)
         if self._gram_cache is False:
             if self.penalty_method == "gram":
-                raise ValueError("penalty_method='gram' needs the default dense free term and "
-                                 "actions given as matrices; use 'auto' or 'data' for this layer")
+                raise ValueError(
+                    f"penalty_method='gram' needs the default dense free term and actions given "
+                    f"as matrices; {type(self.layer).__name__} has "
+                    f"{'its own free term' if self.custom_free else 'no action matrices'}: use "
+                    "'auto' or 'data' for this layer")
             return None
         return self._gram_cache
 
