@@ -104,7 +104,8 @@ class Relaxed(nn.Module):
         own_free = getattr(layer, "free_term", None)
         self.custom_free = free is not None or reg.free is not None or own_free is not None
         uses_own_free = free is None and reg.free is None and own_free is not None
-        self._relaxed_forward = getattr(layer, "relaxed_forward", None) if uses_own_free else None
+        # the layer can add its own free term itself (e.g. one convolution with summed kernels)
+        self._layer_adds_free = uses_own_free and hasattr(layer, "relaxed_forward")
         if free is None:
             if reg.free is not None:
                 free = reg.free(layer, rep_in, rep_out, init_std, free_bias)
@@ -199,8 +200,8 @@ class Relaxed(nn.Module):
                     fb = theta * self.free.bias.to(w.dtype)
                     b = fb if b is None else b + fb
             y = nn.functional.linear(x, w, b)
-        elif self._relaxed_forward is not None and theta != 0.0 and not args and not kwargs:
-            y = self._relaxed_forward(x, self.free, theta)
+        elif self._layer_adds_free and theta != 0.0 and not args and not kwargs:
+            y = self.layer.relaxed_forward(x, self.free, theta)
         else:
             y = self.layer(x, *args, **kwargs)
             if theta != 0.0:
