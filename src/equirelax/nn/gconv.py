@@ -309,7 +309,8 @@ class FreeFieldConv2d(nn.Module):
 
 class _FieldConvDescription:
     """The common part of the lifting and group convolutions (mixed into both): argument checks,
-    the kernel, its init, and what a layer built with an ``image_size`` acts on.
+    the kernel, its init, the forward (one ``conv2d`` with :meth:`expanded_weight`), and what a
+    layer built with an ``image_size`` acts on.
 
     Subclasses call ``_setup`` and set the class attribute ``in_regular``; outputs are regular
     fields.
@@ -389,6 +390,10 @@ class _FieldConvDescription:
         return FreeFieldConv2d(self.in_channels, self.out_channels, self.group, self.in_regular,
                                True, self.kernel_size, bias=bias, init_std=init_std)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._convolve(x, self.expanded_weight())
+        return out if self.bias is None else out + self.bias[:, None, None, None]
+
     def relaxed_forward(self, x: torch.Tensor, free: nn.Module, theta: float) -> torch.Tensor:
         """``self(x) + theta * free(x)`` for the free term of :meth:`free_term`, as one
         convolution: the two kernels share a layout, so their sum costs what the layer costs."""
@@ -397,13 +402,20 @@ class _FieldConvDescription:
                  self.kernel_size, self.kernel_size)
         if not isinstance(free, FreeFieldConv2d) or tuple(free.conv.weight.shape) != shape:
             return self(x) + theta * free(x)
-        where = f"{type(self).__name__} ({self.group.name})"
-        _check_square(x, (self.in_channels, n) if self.in_regular else (self.in_channels,), where)
-        _check_side(x, self.image_size, where)
-        weight = self.expanded_weight() + theta * free.conv.weight
-        bias = None if self.bias is None else self.bias.repeat_interleave(n)
-        if free.conv.bias is not None:
-            bias = theta * free.conv.bias + (0.0 if bias is None else bias)
+        free_bias = None if free.conv.bias is None else theta * free.conv.bias
+        out = self._convolve(x, self.expanded_weight() + theta * free.conv.weight, free_bias)
+        return out if self.bias is None else out + self.bias[:, None, None, None]
+
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Check ``x`` and convolve it with a dense kernel of :meth:`expanded_weight`'s layout:
+        ``(B, C_out, |G|, H, W)``."""
+        n, name = self.group.order, type(self).__name__
+        if self.in_regular:
+            _check_square(x, (self.in_channels, n), f"{name} ({self.group.name})")
+        else:
+            _check_square(x, (self.in_channels,), name)
+        _check_side(x, self.image_size, name)
         out = F.conv2d(x.flatten(1, 2) if self.in_regular else x, weight, bias,
                        padding=self.kernel_size // 2)
         return out.unflatten(1, (self.out_channels, n))
@@ -449,15 +461,6 @@ class LiftingConv2d(_FieldConvDescription, nn.Module):
         stacked = torch.stack([g.transform(self.weight, i) for i in range(g.order)], dim=1)
         return stacked.reshape(self.out_channels * g.order, *self.weight.shape[1:])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_square(x, (self.in_channels,), type(self).__name__)
-        _check_side(x, self.image_size, type(self).__name__)
-        out = F.conv2d(x, self.expanded_weight(), padding=self.kernel_size // 2)
-        out = out.unflatten(1, (self.out_channels, self.group.order))
-        if self.bias is not None:
-            out = out + self.bias[:, None, None, None]
-        return out
-
 
 
 class GroupConv2d(_FieldConvDescription, nn.Module):
@@ -494,16 +497,6 @@ class GroupConv2d(_FieldConvDescription, nn.Module):
             [g.transform(self.weight.index_select(2, self._perm[i]), i) for i in range(n)], dim=1
         )  # (C_out, |G|, C_in, |G|, k, k)
         return stacked.reshape(self.out_channels * n, self.in_channels * n, k, k)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        n = self.group.order
-        _check_square(f, (self.in_channels, n), f"{type(self).__name__} ({self.group.name})")
-        _check_side(f, self.image_size, type(self).__name__)
-        out = F.conv2d(f.flatten(1, 2), self.expanded_weight(), padding=self.kernel_size // 2)
-        out = out.unflatten(1, (self.out_channels, n))
-        if self.bias is not None:
-            out = out + self.bias[:, None, None, None]
-        return out
 
 
 
