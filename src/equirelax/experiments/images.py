@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ from equirelax.experiments.classification import (
     summarise,
     write_report,
 )
-from equirelax.experiments.options import add_run_options
+from equirelax.experiments.options import add_run_options, config_values, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
@@ -291,19 +290,7 @@ OPTIONS = {
 
 def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
     """The study configuration: the preset, then every option given on the command line."""
-    values: dict[str, Any] = dict(PRESETS["quick" if args.quick else args.preset])
-    for key in OPTIONS:
-        value = getattr(args, key, None)
-        if value is not None and key != "schedule":
-            values[key] = value
-    if args.model is not None:
-        if args.model == "cnn":
-            values["variants"] = ("baseline",)
-        else:
-            values["variants"] = ("exact",) if args.relax == "none" else ("relaxed",)
-    if args.relax not in (None, "none"):
-        values["schedule"] = args.relax
-    return ImageStudyConfig(**values)
+    return ImageStudyConfig(**config_values(args, PRESETS, OPTIONS, baseline_model="cnn"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -338,11 +325,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     preset = "quick" if args.quick else args.preset
     suffix = "" if cfg.group == "C4" else f"_{cfg.group.lower()}"
-    out = args.out or Path("docs/results/images") / f"{preset}{suffix}"
-    runs = args.runs_dir or Path("runs/images") / f"{preset}{suffix}"
-    if args.fresh and runs.exists():
-        shutil.rmtree(runs)
-    torch.set_num_threads(args.threads)
+    out, runs = prepare_run(args, "images", f"{preset}{suffix}")
     start = time.perf_counter()
     command = command_line("images", preset, cfg, PRESETS, OPTIONS)
     result = run_study(cfg, out, runs, command, args.progress)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -61,7 +60,7 @@ from equirelax.experiments.classification import (
     summarise,
     write_report,
 )
-from equirelax.experiments.options import add_run_options
+from equirelax.experiments.options import add_run_options, config_values, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.vn import PointNet, VNLinear, VNPointNet
 
@@ -318,21 +317,8 @@ OPTIONS = {
 
 def config_from_args(args: argparse.Namespace) -> PointCloudStudyConfig:
     """The study configuration: the preset, then every option given on the command line."""
-    values: dict[str, Any] = dict(PRESETS["quick" if args.quick else args.preset])
-    for key in ("variants", "seeds", "protocol", "num_points", "train_size", "val_size",
-                "test_size", "noise_std", "channels", "k", "epochs", "batch_size", "lr",
-                "lie_weight", "norm_weight", "penalty_rows", "devices"):
-        value = getattr(args, key, None)
-        if value is not None:
-            values[key] = value
-    if args.model is not None:
-        if args.model == "pointnet":
-            values["variants"] = ("baseline",)
-        else:
-            values["variants"] = ("exact",) if args.relax == "none" else ("relaxed",)
-    if args.relax not in (None, "none"):
-        values["schedule"] = args.relax
-    return PointCloudStudyConfig(**values)
+    return PointCloudStudyConfig(**config_values(args, PRESETS, OPTIONS,
+                                                 baseline_model="pointnet"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -364,11 +350,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the point-cloud comparison and write its report."""
     cfg = config_from_args(args)
     preset = "quick" if args.quick else args.preset
-    out = args.out or Path("docs/results/pointcloud") / preset
-    runs = args.runs_dir or Path("runs/pointcloud") / preset
-    if args.fresh and runs.exists():
-        shutil.rmtree(runs)
-    torch.set_num_threads(args.threads)
+    out, runs = prepare_run(args, "pointcloud", preset)
     start = time.perf_counter()
     command = command_line("pointcloud", preset, cfg, PRESETS, OPTIONS)
     result = run_study(cfg, out, runs, command, args.progress)
