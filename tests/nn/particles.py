@@ -1,10 +1,13 @@
 """Shared pieces of the EGNN and SEGNN tests: random O(3) elements, particle batches, errors,
-and a one-thread fixture (autouse in every test module that imports it)."""
+a short fit, the free terms of a relaxed model, and a one-thread fixture (autouse in every test
+module that imports it)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+
+import equirelax as er
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,3 +39,34 @@ def particles(batch: int, n: int, dtype: torch.dtype, seed: int = 0):
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
+
+
+def fit_losses(model: torch.nn.Module, steps: int) -> list[float]:
+    """Training losses of ``model`` fitting 8 five-particle systems (target: one Euler step
+    plus noise) with Adam."""
+    loc, vel, charges = particles(8, 5, torch.float32, seed=5)
+    target = loc + vel + 0.1 * torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (model(loc, vel, charges) - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def randomise_free(relaxed, std: float = 1.0) -> None:
+    """Normal entries (std ``std``) in every free term of a relaxed model."""
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            layer.free.weight.normal_(std=std)
+
+
+def make_free_equivariant(relaxed) -> None:
+    """Project every free term of a relaxed model onto the equivariant maps."""
+    with torch.no_grad():
+        for layer in relaxed.relaxed_layers().values():
+            space = er.hom(layer.rep_in, layer.rep_out)
+            layer.free.weight.copy_(space.project(layer.free.weight))

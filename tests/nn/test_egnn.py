@@ -7,7 +7,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from particles import one_thread, orthogonal, particles, relative_error  # noqa: F401 (fixture)
+from particles import (  # noqa: F401 (one_thread: autouse fixture)
+    fit_losses,
+    make_free_equivariant,
+    one_thread,
+    orthogonal,
+    particles,
+    randomise_free,
+    relative_error,
+)
 
 import equirelax as er
 from equirelax.nn.egnn import EGNN, EGNNLayer, EGNNNodeUpdate, fully_connected_edges
@@ -108,16 +116,7 @@ def test_layer_moves_positions_by_equivariant_increments():
 def test_fits_a_few_samples():
     torch.manual_seed(0)
     model = EGNN(hidden_features=16, num_layers=2)
-    loc, vel, charges = particles(8, 5, torch.float32, seed=5)
-    target = loc + vel + 0.1 * torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = (model(loc, vel, charges) - target).square().mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(model, 60)
     assert losses[-1] < 0.3 * losses[0]
 
 
@@ -191,16 +190,11 @@ def test_relax_picks_the_node_updates_and_the_penalty_sees_o3():
     assert extra == 4 * (2 * 64 + 6) * (64 + 3) == 35_912
     loc, vel, charges = particles(4, 5, torch.float64, seed=6)
     relaxed.train()
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            layer.free.weight.normal_()
+    randomise_free(relaxed)
     relaxed(loc, vel, charges)
     assert relaxed.penalties()["lie"].item() > 1e-1
     # an equivariant free term (the projection onto Hom_O(3)) has a vanishing penalty
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            space = er.hom(layer.rep_in, layer.rep_out)
-            layer.free.weight.copy_(space.project(layer.free.weight))
+    make_free_equivariant(relaxed)
     relaxed(loc, vel, charges)
     squares = [layer.take_squares()[0] for layer in relaxed.relaxed_layers().values()]
     assert all(float(s) < 1e-20 for s in squares)
@@ -210,9 +204,7 @@ def test_relaxed_egnn_breaks_rotations_but_not_translations_and_hardens_exact():
     torch.manual_seed(0)
     model = EGNN(hidden_features=8, num_layers=2).double()
     relaxed = relax(model, schedule="constant", value=1.0)
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            layer.free.weight.normal_(std=0.3)
+    randomise_free(relaxed, std=0.3)
     relaxed.train()
     loc, vel, charges = particles(3, 5, torch.float64, seed=7)
     rot = orthogonal(8, True, torch.float64)

@@ -8,7 +8,15 @@ import torch
 from e3nn import o3
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from particles import one_thread, orthogonal, particles, relative_error  # noqa: F401 (fixture)
+from particles import (  # noqa: F401 (one_thread: autouse fixture)
+    fit_losses,
+    make_free_equivariant,
+    one_thread,
+    orthogonal,
+    particles,
+    randomise_free,
+    relative_error,
+)
 
 import equirelax as er
 from equirelax.nn.segnn import (
@@ -222,16 +230,7 @@ def test_higher_order_hidden_irreps_remain_equivariant():
 def test_fits_a_few_samples():
     torch.manual_seed(0)
     model = SEGNN("8x0e+8x1o", num_layers=2)
-    loc, vel, charges = particles(8, 5, torch.float32, seed=5)
-    target = loc + vel + 0.1 * torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(40):
-        opt.zero_grad()
-        loss = (model(loc, vel, charges) - target).square().mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(model, 40)
     assert losses[-1] < 0.3 * losses[0]
 
 
@@ -291,10 +290,8 @@ def test_relaxed_penalty_vanishes_exactly_for_equivariant_free_terms(small64):
     relaxed.train()
     relaxed(loc, vel, charges)
     assert relaxed.penalties()["lie"].item() > 1e-6  # random init: not equivariant
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            space = er.hom(layer.rep_in, layer.rep_out)
-            layer.free.weight.copy_(space.project(torch.randn_like(layer.free.weight)))
+    randomise_free(relaxed)
+    make_free_equivariant(relaxed)
     relaxed(loc, vel, charges)
     squares = [layer.take_squares() for layer in relaxed.relaxed_layers().values()]
     assert all(lie.item() < 1e-20 and norm.item() > 0 for lie, norm in squares)
@@ -302,9 +299,7 @@ def test_relaxed_penalty_vanishes_exactly_for_equivariant_free_terms(small64):
 
 def test_relaxed_segnn_hardens_to_an_exactly_equivariant_model(small64):
     relaxed = relax(small64, schedule="constant", value=1.0)
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            layer.free.weight.normal_(std=0.3)
+    randomise_free(relaxed, std=0.3)
     relaxed.train()
     loc, vel, charges = particles(3, 5, torch.float64, seed=13)
     rot = orthogonal(14, True, torch.float64)
