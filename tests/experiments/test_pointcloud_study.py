@@ -8,6 +8,7 @@ import shlex
 
 import pytest
 import torch
+from three_way import assert_exact_relaxed_baseline
 
 from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
@@ -146,12 +147,7 @@ def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     assert pc.main(_parse(argv)) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     records = {r["variant"]: r for r in result["records"]}
-    assert set(records) == {"exact", "relaxed", "baseline"}
-    assert records["exact"]["equivariance_error"] < 1e-12
-    assert records["relaxed"]["equivariance_error"] < 1e-12
-    assert records["baseline"]["equivariance_error"] > 1e-4
-    assert records["relaxed"]["trained_parameters"] > records["relaxed"]["parameters"]
-    assert records["relaxed"]["parameters"] == records["exact"]["parameters"]
+    assert_exact_relaxed_baseline(records)
     for r in records.values():
         assert 0 <= r["test_acc_so3"] <= 1 and r["curves"]["val_acc"]
     table = (tmp_path / "out" / "results.md").read_text()
