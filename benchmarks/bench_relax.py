@@ -26,6 +26,7 @@ import torch
 
 import equirelax as er
 from equirelax.relaxation import harden, relax
+from equirelax.relaxation.gram import GramPenalty
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -166,8 +167,7 @@ def penalty_arithmetic(d_in: int, d_out: int, k: int, rows: int) -> dict:
     input and weight gradients) against its exact penalties on every row (the cheaper of the
     rows and the Gram matrix; forward and weight gradient)."""
     layer = 3 * rows * d_in * d_out
-    data = 2 * (k + 1) * rows * d_in * d_out
-    gram = rows * d_in * d_in + 2 * (k + 1) * d_out * d_in * d_in
+    data, gram = GramPenalty.costs(rows, d_in, d_out, k)
     return {"d_in": d_in, "d_out": d_out, "generators": k, "rows": rows, "layer": layer,
             "penalty": min(data, gram), "ratio": 1 + min(data, gram) / layer}
 

@@ -59,11 +59,19 @@ class GramPenalty:
         self._right = stacked_matrix_map([np.ascontiguousarray(a.T) for a in tilde])
         self._left = stacked_matrix_map([np.asarray(a) for a in mats_out])
 
+    @staticmethod
+    def costs(rows: int, d_in: int, d_out: int, k: int, bias: bool = False) -> tuple[int, int]:
+        """Multiply-adds of one evaluation with its weight gradient, on the rows (the data path:
+        W on the rows and on each of the k generators' images of them) and from the Gram matrix
+        (forming it, then the stacked product)."""
+        data = 2 * (k + 1) * d_out * d_in * rows
+        d_in += bias
+        return data, rows * d_in * d_in + 2 * (k + 1) * d_out * d_in * d_in
+
     def cheaper_than_data(self, rows: int, d_in: int, d_out: int) -> bool:
-        """Whether this costs fewer multiply-adds (forward and backward) than the data path."""
-        data = 2 * (self.k + 1) * d_out * d_in * rows
-        d_in += self.bias
-        return rows * d_in * d_in + 2 * (self.k + 1) * d_out * d_in * d_in < data
+        """Whether this costs fewer multiply-adds than the data path."""
+        data, gram = self.costs(rows, d_in, d_out, self.k, self.bias)
+        return gram < data
 
     def stacked(self, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         """S = [W̃; L_1; ...; L_K], shape ((K+1)·d_out, d_in (+1 with a bias))."""
