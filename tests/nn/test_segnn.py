@@ -210,6 +210,40 @@ def test_bias_only_on_even_scalars():
     assert layer.bias_mask.tolist() == [True] * 3 + [False] * (2 + 6)
 
 
+def _relative_adam_step(weight: torch.nn.Parameter, loss_fn) -> float:
+    before = weight.detach().clone()
+    opt = torch.optim.Adam([weight], lr=1e-3)
+    opt.zero_grad()
+    loss_fn().backward()
+    opt.step()
+    return float((weight.detach() - before).norm() / before.norm())
+
+
+def test_parameterised_like_nn_linear_under_adam():
+    """The reference SEGNN's parameterisation: one Adam step moves a steerable layer's weights
+    by the same relative amount as an nn.Linear of the same fan-in (e3nn's N(0, 1) weights with
+    a 1/sqrt(fan_in) output moved sqrt(3 fan_in) ≈ 10x less here), and the forward scale and
+    bias match nn.Linear's too."""
+    torch.manual_seed(0)
+    irreps_in, irreps_attr = o3.Irreps("16x0e+16x1o"), o3.Irreps("1x0e+1x1o")  # fan_in 32
+    layer = SteerableLinear(irreps_in, "16x0e", irreps_attr)
+    linear = torch.nn.Linear(32, 16)
+    x, a = irreps_in.randn(256, -1), irreps_attr.randn(256, -1)
+    target = torch.randn(256, 16)
+    ours = _relative_adam_step(layer.tp.weight, lambda: ((layer(x, a) - target) ** 2).mean())
+    xs = torch.randn(256, 32)
+    ref = _relative_adam_step(linear.weight, lambda: ((linear(xs) - target) ** 2).mean())
+    assert 0.7 < ours / ref < 1.4
+    # weights and bias drawn from U(±1/sqrt(fan_in)); outputs as large as nn.Linear's
+    assert float(layer.tp.weight.abs().max()) <= 32 ** -0.5
+    assert float(layer.bias.abs().max()) <= 32 ** -0.5 and float(layer.bias.abs().max()) > 0
+    big_x, big_a = irreps_in.randn(4000, -1), irreps_attr.randn(4000, -1)
+    with torch.no_grad():
+        var_ours = float(layer(big_x, big_a).var(0).mean())
+        var_ref = float(linear(torch.randn(4000, 32)).var(0).mean())
+    assert 0.6 < var_ours / var_ref < 1.6
+
+
 def test_balanced_hidden_irreps():
     assert balanced_hidden_irreps(32, 1) == o3.Irreps("32x0e+32x1o")
     assert balanced_hidden_irreps(8, 2) == o3.Irreps("8x0e+8x1o+8x2e")

@@ -49,7 +49,16 @@ from equirelax.experiments.runner import RunConfig, fit, parameter_count, read_c
 from equirelax.relaxation import SCHEDULES
 
 MODELS = ("egnn", "segnn")
-ARMS = ("exact", "relaxed")
+#: The exact model, the paper's relaxation, and the paper's ablations of it (each relaxed arm is
+#: evaluated hardened, θ = 0): no schedule (θ = 0.1 throughout, the paper's "no cycle"), no
+#: Lie-derivative term, no penalty at all.
+ARMS = ("exact", "relaxed", "no-schedule", "no-lie", "no-penalty")
+ARM_CHANGES: dict[str, dict[str, Any]] = {
+    "relaxed": {},
+    "no-schedule": {"schedule": "constant"},
+    "no-lie": {"lie_weight": 0.0},
+    "no-penalty": {"lie_weight": 0.0, "norm_weight": 0.0},
+}
 SWEEPS = ("layers", "train-size")
 
 
@@ -320,6 +329,32 @@ def free_term_sizes(
     return sizes
 
 
+class FreeTermMonitor(pl.Callback):
+    """Log the size of the free terms at every validation: the mean over relaxed layers of
+    ``||W x|| / ||F_eq(x)||`` on fixed validation inputs (``relax/free_term_size``), and θ at
+    that epoch (``relax/theta_epoch``). If the free terms never grow, relaxation cannot act;
+    this curve shows whether they did. Inference only: it draws no random numbers, so it
+    leaves the training trajectory unchanged."""
+
+    SIZE = "relax/free_term_size"
+    THETA = "relax/theta_epoch"
+
+    def __init__(self, loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor) -> None:
+        self.inputs = (loc, vel, charges)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        from equirelax.relaxation import RelaxedModel
+
+        relaxed = next((m for m in pl_module.modules() if isinstance(m, RelaxedModel)), None)
+        if relaxed is None:
+            return
+        sizes = free_term_sizes(relaxed, *self.inputs)
+        pl_module.log(self.SIZE, float(np.mean(list(sizes.values()))), on_epoch=True)
+        pl_module.log(self.THETA, float(relaxed.theta), on_epoch=True)
+
+
 def previous_fit_seconds(run_dir: Path) -> float:
     """Training time already spent on a run by earlier invocations (0 for a new run).
 
@@ -360,6 +395,18 @@ def run_name(model: str, arm: str, layers: int, train_size: int, seed: int) -> s
     return f"{model}-L{layers}-n{train_size}-{arm}-s{seed}"
 
 
+def arm_relaxation(cfg: StudyConfig, arm: str) -> dict[str, Any] | None:
+    """Schedule and penalty weights of a relaxed arm (``None`` for the exact arm)."""
+    if arm == "exact":
+        return None
+    if arm not in ARM_CHANGES:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    settings = {"schedule": cfg.schedule, "lie_weight": cfg.lie_weight,
+                "norm_weight": cfg.norm_weight}
+    settings.update(ARM_CHANGES[arm])
+    return settings
+
+
 def run_settings(cfg: StudyConfig, model_name: str, arm: str) -> dict[str, Any]:
     """Everything that shapes a run's training besides its name (model, arm, layers, training
     size, seed) and its length (epochs)."""
@@ -369,9 +416,9 @@ def run_settings(cfg: StudyConfig, model_name: str, arm: str) -> dict[str, Any]:
         "processes": cfg.devices * cfg.num_nodes,
         "hidden": cfg.egnn_hidden if model_name == "egnn" else cfg.segnn_hidden,
     }
-    if arm == "relaxed":
-        settings.update(schedule=cfg.schedule, lie_weight=cfg.lie_weight,
-                        norm_weight=cfg.norm_weight, relax_init_std=cfg.relax_init_std,
+    relaxation = arm_relaxation(cfg, arm)
+    if relaxation is not None:
+        settings.update(relaxation, relax_init_std=cfg.relax_init_std,
                         penalty_rows=cfg.penalty_rows)
     return settings
 
@@ -423,14 +470,15 @@ def train_one(
     torch.manual_seed(seed)  # the same initial weights in both arms
     model = build_model(model_name, layers, cfg.egnn_hidden, cfg.segnn_hidden)
     train, val, test = loaders(cfg, data, seed)
+    relaxation = arm_relaxation(cfg, arm)
     run_cfg = RunConfig(
         epochs=cfg.epochs,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         seed=seed,
-        relax=cfg.schedule if arm == "relaxed" else None,
-        lie_weight=cfg.lie_weight,
-        norm_weight=cfg.norm_weight,
+        relax=None if relaxation is None else relaxation["schedule"],
+        lie_weight=cfg.lie_weight if relaxation is None else relaxation["lie_weight"],
+        norm_weight=cfg.norm_weight if relaxation is None else relaxation["norm_weight"],
         relax_interval="epoch",
         relax_init_std=cfg.relax_init_std,
         penalty_rows=cfg.penalty_rows,
@@ -440,6 +488,7 @@ def train_one(
         out_dir=str(Path(cfg.runs_dir) / cfg.tag / name),
         progress=cfg.progress,
         check_val_every_n_epoch=cfg.val_every,
+        checkpoint_every_n_epochs=cfg.val_every,
         extra={"study": "nbody", "model": model_name, "arm": arm, "layers": layers,
                "train_size": train_size},
     )
@@ -449,6 +498,10 @@ def train_one(
         callbacks.append(RandomRotations(seed, cfg.augment))
     if cfg.stop_after is not None:
         callbacks.append(StopAfter(cfg.stop_after))
+    if relaxation is not None:
+        probe = data["val"].tensors()
+        k = min(100, len(data["val"]))
+        callbacks.append(FreeTermMonitor(probe.loc[:k], probe.vel[:k], probe.charges[:k]))
     spent_before = previous_fit_seconds(Path(run_cfg.out_dir))
     finished_before = epochs_checkpointed(Path(run_cfg.out_dir)) >= cfg.epochs
     task, results = fit(model, train, val, test, predict, mse, run_cfg, callbacks=callbacks)
@@ -462,10 +515,14 @@ def train_one(
     out_dir = Path(run_cfg.out_dir)
     penalty_curve: list = []
     free_sizes: dict[str, float] = {}
-    if arm == "relaxed":
+    free_curve: list = []
+    theta_curve: list = []
+    if relaxation is not None:
         penalty_curve = read_curve(out_dir / "csv", "train/penalty_epoch") or read_curve(
             out_dir / "csv", "train/penalty")
         free_sizes = free_term_sizes(task.net, sample.loc[:k], sample.vel[:k], sample.charges[:k])
+        free_curve = read_curve(out_dir / "csv", FreeTermMonitor.SIZE)
+        theta_curve = read_curve(out_dir / "csv", FreeTermMonitor.THETA)
     return {
         "name": name,
         "model": model_name,
@@ -476,7 +533,9 @@ def train_one(
         "epochs": cfg.epochs,
         "epochs_done": epochs_done,
         "completed": epochs_done >= cfg.epochs,
-        "schedule": cfg.schedule if arm == "relaxed" else None,
+        "schedule": None if relaxation is None else relaxation["schedule"],
+        "lie_weight": None if relaxation is None else relaxation["lie_weight"],
+        "norm_weight": None if relaxation is None else relaxation["norm_weight"],
         "parameters": parameter_count(exact),
         "parameters_while_training": parameter_count(task.net),
         "best_val_mse": results["best_val_loss"],
@@ -490,6 +549,10 @@ def train_one(
         "val_curve": results["val_curve"],
         "penalty_curve": penalty_curve,
         "free_term_relative_size": free_sizes,
+        # (epoch, mean over relaxed layers of ||W x|| / ||F_eq(x)||) at every validation, on
+        # validation inputs, and θ at those epochs: whether the free terms ever grow
+        "free_term_curve": free_curve,
+        "theta_curve": theta_curve,
     }
 
 
@@ -500,9 +563,38 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
+def paired_ratios(runs: list[dict[str, Any]], model: str, arm: str,
+                  key: str | None = None, value: Any = None) -> list[tuple[int, float]]:
+    """(seed, test MSE of ``arm`` / test MSE of the exact arm) for every seed where both
+    completed (same data, batches and rotations: the pairs the study is built on)."""
+    def select(a: str) -> dict[int, float]:
+        return {r["seed"]: r["test_mse"] for r in runs
+                if r["model"] == model and r["arm"] == a and r["completed"]
+                and r["test_mse"] is not None and (key is None or r[key] == value)}
+
+    exact, other = select("exact"), select(arm)
+    return [(seed, other[seed] / exact[seed]) for seed in sorted(exact) if seed in other]
+
+
+def paired_interval(ratios: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Geometric mean of paired ratios and its ``level`` t-interval (computed on log ratios).
+
+    An interval that lies below 1 says the arm beat the exact model over these seeds; with one
+    pair the interval is undefined (nan)."""
+    from scipy import stats
+
+    logs = np.log(np.asarray(ratios, dtype=float))
+    centre = float(np.exp(logs.mean()))
+    if logs.size < 2:
+        return centre, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size)
+    return centre, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+
+
 def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[str, Any]]:
-    """Rows (model, [key value,] arm) with test MSE mean ± std over seeds and the relaxed/exact
-    ratio of the means."""
+    """Rows (model, [key value,] arm) with test MSE mean ± std over seeds; every relaxed arm
+    also gets the ratio of the means to the exact arm, the paired per-seed ratios (geometric
+    mean, mean ± std, 95% t-interval) and how many seeds it beat the exact model on."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         if not r["completed"] or r["test_mse"] is None:
@@ -526,19 +618,23 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
                  if m.get("free_term_relative_size")]
         if sizes:
             rows[-1]["free_term_relative_size"] = float(np.mean(sizes))
+        peaks = [max(v for _, v in m["free_term_curve"]) for m in members
+                 if m.get("free_term_curve")]
+        if peaks:
+            rows[-1]["free_term_peak_size"] = float(np.mean(peaks))
     by = {(r["model"], r["value"], r["arm"]): r for r in rows}
     for r in rows:
         exact = by.get((r["model"], r["value"], "exact"))
-        if r["arm"] == "relaxed" and exact is not None:
+        if r["arm"] != "exact" and exact is not None:
             r["relaxed_over_exact"] = r["test_mse_mean"] / exact["test_mse_mean"]
-            paired = [
-                (m["test_mse"], e["test_mse"])
-                for m in runs for e in runs
-                if m["arm"] == "relaxed" and e["arm"] == "exact" and m["completed"]
-                and e["completed"] and m["model"] == e["model"] == r["model"]
-                and m["seed"] == e["seed"] and (key is None or m[key] == e[key] == r["value"])
-            ]
-            r["relaxed_wins"] = f"{sum(a < b for a, b in paired)}/{len(paired)}"
+            pairs = paired_ratios(runs, r["model"], r["arm"], key, r["value"])
+            ratios = [q for _, q in pairs]
+            r["relaxed_wins"] = f"{sum(q < 1 for q in ratios)}/{len(ratios)}"
+            if ratios:
+                r["paired_ratios"] = {str(seed): q for seed, q in pairs}
+                r["paired_ratio_mean"], r["paired_ratio_std"] = mean_std(ratios)
+                geo, low, high = paired_interval(ratios)
+                r["paired_ratio_geomean"], r["paired_ratio_ci95"] = geo, [low, high]
     return rows
 
 
@@ -576,25 +672,40 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
     ]
     col = {"layers": "layers", "train_size": "training samples"}.get(key or "", "")
     head = "| model | " + (f"{col} | " if key else "") + "arm | test MSE (mean ± std) | " \
-        "best val MSE | relaxed / exact | relaxed better (seeds) | ‖W x‖ / ‖F_eq(x)‖ | " \
-        "max E(3) error | s per run |"
+        "best val MSE | paired ratio arm / exact (mean ± std) | geometric mean [95% CI] | " \
+        "better than exact (seeds) | ‖W x‖ / ‖F_eq(x)‖ peak, end | max E(3) error | s per run |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        ratio = f"{r['relaxed_over_exact']:.4f}" if "relaxed_over_exact" in r else ""
+        ratio = interval = ""
+        if "paired_ratio_mean" in r:
+            ratio = f"{r['paired_ratio_mean']:.4f} ± {r['paired_ratio_std']:.4f}"
+            low, high = r["paired_ratio_ci95"]
+            interval = f"{r['paired_ratio_geomean']:.4f} [{low:.3f}, {high:.3f}]"
         wins = r.get("relaxed_wins", "")
-        size = (f"{r['free_term_relative_size']:.2e}" if "free_term_relative_size" in r
-                else "")
+        size = ""
+        if "free_term_relative_size" in r:
+            peak = r.get("free_term_peak_size")
+            size = (f"{peak:.2e}, " if peak is not None else "") + \
+                f"{r['free_term_relative_size']:.2e}"
         value = f"{r['value']} | " if key else ""
         lines.append(
             f"| {r['model']} | {value}{r['arm']} | {_fmt(r['test_mse_mean'], r['test_mse_std'])} "
-            f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {wins} | "
-            f"{size} | {r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
+            f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {interval} | "
+            f"{wins} | {size} | {r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
         )
     lines += [
         "",
-        "‖W x‖ / ‖F_eq(x)‖: size of the relaxed arm's free terms next to the equivariant maps "
-        "they are added to (with weight θ), for the selected model on test inputs, mean over "
-        "relaxed layers and seeds.",
+        "Arms: `exact` trains the equivariant model; `relaxed` is the paper's recipe (free terms "
+        "θ·W x, schedule above, Lie-derivative and norm penalties), evaluated dropped (θ = 0); "
+        "`no-schedule` keeps θ = 0.1 throughout (the paper's no-cycle ablation), `no-lie` drops "
+        "the Lie-derivative penalty, `no-penalty` both penalties. Paired ratio: test MSE of the "
+        "arm over that of the exact arm with the same seed (same initial weights, data, batches "
+        "and rotations); below 1 is better. 95% CI: t-interval of the mean log ratio over "
+        "seeds (nan with one seed).",
+        "‖W x‖ / ‖F_eq(x)‖: size of the free terms next to the equivariant maps they are added "
+        "to (with weight θ), mean over relaxed layers and seeds: the largest value recorded at "
+        "the validations during training (validation inputs), and at the end (selected model, "
+        "test inputs).",
         "max E(3) error: largest relative error of the predicted displacements of the final "
         "(hardened) models under random rotations, reflections and per-graph translations, "
         "float32. s per run: training time of a run (all the invocations that trained it).",
@@ -624,14 +735,15 @@ def _plt():
     return plt
 
 
-COLORS = {"exact": "tab:blue", "relaxed": "tab:orange"}
+COLORS = {"exact": "tab:blue", "relaxed": "tab:orange", "no-schedule": "tab:green",
+          "no-lie": "tab:red", "no-penalty": "tab:purple"}
 
 
 def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
-                           cfg: StudyConfig) -> None:
-    """Validation MSE per epoch, exact vs relaxed (each seed thin, the mean bold), and θ(epoch);
-    below, the paired difference relaxed / exact − 1 per seed (the arms are often too close to
-    tell apart on the log scale)."""
+                           cfg: StudyConfig, title: str | None = None) -> None:
+    """Validation MSE per epoch for every arm (each seed thin, the mean bold), and θ(epoch) of
+    the paper's schedule; below, the paired difference arm / exact − 1 per seed (the arms are
+    often too close to tell apart on the log scale)."""
     plt = _plt()
     fig, (ax, diff_ax) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1.4]})
@@ -644,36 +756,102 @@ def plot_validation_curves(runs: list[dict[str, Any]], model: str, path: Path,
             n = min(len(c) for c in curves)
             epochs = [e + 1 for e, _ in curves[0][:n]]
             mean = np.mean([[v for _, v in c[:n]] for c in curves], axis=0)
-            label = "exact" if arm == "exact" else f"relaxed ({cfg.schedule}), evaluated at θ = 0"
+            label = "exact" if arm == "exact" else f"{arm}, evaluated at θ = 0"
             ax.plot(epochs, mean, color=COLORS[arm], lw=2, label=f"{label}, {len(curves)} seed(s)")
     ax.set_yscale("log")
     ax.set_ylabel("validation MSE")
-    ax.set_title(f"{model.upper()} on charged N-body: {cfg.train_size} training samples")
+    ax.set_title(title or f"{model.upper()} on charged N-body: {cfg.train_size} training samples")
     exact = {r["seed"]: dict(r["val_curve"]) for r in runs
              if r["model"] == model and r["arm"] == "exact"}
     for r in runs:
-        if r["model"] != model or r["arm"] != "relaxed" or r["seed"] not in exact:
+        if r["model"] != model or r["arm"] == "exact" or r["seed"] not in exact:
             continue
         pairs = [(e, v / exact[r["seed"]][e] - 1) for e, v in r["val_curve"]
                  if e in exact[r["seed"]]]
-        diff_ax.plot([e + 1 for e, _ in pairs], [100 * d for _, d in pairs], color=COLORS[
-            "relaxed"], lw=1, alpha=0.8)
+        diff_ax.plot([e + 1 for e, _ in pairs], [100 * d for _, d in pairs],
+                     color=COLORS[r["arm"]], lw=1, alpha=0.8)
     diff_ax.axhline(0, color="black", lw=0.8)
-    diff_ax.set_ylabel("relaxed / exact − 1 (%)")
+    diff_ax.set_ylabel("arm / exact − 1 (%)")
     diff_ax.set_xlabel("epoch")
-    if "relaxed" in cfg.arms:
+    if any(arm != "exact" for arm in cfg.arms):
         from equirelax.relaxation import make_schedule
 
         sched = make_schedule(cfg.schedule, cfg.epochs)
         twin = ax.twinx()
         twin.plot(range(1, cfg.epochs + 1), [sched(e) for e in range(cfg.epochs)],
                   color="gray", ls="--", lw=1)
-        twin.set_ylabel("θ (relaxed arm, dashed)", color="gray")
+        twin.set_ylabel(f"θ ({cfg.schedule}, dashed)", color="gray")
         twin.set_ylim(0, 1.05 * max(1.0, max(sched(e) for e in range(cfg.epochs))))
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_free_terms(runs: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """‖W x‖ / ‖F_eq(x)‖ (solid) and θ·‖W x‖ / ‖F_eq(x)‖ (dotted) over training for every
+    relaxed run; False (nothing drawn) when no run recorded the curve."""
+    curves = [r for r in runs if r.get("free_term_curve")]
+    if not curves:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    seen: set[str] = set()
+    for r in curves:
+        epochs = [e + 1 for e, _ in r["free_term_curve"]]
+        size = [v for _, v in r["free_term_curve"]]
+        theta = dict(r.get("theta_curve") or [])
+        label = f"{r['model']} {r['arm']}"
+        ax.plot(epochs, size, color=COLORS[r["arm"]], lw=1,
+                label=label if label not in seen else None)
+        seen.add(label)
+        if theta:
+            eff = [v * theta.get(e, np.nan) for e, v in r["free_term_curve"]]
+            ax.plot(epochs, eff, color=COLORS[r["arm"]], lw=1, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("‖W x‖ / ‖F_eq(x)‖  (dotted: × θ)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_ablations(rows: list[dict[str, Any]], runs: list[dict[str, Any]], path: Path,
+                   key: str | None) -> bool:
+    """Paired ratio arm / exact per seed (dots) and the geometric mean with its 95% interval
+    (bar) for every relaxed arm; one panel per model (and swept value). False when no relaxed
+    arm has a paired exact run."""
+    panels = sorted({(r["model"], r["value"]) for r in rows if "paired_ratios" in r},
+                    key=lambda mv: (mv[0], mv[1] if mv[1] is not None else 0))
+    if not panels:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, (model, value) in zip(axes[0], panels):
+        arms = [r for r in rows if r["model"] == model and r["value"] == value
+                and "paired_ratios" in r]
+        for i, r in enumerate(arms):
+            low, high = r["paired_ratio_ci95"]
+            geo = r["paired_ratio_geomean"]
+            if np.isfinite(low):
+                ax.errorbar([i], [geo], yerr=[[geo - low], [high - geo]], fmt="s", capsize=4,
+                            color=COLORS[r["arm"]])
+            else:
+                ax.plot([i], [geo], "s", color=COLORS[r["arm"]])
+            ratios = list(r["paired_ratios"].values())
+            ax.plot([i + 0.15] * len(ratios), ratios, "o", ms=4, alpha=0.6,
+                    color=COLORS[r["arm"]])
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xticks(range(len(arms)), [r["arm"] for r in arms], rotation=20)
+        ax.set_ylabel("test MSE, arm / exact (same seed)")
+        ax.set_title(model.upper() + (f", {value}" if value is not None else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def load_reported_runs(cfg: StudyConfig) -> list[dict[str, Any]]:
@@ -751,10 +929,22 @@ def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str,
          "config": asdict(cfg), "rows": rows}, indent=1) + "\n")
     if key:
         plot_sweep(rows, key, out / f"{stem}.png")
-    else:
-        for model in cfg.models:
-            if any(r["model"] == model for r in runs):
-                plot_validation_curves(runs, model, out / f"val_mse_{model}.png", cfg)
+    values = sorted({r[key] for r in runs}) if key else [None]
+    for model in cfg.models:
+        for value in values:
+            chosen = [r for r in runs if r["model"] == model and (key is None or r[key] == value)]
+            if not chosen:
+                continue
+            suffix = f"_{key.replace('train_size', 'n')}{value}" if key else ""
+            size = chosen[0]["train_size"]
+            title = f"{model.upper()} on charged N-body: {size} training samples" + (
+                f", {chosen[0]['layers']} layers" if key == "layers" else "")
+            plot_validation_curves(chosen, model, out / f"val_mse_{model}{suffix}.png", cfg,
+                                   title)
+            plot_free_terms(chosen, out / f"free_terms_{model}{suffix}.png",
+                            f"Free-term size over training: {title.split(': ')[1]}")
+    if any(arm not in ("exact", "relaxed") for arm in cfg.arms):
+        plot_ablations(rows, runs, out / f"{stem}_ablations.png", key)
     return out
 
 
@@ -766,8 +956,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="training budget (default: paper = 3000 samples, 1000 epochs, 3 seeds)")
     add("--quick", action="store_true", help="shorthand for --preset quick (a few minutes)")
     add("--model", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
-    add("--arms", nargs="+", choices=ARMS, default=list(ARMS),
-        help="exact and/or relaxed-then-hardened training (default: both, the comparison)")
+    add("--arms", nargs="+", choices=ARMS, default=["exact", "relaxed"],
+        help="exact and/or relaxed-then-hardened training (default: both, the comparison); "
+        "no-schedule, no-lie, no-penalty: the paper's ablations of the relaxed arm")
     add("--relax", choices=SCHEDULES, default="triangular",
         help="relaxation schedule θ(epoch) of the relaxed arm")
     add("--epochs", type=int, help="training epochs")
@@ -948,6 +1139,12 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
                         rank_zero = False
                         continue
                     runs.append(result)
+                    # each run's results are on disk as soon as it ends (a long study that is
+                    # stopped part way keeps them; --report-only redraws from them)
+                    folder = Path(cfg.results_dir) / cfg.tag / "runs"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / f"{result['name']}.json").write_text(
+                        json.dumps(result, indent=1) + "\n")
                     status = "" if result["completed"] else (
                         f" (stopped after epoch {result['epochs_done']}; rerun to resume)")
                     print(f"[nbody] {result['name']}: test MSE {result['test_mse']:.5f}, best "

@@ -54,6 +54,7 @@ class RunConfig:
     resume: bool = True
     progress: bool = True
     check_val_every_n_epoch: int = 1
+    checkpoint_every_n_epochs: int = 1
     gradient_clip_val: float | None = None
     extra: dict = field(default_factory=dict)
 
@@ -130,6 +131,28 @@ class EquivariantTask(pl.LightningModule):
         return harden(self.net) if self.relaxed is not None else self.net
 
 
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, written at the end of every ``every``-th training epoch, of the epoch in
+    which the run is told to stop (e.g. by a time-slicing callback) and of the last epoch.
+
+    Writing a checkpoint costs about as much as a training step of the N-body models, so long
+    runs of one step per epoch write it every few epochs; a run killed in between resumes from
+    the last one written and repeats those epochs exactly (batches and rotations are functions
+    of seed, epoch and step)."""
+
+    def __init__(self, dirpath: Path, every: int = 1) -> None:
+        if int(every) < 1:
+            raise ValueError(f"checkpoint interval must be >= 1 epoch, got {every}")
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                         save_on_train_epoch_end=True, enable_version_counter=False)
+        self.every = int(every)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        done = trainer.current_epoch + 1
+        if done % self.every == 0 or trainer.should_stop or done >= (trainer.max_epochs or 0):
+            super().on_train_epoch_end(trainer, pl_module)
+
+
 def _batch_size(pred: torch.Tensor) -> int:
     return int(pred.shape[0]) if pred.dim() else 1
 
@@ -166,9 +189,7 @@ def fit(
     # epoch. It is written after validation and after every other callback's epoch-end hook
     # (Lightning runs checkpoint callbacks last), so a schedule stepped per epoch is already
     # advanced in it, and a resumed run continues exactly where it stopped.
-    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
-                             save_top_k=1, save_on_train_epoch_end=True,
-                             enable_version_counter=False)
+    latest = LatestCheckpoint(out / "checkpoints", config.checkpoint_every_n_epochs)
     all_callbacks: list[pl.Callback] = [ckpt, latest]
     if config.relax is not None:
         all_callbacks.append(LightningCallback(interval=config.relax_interval))

@@ -129,17 +129,38 @@ class SteerableLinear(_IrrepsActions, nn.Module):
                 f"no tensor-product path from {self.irreps_in} x {self.irreps_attr} to "
                 f"{self.irreps_out}"
             )
+        # Parameterised like nn.Linear (as the reference SEGNN does): each output irrep's paths
+        # have fan_in = Σ mul_in1 · mul_in2 over the paths into it; weights are drawn from
+        # U(±1/√fan_in) and the output is multiplied by √fan_in, undoing e3nn's own 1/√fan_in
+        # path normalisation. The forward scale is unchanged, but Adam's steps, which do not
+        # depend on the weight scale, now move the weights by the same relative amount as an
+        # nn.Linear of the same fan-in (with e3nn's N(0, 1) weights they moved √(3 fan_in) times
+        # less, and SEGNN trained far more slowly than the reference).
+        fan_in = [0] * len(self.irreps_out)
+        for ins in self.tp.instructions:
+            fan_in[ins.i_out] += self.irreps_in[ins.i_in1].mul * self.irreps_attr[ins.i_in2].mul
+        scale = torch.ones(self.irreps_out.dim)
         mask = torch.zeros(self.irreps_out.dim, dtype=torch.bool)
-        for (_mul, ir), span in zip(self.irreps_out, self.irreps_out.slices()):
+        bound: list[float] = []
+        for k, ((mul, ir), span) in enumerate(zip(self.irreps_out, self.irreps_out.slices())):
+            if fan_in[k]:
+                scale[span] = fan_in[k] ** 0.5
             if ir.l == 0 and ir.p == 1:
                 mask[span] = True
+                bound += [fan_in[k] ** -0.5 if fan_in[k] else 0.0] * mul
+        with torch.no_grad():
+            for _, ins, weight in self.tp.weight_views(yield_instruction=True):
+                limit = fan_in[ins.i_out] ** -0.5
+                weight.uniform_(-limit, limit)
+        self.register_buffer("output_scale", scale, persistent=False)
         self.register_buffer("bias_mask", mask, persistent=False)
-        self.bias = nn.Parameter(torch.zeros(int(mask.sum())))
+        bound_t = torch.tensor(bound, dtype=torch.get_default_dtype())
+        self.bias = nn.Parameter((2 * torch.rand(len(bound)) - 1) * bound_t)
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.irreps_in, "x")
         _check_features(attr, self.irreps_attr, "attr")
-        out = self.tp(x, attr)
+        out = self.tp(x, attr) * self.output_scale.to(x.dtype)
         if self.bias.numel():
             full = torch.zeros(self.irreps_out.dim, dtype=out.dtype, device=out.device)
             out = out + full.masked_scatter(self.bias_mask, self.bias.to(out.dtype))
