@@ -187,3 +187,83 @@ def test_reps_of_different_groups_raise():
     with pytest.raises(ValueError, match="different groups"):
         er.equivariance_error(f, torch.randn(2, 3), natural(symmetric(3)),
                               regular(er.groups.cyclic(3)))
+
+
+# -- degenerate values: NaN / inf fail loudly, a zero output warns ------------------------------
+def _poisoned(rep_out_dim, where):
+    """A function that is equivariant for natural(S_4) except that it returns NaN/inf ``where``:
+    'output' (always), 'transformed' (only on inputs that are not the original x)."""
+    def f(z):
+        y = z.sum(-1, keepdim=True).expand(*z.shape[:-1], rep_out_dim).clone()
+        if where == "output" or (where == "transformed" and z.dim() == 3):
+            y[..., 0] = float("nan")
+        return y
+    return f
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_raises(bad):
+    V = natural(symmetric(4))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match="the input x must be finite"):
+        er.equivariance_error(torch.nn.Identity(), x, V, V)
+    with pytest.raises(ValueError, match="the input x must be finite"):
+        er.lie_derivative_error(torch.nn.Identity(), x, vector(SO(3)), vector(SO(3)))
+
+
+def test_nan_output_raises_instead_of_returning_zero():
+    V = natural(symmetric(4))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"model output f\(x\) must be finite, got 3 NaN"):
+        er.equivariance_error(_poisoned(4, "output"), x, V, V)
+    # an infinite output too
+    with pytest.raises(ValueError, match=r"f\(x\) must be finite, got 0 NaN and 12 inf"):
+        er.equivariance_error(lambda z: z / 0.0, x.abs() + 1, V, V)
+
+
+def test_nan_in_a_transformed_output_raises_naming_the_element():
+    V = natural(symmetric(4))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"transformed output f\(ρ_in\(g\) x\) for element 0 "
+                                         r"of the checked elements, g = \[0 1 2 3\]"):
+        er.equivariance_error(_poisoned(4, "transformed"), x, V, V)
+
+
+def test_nan_output_and_derivative_raise_in_the_lie_derivative():
+    v = vector(SO(3))
+    x = torch.randn(3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"model output f\(x\) must be finite"):
+        er.lie_derivative_error(lambda z: z * float("nan"), x, v, v)
+
+    def kinked(z):  # finite everywhere, but its derivative at 0 is infinite
+        return z * z.norm(dim=-1, keepdim=True).sqrt()
+
+    with pytest.raises(ValueError, match=r"derivative of f along Lie algebra element 0 must be "
+                                         r"finite"):
+        at_zero = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+        er.lie_derivative_error(kinked, at_zero, v, v)
+
+
+@pytest.mark.parametrize("pair", [s4_pair, so3_pair], ids=["S4", "SO3"])
+def test_identically_zero_output_warns(pair):
+    rep_in, rep_out = pair()
+    x = torch.randn(4, rep_in.dim, dtype=torch.float64)
+
+    def zero(z):
+        return z.new_zeros(*z.shape[:-1], rep_out.dim)
+
+    with pytest.warns(er.testing.ZeroOutputWarning, match="identically zero"):
+        assert er.equivariance_error(zero, x, rep_in, rep_out) == 0.0
+    if rep_in.lie_matrices():
+        with pytest.warns(er.testing.ZeroOutputWarning, match="lie_derivative_error"):
+            assert er.lie_derivative_error(zero, x, rep_in, rep_out) == 0.0
+
+
+def test_empty_input_and_empty_element_list_raise():
+    V = natural(symmetric(4))
+    with pytest.raises(ValueError, match=r"at least one sample, got shape \(0, 4\)"):
+        er.equivariance_error(torch.nn.Identity(), torch.zeros(0, 4), V, V)
+    with pytest.raises(ValueError, match="at least one group element, got none"):
+        er.equivariance_error(torch.nn.Identity(), torch.randn(2, 4), V, V,
+                              elements=np.zeros((0, 4), dtype=np.int64))

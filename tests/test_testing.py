@@ -79,3 +79,56 @@ def test_missing_reps_raise():
 
 def test_is_exposed_as_er_testing():
     assert er.testing.assert_equivariant is assert_equivariant
+
+
+# -- degenerate values: never a pass for NaN/inf; a zero output warns ----------------------------
+class _Broken(torch.nn.Module):
+    """An equivariant layer whose output is replaced by NaN, inf or zero."""
+
+    def __init__(self, rep_in, rep_out, value):
+        super().__init__()
+        self.inner = EquivariantLinear(rep_in, rep_out)
+        self.rep_in, self.rep_out = rep_in, rep_out
+        self.value = value
+
+    def forward(self, x):
+        return self.inner(x) * 0.0 + self.value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("group", ["S4", "SO3"])
+def test_non_finite_output_fails_loudly(value, group):
+    G = symmetric(4) if group == "S4" else SO(3)
+    rep = natural(G) if group == "S4" else vector(G)
+    with pytest.raises(ValueError, match=r"model output f\(x\) must be finite"):
+        assert_equivariant(_Broken(rep, rep, value))
+
+
+def test_non_finite_input_fails_loudly():
+    V = natural(symmetric(4))
+    x = torch.randn(2, 4, dtype=torch.float64)
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="the input x must be finite, got 1 NaN"):
+        assert_equivariant(EquivariantLinear(V, V), x)
+
+
+def test_nan_only_on_transformed_inputs_fails_loudly():
+    V = natural(symmetric(4))
+
+    class NanOffTheIdentity(torch.nn.Module):
+        rep_in = rep_out = V
+
+        def forward(self, x):  # equivariance_error passes transformed inputs with a group axis
+            return x * float("nan") if x.dim() == 3 else x
+
+    with pytest.raises(ValueError, match=r"transformed output f\(ρ_in\(g\) x\)"):
+        assert_equivariant(NanOffTheIdentity())
+
+
+@pytest.mark.parametrize("group", ["S4", "SO3"])
+def test_identically_zero_output_passes_with_a_warning(group):
+    G = symmetric(4) if group == "S4" else SO(3)
+    rep = natural(G) if group == "S4" else vector(G)
+    with pytest.warns(er.testing.ZeroOutputWarning, match="identically zero"):
+        errors = assert_equivariant(_Broken(rep, rep, 0.0))
+    assert all(e == 0.0 for e in errors.values())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from equirelax.equivariance import equivariance_error, lie_derivative_error
+from equirelax.equivariance import ZeroOutputWarning, equivariance_error, lie_derivative_error
 from equirelax.reps.base import Rep
 
 #: Relative tolerances by dtype (the error is computed in float64 from the model's outputs).
@@ -34,6 +34,10 @@ def assert_equivariant(
 
     Checks every element of small finite groups (a sample otherwise) and, for Lie groups, the
     Lie derivative along every algebra generator. ``x`` defaults to a seeded Gaussian batch.
+
+    A NaN or inf in the input, the output or a transformed output raises ``ValueError`` (a
+    non-finite model is never reported equivariant); an identically zero output passes but warns
+    with :class:`ZeroOutputWarning`, since its relative error is meaningless.
     """
     rep_in = rep_in if rep_in is not None else getattr(model, "rep_in", None)
     rep_out = rep_out if rep_out is not None else getattr(model, "rep_out", None)
@@ -58,3 +62,6 @@ def assert_equivariant(
                 f"{err:.3e} over group elements, {lie:.3e} Lie derivative; tolerance {tol:.1e}"
             )
     return errors
+
+
+__all__ = ["TOLERANCES", "ZeroOutputWarning", "assert_equivariant"]
