@@ -33,12 +33,30 @@ class LightningCallback(pl.Callback):
             return found[0]
         return self.relaxed
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.interval == "epoch":  # θ is constant through the epoch: one log, not one a step
+            pl_module.log("relax/theta", self._find(pl_module).theta, on_step=False,
+                          on_epoch=True)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        pl_module.log("relax/theta", self._find(pl_module).theta, on_step=True, on_epoch=False)
+        if self.interval == "step":
+            pl_module.log("relax/theta", self._find(pl_module).theta, on_step=True,
+                          on_epoch=False)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._optimizer_steps = trainer.global_step  # restored from a checkpoint on resume
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.interval == "step":
-            self._find(pl_module).step()
+        # per optimizer step, not per batch: with gradient accumulation (or a skipped step)
+        # several batches make one step, and Lightning's global_step counts the steps
+        if self.interval != "step":
+            return
+        done = trainer.global_step - getattr(self, "_optimizer_steps", 0)
+        if done > 0:
+            relaxed = self._find(pl_module)
+            for _ in range(done):
+                relaxed.step()
+            self._optimizer_steps = trainer.global_step
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.interval == "epoch":
