@@ -154,6 +154,128 @@ def test_eval_cache_is_invalidated_by_an_optimizer_step_and_by_load_state_dict()
     torch.testing.assert_close(reloaded, layer(x).detach(), atol=0, rtol=0)
 
 
+def _reference_output(layer: EquivariantLinear, x: torch.Tensor) -> torch.Tensor:
+    """The layer's output computed without any cache (weight built from the coefficients)."""
+    with torch.no_grad():
+        w, b = layer._materialise()
+        return torch.nn.functional.linear(x, w, b)
+
+
+def _sgd_step(layer):
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(torch.randn(3, layer.in_features)).pow(2).sum().backward()
+    opt.step()
+
+
+def _adam_step(fused):
+    def step(layer):
+        opt = torch.optim.Adam(layer.parameters(), lr=0.5, fused=fused)
+        layer(torch.randn(3, layer.in_features)).pow(2).sum().backward()
+        opt.step()
+    return step
+
+
+def _assign_data(layer):
+    layer.coefficients.data = layer.coefficients.data * 3.0  # a new storage, no version bump
+
+
+def _edit_aliased_storage(layer):
+    # p.data = t, then t edited in place: the parameter sees the change, its counter does not
+    t = layer.coefficients.detach().clone()
+    layer.coefficients.data = t
+    layer.weight_and_bias()  # cached with the aliased values
+    t.mul_(-1.0)
+
+
+def _load_state_dict(layer):
+    other = randomised(EquivariantLinear(layer.rep_in, layer.rep_out), seed=7)
+    layer.load_state_dict(other.state_dict())
+
+
+def _copy_under_no_grad(layer):
+    with torch.no_grad():
+        layer.coefficients.copy_(torch.randn_like(layer.coefficients))
+
+
+def _vector_to_parameters(layer):
+    vec = torch.nn.utils.parameters_to_vector(layer.parameters())
+    torch.nn.utils.vector_to_parameters(vec * 2.0 + 1.0, layer.parameters())
+
+
+def _foreach_add(layer):
+    with torch.no_grad():
+        torch._foreach_add_(list(layer.parameters()), 1.0)
+
+
+MODIFICATIONS = {
+    "data.mul_": lambda layer: layer.coefficients.data.mul_(2.0),
+    "data[i] = v": lambda layer: layer.coefficients.data.__setitem__(0, 123.0),
+    "data.copy_": lambda layer: layer.coefficients.data.copy_(
+        torch.randn_like(layer.coefficients)),
+    "bias data.add_": lambda layer: layer.bias_coefficients.data.add_(1.0),
+    "data = tensor": _assign_data,
+    "aliased storage edited": _edit_aliased_storage,
+    "load_state_dict": _load_state_dict,
+    "copy_ under no_grad": _copy_under_no_grad,
+    "detach().add_": lambda layer: layer.coefficients.detach().add_(0.5),
+    "vector_to_parameters": _vector_to_parameters,
+    "_foreach_add_": _foreach_add,
+    "SGD step": _sgd_step,
+    "Adam step (foreach)": _adam_step(fused=None),
+    "Adam step (fused)": _adam_step(fused=True),
+}
+
+
+@pytest.mark.parametrize("how", MODIFICATIONS, ids=MODIFICATIONS.keys())
+@pytest.mark.parametrize("case", ["S4 perm", "SO3"])
+def test_eval_cache_never_serves_stale_weights(case, how):
+    """Every way users change parameters is seen, including edits through ``p.data``, which bump
+    no version counter of the parameter (a cache keyed on _version/data_ptr served stale
+    weights after them)."""
+    rep_in, rep_out = CASES[case]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    if how == "bias data.add_" and layer.bias_coefficients.numel() == 0:
+        pytest.skip("no invariant bias for this rep")
+    x = torch.randn(4, rep_in.dim)
+    with torch.no_grad():
+        before = layer(x)
+        assert layer.weight is layer.weight  # the cache is in use
+    MODIFICATIONS[how](layer)
+    with torch.no_grad():
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)
+
+
+def test_eval_cache_sees_in_place_edits_of_the_weight_it_returned():
+    rep_in, rep_out = CASES["D4 regular"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    x = torch.randn(3, rep_in.dim)
+    with torch.no_grad():
+        layer.weight.mul_(0.0)  # edits the cached tensor, not the coefficients
+        torch.testing.assert_close(layer(x), _reference_output(layer, x), atol=0, rtol=0)
+
+
+def test_eval_cache_keeps_the_gradient_of_a_bias_that_still_learns():
+    rep_in, rep_out = CASES["S4 perm"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    layer.coefficients.requires_grad_(False)  # weight frozen, bias trained
+    layer(torch.randn(2, rep_in.dim)).sum().backward()
+    assert layer.bias_coefficients.grad is not None
+
+
+def test_eval_cache_is_not_kept_on_other_devices_nor_in_copies():
+    rep_in, rep_out = CASES["S4 perm"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
+    with torch.no_grad():
+        layer(torch.randn(2, rep_in.dim))
+    assert layer._cache is not None
+    assert copy.deepcopy(layer)._cache is None  # derived data is rebuilt, not copied
+    meta = copy.deepcopy(layer).to("meta")  # off the CPU a value check would synchronise
+    with torch.no_grad():
+        assert meta.weight is not meta.weight and meta._cache is None
+
+
 def test_eval_cache_follows_dtype_changes():
     rep_in, rep_out = CASES["S4 perm"]
     layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
