@@ -271,6 +271,55 @@ def test_bad_group_input_raises(make, message):
         make()
 
 
+@pytest.mark.parametrize(
+    ("generators", "message"),
+    [
+        ("abc", r"generators must be a sequence of permutations.*got 'abc'"),
+        (b"\x01\x00", r"generators must be a sequence of permutations.*got b"),
+        (5, r"generators must be a sequence of permutations.*got 5"),
+        (None, r"generators must be a sequence of permutations.*got None"),
+        ({0: 1, 1: 0}, r"generators must be a sequence of permutations.*got \{0: 1, 1: 0\}"),
+        ({(1, 0)}, r"generators must be a sequence of permutations.*got \{\(1, 0\)\}"),
+        ([1, 0, 2], r"got the single sequence \[1, 0, 2\]: wrap one permutation in a list"),
+        (["ab", "ba"], r"generator 0 must be a 1-D sequence of integers.*got 'ab'"),
+        ([[1, 0], 3], r"generator 1 must be a 1-D sequence of integers.*got 3"),
+        ([[[1, 0]]], r"generator 0 must be a 1-D sequence of integers.*got \[\[1, 0\]\]"),
+    ],
+)
+def test_malformed_generators_raise_type_error_naming_what_was_given(generators, message):
+    with pytest.raises(TypeError, match=message):
+        PermutationGroup(generators)
+
+
+@pytest.mark.parametrize(
+    ("generators", "message"),
+    [
+        ([["a", "b"]], r"1-D sequence of integers.*got \['a', 'b'\]"),
+        ([[True, False]], r"1-D sequence of integers.*got \[True, False\]"),
+        ([[1.5, 0]], r"1-D sequence of integers.*got \[1.5, 0\]"),
+        ([[0, 1], [1]], "degree 2, got one of length 1"),
+        ([[0, 2]], r"permutation of 0..1 \(each image exactly once\), got \[0, 2\]"),
+        ([[-1, 0]], r"permutation of 0..1 \(each image exactly once\), got \[-1, 0\]"),
+    ],
+)
+def test_generators_that_are_not_permutations_raise(generators, message):
+    with pytest.raises(ValueError, match=message):
+        PermutationGroup(generators)
+
+
+@pytest.mark.parametrize("degree", [2.5, "3", True])
+def test_a_degree_that_is_no_integer_raises(degree):
+    with pytest.raises(TypeError, match=f"degree must be an integer, got {degree!r}"):
+        PermutationGroup([], degree=degree)
+
+
+def test_generators_may_come_from_any_ordered_iterable():
+    assert PermutationGroup(np.array([[1, 0, 2], [0, 2, 1]])).order == 6
+    assert PermutationGroup(((1, 0, 2), (0, 2, 1))).order == 6
+    assert PermutationGroup(g for g in [[1, 0, 2], [0, 2, 1]]).order == 6
+    assert PermutationGroup([], degree=np.int64(3)).degree == 3
+
+
 def test_direct_product_refuses_lie_groups():
     with pytest.raises(TypeError, match="MatrixLieGroup"):
         direct_product(symmetric(3), er.groups.SO(3))

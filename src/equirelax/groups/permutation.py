@@ -7,7 +7,7 @@ small groups where a user wants every element, with a clear error above a size l
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -39,6 +39,25 @@ def as_permutation(g: Sequence[int] | np.ndarray, degree: int | None = None) -> 
     return arr
 
 
+def _generator_list(generators: object) -> list:
+    """The generators as a list of 1-D sequences, refusing strings, mappings, sets, scalars and a
+    lone permutation passed where a list of them is expected (naming what was received)."""
+    expected = ("a sequence of permutations, each the images of 0..n-1 "
+                "(e.g. [[1, 2, 0], [1, 0, 2]])")
+    unordered = (str, bytes, Mapping, set, frozenset)
+    if isinstance(generators, unordered) or not isinstance(generators, Iterable):
+        raise TypeError(f"generators must be {expected}; got {generators!r}")
+    gens = list(generators)
+    if gens and all(isinstance(g, int | np.integer) for g in gens):
+        raise TypeError(f"generators must be {expected}; got the single sequence {gens!r}: wrap "
+                        "one permutation in a list, [perm]")
+    for i, g in enumerate(gens):
+        if isinstance(g, unordered) or np.ndim(g) != 1:
+            raise TypeError(f"generator {i} must be a 1-D sequence of integers (the images of "
+                            f"0..n-1); got {g!r}")
+    return gens
+
+
 def point_orbits(images: Sequence[np.ndarray], n: int) -> np.ndarray:
     """Orbit label of each of n points under the permutations ``images`` (labels 0..k-1, in
     order of each orbit's smallest point)."""
@@ -68,13 +87,17 @@ class PermutationGroup(Group):
         degree: int | None = None,
         name: str | None = None,
     ) -> None:
-        gens = list(generators)
+        gens = _generator_list(generators)
+        if degree is not None and (isinstance(degree, bool)
+                                   or not isinstance(degree, int | np.integer)):
+            raise TypeError(f"degree must be an integer, got {degree!r}")
         if not gens:
             if degree is None:
                 raise ValueError("a group with no generators needs its degree: pass degree=n")
             gens = [np.arange(degree)]
         if degree is None:
-            degree = len(np.asarray(gens[0]))
+            degree = np.asarray(gens[0]).shape[0]
+        degree = int(degree)
         if degree < 1:
             raise ValueError(f"degree must be at least 1, got {degree}")
         self._generators = [as_permutation(g, degree) for g in gens]
