@@ -1,5 +1,7 @@
 import json
 
+import lightning.pytorch as pl
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -28,11 +30,22 @@ def _mse(p, t):
     return torch.mean((p - t) ** 2)
 
 
+class _StopAfter(pl.Callback):
+    """Ends a run after ``epochs`` epochs (its last checkpoint kept), as a time-sliced job does."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 def test_relaxed_run_checkpoints_resumes_and_ends_exact(tmp_path):
     model, train, val = _setup()
-    cfg = RunConfig(epochs=2, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
+    cfg = RunConfig(epochs=4, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
                     progress=False)
-    task, res = fit(model, train, val, val, _step, _mse, cfg)
+    task, res = fit(model, train, val, val, _step, _mse, cfg, callbacks=[_StopAfter(2)])
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     assert list((tmp_path / "run" / "csv").glob("version_*/metrics.csv"))
     assert json.loads((tmp_path / "run" / "results.json").read_text())["test"]["test/loss"] > 0
@@ -42,7 +55,14 @@ def test_relaxed_run_checkpoints_resumes_and_ends_exact(tmp_path):
     assert type(exact) is type(model)
     assert er.equivariance_error(exact, torch.randn(8, 4)) < 1e-12
 
-    # resume: two more epochs continue the schedule from the checkpoint
+    # a different number of epochs is another schedule: its step would mean another θ
+    model_long, train_long, val_long = _setup()
+    cfg_long = RunConfig(epochs=8, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
+                         progress=False)
+    with pytest.raises(ValueError, match=r"\(total 16 != 32\): its step 8 would mean another θ"):
+        fit(model_long, train_long, val_long, None, _step, _mse, cfg_long)
+
+    # resume: the two remaining epochs continue the schedule from the checkpoint
     model2, train2, val2 = _setup()
     cfg2 = RunConfig(epochs=4, lr=1e-2, relax="triangular", out_dir=str(tmp_path / "run"),
                      progress=False)
@@ -64,8 +84,6 @@ def test_exact_run(tmp_path):
 
 
 def test_study_callbacks_see_and_can_change_each_training_batch(tmp_path):
-    import lightning.pytorch as pl
-
     class ZeroTargets(pl.Callback):
         """Replaces every training target by 0 in place, before training_step sees it."""
 

@@ -463,3 +463,134 @@ def test_sparse_generator_actions_match_dense_matrices():
         assert torch.allclose(a(x), x @ torch.from_numpy(m).T)
     for a, m in zip(act_out.discrete + act_out.lie, act_out.matrices):
         assert torch.allclose(a(y), y @ torch.from_numpy(m).T)
+
+
+# -- refused input: each names what was expected and what it got --------------------------------
+def test_relaxing_a_relaxed_model_is_refused(s4_model):
+    relaxed = relax(s4_model, total_steps=5)
+    with pytest.raises(TypeError, match=r"not relaxed yet, got a RelaxedModel \(returned by "
+                                        r"relax\(\)\); relax the original model, or harden"):
+        relax(relaxed, total_steps=5)
+    with pytest.raises(TypeError, match=r"got EquivariantMLP whose modules layers.0, layers.2, "
+                                        r"layers.4 are relaxed already"):
+        relax(relaxed.model, total_steps=5)
+    with pytest.raises(TypeError, match=r"got a Relaxed layer \(around a EquivariantLinear\)"):
+        relax(relax(s4_model.layers[0], total_steps=5).model, total_steps=5)
+    relax(harden(relaxed), total_steps=5)  # the hardened model can be relaxed again
+
+
+@pytest.mark.parametrize(("layer", "reps", "message"), [
+    (nn.Linear(4, 5), "V V", r"Linear has out_features=5, but the output rep natural gives "
+                             r"output features of shape \(4,\): expected a last axis of 5, got 4"),
+    (nn.Linear(3, 4), "V V", r"Linear has in_features=3, .* expected a last axis of 3, got 4"),
+    ("EquivariantLinear(V, V)", "2V V", r"EquivariantLinear has in_features=4, but the input rep "
+                                        r"2\*natural .* expected a last axis of 4, got 8"),
+])
+def test_relaxed_reps_must_fit_the_layer(layer, reps, message):
+    G = er.groups.symmetric(4)
+    V = er.reps.natural(G)
+    named = {"V": V, "2V": 2 * V}
+    if layer == "EquivariantLinear(V, V)":
+        layer = er.nn.EquivariantLinear(V, V)
+    rep_in, rep_out = (named[k] for k in reps.split())
+    with pytest.raises(ValueError, match=message):
+        Relaxed(layer, rep_in, rep_out)
+
+
+def test_relaxed_reps_must_match_the_dims_the_layer_declares():
+    G = er.groups.symmetric(4)
+    V, T = er.reps.natural(G), er.reps.trivial(G)
+
+    class Declares(nn.Module):
+        rep_in, rep_out = V, T
+
+        def forward(self, x):
+            return x.sum(-1, keepdim=True)
+
+    with pytest.raises(ValueError, match=r"Declares declares rep_out trivial of dim 1, but the "
+                                         r"output rep passed, natural, has dim 4"):
+        Relaxed(Declares(), V, V)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"penalty_rows": 0}, ValueError, "penalty_rows must be a positive integer or None, got 0"),
+    ({"penalty_rows": -3}, ValueError, "penalty_rows must be a positive integer or None, got -3"),
+    ({"penalty_rows": 2.5}, TypeError, "penalty_rows must be a positive integer or None, got 2.5"),
+    ({"penalty_rows": True}, TypeError, "penalty_rows must be a positive integer or None, got "
+                                        "True"),
+    ({"init_std": -1e-3}, ValueError, "init_std must be a finite number >= 0, got -0.001"),
+    ({"init_std": float("nan")}, ValueError, "init_std must be a finite number >= 0, got nan"),
+    ({"init_std": "0.1"}, TypeError, "init_std must be a number >= 0, got '0.1'"),
+    ({"peak": -1.0}, ValueError, "peak must be a finite number >= 0, got -1.0"),
+    ({"total_steps": 10.5}, TypeError, r"total_steps must be an integer >= 1, got 10.5 \(float\)"),
+    ({"total_steps": "10"}, TypeError, r"total_steps must be an integer >= 1, got '10' \(str\)"),
+    ({"total_steps": True}, TypeError, r"total_steps must be an integer >= 1, got True \(bool\)"),
+    ({"total_steps": 0}, ValueError, "needs total_steps >= 1, got 0"),
+])
+def test_bad_relax_options_are_refused(s4_model, kwargs, error, message):
+    kwargs = {"total_steps": 10, **kwargs}
+    with pytest.raises(error, match=message):
+        relax(s4_model, **kwargs)
+    layer_kwargs = {k: v for k, v in kwargs.items() if k in ("penalty_rows", "init_std")}
+    if layer_kwargs:  # the layer wrapper refuses them too
+        with pytest.raises(error, match=message):
+            Relaxed(s4_model.layers[0], **layer_kwargs)
+
+
+# -- the schedule in the saved state -------------------------------------------------------------
+def test_state_records_every_schedule_parameter(s4_model):
+    relaxed = relax(s4_model, schedule="linear", total_steps=37, peak=0.5)
+    for _ in range(3):
+        relaxed.step()
+    extra = relaxed.state_dict()["_extra_state"]
+    assert extra == {"t": 3, "schedule": {"kind": "linear", "total": 37, "peak": 0.5,
+                                          "value": 0.1}}
+
+
+@pytest.mark.parametrize(("saved", "loaded", "difference"), [
+    ({"total_steps": 37}, {"total_steps": 100}, "total 37 != 100"),
+    ({"total_steps": 37, "peak": 0.5}, {"total_steps": 37}, "peak 0.5 != 1.0"),
+    ({"total_steps": 37}, {"total_steps": 37, "schedule": "cosine"},
+     "kind 'triangular' != 'cosine'"),
+    ({"schedule": "constant", "value": 0.2}, {"schedule": "constant", "value": 0.3},
+     "value 0.2 != 0.3"),
+])
+def test_loading_a_state_of_another_schedule_is_refused(s4_model, saved, loaded, difference):
+    source = relax(s4_model, **saved)
+    for _ in range(13):
+        source.step()
+    target = relax(s4_model, **loaded)
+    with pytest.raises(ValueError, match=r"checkpoint was saved with schedule .*but this model has "
+                                         rf".*\({difference}\): its step 13 would mean another"):
+        target.load_state_dict(source.state_dict())
+    assert target.t == 0  # nothing was loaded
+
+
+def test_the_issue_example_no_longer_jumps_theta(s4_model):
+    source = relax(s4_model, total_steps=37)
+    for _ in range(13):
+        source.step()
+    assert source.theta == pytest.approx(0.722, abs=1e-3)
+    with pytest.raises(ValueError, match="total 37 != 100"):
+        relax(s4_model, total_steps=100).load_state_dict(source.state_dict())
+    same = relax(s4_model, total_steps=37)
+    same.load_state_dict(source.state_dict())
+    assert same.t == 13 and same.theta == source.theta
+
+
+def test_old_states_with_only_the_step_still_load(s4_model):
+    source = relax(s4_model, total_steps=20)
+    for _ in range(4):
+        source.step()
+    state = source.state_dict()
+    for old in ({"t": 4}, {"t": 4, "schedule": {"kind": "triangular"}}):
+        state["_extra_state"] = old
+        target = relax(s4_model, total_steps=20)
+        target.load_state_dict(state)
+        assert target.t == 4 and target.theta == source.theta
+    state["_extra_state"] = {"t": 4, "schedule": {"kind": "linear"}}
+    with pytest.raises(ValueError, match="kind 'linear' != 'triangular'"):
+        relax(s4_model, total_steps=20).load_state_dict(state)
+    state["_extra_state"] = {"t": -1}
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got -1"):
+        relax(s4_model, total_steps=20).load_state_dict(state)

@@ -1,5 +1,7 @@
 import math
+import re
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,3 +55,47 @@ def test_bad_schedules_raise():
         make_schedule("triangular", None)
     with pytest.raises(ValueError, match="step must be >= 0"):
         Schedule("linear", 5)(-1)
+
+
+@pytest.mark.parametrize("total", [10.5, "10", True, 10.0, [10]])
+def test_total_steps_must_be_an_integer(total):
+    with pytest.raises(TypeError, match=rf"total_steps must be an integer >= 1, got "
+                                        rf"{re.escape(repr(total))} \({type(total).__name__}\)"):
+        make_schedule("triangular", total)
+
+
+def test_integer_like_total_steps_are_kept_as_int():
+    s = make_schedule("linear", np.int64(11))
+    assert s.total == 11 and type(s.total) is int
+    assert s.describe()["total"] == 11
+
+
+@pytest.mark.parametrize(("name", "bad", "error", "message"), [
+    ("peak", -0.5, ValueError, "peak must be a finite number >= 0, got -0.5"),
+    ("peak", float("nan"), ValueError, "peak must be a finite number >= 0, got nan"),
+    ("peak", "1", TypeError, "peak must be a number, got '1'"),
+    ("value", float("inf"), ValueError, "value must be a finite number, got inf"),
+    ("value", None, TypeError, "value must be a number, got None"),
+])
+def test_peak_and_value_are_checked(name, bad, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        make_schedule("triangular", 10, **{name: bad})
+
+
+def test_a_custom_schedule_needs_a_callable():
+    with pytest.raises(TypeError, match="custom schedule needs a callable fn"):
+        Schedule("custom", 10, fn=None)
+
+
+def test_differences_name_what_changes_theta():
+    s = make_schedule("triangular", 100, peak=1.0)
+    assert s.differences(s.describe()) == []
+    assert s.differences({}) == []  # old states: nothing recorded, nothing compared
+    assert s.differences({"kind": "triangular"}) == []
+    assert s.differences({"kind": "triangular", "total": 37}) == ["total 37 != 100"]
+    assert s.differences({"kind": "cosine", "total": 100}) == ["kind 'cosine' != 'triangular'"]
+    assert s.differences({**s.describe(), "peak": 0.5}) == ["peak 0.5 != 1.0"]
+    assert s.differences({**s.describe(), "value": 0.7}) == []  # unused by a triangle
+    const = make_schedule("constant", None, value=0.3)
+    assert const.differences({**const.describe(), "total": 50}) == []
+    assert const.differences({**const.describe(), "value": 0.4}) == ["value 0.4 != 0.3"]

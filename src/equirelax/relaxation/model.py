@@ -16,11 +16,12 @@ import copy
 import math
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
 from equirelax.relaxation.registry import declares_reps, registration
-from equirelax.relaxation.relaxed import Relaxed
+from equirelax.relaxation.relaxed import Relaxed, check_relax_options
 from equirelax.relaxation.schedule import Schedule, make_schedule
 
 LayerSelection = Iterable[str | type] | Callable[[str, nn.Module], bool] | None
@@ -121,14 +122,32 @@ class RelaxedModel(nn.Module):
             layer.theta = theta
 
     def get_extra_state(self) -> dict:
+        """The schedule position and every parameter of the schedule (kind, total, peak, value)."""
         return {"t": self.t, "schedule": self.schedule.describe()}
 
     def set_extra_state(self, state: dict) -> None:
-        saved = state.get("schedule", {})
-        mine = self.schedule.describe()
-        if saved and saved.get("kind") != mine["kind"]:
-            raise ValueError(f"checkpoint schedule {saved} does not match this model's {mine}")
-        self.t = int(state["t"])
+        """Resume at the saved step; refuse a checkpoint of another schedule.
+
+        The step alone would silently mean another θ under another schedule (step 13 of a
+        37-step triangle is θ = 0.722, of a 100-step one 0.263). States saved with only ``t``
+        (or a partial schedule description) still load; what they record is compared.
+        """
+        if not isinstance(state, dict) or "t" not in state:
+            raise ValueError(f"expected a relaxed model's state {{'t': step, 'schedule': {{...}}}}"
+                             f", got {state!r}")
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+            raise ValueError(f"the saved schedule step must be an integer >= 0, got {t!r}")
+        t = int(t)
+        saved = state.get("schedule") or {}
+        differences = self.schedule.differences(saved)
+        if differences:
+            raise ValueError(
+                f"the checkpoint was saved with schedule {saved}, but this model has "
+                f"{self.schedule.describe()} ({'; '.join(differences)}): its step {t} would mean "
+                "another θ here; relax() with the checkpoint's schedule settings"
+            )
+        self.t = t
         self._push_theta()
 
     # -- penalties ----------------------------------------------------------------------------
@@ -221,6 +240,19 @@ def relax(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"relax() needs an nn.Module, got {type(model).__name__}")
+    already = [name for name, m in model.named_modules() if isinstance(m, RelaxedModel | Relaxed)]
+    if already:
+        # relaxing twice nests free terms, and harden() would then return a relaxed model
+        if isinstance(model, RelaxedModel):
+            what = "a RelaxedModel (returned by relax())"
+        elif isinstance(model, Relaxed):
+            what = f"a Relaxed layer (around a {type(model.layer).__name__})"
+        else:
+            what = (f"{type(model).__name__} whose modules {', '.join(already[:3])}"
+                    f"{', ...' if len(already) > 3 else ''} are relaxed already")
+        raise TypeError(f"relax() needs a model that is not relaxed yet, got {what}; relax the "
+                        "original model, or harden() this one first")
+    check_relax_options(init_std, penalty_rows)
     if rpp:
         schedule, value = "constant", 1.0
         lie_weight = norm_weight = 0.0

@@ -39,6 +39,43 @@ from equirelax.relaxation.registry import (
 from equirelax.reps.base import Rep
 
 
+def check_relax_options(init_std: float, penalty_rows: int | None) -> None:
+    """Refuse a negative or non-finite ``init_std`` and a ``penalty_rows`` that is not a positive
+    integer (or None), naming the value received."""
+    if isinstance(init_std, bool) or not isinstance(init_std, int | float):
+        raise TypeError(f"init_std must be a number >= 0, got {init_std!r}")
+    if not (math.isfinite(init_std) and init_std >= 0):
+        raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
+    if penalty_rows is not None:
+        if isinstance(penalty_rows, bool) or not isinstance(penalty_rows, int):
+            raise TypeError(f"penalty_rows must be a positive integer or None, got "
+                            f"{penalty_rows!r}")
+        if penalty_rows <= 0:
+            raise ValueError(f"penalty_rows must be a positive integer or None, got "
+                             f"{penalty_rows}")
+
+
+def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
+                       shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> None:
+    """The reps must fit the layer: its ``in_features``/``out_features`` (the size of the last
+    feature axis, as for ``nn.Linear``) and the dims of any reps it declares itself."""
+    for side, rep, shape, features, own_rep in (
+        ("input", rep_in, shape_in, "in_features", "rep_in"),
+        ("output", rep_out, shape_out, "out_features", "rep_out"),
+    ):
+        size = getattr(layer, features, None)
+        if isinstance(size, int) and not isinstance(size, bool) and size != shape[-1]:
+            raise ValueError(
+                f"{type(layer).__name__} has {features}={size}, but the {side} rep {rep!r} "
+                f"gives {side} features of shape {shape}: expected a last axis of {size}, "
+                f"got {shape[-1]}"
+            )
+        own = getattr(layer, own_rep, None)
+        if isinstance(own, Rep) and own.dim != rep.dim:
+            raise ValueError(f"{type(layer).__name__} declares {own_rep} {own!r} of dim "
+                             f"{own.dim}, but the {side} rep passed, {rep!r}, has dim {rep.dim}")
+
+
 class Relaxed(nn.Module):
     """Relax one equivariant layer: ``layer(x) + theta * free(x)`` with recorded penalties.
 
@@ -76,6 +113,9 @@ class Relaxed(nn.Module):
         super().__init__()
         if isinstance(layer, Relaxed):
             raise TypeError("this layer is already relaxed")
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"Relaxed needs an nn.Module, got {type(layer).__name__}")
+        check_relax_options(init_std, penalty_rows)
         reg = registration(layer) or Registration()
         if rep_in is None or rep_out is None:
             if reg.reps is not None:
@@ -99,6 +139,7 @@ class Relaxed(nn.Module):
             if math.prod(shape) != rep.dim:
                 raise ValueError(f"{side} feature shape {shape} has {math.prod(shape)} entries "
                                  f"but the {side} rep has dim {rep.dim}")
+        _check_layer_sizes(layer, rep_in, rep_out, self.shape_in, self.shape_out)
         self.layer = layer
         self.rep_in, self.rep_out = rep_in, rep_out
         own_free = getattr(layer, "free_term", None)

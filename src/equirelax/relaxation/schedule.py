@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 SCHEDULES = ("triangular", "linear", "cosine", "constant")
 
 
@@ -32,11 +34,28 @@ class Schedule:
         if self.kind not in (*SCHEDULES, "custom"):
             raise ValueError(f"unknown schedule {self.kind!r}; expected one of {SCHEDULES} "
                              "or a callable fn(t, total) -> theta")
+        if self.total is not None:
+            # a step count: 10.5 or "10" would be truncated or fail deep inside, and a bool is
+            # almost always a mistaken positional argument
+            if isinstance(self.total, bool) or not isinstance(self.total, int | np.integer):
+                raise TypeError(f"total_steps must be an integer >= 1, got {self.total!r} "
+                                f"({type(self.total).__name__})")
+            object.__setattr__(self, "total", int(self.total))
         if self.kind in ("triangular", "linear", "cosine", "custom"):
-            if self.total is None or int(self.total) < 1:
+            if self.total is None or self.total < 1:
                 raise ValueError(
                     f"schedule {self.kind!r} needs total_steps >= 1, got {self.total!r}"
                 )
+        for name, lowest in (("peak", 0.0), ("value", None)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+                raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__})")
+            if not math.isfinite(v) or (lowest is not None and v < lowest):
+                bound = "a finite number >= 0" if lowest is not None else "a finite number"
+                raise ValueError(f"{name} must be {bound}, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        if self.kind == "custom" and not callable(self.fn):
+            raise TypeError(f"a custom schedule needs a callable fn(t, total), got {self.fn!r}")
 
     def __call__(self, t: int) -> float:
         if t < 0:
@@ -68,6 +87,19 @@ class Schedule:
         if self.fn is not None:
             out["fn"] = getattr(self.fn, "__name__", repr(self.fn))
         return out
+
+    def differences(self, saved: dict) -> list[str]:
+        """What in a saved :meth:`describe` gives another θ(t) than this schedule: the kind,
+        and the parameters the kind uses (total and peak of decaying schedules, value of the
+        constant one, total and function name of a custom one). Keys the saved description
+        lacks (older checkpoints) are not compared. Empty when the two schedules agree."""
+        mine = self.describe()
+        if "kind" in saved and saved["kind"] != self.kind:
+            return [f"kind {saved['kind']!r} != {self.kind!r}"]
+        used = {"constant": ("value",), "custom": ("total", "fn")}.get(self.kind,
+                                                                     ("total", "peak"))
+        return [f"{key} {saved[key]!r} != {mine.get(key)!r}" for key in used
+                if key in saved and saved[key] != mine.get(key)]
 
 
 def make_schedule(
