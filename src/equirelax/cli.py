@@ -3,6 +3,13 @@
 Each study lives in ``equirelax.experiments.<module>`` and defines ``configure(parser)`` and
 ``main(args) -> int``; this file only maps names to modules, so an optional study whose
 dependencies are missing fails when it is asked for, not when another one runs.
+
+Every study gets the same endings here: bad options are usage errors (status 2, from argparse);
+a :class:`~equirelax.experiments.guards.StudyError` prints its one-line message and exits
+with its status; SIGTERM and Ctrl-C end the command with status 143 / 130 and the line
+``interrupted at ...; rerun the same command to resume`` instead of a traceback (or, under
+SIGTERM, a silent exit with status 0). A study module may set ``ON_RERUN`` to say what rerunning
+does when it cannot resume.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from equirelax.experiments import guards
 
 STUDIES: dict[str, tuple[str, str]] = {
     "demo": ("equirelax.experiments.demo", "short demo: exact vs relaxed training, with a table"),
@@ -49,11 +58,27 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as err:
             print(f"equirelax {study}: not available ({err})", file=sys.stderr)
             return 2
-    args = build_parser(study).parse_args(argv)
+    try:
+        args = build_parser(study).parse_args(argv)
+    except SystemExit as done:  # a usage error (status 2) or --help (status 0)
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     if args.study is None:
         build_parser().print_help()
         return 0
-    return int(importlib.import_module(STUDIES[args.study][0]).main(args) or 0)
+    module = importlib.import_module(STUDIES[args.study][0])
+    prefix = f"equirelax {args.study}"
+    guards.mark(None)
+    try:
+        with guards.terminate_raises():
+            return int(module.main(args) or 0)
+    except guards.StudyError as err:
+        print(f"{prefix}: {err}", file=sys.stderr, flush=True)
+        return err.status
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM outside the runner (Terminated)
+        resume = getattr(module, "ON_RERUN", "rerun the same command to resume")
+        err = guards.interrupted(stop, resume)
+        print(f"\n{prefix}: {err}", file=sys.stderr, flush=True)
+        return err.status
 
 
 if __name__ == "__main__":

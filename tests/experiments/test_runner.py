@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import lightning.pytorch as pl
 import pytest
@@ -6,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import equirelax as er
-from equirelax.experiments.runner import RunConfig, fit
+from equirelax.experiments.guards import CheckpointError, RunInterruptedError
+from equirelax.experiments.runner import RunConfig, fit, read_curve
 
 
 def _setup(seed=0):
@@ -125,3 +128,75 @@ def test_last_checkpoint_is_the_latest_epoch_even_without_improvement(tmp_path):
     assert res2["resumed_from"] is not None
     assert res2["best_val_loss"] == res["best_val_loss"]
     assert [v for _, v in res2["val_curve"]] == curve  # no epoch was trained again
+
+
+# -- interruptions and damaged checkpoints ----------------------------------------------------
+def _shuffled_setup():
+    """The relaxed S4 regression with its training order drawn by EpochShuffle (4 batches an
+    epoch), so a run can stop and resume between two batches."""
+    from equirelax.experiments.runner import EpochShuffle
+
+    model, train, val = _setup()
+    train = DataLoader(train.dataset, batch_size=16, sampler=EpochShuffle(64, seed=0))
+    return model, train, val
+
+
+class _SignalAt(pl.Callback):
+    """Sends ``signum`` to this process after training batch ``step`` (a global step)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_between_batches_checkpoints_there_and_the_rerun_resumes_exactly(
+        tmp_path, signum, status):
+    """SIGTERM (or Ctrl-C) in the middle of epoch 1: training stops after that batch with
+    RunInterruptedError naming the epoch, last.ckpt holds that very step and the position in
+    the epoch, and the same run started again ends exactly where an uninterrupted run ends."""
+    def cfg(name):
+        return RunConfig(epochs=3, lr=1e-2, relax="triangular", out_dir=str(tmp_path / name),
+                         progress=False)
+
+    model, train, val = _shuffled_setup()
+    fit(model, train, val, None, _step, _mse, cfg("whole"))
+    model, train, val = _shuffled_setup()
+    with pytest.raises(RunInterruptedError) as info:
+        fit(model, train, val, None, _step, _mse, cfg("cut"), callbacks=[_SignalAt(6, signum)])
+    assert str(info.value) == "interrupted at epoch 1; rerun the same command to resume"
+    assert info.value.status == status
+    ckpt = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["global_step"] == 6 and saved["state_dict"]["net._extra_state"]["t"] == 6
+    latest = next(k for k in saved["callbacks"] if k.startswith("LatestCheckpoint"))
+    assert saved["callbacks"][latest]["position"] == [1, 2]
+    model, train, val = _shuffled_setup()
+    _, res = fit(model, train, val, None, _step, _mse, cfg("cut"))
+    assert res["resumed_from"] == str(ckpt)
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)
+    resumed = torch.load(ckpt, weights_only=False)
+    assert resumed["global_step"] == whole["global_step"] == 12
+    assert resumed["state_dict"].keys() == whole["state_dict"].keys()
+    for key, value in whole["state_dict"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(resumed["state_dict"][key], value), key
+        else:  # the schedule's position (extra state)
+            assert resumed["state_dict"][key] == value, key
+    whole_curve = read_curve(tmp_path / "whole" / "csv", "val/loss")
+    assert read_curve(tmp_path / "cut" / "csv", "val/loss") == whole_curve
+
+
+def test_a_truncated_checkpoint_is_named_with_how_to_start_afresh(tmp_path):
+    model, train, val = _setup()
+    cfg = RunConfig(epochs=1, lr=1e-2, out_dir=str(tmp_path / "run"), progress=False)
+    fit(model, train, val, None, _step, _mse, cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100])
+    model, train, val = _setup()
+    with pytest.raises(CheckpointError, match=f"cannot read the checkpoint {last} .*truncated or "
+                       "corrupt. Delete it to train this run afresh"):
+        fit(model, train, val, None, _step, _mse, cfg)

@@ -20,6 +20,9 @@ from equirelax.experiments.teacher_student import (
     write_outputs,
 )
 
+#: What rerunning an interrupted command does (it keeps no partial results).
+ON_RERUN = "rerun the same command to start again"
+
 #: The demo's setting: a teacher of type S3/S2 and students with three trivial hidden neurons,
 #: which exact training leaves at a saddle (a short version of the kept escape study).
 DEMO = TeacherStudentConfig(

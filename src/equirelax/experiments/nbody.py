@@ -42,10 +42,17 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from equirelax.data.nbody import NBodyDataset, NBodySample
-from equirelax.experiments.runner import RunConfig, fit, parameter_count, read_curve
+from equirelax.experiments.runner import (
+    EpochShuffle,
+    RunConfig,
+    fit,
+    load_checkpoint,
+    parameter_count,
+    read_curve,
+)
 from equirelax.relaxation import SCHEDULES
 
 MODELS = ("egnn", "segnn")
@@ -132,30 +139,6 @@ class StudyConfig:
 
 
 # -- data -------------------------------------------------------------------------------------
-class EpochShuffle(Sampler[int]):
-    """A random order of ``n`` indices that depends only on (seed, epoch).
-
-    Lightning calls ``set_epoch`` before every training epoch, so a run resumed from a
-    checkpoint sees exactly the batches an uninterrupted run would, and two arms with the same
-    seed see the same batches whatever else they draw from torch's global generator.
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        if n < 1:
-            raise ValueError(f"need at least one sample to shuffle, got n={n}")
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def random_orthogonal(
     seed: int, *, reflections: bool = False, dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
@@ -196,7 +179,8 @@ class RandomRotations(pl.Callback):
 
 class StopAfter(pl.Callback):
     """End the run after ``epochs`` more epochs (its last checkpoint is kept); rerunning the same
-    command resumes it. For time-sliced jobs, and to test resuming."""
+    command resumes it. For time-sliced jobs, and to test resuming. An epoch that a resumed run
+    finishes (it was interrupted part way) counts as one."""
 
     def __init__(self, epochs: int) -> None:
         if epochs < 1:
@@ -204,7 +188,8 @@ class StopAfter(pl.Callback):
         self.epochs = epochs
         self.start: int | None = None
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer, pl_module) -> None:
+        # not on_train_epoch_start: Lightning does not call it for an epoch resumed part way
         if self.start is None:
             self.start = trainer.current_epoch
 
@@ -376,7 +361,7 @@ def epochs_checkpointed(run_dir: Path) -> int:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.exists():
         return 0
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = load_checkpoint(last)
     try:
         return int(state["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
     except KeyError:

@@ -20,6 +20,9 @@ from equirelax.experiments.teacher_student import (
 
 DEFAULTS = TeacherStudentConfig()
 
+#: What rerunning an interrupted command does (it keeps no partial results).
+ON_RERUN = "rerun the same command to start again"
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options mirror :class:`TeacherStudentConfig`."""

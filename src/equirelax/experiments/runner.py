@@ -8,24 +8,38 @@ position is in the model's state_dict), CSV and TensorBoard logs, a progress bar
 best-validation model selection, and multi-process / multi-node DDP through Lightning
 (``devices``, ``num_nodes``; gloo on CPU, NCCL on GPUs). Validation and test run the exact
 (θ = 0) model, which equals the hardened one.
+
+Interruptions: SIGTERM (a scheduler ending a job) and Ctrl-C stop training at the end of the
+current batch; ``fit`` then writes ``last.ckpt`` where an exact resume is possible (at an epoch
+boundary, or within an epoch when the training loader draws its order from an
+:class:`EpochShuffle`, whose position is stored in the checkpoint) and raises
+:class:`~equirelax.experiments.guards.RunInterruptedError` ("interrupted at epoch k; rerun the same
+command to resume"), which the command line turns into a non-zero exit status. A second Ctrl-C
+stops at once. Under DDP an interrupted run resumes from its last end-of-epoch checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
+from equirelax.experiments import guards
 from equirelax.relaxation import LightningCallback, RelaxedModel, harden, relax
 
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]
@@ -98,14 +112,32 @@ class EquivariantTask(pl.LightningModule):
         pred, target = self.step_fn(self.net, batch)
         task = self.loss_fn(pred, target)
         loss = task
+        # epoch means are accumulated here and logged once an epoch (on_train_epoch_end): a
+        # Lightning log call costs about a millisecond, as much as a small model's step
+        n = _batch_size(pred)
+        self._accumulate("train/loss", task.detach() * n, n)
         if self.relaxed is not None:
             penalty = self.relaxed.penalty()
             loss = task + penalty
-            self.log("train/penalty", penalty.detach(), on_step=False, on_epoch=True,
-                     sync_dist=True)
-        self.log("train/loss", task.detach(), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=_batch_size(pred), sync_dist=True)
+            self._accumulate("train/penalty", penalty.detach(), 1)
         return loss
+
+    def _accumulate(self, key: str, total: torch.Tensor, count: int) -> None:
+        sums = self.__dict__.setdefault("_epoch_sums", {})
+        previous, seen = sums.get(key, (0.0, 0))
+        sums[key] = (previous + total, seen + count)
+
+    def on_train_epoch_end(self) -> None:
+        for key, (total, count) in self.__dict__.pop("_epoch_sums", {}).items():
+            self.log(key, total / count, on_step=False, on_epoch=True,
+                     prog_bar=key == "train/loss", sync_dist=True)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # Lightning walks every batch as a nested collection to move it; on the CPU there is
+        # nothing to move, and the walk costs milliseconds a step on small graphs
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _evaluate(self, batch, prefix: str) -> torch.Tensor:
         pred, target = self.step_fn(self.net, batch)
@@ -131,6 +163,97 @@ class EquivariantTask(pl.LightningModule):
         return harden(self.net) if self.relaxed is not None else self.net
 
 
+class EpochShuffle(Sampler):
+    """A random order of ``n`` indices that depends only on (seed, epoch).
+
+    Lightning calls ``set_epoch`` before every training epoch, so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would, and two arms with the same
+    seed see the same batches whatever else they draw from torch's global generator.
+
+    With ``batch_size`` it yields whole batches (lists of indices: consecutive slices of the
+    order, the last one possibly shorter) for a ``DataLoader(batch_size=None)`` over a dataset
+    that gathers a list of indices at once; without, single indices. A run resumed within an
+    epoch continues that epoch's order where it stopped (:meth:`resume_within_epoch`, set from
+    the checkpoint by :class:`LatestCheckpoint`).
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int | None = None) -> None:
+        if n < 1:
+            raise ValueError(f"need at least one sample to shuffle, got n={n}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.n, self.seed, self.epoch, self.batch_size = n, seed, 0, batch_size
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self._resume is not None and self._resume[0] != self.epoch:
+            self._resume = None  # the resumed epoch is over
+
+    def resume_within_epoch(self, epoch: int, done: int) -> None:
+        """Leave out the first ``done`` items (batches with ``batch_size``, else indices) of
+        epoch ``epoch``'s order: they were trained on before the run stopped. The length stays
+        the same, as Lightning counts the epoch's batches from the checkpoint."""
+        if not 0 <= done <= len(self):
+            raise ValueError(f"cannot resume after {done} of {len(self)} items")
+        self._resume = (int(epoch), int(done))
+
+    def __iter__(self) -> Iterator:
+        # A generator: the order is drawn at the first batch, after Lightning's set_epoch,
+        # even when the loader's iterator was made before (as on resuming a run).
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen).tolist()
+        items: list = order if self.batch_size is None else [
+            order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        if self._resume is not None and self._resume[0] == self.epoch:
+            items = items[self._resume[1]:]
+        yield from items
+
+    def __len__(self) -> int:
+        return self.n if self.batch_size is None else -(-self.n // self.batch_size)
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """A seed that depends only on (run seed, global step, stream): random draws made from it
+    are the same in every arm of a seed and in a resumed run."""
+    return (int(seed) * 1_000_003 + int(step) * 7_919 + int(stream) * 104_729) % (2 ** 63)
+
+
+class SeedEachStep(pl.Callback):
+    """Seed torch's global generator from (seed, global step) before every training batch.
+
+    Whatever the model draws there (dropout masks) is then a function of seed and step: two
+    arms of one seed draw the same masks even though relaxing a model consumes random numbers
+    (the free terms' initialisation), and a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        torch.manual_seed(step_seed(self.seed, trainer.global_step, stream=1))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU; a file that cannot be read (truncated by a killed job,
+    corrupt) raises :class:`~equirelax.experiments.guards.CheckpointError` naming it and
+    saying how to start the run afresh."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as err:
+        raise guards.CheckpointError(
+            f"cannot read the checkpoint {path} ({type(err).__name__}: {err}); it is truncated "
+            f"or corrupt. Delete it to train this run afresh (or delete its run folder "
+            f"{path.parent.parent})") from err
+    if not isinstance(state, dict):
+        raise guards.CheckpointError(
+            f"{path} is not a training checkpoint (it holds a {type(state).__name__}); delete "
+            "it to train this run afresh")
+    return state
+
+
 class LatestCheckpoint(ModelCheckpoint):
     """``last.ckpt``, written at the end of every ``every``-th training epoch, of the epoch in
     which the run is told to stop (e.g. by a time-slicing callback) and of the last epoch.
@@ -138,19 +261,170 @@ class LatestCheckpoint(ModelCheckpoint):
     Writing a checkpoint costs about as much as a training step of the N-body models, so long
     runs of one step per epoch write it every few epochs; a run killed in between resumes from
     the last one written and repeats those epochs exactly (batches and rotations are functions
-    of seed, epoch and step)."""
+    of seed, epoch and step).
 
-    def __init__(self, dirpath: Path, every: int = 1) -> None:
+    A run stopped by SIGTERM (or a forwarded Ctrl-C) also writes it at the stop, where a resume
+    is exact: after the end-of-epoch hooks, or between two training batches when ``sampler``
+    (an :class:`EpochShuffle`, with loader batches of ``batch_size`` unless it yields
+    batches itself) can start the epoch's order
+    where it stopped; the position is kept in the checkpoint. Not during validation, not after
+    an epoch's last batch before its end-of-epoch hooks, not under DDP: a run stopped there
+    resumes from the checkpoint before."""
+
+    def __init__(self, dirpath: Path, every: int = 1, sampler: EpochShuffle | None = None,
+                 batch_size: int | None = None) -> None:
         if int(every) < 1:
             raise ValueError(f"checkpoint interval must be >= 1 epoch, got {every}")
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
                          save_on_train_epoch_end=True, enable_version_counter=False)
         self.every = int(every)
+        self.sampler, self.batch_size = sampler, batch_size
+        self.position = (0, 0)  # (epoch, training batches of it done)
+        self.phase = "start"  # where training is: mid-epoch, last-batch, validating, epoch-end
+        self.saved_on_interrupt = False
+
+    @property
+    def path(self) -> Path:
+        """The file this callback writes."""
+        return Path(str(self.dirpath)) / "last.ckpt"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        done = batch_idx + 1
+        self.position = (trainer.current_epoch, done)
+        self.phase = "mid-epoch" if done < trainer.num_training_batches else "last-batch"
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.phase = "validating"
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.position, self.phase = (trainer.current_epoch + 1, 0), "epoch-end"
         done = trainer.current_epoch + 1
         if done % self.every == 0 or trainer.should_stop or done >= (trainer.max_epochs or 0):
             super().on_train_epoch_end(trainer, pl_module)
+
+    def _resumable_here(self, trainer) -> bool:
+        if trainer.world_size > 1 or trainer.sanity_checking:
+            return False
+        if self.phase == "epoch-end":
+            return True
+        return self.phase == "mid-epoch" and self._skippable()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or not self._resumable_here(trainer):
+            return
+        if self._last_global_step_saved == trainer.global_step and self.path.exists():
+            return  # written at this very point already (end of a checkpoint epoch)
+        self._save_checkpoint(trainer, str(self.path))
+        self.saved_on_interrupt = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "position": list(self.position)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        epoch, done = state.pop("position", (0, 0))
+        super().load_state_dict(state)
+        self.position = (int(epoch), int(done))
+        if done and self._skippable():
+            per_batch = 1 if self.sampler.batch_size is not None else self.batch_size
+            self.sampler.resume_within_epoch(epoch, done * per_batch)
+
+    def _skippable(self) -> bool:
+        """Whether the training order can be restarted within an epoch: an
+        :class:`EpochShuffle` yielding batches, or indices with a known batch size."""
+        return self.sampler is not None and (self.sampler.batch_size is not None
+                                             or self.batch_size is not None)
+
+
+class _SignalBridge(pl.Callback):
+    """Routes SIGTERM and Ctrl-C to Lightning's graceful stop while a trainer runs.
+
+    Lightning installs its SIGTERM handler (stop at the end of the batch) only once a fit or
+    test has set up; a signal that arrives before is kept and delivered to Lightning at its
+    first hook. The first Ctrl-C is delivered as SIGTERM (a clean stop that can be checkpointed)
+    and a second one interrupts at once. Also records the epoch for the interruption message."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.pending: int | None = None
+        self.signum = int(signal.SIGTERM)
+        self.forwarded = False
+
+    def _deliver(self, signum: int) -> None:
+        self.signum, self.forwarded = int(signum), True
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and handler != self.on_sigterm:
+            handler(signal.SIGTERM, None)
+        else:  # Lightning's handler is not there (it is being torn down): stop at once
+            raise guards.Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def _activate(self, trainer, *args) -> None:
+        if not self.active:
+            self.active = True
+            if self.pending is not None:
+                pending, self.pending = self.pending, None
+                self._deliver(pending)
+
+    on_sanity_check_start = on_train_start = on_validation_start = on_test_start = _activate
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        guards.mark(f"epoch {trainer.current_epoch}")
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """Before Lightning's handler is up, keep the signal; after, Lightning has it."""
+        if not self.active and self.pending is None:
+            self.pending = int(signal.SIGTERM)
+
+    def on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        """The first Ctrl-C stops gracefully; a second one interrupts at once."""
+        if self.forwarded or self.pending is not None:
+            raise KeyboardInterrupt()
+        if self.active:
+            self._deliver(signal.SIGINT)
+        else:
+            self.pending = int(signal.SIGINT)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Install the two handlers (main thread only) and restore the previous ones."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self.on_sigterm),
+                    signal.SIGINT: signal.signal(signal.SIGINT, self.on_sigint)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _run_trainer(trainer: pl.Trainer, method: str, checkpoint: Path, *args, **kwargs) -> Any:
+    """``trainer.fit`` / ``trainer.test`` with SIGTERM and Ctrl-C turned into
+    :class:`~equirelax.experiments.guards.RunInterruptedError` (the checkpoint is written by
+    :class:`LatestCheckpoint` where an exact resume is possible)."""
+    bridge = next(cb for cb in trainer.callbacks if isinstance(cb, _SignalBridge))
+    bridge.active, bridge.pending, bridge.forwarded = False, None, False
+    stopped: int | None = None
+    with bridge.installed():
+        try:
+            result = getattr(trainer, method)(*args, **kwargs)
+        except SIGTERMException:
+            stopped = bridge.signum
+        except SystemExit as done:  # Lightning ends a KeyboardInterrupt with sys.exit(1)
+            if not isinstance(done.__context__, KeyboardInterrupt):
+                raise
+            stopped = int(signal.SIGINT)
+        if stopped is None and bridge.pending is not None:
+            stopped = bridge.pending  # arrived when nothing was left to run
+    if stopped is not None:
+        resume = ("rerun the same command to resume" if checkpoint.exists() else
+                  "rerun the same command to start it again (no checkpoint was written yet)")
+        where = f"epoch {trainer.current_epoch}"
+        raise guards.RunInterruptedError(where, stopped, resume) from None
+    return result
 
 
 def _batch_size(pred: torch.Tensor) -> int:
@@ -189,8 +463,10 @@ def fit(
     # epoch. It is written after validation and after every other callback's epoch-end hook
     # (Lightning runs checkpoint callbacks last), so a schedule stepped per epoch is already
     # advanced in it, and a resumed run continues exactly where it stopped.
-    latest = LatestCheckpoint(out / "checkpoints", config.checkpoint_every_n_epochs)
-    all_callbacks: list[pl.Callback] = [ckpt, latest]
+    sampler = train.sampler if isinstance(train.sampler, EpochShuffle) else None
+    latest = LatestCheckpoint(out / "checkpoints", config.checkpoint_every_n_epochs,
+                              sampler=sampler, batch_size=train.batch_size)
+    all_callbacks: list[pl.Callback] = [_SignalBridge(), ckpt, latest]
     if config.relax is not None:
         all_callbacks.append(LightningCallback(interval=config.relax_interval))
     all_callbacks.extend(callbacks)
@@ -212,15 +488,16 @@ def fit(
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         deterministic=False,
     )
-    last = out / "checkpoints" / "last.ckpt"
+    last = latest.path
     resume_from = str(last) if config.resume and last.exists() else None
+    if resume_from is not None:
+        load_checkpoint(last)  # a truncated file fails here, with its name and what to do
     start = time.perf_counter()
-    trainer.fit(task, train, val, ckpt_path=resume_from)
+    _run_trainer(trainer, "fit", last, task, train, val, ckpt_path=resume_from)
     elapsed = time.perf_counter() - start
     best = ckpt.best_model_path
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        task.load_state_dict(state)
+        task.load_state_dict(load_checkpoint(best)["state_dict"])
     results: dict[str, Any] = {
         "config": asdict(config),
         "best_val_loss": float(ckpt.best_model_score) if ckpt.best_model_score is not None
@@ -229,7 +506,7 @@ def fit(
         "resumed_from": resume_from,
     }
     if test is not None:
-        tested = trainer.test(task, test, verbose=False)
+        tested = _run_trainer(trainer, "test", last, task, test, verbose=False)
         results["test"] = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     results["val_curve"] = read_curve(out / "csv", "val/loss")
     if trainer.is_global_zero:
@@ -258,4 +535,5 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["EquivariantTask", "RunConfig", "fit", "parameter_count", "read_curve"]
+__all__ = ["EpochShuffle", "EquivariantTask", "LatestCheckpoint", "RunConfig", "SeedEachStep",
+           "fit", "load_checkpoint", "parameter_count", "read_curve", "step_seed"]
