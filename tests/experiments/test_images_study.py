@@ -9,11 +9,12 @@ import shlex
 import numpy as np
 import pytest
 import torch
-from three_way import assert_exact_relaxed_baseline
+from three_way import assert_exact_relaxed_baseline, assert_same_batches, record_training
 
 from equirelax.cli import build_parser
 from equirelax.data.digits import upright_digits
 from equirelax.experiments import images as im
+from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.nn.gconv import CNN, GCNN
 
 
@@ -109,17 +110,26 @@ def test_bad_settings_fail_early(overrides: dict, match: str) -> None:
         im.ImageStudyConfig(**overrides)
 
 
-def test_tiny_comparison_end_to_end(tmp_path) -> None:
+def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
+    """The three arms train and are reported; all of them see the same batches, rotated by
+    the same angles (drawn from seed and step, not from the global generator that relaxing
+    a model advances)."""
     argv = ["--quick", "--group", "D4", "--seeds", "0", "--epochs", "1",
             "--train-fraction", "0.03", "--channels", "2", "3", "--cnn-channels", "4", "4",
             "--batch-size", "16", "--out", str(tmp_path / "out"),
             "--runs-dir", str(tmp_path / "runs"), "--threads", "1", "--no-progress"]
+    batches, _ = record_training(monkeypatch)
     assert im.main(_parse(argv)) == 0
+    assert len(batches["exact"]) > 1
+    assert_same_batches(batches["relaxed"], batches["exact"])
+    assert_same_batches(batches["baseline"], batches["exact"])
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     records = {r["variant"]: r for r in result["records"]}
     assert_exact_relaxed_baseline(records)
     table = (tmp_path / "out" / "results.md").read_text()
     assert "D4 invariance error" in table and "equirelax images --preset quick" in table
+    # a --quick run says, in its report and its JSON, that it is a smoke test
+    assert f"**{SMOKE_TEST_NOTE}**" in table and result["smoke_test"] == SMOKE_TEST_NOTE
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
 
 

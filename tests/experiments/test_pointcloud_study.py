@@ -8,11 +8,17 @@ import shlex
 
 import pytest
 import torch
-from three_way import assert_exact_relaxed_baseline
+from three_way import (
+    assert_exact_relaxed_baseline,
+    assert_same_batches,
+    assert_same_dropout,
+    record_training,
+)
 
 from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
 from equirelax.experiments import pointcloud as pc
+from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.nn.vn import PointNet, VNPointNet
 
 
@@ -153,6 +159,8 @@ def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| relaxed |" in table and "equirelax pointcloud --preset quick" in table
     assert "paper's claim" in table
+    # a --quick run says, in its report and its JSON, that it is a smoke test
+    assert f"**{SMOKE_TEST_NOTE}**" in table and result["smoke_test"] == SMOKE_TEST_NOTE
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
     assert (tmp_path / "runs" / "relaxed" / "seed0" / "checkpoints" / "last.ckpt").exists()
     # Running the same command again resumes every finished run from its checkpoint: same
@@ -178,3 +186,76 @@ def test_quick_preset_runs(tmp_path, monkeypatch) -> None:
 
 def test_config_defaults_are_the_standard_preset() -> None:
     assert pc.PointCloudStudyConfig() == pc.PointCloudStudyConfig(**pc.PRESETS["standard"])
+
+
+def test_arms_see_the_same_batches_and_a_resumed_comparison_equals_an_uninterrupted_one(
+        tmp_path, monkeypatch) -> None:
+    """Batch order, rotations and dropout masks are functions of (seed, epoch, step): the
+    exact and relaxed arms of a seed see identical batches and masks (relaxing a model draws
+    random numbers, which used to shift the global generator), and a comparison interrupted in
+    the middle of an epoch and rerun ends exactly like an uninterrupted one."""
+    import os
+    import signal
+
+    import lightning.pytorch as pl
+
+    from equirelax.experiments import classification
+    from equirelax.experiments.guards import RunInterruptedError
+
+    monkeypatch.setenv("EQUIRELAX_CACHE", str(tmp_path / "cache"))
+
+    def argv(name: str) -> list[str]:
+        return ["--quick", "--seeds", "3", "--epochs", "2", "--num-points", "16", "--k", "4",
+                "--train-size", "30", "--val-size", "15", "--test-size", "15",
+                "--channels", "4", "6", "8", "--batch-size", "15", "--variants", "exact",
+                "relaxed", "--out", str(tmp_path / name / "out"),
+                "--runs-dir", str(tmp_path / name / "runs"), "--threads", "1", "--no-progress"]
+
+    batches, masks = record_training(monkeypatch)
+    assert pc.main(_parse(argv("whole"))) == 0
+    assert len(batches["exact"]) == 4  # 2 epochs of 2 batches
+    assert_same_batches(batches["relaxed"], batches["exact"])
+    assert len(masks["exact"]) == len(masks["relaxed"]) == 4  # one dropout layer
+    assert_same_dropout(masks["relaxed"], masks["exact"])
+    assert not torch.equal(masks["exact"][0][0], masks["exact"][1][0])  # fresh masks each step
+    first, again = batches["exact"][0][0], batches["exact"][2][0]  # epoch 0 and 1, batch 0
+    assert first.shape == again.shape and not torch.equal(first, again)
+    whole = {name: list(b) for name, b in batches.items()}
+
+    class SignalAtStep3(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    fit = classification.fit
+    calls = []
+
+    def interrupted_once(*args, callbacks=(), **kwargs):
+        calls.append(1)
+        extra = [SignalAtStep3()] if len(calls) == 1 else []
+        return fit(*args, callbacks=[*callbacks, *extra], **kwargs)
+
+    monkeypatch.setattr(classification, "fit", interrupted_once)
+    batches.clear()
+    with pytest.raises(RunInterruptedError, match="interrupted at epoch 1"):
+        pc.main(_parse(argv("cut")))
+    assert_same_batches(batches["exact"], whole["exact"][:3])
+    batches.clear()
+    assert pc.main(_parse(argv("cut"))) == 0
+    assert_same_batches(batches["exact"], whole["exact"][3:])  # the rest of epoch 1 only
+    assert_same_batches(batches["relaxed"], whole["relaxed"])
+    for variant in ("exact", "relaxed"):
+        ckpts = [torch.load(tmp_path / name / "runs" / variant / "seed3" / "checkpoints" /
+                            "last.ckpt", weights_only=False)["state_dict"]
+                 for name in ("whole", "cut")]
+        for key, value in ckpts[0].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(ckpts[1][key], value), (variant, key)
+    records = [{r["variant"]: r for r in json.loads(
+        (tmp_path / name / "out" / "results.json").read_text())["records"]}
+        for name in ("whole", "cut")]
+    for variant in ("exact", "relaxed"):
+        for key in ("test_acc_so3", "test_acc_z", "test_acc_none"):
+            assert records[1][variant][key] == records[0][variant][key]
+        assert records[1][variant]["curves"]["val_loss"] == \
+            records[0][variant]["curves"]["val_loss"]

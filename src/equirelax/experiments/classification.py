@@ -1,6 +1,14 @@
 """Exact vs relaxed vs baseline comparisons of classifiers over seeds, shared by the
 point-cloud and image studies: the training of every arm through the runner, accuracy on
-test sets, summaries with paired differences, the markdown report, curves and command lines."""
+test sets, summaries with paired differences, the markdown report, curves and command lines.
+
+Every random draw of training is a function of (seed, epoch, step), never of torch's global
+generator as it happens to stand: the batch order (:class:`~equirelax.experiments.runner.
+EpochShuffle`), the augmentation of each batch (:class:`SeededAugmentation`) and the dropout
+masks (:class:`~equirelax.experiments.runner.SeedEachStep`). So the arms of one seed see the
+same samples, rotations and masks although relaxing a model draws random numbers, and a run
+resumed from a checkpoint continues as it would have.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +20,26 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from equirelax.experiments.runner import RunConfig, fit, parameter_count, read_curve
+from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.runner import (
+    EpochShuffle,
+    RunConfig,
+    SeedEachStep,
+    fit,
+    parameter_count,
+    read_curve,
+    step_seed,
+)
+
+#: A random transformation of a batch of inputs, drawn from the generator it is given.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -40,6 +61,28 @@ def evaluate_accuracy(model: nn.Module, dataset: TensorDataset, batch_size: int 
     return correct / len(dataset)
 
 
+class SeededAugmentation(pl.Callback):
+    """Replace the inputs of every training batch (``batch[0]``, in place) by ``augment`` of
+    them, drawn from a generator seeded by (seed, global step): the same transformation in
+    every arm of a seed, and in a resumed run."""
+
+    def __init__(self, seed: int, augment: Augment) -> None:
+        self.seed, self.augment = int(seed), augment
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        gen = torch.Generator().manual_seed(step_seed(self.seed, trainer.global_step, stream=2))
+        inputs = batch[0]
+        inputs.copy_(self.augment(inputs, gen).to(inputs))
+
+
+def training_loader(dataset: Dataset, batch_size: int, seed: int,
+                    distributed: bool = False) -> DataLoader:
+    """Full training batches in an order that depends only on (seed, epoch); under DDP
+    Lightning's distributed sampler (seeded with the run's seed) splits them over processes."""
+    if distributed:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochShuffle(len(dataset), seed),
+                      drop_last=True)
 
 
 @dataclass
@@ -61,13 +104,17 @@ def run_comparison(
     runs_dir: Path,
     evaluate: Callable[[nn.Module], dict[str, float]],
     progress: bool = True,
-) -> list[dict]:
-    """Train every variant from every seed with the shared runner; returns one record per run.
+    augment: Augment | None = None,
+) -> list[dict] | None:
+    """Train every variant from every seed with the shared runner; returns one record per run
+    (``None`` in the DDP processes other than rank 0, which neither evaluate nor record).
 
-    ``loaders(seed)`` gives the (train, val) loaders; ``evaluate(model)`` the metrics of the
-    final exact model (the hardened one for a relaxed run). Runs resume from their checkpoints.
+    ``loaders(seed)`` gives the (train, val) loaders; ``augment`` transforms the inputs of every
+    training batch (seeded by seed and step); ``evaluate(model)`` the metrics of the final exact
+    model (the hardened one for a relaxed run). Runs resume from their checkpoints.
     """
-    records = []
+    records: list[dict] = []
+    rank_zero = True
     jobs = [(v, s) for s in seeds for v in variants]
     for variant, seed in tqdm(jobs, desc="runs", disable=not progress):
         torch.manual_seed(seed)
@@ -84,8 +131,14 @@ def run_comparison(
             before = json.loads(timing.read_text())["seconds"]
         elif (out / "results.json").exists():  # a completed fit from before this file existed
             before = json.loads((out / "results.json").read_text())["fit_seconds"]
+        callbacks: list[pl.Callback] = [SeedEachStep(seed)]
+        if augment is not None:
+            callbacks.append(SeededAugmentation(seed, augment))
         task, result = fit(model, train, val, None, step_fn, cross_entropy, cfg,
-                           metrics={"acc": accuracy})
+                           metrics={"acc": accuracy}, callbacks=callbacks)
+        if not task.trainer.is_global_zero:
+            rank_zero = False
+            continue
         seconds = before + result["fit_seconds"]
         timing.write_text(json.dumps({"seconds": seconds}))
         exact = task.exact_model().eval()
@@ -104,7 +157,7 @@ def run_comparison(
             },
             **evaluate(exact),
         })
-    return records
+    return records if rank_zero else None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -180,14 +233,20 @@ def write_report(
     settings: dict,
     command: str,
     notes: Sequence[str] = (),
+    smoke_test: bool = False,
 ) -> None:
-    """Write ``results.json`` (records, summary, settings) and ``results.md`` (the table)."""
+    """Write ``results.json`` (records, summary, settings) and ``results.md`` (the table);
+    ``smoke_test`` (a ``--quick`` run) heads both with the smoke-test note."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"command": command, "settings": settings, "summary": summary,
                "records": list(records)}
+    if smoke_test:
+        payload = {"smoke_test": SMOKE_TEST_NOTE, **payload}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str))
-    lines = [f"# {title}", "", "Written by the script; reproduce with:", "", "```",
-             command, "```", ""]
+    lines = [f"# {title}", ""]
+    if smoke_test:
+        lines += [f"**{SMOKE_TEST_NOTE}**", ""]
+    lines += ["Written by the script; reproduce with:", "", "```", command, "```", ""]
     header = "| variant | " + " | ".join(label for _, label in columns) + " |"
     lines += [header, "|" + "---|" * (len(columns) + 1)]
     for name, stats in summary["variants"].items():

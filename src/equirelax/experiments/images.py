@@ -13,7 +13,9 @@ trained from the same seeds with the same data, augmentation, optimizer and numb
 * ``baseline``: a plain :class:`~equirelax.nn.gconv.CNN`, invariant only through rotation
   augmentation.
 
-Every training batch is rotated by fresh random angles (continuous by default) for all variants.
+Every training batch is rotated by fresh random angles (continuous by default) for all variants;
+the angles, the batch order and the dropout masks are functions of (seed, epoch, step), so every
+variant of a seed sees the same ones, and a resumed run the ones it would have seen.
 The final models are tested on three rotated copies of the test digits (continuous angles,
 multiples of 90°, upright), and their invariance error under the group is measured with
 ``er.equivariance_error`` over every group element (float64). The script writes a results table,
@@ -43,6 +45,7 @@ from equirelax.data.digits import (
     rotate_images,
     upright_digits,
 )
+from equirelax.experiments.argtypes import fraction, non_negative_int, positive_int
 from equirelax.experiments.classification import (
     Variant,
     claim_sentence,
@@ -51,8 +54,10 @@ from equirelax.experiments.classification import (
     plot_curves,
     run_comparison,
     summarise,
+    training_loader,
     write_report,
 )
+from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.experiments.options import add_run_options, config_values, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
@@ -103,6 +108,8 @@ class ImageStudyConfig:
     relax_init_std: float = 1e-3
     penalty_rows: int | None = 8
     devices: int = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
 
     def __post_init__(self) -> None:
         if self.group not in ("C4", "D4"):
@@ -122,7 +129,7 @@ class ImageStudyConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value <= 1):
                 raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "devices", "num_nodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -140,18 +147,20 @@ def build_model(variant: str, cfg: ImageStudyConfig, image_size: int = 28) -> nn
     raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
 
-def rotate_batch(images: torch.Tensor, kind: str) -> torch.Tensor:
+def rotate_batch(images: torch.Tensor, kind: str,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Rotate each image of ``(B, C, H, H)`` by a fresh random angle: ``"continuous"``
-    (bilinear, zero outside), ``"c4"`` (exact quarter turns) or ``"none"``; torch's global
-    generator (seeded per run) draws the angles."""
+    (bilinear, zero outside), ``"c4"`` (exact quarter turns) or ``"none"``; ``generator``
+    draws the angles (the study's is seeded by seed and step; torch's global generator when
+    none is given)."""
     if kind == "none":
         return images
     if kind == "c4":
-        turns = torch.randint(0, 4, (len(images),))
+        turns = torch.randint(0, 4, (len(images),), generator=generator)
         return torch.stack([torch.rot90(im, int(t), dims=(-2, -1))
                             for im, t in zip(images, turns)])
     if kind == "continuous":
-        angle = torch.rand(len(images), dtype=images.dtype) * 2 * math.pi
+        angle = torch.rand(len(images), generator=generator, dtype=images.dtype) * 2 * math.pi
         c, s = torch.cos(angle), torch.sin(angle)
         zero = torch.zeros_like(c)
         theta = torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)], 1)
@@ -211,8 +220,10 @@ def invariance_error(model: nn.Module, images: torch.Tensor, group: str,
 
 
 def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str,
-              progress: bool = True) -> dict:
-    """Build the data, train every variant from every seed, evaluate, write the report."""
+              progress: bool = True, smoke_test: bool = False) -> dict | None:
+    """Build the data, train every variant from every seed, evaluate, write the report
+    (headed by the smoke-test note for a ``--quick`` run). ``None`` in the DDP processes other
+    than rank 0: they only train."""
     data = load_rotated_digits(train_rotation=cfg.train_rotation,
                                test_rotation=cfg.test_rotation, seed=cfg.data_seed,
                                progress=progress)
@@ -224,16 +235,16 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
     probe = tests["none"].tensors[0][:16]
 
     def step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        if model.training:
-            images = rotate_batch(images, cfg.augment)
+        images, labels = batch  # training batches arrive rotated (SeededAugmentation)
         return model(images), labels
 
     def loaders(seed: int) -> tuple[DataLoader, DataLoader]:
-        gen = torch.Generator().manual_seed(seed)
-        train = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                           drop_last=True)
+        train = training_loader(train_set, cfg.batch_size, seed,
+                                distributed=cfg.devices * cfg.num_nodes > 1)
         return train, DataLoader(val_set, batch_size=200)
+
+    def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return rotate_batch(images, cfg.augment, generator)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         out = {f"test_acc_{k}": evaluate_accuracy(model, ds, 200) for k, ds in tests.items()}
@@ -248,9 +259,11 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
     base = RunConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
                      relax_init_std=cfg.relax_init_std, penalty_rows=cfg.penalty_rows,
-                     devices=cfg.devices, accelerator="cpu" if cfg.devices > 1 else "auto")
+                     devices=cfg.devices, num_nodes=cfg.num_nodes, accelerator=cfg.accelerator)
     records = run_comparison(variants, cfg.seeds, loaders, step, base, runs_dir, evaluate,
-                             progress)
+                             progress, augment=augment)
+    if records is None:
+        return None
     kinds = ("continuous", "c4", "none")
     metrics = [f"test_acc_{k}" for k in kinds] + ["equivariance_error", "parameters",
                                                   "fit_seconds"]
@@ -272,7 +285,8 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
         "(`er.equivariance_error`); the worst seed is shown.",
     ]
     write_report(out_dir, f"Rotated digits: exact vs relaxed {cfg.group} group convolutions vs "
-                 "a CNN", records, summary, columns, asdict(cfg), command, notes)
+                 "a CNN", records, summary, columns, asdict(cfg), command, notes,
+                 smoke_test=smoke_test)
     plot_curves(out_dir, records, f"rotated digits ({cfg.group})")
     return {"records": records, "summary": summary}
 
@@ -284,7 +298,8 @@ OPTIONS = {
     "augment": "--augment", "train_fraction": "--train-fraction", "channels": "--channels",
     "cnn_channels": "--cnn-channels", "epochs": "--epochs", "batch_size": "--batch-size",
     "lr": "--lr", "lie_weight": "--lie-weight", "norm_weight": "--norm-weight",
-    "penalty_rows": "--penalty-rows", "devices": "--devices", "schedule": "--relax",
+    "penalty_rows": "--penalty-rows", "devices": "--devices", "num_nodes": "--num-nodes",
+    "accelerator": "--accelerator", "schedule": "--relax",
 }
 
 
@@ -306,16 +321,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         choices=("none", "triangular", "linear", "cosine", "constant"),
                         help="relaxation schedule of the relaxed variant (default triangular)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=None)
     parser.add_argument("--train-rotation", dest="train_rotation", choices=DIGIT_ROTATIONS,
                         default=None)
     parser.add_argument("--test-rotation", dest="test_rotation", choices=DIGIT_ROTATIONS,
                         default=None)
     parser.add_argument("--augment", choices=DIGIT_ROTATIONS, default=None,
                         help="random rotation of every training batch (default continuous)")
-    parser.add_argument("--train-fraction", dest="train_fraction", type=float, default=None)
-    parser.add_argument("--channels", nargs="+", type=int, default=None, help="GCNN widths")
-    parser.add_argument("--cnn-channels", dest="cnn_channels", nargs="+", type=int,
+    parser.add_argument("--train-fraction", dest="train_fraction", type=fraction, default=None)
+    parser.add_argument("--channels", nargs="+", type=positive_int, default=None,
+                        help="GCNN widths")
+    parser.add_argument("--cnn-channels", dest="cnn_channels", nargs="+", type=positive_int,
                         default=None, help="CNN widths")
     add_run_options(parser, "images", "images of each layer input the penalties are evaluated on")
 
@@ -328,7 +344,9 @@ def main(args: argparse.Namespace) -> int:
     out, runs = prepare_run(args, "images", f"{preset}{suffix}")
     start = time.perf_counter()
     command = command_line("images", preset, cfg, PRESETS, OPTIONS)
-    result = run_study(cfg, out, runs, command, args.progress)
+    result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
+    if result is None:  # a DDP process other than rank 0
+        return 0
     summary = result["summary"]
     for name, stats in summary["variants"].items():
         acc = stats[f"test_acc_{cfg.test_rotation}"]
@@ -337,4 +355,6 @@ def main(args: argparse.Namespace) -> int:
     if "claim" in summary:
         print(claim_sentence(summary["claim"]))
     print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
+    if args.quick:
+        print(SMOKE_TEST_NOTE)
     return 0

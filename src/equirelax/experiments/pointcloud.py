@@ -14,7 +14,9 @@ number of steps:
   augmentation.
 
 Every training batch is rotated by fresh random rotations of the protocol's training kind (SO(3)
-for ``so3/so3``, about z for ``z/so3``), for all variants. Each final model is tested on three
+for ``so3/so3``, about z for ``z/so3``), for all variants; the rotations, the batch order and
+the dropout masks are functions of (seed, epoch, step), so every variant of a seed sees the
+same ones, and a resumed run the ones it would have seen. Each final model is tested on three
 rotated copies of the test clouds (SO(3), z, none) and its invariance error is measured with
 ``er.equivariance_error`` (float64, sampled rotations). The script writes a results table, the
 per-run records and training curves to its output folder, with the command that reproduces
@@ -30,7 +32,6 @@ import argparse
 import copy
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,13 @@ from equirelax.data.shapes import (
     random_rotations_torch,
     random_z_rotations,
 )
+from equirelax.experiments.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from equirelax.experiments.classification import (
+    Augment,
     Variant,
     claim_sentence,
     command_line,
@@ -58,8 +65,10 @@ from equirelax.experiments.classification import (
     plot_curves,
     run_comparison,
     summarise,
+    training_loader,
     write_report,
 )
+from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.experiments.options import add_run_options, config_values, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.vn import PointNet, VNLinear, VNPointNet
@@ -120,6 +129,8 @@ class PointCloudStudyConfig:
     penalty_rows: int | None = 4096
     eval_rotations: int = 8
     devices: int = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)
@@ -131,7 +142,7 @@ class PointCloudStudyConfig:
             raise ValueError("seeds must name at least one seed, got ()")
         parse_protocol(self.protocol)
         for name in ("num_points", "train_size", "val_size", "test_size", "epochs",
-                     "batch_size", "k", "eval_rotations"):
+                     "batch_size", "k", "eval_rotations", "devices", "num_nodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -175,16 +186,19 @@ def _rotate(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bij,bnj->bni", rot.to(points.dtype), points)
 
 
-def augmenter(kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def augmenter(kind: str) -> Augment:
     """Random rotations of a training batch ``(B, N, 3)``: ``"so3"`` (Haar), ``"z"`` or
-    ``"none"``; drawn from torch's global generator (seeded per run)."""
+    ``"none"``, drawn from the generator given (the study's is seeded by seed and step; torch's
+    global generator when none is given)."""
     if kind == "none":
-        return lambda points: points
+        return lambda points, generator=None: points
     if kind == "so3":
-        return lambda points: _rotate(points, random_rotations_torch(len(points)))
+        return lambda points, generator=None: _rotate(
+            points, random_rotations_torch(len(points), generator=generator))
     if kind == "z":
-        def rotate_z(points: torch.Tensor) -> torch.Tensor:
-            angle = torch.rand(len(points), dtype=torch.float64) * 2 * math.pi
+        def rotate_z(points: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+            angle = torch.rand(len(points), generator=generator, dtype=torch.float64) * 2 * math.pi
             c, s = torch.cos(angle), torch.sin(angle)
             rot = torch.zeros(len(points), 3, 3, dtype=torch.float64)
             rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = c, -s, s, c
@@ -237,28 +251,27 @@ def run_study(
     command: str,
     progress: bool = True,
     cache_dir: Path | None = None,
-) -> dict:
-    """Generate the data, train every variant from every seed, evaluate, write the report."""
+    smoke_test: bool = False,
+) -> dict | None:
+    """Generate the data, train every variant from every seed, evaluate, write the report
+    (headed by the smoke-test note for a ``--quick`` run). ``None`` in the DDP processes other
+    than rank 0: they only train."""
     data = load_shapes(num_points=cfg.num_points, train_size=cfg.train_size,
                        val_size=cfg.val_size, test_size=cfg.test_size, protocol=cfg.protocol,
                        noise_std=cfg.noise_std, seed=cfg.data_seed, progress=progress,
                        cache_dir=cache_dir)
     train_kind, _ = parse_protocol(cfg.protocol)
-    augment = augmenter(train_kind)
     tests = rotated_test_sets(data)
     probe = tests["so3"].tensors[0][:16]
     num_classes = data.num_classes
 
     def step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        points, labels = batch
-        if model.training:
-            points = augment(points)
+        points, labels = batch  # training batches arrive rotated (SeededAugmentation)
         return model(points), labels
 
     def loaders(seed: int) -> tuple[DataLoader, DataLoader]:
-        gen = torch.Generator().manual_seed(seed)
-        train = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                           drop_last=True)
+        train = training_loader(data.train, cfg.batch_size, seed,
+                                distributed=cfg.devices * cfg.num_nodes > 1)
         return train, DataLoader(data.val, batch_size=100)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -276,9 +289,11 @@ def run_study(
     base = RunConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
                      relax_init_std=cfg.relax_init_std, penalty_rows=cfg.penalty_rows,
-                     devices=cfg.devices, accelerator="cpu" if cfg.devices > 1 else "auto")
+                     devices=cfg.devices, num_nodes=cfg.num_nodes, accelerator=cfg.accelerator)
     records = run_comparison(variants, cfg.seeds, loaders, step, base, runs_dir, evaluate,
-                             progress)
+                             progress, augment=augmenter(train_kind))
+    if records is None:
+        return None
     metrics = [f"test_acc_{k}" for k in TEST_ROTATIONS] + [
         "equivariance_error", "parameters", "fit_seconds"]
     test_kind = parse_protocol(cfg.protocol)[1]
@@ -299,7 +314,7 @@ def run_study(
     ]
     settings = asdict(cfg)
     write_report(out_dir, "Point clouds: exact vs relaxed Vector Neurons vs PointNet",
-                 records, summary, columns, settings, command, notes)
+                 records, summary, columns, settings, command, notes, smoke_test=smoke_test)
     plot_curves(out_dir, records, f"point clouds ({cfg.protocol})")
     return {"records": records, "summary": summary}
 
@@ -311,7 +326,8 @@ OPTIONS = {
     "test_size": "--test-size", "noise_std": "--noise", "channels": "--channels", "k": "--k",
     "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
     "lie_weight": "--lie-weight", "norm_weight": "--norm-weight",
-    "penalty_rows": "--penalty-rows", "devices": "--devices", "schedule": "--relax",
+    "penalty_rows": "--penalty-rows", "devices": "--devices", "num_nodes": "--num-nodes",
+    "accelerator": "--accelerator", "schedule": "--relax",
 }
 
 
@@ -333,16 +349,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         choices=("none", "triangular", "linear", "cosine", "constant"),
                         help="relaxation schedule of the relaxed variant (default triangular)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=None)
     parser.add_argument("--protocol", default=None, help="so3/so3 (default) or z/so3")
-    parser.add_argument("--num-points", dest="num_points", type=int, default=None)
-    parser.add_argument("--train-size", dest="train_size", type=int, default=None)
-    parser.add_argument("--val-size", dest="val_size", type=int, default=None)
-    parser.add_argument("--test-size", dest="test_size", type=int, default=None)
-    parser.add_argument("--noise", dest="noise_std", type=float, default=None)
-    parser.add_argument("--channels", nargs=3, type=int, default=None,
+    parser.add_argument("--num-points", dest="num_points", type=positive_int, default=None)
+    parser.add_argument("--train-size", dest="train_size", type=positive_int, default=None)
+    parser.add_argument("--val-size", dest="val_size", type=positive_int, default=None)
+    parser.add_argument("--test-size", dest="test_size", type=positive_int, default=None)
+    parser.add_argument("--noise", dest="noise_std", type=non_negative_float, default=None)
+    parser.add_argument("--channels", nargs=3, type=positive_int, default=None,
                         help="VN-PointNet widths (paper: 21 42 341)")
-    parser.add_argument("--k", type=int, default=None, help="neighbours of the VN lift")
+    parser.add_argument("--k", type=positive_int, default=None, help="neighbours of the VN lift")
     add_run_options(parser, "pointcloud", "rows of each layer input the penalties are evaluated on")
 
 
@@ -353,7 +369,9 @@ def main(args: argparse.Namespace) -> int:
     out, runs = prepare_run(args, "pointcloud", preset)
     start = time.perf_counter()
     command = command_line("pointcloud", preset, cfg, PRESETS, OPTIONS)
-    result = run_study(cfg, out, runs, command, args.progress)
+    result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
+    if result is None:  # a DDP process other than rank 0
+        return 0
     summary = result["summary"]
     for name, stats in summary["variants"].items():
         print(f"{name:>9}: SO(3) test acc {format_mean_std(stats['test_acc_so3'])}, "
@@ -361,4 +379,6 @@ def main(args: argparse.Namespace) -> int:
     if "claim" in summary:
         print(claim_sentence(summary["claim"]))
     print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
+    if args.quick:
+        print(SMOKE_TEST_NOTE)
     return 0
