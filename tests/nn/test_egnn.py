@@ -218,3 +218,36 @@ def test_relaxed_egnn_breaks_rotations_but_not_translations_and_hardens_exact():
         assert type(hard) is EGNN and list(hard.state_dict()) == list(model.state_dict())
         torch.testing.assert_close(hard(loc @ rot.T + shift, vel @ rot.T, charges),
                                    hard(loc, vel, charges) @ rot.T + shift)
+
+
+def test_relaxed_egnn_pickles_and_copies_with_identical_outputs():
+    """Users pickle models (DataLoader workers, Ray, joblib): an EGNN holds O(3) reps whose sums
+    had closures for their matrices, and a relaxed one closures for its group actions."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    relaxed = relax(EGNN(hidden_features=8, num_layers=2).double(), total_steps=10)
+    randomise_free(relaxed, std=0.3)
+    for _ in range(3):
+        relaxed.step()
+    relaxed.train()
+    loc, vel, charges = particles(2, 4, torch.float64, seed=3)
+    relaxed(loc, vel, charges)  # fills the action caches
+    mine = relaxed.penalties()
+    with torch.no_grad():
+        expected = relaxed(loc, vel, charges)
+    for loaded in (pickle.loads(pickle.dumps(relaxed)), copy.deepcopy(relaxed)):
+        assert loaded.theta == relaxed.theta > 0
+        torch.testing.assert_close(loaded(loc, vel, charges), expected, atol=0, rtol=0)
+        theirs = loaded.penalties()
+        for name in mine:
+            torch.testing.assert_close(theirs[name], mine[name], atol=0, rtol=0)
+        hard = harden(loaded)
+        assert type(hard) is EGNN
+        torch.testing.assert_close(hard(loc, vel, charges), harden(relaxed)(loc, vel, charges),
+                                   atol=0, rtol=0)
+    plain = EGNN(hidden_features=8, num_layers=1).double().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(pickle.loads(pickle.dumps(plain))(loc, vel, charges),
+                                   plain(loc, vel, charges), atol=0, rtol=0)

@@ -145,3 +145,26 @@ def test_mlp_trains_on_a_symmetric_task():
         first = float(loss.detach()) if first is None else first
     assert float(loss.detach()) < 0.2 * first
     assert er.equivariance_error(model, x[:8]) < 1e-12  # still exact after training
+
+
+# -- serialisation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_so3_mlp_pickles_and_copies_with_identical_outputs(mode):
+    import copy
+    import pickle
+
+    G = SO(3)
+    v, t = vector(G), trivial(G)
+    model = EquivariantMLP(v + v * v, [2 * v + t + v * v], v + t).double().train(mode == "train")
+    for layer in model.modules():
+        if isinstance(layer, EquivariantLinear):
+            with torch.no_grad():
+                layer.bias_coefficients.normal_()
+    x = torch.randn(5, model.rep_in.dim, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(x)  # in eval mode this also fills the weight caches
+    for loaded in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert loaded.training == model.training
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)
+        assert er.equivariance_error(loaded, x) < 1e-12

@@ -594,3 +594,65 @@ def test_old_states_with_only_the_step_still_load(s4_model):
     state["_extra_state"] = {"t": -1}
     with pytest.raises(ValueError, match="step must be an integer >= 0, got -1"):
         relax(s4_model, total_steps=20).load_state_dict(state)
+
+
+# -- serialisation: relaxed models pickle (DataLoader workers, Ray, joblib) and copy -----------
+def _round_trips(model):
+    import pickle
+
+    return {"pickle": pickle.loads(pickle.dumps(model)), "deepcopy": copy.deepcopy(model)}
+
+
+@pytest.mark.parametrize("fixture", ["s4_model", "so3_model"])
+def test_relaxed_models_pickle_and_copy_with_identical_outputs(fixture, request):
+    model = request.getfixturevalue(fixture)
+    dim = model.rep_in.dim
+    x = torch.randn(32, dim, dtype=torch.float64)
+    y = torch.randn(32, model.rep_out.dim, dtype=torch.float64)
+    relaxed = relax(model, total_steps=20, free_bias=True)
+    _train_steps(relaxed, x, y, 5)  # θ > 0, action caches filled, penalties recorded
+    relaxed.train()
+    relaxed(x)  # leaves recorded penalty terms behind: they are not part of a copy
+    with torch.no_grad():
+        expected_train = relaxed(x)
+        expected_eval = relaxed.eval()(x)
+    relaxed.train()
+    copies = _round_trips(relaxed)
+    relaxed.penalties()  # clears the records left by the training-mode forward
+    for how, loaded in copies.items():
+        assert all(sq is None for layer in loaded.relaxed_layers().values()
+                   for sq in layer.take_squares())
+        assert loaded.t == relaxed.t == 5 and loaded.theta == relaxed.theta > 0, how
+        assert loaded.training
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), expected_train, atol=0, rtol=0)
+            torch.testing.assert_close(loaded.eval()(x), expected_eval, atol=0, rtol=0)
+        loaded.train()
+        relaxed.train()
+        # the penalties (built from the actions, now classes instead of closures) agree too
+        relaxed(x)
+        loaded(x)
+        mine, theirs = relaxed.penalties(), loaded.penalties()
+        assert set(theirs) == set(mine) and float(mine["lie"]) > 0
+        for name in mine:
+            torch.testing.assert_close(theirs[name], mine[name], atol=0, rtol=0)
+        hard = harden(loaded)
+        assert er.equivariance_error(hard, x) < 1e-12
+        _train_steps(loaded, x, y, 1)  # and it still trains
+
+
+class _ScaledLinear(nn.Linear):
+    """An nn.Linear subclass registered with lambdas (which pickle cannot save)."""
+
+
+def test_a_layer_registered_with_lambdas_still_pickles():
+    register(_ScaledLinear, dense=lambda layer: (layer.weight, layer.bias),
+             fold=lambda layer, w, b: None)
+    V = er.reps.natural(er.groups.symmetric(3))
+    r = Relaxed(_ScaledLinear(3, 3).double(), V, V)
+    assert r.fused
+    r.theta = 0.5
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for loaded in _round_trips(r).values():
+        assert loaded.fused and loaded._dense is not None and loaded._fold is not None
+        torch.testing.assert_close(loaded(x), r(x), atol=0, rtol=0)

@@ -203,3 +203,21 @@ def test_mixing_lie_groups_raises():
         vector(SO(3)) + vector(O(3))
     with pytest.raises(ValueError, match="different groups"):
         vector(SO(3)) * natural(symmetric(3))
+
+
+# -- serialisation -----------------------------------------------------------------------------
+def test_sums_and_products_of_lie_group_reps_pickle_and_copy():
+    """Users pickle models (DataLoader workers, Ray, joblib); the matrices of sums and products
+    were closures, which pickle cannot save."""
+    import copy
+    import pickle
+
+    G = SO(3)
+    v, t = vector(G), trivial(G)
+    rep = v + 2 * (v * v) + t * v
+    g = G.sample(3, seed=1)
+    for loaded in (pickle.loads(pickle.dumps(rep)), copy.deepcopy(rep)):
+        assert loaded == rep and loaded.dim == rep.dim
+        np.testing.assert_array_equal(loaded.matrices(g), rep.matrices(g))
+        for a, b in zip(loaded.lie_matrices(), rep.lie_matrices()):
+            np.testing.assert_array_equal(a, b)

@@ -13,6 +13,11 @@ from equirelax.nn.linear import check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.catalogue import trivial
 
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "tanh": torch.tanh,
@@ -22,7 +27,7 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softplus": nn.functional.softplus,
     "leaky_relu": nn.functional.leaky_relu,
     "elu": nn.functional.elu,
-    "identity": lambda x: x,
+    "identity": _identity,  # a named function, not a lambda: modules holding it pickle
 }
 
 

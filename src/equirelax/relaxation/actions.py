@@ -56,40 +56,50 @@ class FeatureAction:
         return out.reshape(*out.shape[:-1], *shape)
 
 
-def _linear_map(m: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+class LinearMap:
     """x ↦ x mᵀ on the last axis, for an (r, n) matrix m: one index gather when every row of m
     is a single 1 (a permutation, or generators stacked), a few gathers when m is sparse
-    (generators of big direct sums have a handful of non-zeros per row), a matmul otherwise."""
-    n = m.shape[1]
-    nnz = int((m != 0).sum(1).max()) if m.size else 0
-    gather = m.size > 0 and nnz == 1 and bool(np.all(m.sum(1) == 1)) and bool(
-        np.all((m == 0) | (m == 1)))
-    sparse = not gather and 4 * nnz <= n
-    if sparse:
-        order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros first
-        values = np.take_along_axis(m, order, axis=1)
-    cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+    (generators of big direct sums have a handful of non-zeros per row), a matmul otherwise.
 
-    def tensors(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    A small class rather than a closure so that modules holding it can be pickled; the tensors
+    it builds per (device, dtype) are a cache, left out of pickles and rebuilt on first use.
+    """
+
+    def __init__(self, m: np.ndarray) -> None:
+        m = np.asarray(m)
+        self.m = m
+        nnz = int((m != 0).sum(1).max()) if m.size else 0
+        self.gather = m.size > 0 and nnz == 1 and bool(np.all(m.sum(1) == 1)) and bool(
+            np.all((m == 0) | (m == 1)))
+        self.sparse = not self.gather and 4 * nnz <= m.shape[1]
+        if self.sparse:
+            self.order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros
+            self.values = np.take_along_axis(m, self.order, axis=1)
+        self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The index / value / matrix tensors of the map on ``device`` in ``dtype`` (cached)."""
         key = (device, dtype)
-        if key not in cache:
-            if gather:
+        if key not in self._tensors:
+            if self.gather:
                 # (m x)[i] = x[j] where m[i, j] = 1
-                cache[key] = (torch.from_numpy(np.argmax(m, axis=1)).to(device),)
-            elif sparse:
-                cache[key] = (torch.from_numpy(order.T.copy()).to(device),
-                              torch.from_numpy(values.T.copy()).to(device=device, dtype=dtype))
+                made: tuple[torch.Tensor, ...] = (
+                    torch.from_numpy(np.argmax(self.m, axis=1)).to(device),)
+            elif self.sparse:
+                made = (torch.from_numpy(self.order.T.copy()).to(device),
+                        torch.from_numpy(self.values.T.copy()).to(device=device, dtype=dtype))
             else:
-                cache[key] = (torch.from_numpy(np.ascontiguousarray(m)).to(device=device,
-                                                                           dtype=dtype),)
-        return cache[key]
+                made = (torch.from_numpy(np.ascontiguousarray(self.m)).to(device=device,
+                                                                          dtype=dtype),)
+            self._tensors[key] = made
+        return self._tensors[key]
 
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        t = tensors(x.device, x.dtype)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.tensors(x.device, x.dtype)
         # index_select is several times faster than advanced indexing, forward and backward
-        if gather:
+        if self.gather:
             return x.index_select(-1, t[0])
-        if sparse:
+        if self.sparse:
             cols, vals = t
             out = x.index_select(-1, cols[0]) * vals[0]
             for j in range(1, cols.shape[0]):
@@ -97,33 +107,49 @@ def _linear_map(m: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
             return out
         return x @ t[0].T
 
-    return apply
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_tensors"] = {}
+        return state
+
+
+class MatrixMap:
+    """x ↦ m x on the flattened trailing ``shape`` axes (by gathers when m is sparse)."""
+
+    def __init__(self, m: np.ndarray, shape: tuple[int, ...]) -> None:
+        m = np.asarray(m)
+        self.n = m.shape[0]
+        self.shape = tuple(shape)
+        self.apply = LinearMap(m)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[: x.dim() - len(self.shape)]
+        return self.apply(x.reshape(*lead, self.n)).reshape(*lead, *self.shape)
+
+
+class StackedMatrixMap:
+    """x ↦ (m_1 x, ..., m_K x) on the last axis, as one tensor (..., K, n_out): all K matrices
+    in one gather (or matmul), which costs little more than applying one of them."""
+
+    def __init__(self, mats: Sequence[np.ndarray]) -> None:
+        if not mats:
+            raise ValueError("stacked_matrix_map needs at least one matrix")
+        self.k, self.n_out = len(mats), np.asarray(mats[0]).shape[0]
+        self.apply = LinearMap(np.concatenate([np.asarray(a) for a in mats], axis=0))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x).unflatten(-1, (self.k, self.n_out))
 
 
 def matrix_map(m: np.ndarray, shape: tuple[int, ...]) -> TensorMap:
     """x ↦ m x on the flattened trailing ``shape`` axes (by gathers when m is sparse)."""
-    n = m.shape[0]
-    apply = _linear_map(np.asarray(m))
-
-    def on_features(x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[: x.dim() - len(shape)]
-        return apply(x.reshape(*lead, n)).reshape(*lead, *shape)
-
-    return on_features
+    return MatrixMap(m, shape)
 
 
 def stacked_matrix_map(mats: Sequence[np.ndarray]) -> TensorMap:
-    """x ↦ (m_1 x, ..., m_K x) on the last axis, as one tensor (..., K, n_out): all K matrices
-    in one gather (or matmul), which costs little more than applying one of them."""
-    if not mats:
-        raise ValueError("stacked_matrix_map needs at least one matrix")
-    k, n_out = len(mats), np.asarray(mats[0]).shape[0]
-    apply = _linear_map(np.concatenate([np.asarray(a) for a in mats], axis=0))
-
-    def stacked(x: torch.Tensor) -> torch.Tensor:
-        return apply(x).unflatten(-1, (k, n_out))
-
-    return stacked
+    """x ↦ (m_1 x, ..., m_K x) on the last axis, as one tensor (..., K, n_out) (see
+    :class:`StackedMatrixMap`)."""
+    return StackedMatrixMap(mats)
 
 
 def pair_actions(

@@ -117,11 +117,13 @@ def _fold_equivariant_linear(layer: EquivariantLinear, w: torch.Tensor, b: torch
             layer.bias_coefficients.add_(bc)
 
 
-register(
-    EquivariantLinear,
-    dense=lambda layer: layer.weight_and_bias(),
-    fold=_fold_equivariant_linear,
-)
+def _dense_equivariant_linear(
+    layer: EquivariantLinear,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return layer.weight_and_bias()
+
+
+register(EquivariantLinear, dense=_dense_equivariant_linear, fold=_fold_equivariant_linear)
 
 
 def _fold_linear(layer: nn.Linear, w: torch.Tensor, b: torch.Tensor | None) -> None:
@@ -135,4 +137,8 @@ def _fold_linear(layer: nn.Linear, w: torch.Tensor, b: torch.Tensor | None) -> N
 
 # A torch.nn.Linear declares no actions, so relax() never picks one up by itself; wrapping one
 # with Relaxed(layer, rep_in, rep_out) uses these hooks for the fused forward and folding.
-register(nn.Linear, dense=lambda layer: (layer.weight, layer.bias), fold=_fold_linear)
+def _dense_linear(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return layer.weight, layer.bias
+
+
+register(nn.Linear, dense=_dense_linear, fold=_fold_linear)

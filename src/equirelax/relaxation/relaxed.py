@@ -314,10 +314,18 @@ class Relaxed(nn.Module):
         return (terms - transformed).pow(2).sum(), norm_sq
 
     def __getstate__(self) -> dict:
-        # recorded penalty terms belong to the current graph: copies and pickles start afresh
+        # recorded penalty terms belong to the current graph: copies and pickles start afresh.
+        # The registered dense/fold hooks are looked up again on loading: a registration made
+        # with lambdas would make the module unpicklable
         state = self.__dict__.copy()
         state["_lie_sq"], state["_norm_sq"], state["_gram_cache"] = [], [], None
+        state["_dense"] = state["_fold"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        reg = registration(self.layer) or Registration()
+        self._dense, self._fold = reg.dense, reg.fold
 
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:

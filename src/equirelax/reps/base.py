@@ -363,11 +363,8 @@ def direct_sum(reps: Sequence[Rep]) -> Rep:
         scipy.linalg.block_diag(*(p.lie_matrices()[k] for p in parts))
         for k in range(len(group.lie_algebra))
     ]
-
-    def evaluate(g: np.ndarray) -> np.ndarray:
-        return scipy.linalg.block_diag(*(p.matrix(g) for p in parts))
-
-    return MatrixRep(group, gens, lie, name=name, evaluate=evaluate, parts=parts, check=False)
+    return MatrixRep(group, gens, lie, name=name, evaluate=_BlockDiagonal(parts), parts=parts,
+                     check=False)
 
 
 def _group_names(parts: Sequence[Rep]) -> list[str]:
@@ -405,8 +402,26 @@ def tensor_product(a: Rep, b: Rep) -> Rep:
     lie = [
         np.kron(x, ib) + np.kron(ia, y) for x, y in zip(a.lie_matrices(), b.lie_matrices())
     ]
+    return MatrixRep(group, gens, lie, name=name, evaluate=_Kronecker(a, b), check=False)
 
-    def evaluate(g: np.ndarray) -> np.ndarray:
-        return np.kron(a.matrix(g), b.matrix(g))
 
-    return MatrixRep(group, gens, lie, name=name, evaluate=evaluate, check=False)
+# The matrices of sums and products are evaluated by small classes rather than closures, so that
+# representations (and every module holding one) can be pickled, e.g. by DataLoader workers.
+class _BlockDiagonal:
+    """g ↦ ρ_1(g) ⊕ ρ_2(g) ⊕ ...: the matrix of a direct sum."""
+
+    def __init__(self, parts: Sequence[Rep]) -> None:
+        self.parts = list(parts)
+
+    def __call__(self, g: np.ndarray) -> np.ndarray:
+        return scipy.linalg.block_diag(*(p.matrix(g) for p in self.parts))
+
+
+class _Kronecker:
+    """g ↦ ρ_a(g) ⊗ ρ_b(g): the matrix of a tensor product."""
+
+    def __init__(self, a: Rep, b: Rep) -> None:
+        self.a, self.b = a, b
+
+    def __call__(self, g: np.ndarray) -> np.ndarray:
+        return np.kron(self.a.matrix(g), self.b.matrix(g))

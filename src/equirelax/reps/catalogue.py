@@ -57,6 +57,11 @@ def quotient(G: Group, H: PermutationGroup, limit: int = MAX_ELEMENTS) -> PermRe
     return PermRep(G, images, name=name, check=False)
 
 
+def _defining_matrix(g: np.ndarray) -> np.ndarray:
+    """ρ(g) = g (a module-level function, not a lambda, so that the rep can be pickled)."""
+    return np.asarray(g, dtype=float)
+
+
 def vector(G: Group) -> MatrixRep:
     """The defining (vector) representation of a matrix Lie group: ρ(g) = g."""
     if not isinstance(G, MatrixLieGroup):
@@ -66,7 +71,7 @@ def vector(G: Group) -> MatrixRep:
         G.generators,
         list(G.lie_algebra),
         name="vector",
-        evaluate=lambda g: np.asarray(g, dtype=float),
+        evaluate=_defining_matrix,
         check=False,
     )
 
