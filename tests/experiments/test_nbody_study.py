@@ -72,10 +72,10 @@ def test_presets_and_overrides():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--epochs", "0"], "--epochs must be > 0, got 0"),
+    (["--epochs", "0"], "argument --epochs: must be an integer > 0, got '0'"),
     (["--sweep-values", "1", "2"], "--sweep-values needs --sweep"),
     (["--sweep", "train-size", "--sweep-values", "20000"], "training sizes must be <= 10000"),
-    (["--lie-weight", "-1"], "--lie-weight must be >= 0"),
+    (["--lie-weight", "-1"], "argument --lie-weight: must be a number >= 0, got '-1'"),
 ])
 def test_bad_options_fail_early_with_a_message(argv, message, capsys):
     assert cli_main(["nbody", *argv]) == 2

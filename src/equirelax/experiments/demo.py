@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from equirelax.experiments.argtypes import non_negative_int, positive_int
+from equirelax.experiments.guards import require_writable
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     relax_comparison,
@@ -33,9 +35,9 @@ DEMO = TeacherStudentConfig(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=len(DEMO.seeds))
-    parser.add_argument("--steps", type=int, default=DEMO.steps, help="exact steps")
-    parser.add_argument("--escape-steps", type=int, default=DEMO.escape_steps,
+    parser.add_argument("--seeds", type=positive_int, default=len(DEMO.seeds))
+    parser.add_argument("--steps", type=positive_int, default=DEMO.steps, help="exact steps")
+    parser.add_argument("--escape-steps", type=non_negative_int, default=DEMO.escape_steps,
                         help="relaxed steps of the escape arm (0: leave it out)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
 
@@ -43,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = TeacherStudentConfig(**{**DEMO.__dict__, "seeds": list(range(args.seeds)),
                                   "steps": args.steps, "escape_steps": args.escape_steps})
+    require_writable({"--out": args.out})
     result = relax_comparison(cfg)
     write_outputs(result, args.out, command=f"equirelax demo --seeds {args.seeds} --steps "
                                             f"{args.steps} --escape-steps {args.escape_steps}")

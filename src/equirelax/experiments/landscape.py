@@ -36,6 +36,13 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
+from equirelax.experiments import guards
+from equirelax.experiments.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from equirelax.experiments.teacher_student import (
     parse_group,
     parse_rep,
@@ -118,6 +125,18 @@ class StudyConfig:
 
 
 QUICK = {"seeds": 2, "n_base": 64, "n_test": 256, "exact_steps": 200, "relax_steps": 300}
+
+#: The command-line check of every numeric setting of :class:`StudyConfig` (text settings
+#: are taken as given and checked where they are parsed).
+FIELD_TYPES = {
+    "seeds": positive_int, "first_seed": non_negative_int, "n_base": positive_int,
+    "n_test": positive_int, "init_std": positive_float, "exact_steps": non_negative_int,
+    "polish_steps": non_negative_int, "relax_steps": positive_int, "lr": positive_float,
+    "relax_lr": positive_float, "noise": non_negative_float, "lie_weight": non_negative_float,
+    "norm_weight": non_negative_float, "stuck_mse": positive_float,
+    "success_mse": positive_float, "tol": positive_float, "grad_tol": positive_float,
+    "data_seed": non_negative_int,
+}
 
 
 # -- one seed ----------------------------------------------------------------------------------
@@ -288,6 +307,7 @@ def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = Tru
     runs = []
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.seeds)
     for seed in tqdm(seeds, desc=f"{cfg.tag()} seeds"):
+        guards.mark(f"seed {seed}")
         path = ckpt / f"seed_{seed}.json" if ckpt is not None else None
         if resume and path is not None and path.exists():
             runs.append(json.loads(path.read_text()))
@@ -349,12 +369,14 @@ def _e(v: float | None) -> str:
 
 
 def table(result: dict) -> str:
-    """The markdown report of one study: setting, per-seed table, summary."""
+    """The markdown report of one study: setting, per-seed table, summary (and the
+    smoke-test note of a ``--quick`` run)."""
     cfg, s = result["config"], result["summary"]
     t, st = result["teacher"], result["student"]
     lines = [
         f"# {cfg['group']}: teacher `{cfg['teacher_rep']}` → student `{cfg['student_rep']}`",
         "",
+        *([f"**{result['smoke_test']}**", ""] if result.get("smoke_test") else []),
         f"Reproduce with `{result['command']}`.",
         "",
         f"Input: {cfg['group']} permuting R^{result['degree']} (Gaussian), invariant scalar "
@@ -602,15 +624,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ts = sub.add_parser("teacher-student", help="exact vs relaxed students, detection, Hessians")
     defaults = StudyConfig()
     for f in fields(StudyConfig):
-        kind = type(getattr(defaults, f.name))
-        ts.add_argument(f"--{f.name.replace('_', '-')}", type=kind,
-                        default=getattr(defaults, f.name))
+        default = getattr(defaults, f.name)
+        if not isinstance(default, str) and f.name not in FIELD_TYPES:
+            raise TypeError(f"StudyConfig.{f.name} has no command-line check in FIELD_TYPES")
+        ts.add_argument(f"--{f.name.replace('_', '-')}", type=FIELD_TYPES.get(f.name, str),
+                        default=default)
     ts.add_argument("--quick", action="store_true",
                     help=f"a smoke-test preset ({QUICK}); results go to <out>/quick")
     ts.add_argument("--out", default="docs/results/landscape", help="results folder")
     ts.add_argument("--work-dir", default="runs/landscape", help="per-seed checkpoints")
     ts.add_argument("--no-resume", action="store_true", help="ignore saved seeds")
-    ts.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ts.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     sy = sub.add_parser("symmetries", help="hidden-symmetry groups of hidden reps")
     sy.add_argument("--group", default="S3")
     sy.add_argument("--reps", nargs="+", default=["natural", "3*trivial", "regular"])
@@ -620,11 +644,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run a landscape subcommand."""
     if args.command == "symmetries":
+        guards.require_writable({"--out": args.out})
         text = symmetries_table(args.group, args.reps)
         print(text)
         if args.out:
             out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
             (out / f"symmetries_{args.group}.md").write_text(text + "\n")
             write_index(out)
         return 0
@@ -634,12 +658,17 @@ def main(args: argparse.Namespace) -> int:
         values.update({k: min(v, values[k]) for k, v in QUICK.items()})
         out = out / "quick"
     cfg = StudyConfig(**values)
+    guards.require_writable({"--out": out, "--work-dir": args.work_dir})
+    if args.quick:
+        print(guards.SMOKE_TEST_NOTE, flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     try:
         result = run_study(cfg, Path(args.work_dir), resume=not args.no_resume)
     finally:
         torch.set_num_threads(threads)
+    if args.quick:
+        result = {"smoke_test": guards.SMOKE_TEST_NOTE, **result}
     paths = write_outputs(result, out)
     print(table(result))
     print("\nwrote " + ", ".join(str(p) for p in paths))

@@ -45,6 +45,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from equirelax.data.nbody import NBodyDataset, NBodySample
+from equirelax.experiments.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from equirelax.experiments.guards import SMOKE_TEST_NOTE, require_writable
 from equirelax.experiments.runner import (
     EpochShuffle,
     RunConfig,
@@ -645,7 +652,8 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
         budget = budget.replace(f"; {cfg.layers} layers", "")
     if key == "train_size":
         budget = budget.replace(f"{cfg.train_size} training samples, ", "")
-    lines = [
+    lines = [f"**{SMOKE_TEST_NOTE}**", ""] if cfg.preset == "quick" else []
+    lines += [
         f"Written by `{command}`" + (f"; tables and plots redrawn by `{redrawn_by}`."
                                      if redrawn_by else "."),
         "",
@@ -909,8 +917,9 @@ def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str,
     stem = f"sweep_{key}" if key else "results"
     (out / f"{stem}.md").write_text(
         results_table(cfg, rows, command, key, redrawn_by, invocation))
+    smoke = {"smoke_test": SMOKE_TEST_NOTE} if cfg.preset == "quick" else {}
     (out / f"{stem}.json").write_text(json.dumps(
-        {"command": command, "redrawn_by": redrawn_by, "invocation": invocation,
+        {**smoke, "command": command, "redrawn_by": redrawn_by, "invocation": invocation,
          "config": asdict(cfg), "rows": rows}, indent=1) + "\n")
     if key:
         plot_sweep(rows, key, out / f"{stem}.png")
@@ -946,39 +955,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "no-schedule, no-lie, no-penalty: the paper's ablations of the relaxed arm")
     add("--relax", choices=SCHEDULES, default="triangular",
         help="relaxation schedule θ(epoch) of the relaxed arm")
-    add("--epochs", type=int, help="training epochs")
-    add("--train-size", type=int, help="training simulations (first k of the training split)")
-    add("--val-size", type=int, help="validation simulations")
-    add("--test-size", type=int, help="test simulations")
-    add("--seeds", type=int, help="number of seeds per configuration")
-    add("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
-    add("--layers", type=int, default=4, help="message-passing layers")
-    add("--egnn-hidden", type=int, default=64, help="EGNN hidden features")
+    add("--epochs", type=positive_int, help="training epochs")
+    add("--train-size", type=positive_int,
+        help="training simulations (first k of the training split)")
+    add("--val-size", type=positive_int, help="validation simulations")
+    add("--test-size", type=positive_int, help="test simulations")
+    add("--seeds", type=positive_int, help="number of seeds per configuration")
+    add("--first-seed", type=non_negative_int, default=0,
+        help="seeds are first-seed .. first-seed+seeds-1")
+    add("--layers", type=positive_int, default=4, help="message-passing layers")
+    add("--egnn-hidden", type=positive_int, default=64, help="EGNN hidden features")
     add("--segnn-hidden", default="32x0e+32x1o", help="SEGNN hidden irreps")
-    add("--batch-size", type=int, default=100)
-    add("--eval-batch-size", type=int, default=500)
-    add("--lr", type=float, default=5e-4)
-    add("--weight-decay", type=float, default=1e-12)
-    add("--lie-weight", type=float, default=1e-2, help="weight of the Lie-derivative penalty")
-    add("--norm-weight", type=float, default=1e-2, help="weight of the ||W x|| penalty")
-    add("--relax-init-std", type=float, default=1e-4, help="init std of the free terms")
-    add("--penalty-rows", type=int, default=None,
+    add("--batch-size", type=positive_int, default=100)
+    add("--eval-batch-size", type=positive_int, default=500)
+    add("--lr", type=positive_float, default=5e-4)
+    add("--weight-decay", type=non_negative_float, default=1e-12)
+    add("--lie-weight", type=non_negative_float, default=1e-2,
+        help="weight of the Lie-derivative penalty")
+    add("--norm-weight", type=non_negative_float, default=1e-2,
+        help="weight of the ||W x|| penalty")
+    add("--relax-init-std", type=non_negative_float, default=1e-4,
+        help="init std of the free terms")
+    add("--penalty-rows", type=positive_int, default=None,
         help="evaluate the penalties on at most this many rows per layer (default: all)")
     add("--augment", choices=("so3", "o3", "none"), default="so3",
         help="random rotation of every training batch (the paper's: so3)")
-    add("--val-every", type=int, help="validate every k epochs")
+    add("--val-every", type=positive_int, help="validate every k epochs")
     add("--sweep", choices=SWEEPS, help="the paper's figure: test MSE vs layers or train size")
-    add("--sweep-values", type=int, nargs="+", help="values of the swept quantity")
-    add("--devices", type=int, default=1, help="processes (or GPUs) per node: DDP when > 1")
-    add("--num-nodes", type=int, default=1, help="nodes for multi-node DDP")
+    add("--sweep-values", type=positive_int, nargs="+", help="values of the swept quantity")
+    add("--devices", type=positive_int, default=1,
+        help="processes (or GPUs) per node: DDP when > 1")
+    add("--num-nodes", type=positive_int, default=1, help="nodes for multi-node DDP")
     add("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    add("--threads", type=int, default=1,
+    add("--threads", type=non_negative_int, default=1,
         help="torch threads per process (0: torch's default); small graphs run fastest on one")
     add("--tag", help="name of the output folders (default: the preset, plus the sweep)")
     add("--runs-dir", default="runs/nbody", help="checkpoints and logs")
     add("--results-dir", default="docs/results/nbody", help="tables, JSON and plots")
     add("--cache-dir", help="data cache (default: $EQUIRELAX_CACHE or ~/.cache/equirelax)")
-    add("--stop-after", type=int,
+    add("--stop-after", type=positive_int,
         help="end each run after this many more epochs; rerun the command to resume it")
     add("--no-progress", action="store_true", help="hide progress bars")
     add("--report-only", action="store_true",
@@ -1151,6 +1166,8 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
     out = write_outputs(cfg, runs, command, invocation=invocation)
     print(f"[nbody] {len(runs)} runs in {time.perf_counter() - start:.0f} s; results in {out}",
           flush=True)
+    if cfg.preset == "quick":
+        print(SMOKE_TEST_NOTE, flush=True)
     return runs, out
 
 
@@ -1161,6 +1178,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"equirelax nbody: {err}", file=sys.stderr)
         return 2
+    results = Path(cfg.results_dir) / cfg.tag
+    require_writable({"--results-dir": results} if cfg.report_only else
+                     {"--runs-dir": cfg.runs_dir, "--results-dir": results})
+    if cfg.preset == "quick":
+        print(SMOKE_TEST_NOTE, flush=True)
     try:
         run_study(cfg, command_line(args))
     except StudyError as err:

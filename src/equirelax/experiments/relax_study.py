@@ -11,6 +11,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from equirelax.experiments.argtypes import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from equirelax.experiments.guards import SMOKE_TEST_NOTE, require_writable
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     relax_comparison,
@@ -30,22 +38,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-rep", default=DEFAULTS.teacher_rep)
     parser.add_argument("--student-rep", default=DEFAULTS.student_rep)
     parser.add_argument("--activation", default=DEFAULTS.activation)
-    parser.add_argument("--seeds", type=int, default=len(DEFAULTS.seeds),
+    parser.add_argument("--seeds", type=positive_int, default=len(DEFAULTS.seeds),
                         help="number of seeds (0..N-1)")
-    parser.add_argument("--steps", type=int, default=DEFAULTS.steps)
-    parser.add_argument("--n-base", type=int, default=DEFAULTS.n_base,
+    parser.add_argument("--steps", type=positive_int, default=DEFAULTS.steps)
+    parser.add_argument("--n-base", type=positive_int, default=DEFAULTS.n_base,
                         help="base samples (each appears with all its group images)")
-    parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    parser.add_argument("--lr", type=positive_float, default=DEFAULTS.lr)
     parser.add_argument("--schedule", default=DEFAULTS.schedule)
-    parser.add_argument("--lie-weight", type=float, default=DEFAULTS.lie_weight)
-    parser.add_argument("--norm-weight", type=float, default=DEFAULTS.norm_weight)
-    parser.add_argument("--free-init-std", type=float, default=DEFAULTS.free_init_std)
-    parser.add_argument("--relax-fraction", type=float, default=DEFAULTS.relax_fraction,
+    parser.add_argument("--lie-weight", type=non_negative_float, default=DEFAULTS.lie_weight)
+    parser.add_argument("--norm-weight", type=non_negative_float, default=DEFAULTS.norm_weight)
+    parser.add_argument("--free-init-std", type=non_negative_float,
+                        default=DEFAULTS.free_init_std)
+    parser.add_argument("--relax-fraction", type=fraction, default=DEFAULTS.relax_fraction,
                         help="fraction of the steps the schedule spans (then θ = 0)")
-    parser.add_argument("--escape-steps", type=int, default=DEFAULTS.escape_steps,
+    parser.add_argument("--escape-steps", type=non_negative_int, default=DEFAULTS.escape_steps,
                         help="> 0 adds the arm: exact, then relaxed with θ = 1, hardened onto "
                              "the detected hidden rep")
-    parser.add_argument("--quick", action="store_true", help="5 seeds, fewer steps and samples")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 5 seeds, fewer steps and samples")
     parser.add_argument("--out", type=Path, default=Path("docs/results/relaxation"))
 
 
@@ -67,8 +77,15 @@ def config_from_args(args: argparse.Namespace) -> TeacherStudentConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the comparison (``--out`` checked writable first) and write its outputs; a
+    ``--quick`` run says, on the terminal and in them, that it is a smoke test."""
     cfg = config_from_args(args)
+    require_writable({"--out": args.out})
+    if args.quick:
+        print(SMOKE_TEST_NOTE, flush=True)
     result = relax_comparison(cfg)
+    if args.quick:
+        result = {"smoke_test": SMOKE_TEST_NOTE, **result}
     command = "equirelax " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_outputs(result, args.out, command=command)
     print(table(result))

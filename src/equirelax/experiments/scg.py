@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from equirelax.experiments.argtypes import non_negative_int, positive_int
+from equirelax.experiments.guards import SMOKE_TEST_NOTE, mark, require_writable
 from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
 from equirelax.scg.completion import (
     CompletionTrainConfig,
@@ -111,6 +113,11 @@ def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     return out, runs
 
 
+def _smoke(args: argparse.Namespace) -> str:
+    """The smoke-test paragraph that heads the tables of a ``--quick`` run (else nothing)."""
+    return f"**{SMOKE_TEST_NOTE}**\n\n" if args.quick else ""
+
+
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run (non-default options included)."""
     parts = ["equirelax scg", args.subcommand]
@@ -154,6 +161,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     for variant in args.variants:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+        mark(f"autoencoder {variant}")
         model_over, objective_over = VARIANTS[variant]
         mc = replace(AutoencoderConfig(), **model_over)
         oc = replace(ObjectiveConfig(), **objective_over)
@@ -170,7 +178,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
                         **{k: last[k] for k in ("recon", "equ", "sym", "total")}})
     path = out / "ae_training.md"
     text = (f"# Modular autoencoder training ({_preset_name(args)} preset)\n\n"
-            f"Command: `{_command(args)}`\n\nFinal-step loss terms (one batch):\n\n"
+            f"{_smoke(args)}Command: `{_command(args)}`\n\nFinal-step loss terms (one batch):\n\n"
             + _markdown_table(summary, ["variant", "steps", "wall_s_this_run", "recon", "equ",
                                         "sym", "total"], "{:.4g}") + "\n")
     path.write_text(text)
@@ -236,7 +244,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     (out / "probe_table.json").write_text(json.dumps(rows, indent=1) + "\n")
     text = (
         f"# Probes of the modular autoencoder and its ablations ({_preset_name(args)} preset)\n\n"
-        f"Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
+        f"{_smoke(args)}Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
         f"{' --quick' if args.quick else ''}`). Held-out: {preset.probe_images} crops of 48x48 "
         "from photos never used in training and fresh dead-leaves images.\n\n"
         "Columns: `recon_mse` held-out reconstruction MSE (pixels in [0,1]); `within_corr` / "
@@ -280,10 +288,12 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     dc = DiffusionConfig(base=preset.diff_base)
     base_cfg = CompletionTrainConfig(steps=preset.diff_steps, batch=preset.diff_batch,
                                      seed=args.seed)
+    mark("the base diffusion model")
     base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt")
     plot_loss_history(hist, out / "diffusion_base_loss.png", title="base diffusion model")
     ctl_cfg = replace(base_cfg, steps=preset.control_steps, lr=1e-3)
     for name, cond in conds.items():
+        mark(f"control branch {name}")
         _, h = train_control(base, cond, ctl_cfg, checkpoint=runs / f"control_{name}.pt",
                              name=name)
         plot_loss_history(h, out / f"control_{name}_loss.png", title=f"control branch ({name})")
@@ -331,7 +341,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     (out / "generation_table.json").write_text(json.dumps(rows, indent=1) + "\n")
     cols = ["condition", "psnr_grey", "ssim_grey", "psnr_colour", "ssim_colour"]
     parts = [f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
-             f"preset)\n\nCommand: `{_command(args)}` (after `train-completion`). "
+             f"preset)\n\n{_smoke(args)}Command: `{_command(args)}` (after `train-completion`). "
              f"{preset.eval_images} held-out 32x32 crops; DDIM with {preset.sample_steps} steps "
              "from the same noise for every condition. Each condition is extracted from the "
              "(possibly corrupted) input; the generation is compared with the clean source. "
@@ -411,17 +421,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the quick preset (minutes); default: the full preset")
     parser.add_argument("--out", default="docs/results/scg", help="results folder")
     parser.add_argument("--runs", default="runs/scg", help="checkpoint folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=0,
-                        help="override the preset's autoencoder steps (train-autoencoder)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--steps", type=non_negative_int, default=0,
+                        help="override the preset's autoencoder steps (train-autoencoder; "
+                             "0: the preset's)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         help=f"autoencoder variants to train, from {list(VARIANTS)}")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (1 keeps step times stable on shared cores)")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one SCG subcommand."""
+    """Run one SCG subcommand (its folders checked writable first); a ``--quick`` run says,
+    on the terminal and in its tables, that it is a smoke test."""
+    name = _preset_name(args)
+    require_writable({"--out": Path(args.out) / name, "--runs": Path(args.runs) / name})
+    if args.quick:
+        print(SMOKE_TEST_NOTE, flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     # denormals make CPU convolutions crawl late in training; restore the default afterwards

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
+from equirelax.experiments import guards
 from equirelax.groups import PermutationGroup
 from equirelax.relaxation import harden, relax
 from equirelax.reps import Rep
@@ -193,6 +194,7 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
         import equirelax.landscape  # noqa: F401  (registers harden(mode="detected"))
     rows = []
     for seed in tqdm(cfg.seeds, desc=f"seeds ({cfg.group})"):
+        guards.mark(f"seed {seed}")
         row: dict = {"seed": seed}
         finals: dict[str, torch.nn.Module] = {}
         curves: dict[str, list[float]] = {}
@@ -284,11 +286,13 @@ def summarise(result: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    """A markdown table of the per-seed results and the summary."""
+    """A markdown table of the per-seed results and the summary (headed by the smoke-test
+    note when ``result["smoke_test"]`` holds one)."""
     cfg = result["config"]
     arms = result["arms"]
     total = cfg["steps"] + cfg["escape_steps"]
-    lines = [
+    lines = [f"**{result['smoke_test']}**", ""] if result.get("smoke_test") else []
+    lines += [
         f"Teacher–student on {cfg['group']}: teacher hidden rep `{cfg['teacher_rep']}`, student "
         f"hidden rep `{cfg['student_rep']}`, {cfg['activation']}, {total} full-batch Adam "
         f"steps per arm (lr {cfg['lr']})"
