@@ -95,6 +95,23 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     assert list(EpochShuffle(50, seed=4)) != first
 
 
+def test_batched_epoch_order_gives_the_batches_of_per_sample_loading(cache):
+    """The study gathers whole batches at once (EpochShuffle with batch_size, batch_size=None
+    in the DataLoader); they are exactly the batches per-sample loading and stacking give."""
+    from torch.utils.data import DataLoader
+
+    data = NBodyDataset("train", 23, cache_dir=cache, progress=False)
+    for epoch in (0, 3):
+        slow_sampler, fast_sampler = EpochShuffle(23, 5), EpochShuffle(23, 5, batch_size=10)
+        slow_sampler.set_epoch(epoch)
+        fast_sampler.set_epoch(epoch)
+        slow = list(DataLoader(data, batch_size=10, sampler=slow_sampler))
+        fast = list(DataLoader(data, batch_size=None, sampler=fast_sampler))
+        assert len(fast) == len(fast_sampler) == 3
+        for a, b in zip(slow, fast, strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_random_orthogonal_and_the_rotation_callback():
     dets = []
     for seed in range(20):

@@ -219,14 +219,22 @@ def loaders(
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Training loader (seeded epoch order; Lightning's distributed sampler under DDP) and the
     validation and test loaders."""
-    distributed = cfg.devices * cfg.num_nodes > 1
-    train_kwargs: dict[str, Any] = (
-        {"shuffle": True} if distributed else {"sampler": EpochShuffle(len(data["train"]), seed)}
-    )
-    train = DataLoader(data["train"], batch_size=cfg.batch_size, **train_kwargs)
-    val = DataLoader(data["val"], batch_size=cfg.eval_batch_size)
-    test = DataLoader(data["test"], batch_size=cfg.eval_batch_size)
-    return train, val, test
+    if cfg.devices * cfg.num_nodes > 1:
+        train = DataLoader(data["train"], batch_size=cfg.batch_size, shuffle=True)
+        val = DataLoader(data["val"], batch_size=cfg.eval_batch_size)
+        test = DataLoader(data["test"], batch_size=cfg.eval_batch_size)
+        return train, val, test
+    # one process: whole batches gathered at once (the dataset takes a list of indices)
+    train = DataLoader(data["train"], batch_size=None,
+                       sampler=EpochShuffle(len(data["train"]), seed, cfg.batch_size))
+
+    def in_order(split: str) -> DataLoader:
+        n = len(data[split])
+        batches = [list(range(i, min(n, i + cfg.eval_batch_size)))
+                   for i in range(0, n, cfg.eval_batch_size)]
+        return DataLoader(data[split], batch_size=None, sampler=batches)
+
+    return train, in_order("val"), in_order("test")
 
 
 # -- models -----------------------------------------------------------------------------------
