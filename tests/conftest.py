@@ -14,6 +14,12 @@ homomorphism at all.
 of spinning. On a busy machine a spinning worker competes with the thread that has work to do:
 on 2 shared cores a small tanh/matmul loop ran ~400x slower with spinning workers (65 ms against
 0.15 ms per step). It must be set before torch is imported, hence here.
+
+``EQUIRELAX_TEST_THREADS=N`` pins torch to N threads for the whole run: set here, and every
+later ``torch.set_num_threads`` call (test fixtures that ask for one thread, the library's
+``--threads`` options, the N-body generator) keeps N. Thread count changes reduction orders and
+BLAS blocking; tests that train must pass at any count (README, Development), and this is how
+to check that.
 """
 
 from __future__ import annotations
@@ -42,6 +48,27 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "equirelax"))
+
+
+def _pin_torch_threads(value: str | None) -> None:
+    """With ``EQUIRELAX_TEST_THREADS`` set, torch runs with that many threads throughout."""
+    if not value:
+        return
+    import torch
+
+    count = int(value)
+    if count < 1:
+        raise ValueError(f"EQUIRELAX_TEST_THREADS must be a positive integer, got {value!r}")
+    set_threads = torch.set_num_threads
+    set_threads(count)
+
+    def pinned(requested: int) -> None:
+        set_threads(count)
+
+    torch.set_num_threads = pinned
+
+
+_pin_torch_threads(os.environ.get("EQUIRELAX_TEST_THREADS"))
 
 
 class NotAHomomorphismError(ValueError):

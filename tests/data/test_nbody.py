@@ -162,7 +162,10 @@ def test_translation_covariance_holds_even_with_clipping():
     shift = np.array([0.5, -0.25, 0.125])  # exact in binary: differences are unchanged
     base = integrate(init.loc, init.vel, init.charges, config)
     moved = integrate(init.loc + shift, init.vel, init.charges, config)
-    np.testing.assert_allclose(moved.loc, base.loc + shift, rtol=0, atol=1e-9)
+    # x + shift rounds, and a long clipped encounter amplifies rounding chaotically: in one of
+    # these simulations 1e-15 grows to ~1e-9 by the last frame, by how much depends on the CPU
+    # kernels (ATEN_CPU_CAPABILITY=default: 1.1e-9). A real failure shows at the shift's scale.
+    np.testing.assert_allclose(moved.loc, base.loc + shift, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(moved.clipped_steps, base.clipped_steps)
 
 

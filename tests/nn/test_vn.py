@@ -378,8 +378,9 @@ def test_vn_pointnet_paper_widths_on_300_points() -> None:
     assert all(hasattr(m, "in_channels") and hasattr(m, "out_channels") for m in linear_maps)
 
 
-def test_vn_pointnet_learns_a_rotated_toy_task() -> None:
-    """Rods vs discs under random rotations: a few Adam steps fit the training batch."""
+def _fit_rods_and_discs(seed: int, steps: int = 60) -> tuple[list[float], float]:
+    """Adam on 16 randomly rotated rods and discs from init ``seed``: the training losses and
+    the accuracy on the same clouds under fresh random rotations."""
     gen = torch.Generator().manual_seed(0)
     n = 16
     raw = torch.randn(n, 40, 3, generator=gen)
@@ -388,23 +389,47 @@ def test_vn_pointnet_learns_a_rotated_toy_task() -> None:
         labels[:, None] == 0, torch.tensor([0.1, 0.1, 1.0]), torch.tensor([1.0, 1.0, 0.1])
     )
     points = rotate(raw * scale[:, None], random_rotations_torch(n, generator=gen))
-    torch.manual_seed(0)
+    test = rotate(points, random_rotations_torch(n, generator=gen))
+    torch.manual_seed(seed)
     model = VNPointNet(2, **SMALL_NET)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(60):
+    for _ in range(steps):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(points), labels)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.2 * losses[0]
     # Evaluated with batch statistics (train mode, no dropout): after 60 steps the running
     # statistics still lag, and batch statistics of invariant norms are invariant too.
     with torch.no_grad():
-        test = rotate(points, random_rotations_torch(n, generator=gen))
-        accuracy = (model(test).argmax(-1) == labels).float().mean()
-    assert accuracy == 1.0
+        accuracy = float((model(test).argmax(-1) == labels).float().mean())
+    return losses, accuracy
+
+
+#: Init seeds of the toy task. One trajectory is chaotic (Adam at lr 1e-2, float32): another
+#: CPU or BLAS kernel gives another one, so the assertions hold for every seed with slack.
+TOY_SEEDS = (0, 1, 2)
+
+
+def test_vn_pointnet_learns_a_rotated_toy_task() -> None:
+    """Rods vs discs under random rotations: a few Adam steps fit the training batch, and the
+    fit carries over to freshly rotated copies (invariance).
+
+    Margins, measured over init seeds 0-19: after 60 steps every seed classifies at least 14 of
+    the 16 rotated copies (chance is 8; untrained models get 4-10); the lowest loss of the last
+    10 steps is 0.001-0.02 of the first loss for 17 seeds, but 0.29-0.39 for 3 slow ones (a
+    plateau; which seeds are slow changes with the BLAS kernels), hence the mean over seeds
+    with a bound far above the typical ratio. Not fitted (10 steps): mean ratio ~0.5; a plain
+    PointNet (not invariant) fits but gets 11-12 of the rotated copies, mean accuracy ~0.71."""
+    ratios, accuracies = [], []
+    for seed in TOY_SEEDS:
+        losses, accuracy = _fit_rods_and_discs(seed)
+        assert accuracy >= 0.75, (seed, accuracy, losses[-10:])
+        ratios.append(min(losses[-10:]) / losses[0])
+        accuracies.append(accuracy)
+    assert sum(accuracies) / len(accuracies) >= 0.85, accuracies
+    assert sum(ratios) / len(ratios) < 0.35, ratios
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
