@@ -289,3 +289,18 @@ def test_ddp_on_two_cpu_processes_through_the_cli(tmp_path, cache):
     assert result["completed"] and result["test_mse"] > 0
     assert result["hardened_e3_error_float32"]["displacement"] <= 1e-4
     assert log.count("[nbody] egnn-L2-n40-relaxed-s0") == 1  # only rank 0 reports
+
+
+def test_jobs_train_runs_in_parallel_processes_with_the_same_results(tmp_path, cache):
+    """``--jobs 2`` trains the runs in two processes at once (each run as it would be trained
+    alone), then writes the same table as one process."""
+    args = tiny(tmp_path, cache, "--epochs", "2", "--seeds", "2")
+    assert cli_main([*args, "--tag", "serial"]) == 0
+    assert cli_main([*args, "--tag", "parallel", "--jobs", "2"]) == 0
+    serial = json.loads((tmp_path / "res" / "serial" / "results.json").read_text())
+    parallel = json.loads((tmp_path / "res" / "parallel" / "results.json").read_text())
+    assert parallel["invocation"]["jobs"] == 2 and parallel["invocation"]["runs"] == 4
+    for a, b in zip(serial["rows"], parallel["rows"], strict=True):
+        assert (a["arm"], a["seeds"]) == (b["arm"], b["seeds"])
+        assert b["test_mse_mean"] == pytest.approx(a["test_mse_mean"], rel=1e-5)
+    assert cli_main([*args, "--tag", "x", "--jobs", "2", "--devices", "2"]) == 2

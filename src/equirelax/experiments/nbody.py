@@ -143,6 +143,8 @@ class StudyConfig:
     stop_after: int | None
     progress: bool
     report_only: bool = False
+    jobs: int = 1
+    shard: tuple[int, int] | None = None
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -1006,6 +1008,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="hide progress bars")
     add("--report-only", action="store_true",
         help="train nothing: redraw the tables and plots from the per-run JSON files")
+    add("--jobs", type=positive_int, default=1,
+        help="runs trained at the same time, each in its own process (several small runs per "
+        "GPU, or one per CPU core); the tables are written when all have ended")
+    add("--shard", help=argparse.SUPPRESS)  # "i/k": the i-th of k processes started by --jobs
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/k"`` -> (i, k): this process trains every k-th run, starting at run i."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be i/k with integers, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard i/k needs 0 <= i < k, got {text!r}")
+    return index, count
 
 
 def _positive(name: str, value: int | float | None) -> None:
@@ -1076,12 +1095,17 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
         stop_after=args.stop_after,
         progress=not args.no_progress,
         report_only=args.report_only,
+        jobs=args.jobs,
+        shard=_parse_shard(args.shard),
     )
     world = cfg.devices * cfg.num_nodes
     if world > 1 and (cfg.val_size % world or cfg.test_size % world):
         print(f"equirelax nbody: warning: with {world} processes the distributed sampler repeats "
               "a few validation/test samples unless --val-size and --test-size are multiples "
               f"of {world} (got {cfg.val_size} and {cfg.test_size})", file=sys.stderr)
+    if cfg.jobs > 1 and world > 1:
+        raise ValueError(f"--jobs {cfg.jobs} runs one process per run: it needs --devices 1 "
+                         f"and --num-nodes 1, got {cfg.devices} and {cfg.num_nodes}")
     if cfg.sweep == "train-size" and max(cfg.sweep_values) > 10_000:
         raise ValueError(f"training sizes must be <= 10000, got {list(cfg.sweep_values)}")
     return cfg
@@ -1131,36 +1155,47 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
         before = json.loads(previous.read_text())
         return runs, write_outputs(cfg, runs, before["command"], redrawn_by=command,
                                    invocation=before.get("invocation"))
-    values = cfg.sweep_values if cfg.sweep else (None,)
+    plan = [(value, model_name, seed, arm)
+            for value in (cfg.sweep_values if cfg.sweep else (None,))
+            for model_name in cfg.models for seed in cfg.seeds for arm in cfg.arms]
+    if cfg.shard is not None:
+        plan = plan[cfg.shard[0]::cfg.shard[1]]
     runs: list[dict[str, Any]] = []
     rank_zero = True
     start, cpu_start, load_start = time.perf_counter(), time.process_time(), _load_average()
-    for value in values:
+    datasets: dict[int, dict[str, NBodyDataset]] = {}
+    if cfg.jobs > 1:
+        # every split generated (and cached) once, before the processes read it
+        for size in {value if cfg.sweep == "train-size" else cfg.train_size
+                     for value, *_ in plan}:
+            load_data(cfg, size)
+        _train_in_processes(cfg, command)
+        runs = load_reported_runs(cfg)
+        plan = []
+    for value, model_name, seed, arm in plan:
         layers = value if cfg.sweep == "layers" else cfg.layers
         train_size = value if cfg.sweep == "train-size" else cfg.train_size
-        data = load_data(cfg, train_size)
-        for model_name in cfg.models:
-            for seed in cfg.seeds:
-                for arm in cfg.arms:
-                    result = train_one(cfg, data, model_name, arm, seed, layers)
-                    if result is None:
-                        rank_zero = False
-                        continue
-                    runs.append(result)
-                    # each run's results are on disk as soon as it ends (a long study that is
-                    # stopped part way keeps them; --report-only redraws from them)
-                    folder = Path(cfg.results_dir) / cfg.tag / "runs"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    (folder / f"{result['name']}.json").write_text(
-                        json.dumps(result, indent=1) + "\n")
-                    status = "" if result["completed"] else (
-                        f" (stopped after epoch {result['epochs_done']}; rerun to resume)")
-                    print(f"[nbody] {result['name']}: test MSE {result['test_mse']:.5f}, best "
-                          f"val {result['best_val_mse']:.5f}, {result['fit_seconds']:.0f} s"
-                          f"{status}", flush=True)
-    if not rank_zero:
+        if train_size not in datasets:
+            datasets[train_size] = load_data(cfg, train_size)
+        result = train_one(cfg, datasets[train_size], model_name, arm, seed, layers)
+        if result is None:
+            rank_zero = False
+            continue
+        runs.append(result)
+        # each run's results are on disk as soon as it ends (a long study that is stopped
+        # part way keeps them; --report-only redraws from them)
+        folder = Path(cfg.results_dir) / cfg.tag / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{result['name']}.json").write_text(json.dumps(result, indent=1) + "\n")
+        status = "" if result["completed"] else (
+            f" (stopped after epoch {result['epochs_done']}; rerun to resume)")
+        print(f"[nbody] {result['name']}: test MSE {result['test_mse']:.5f}, best "
+              f"val {result['best_val_mse']:.5f}, {result['fit_seconds']:.0f} s"
+              f"{status}", flush=True)
+    if not rank_zero or cfg.shard is not None:  # the process that started the shards reports
         return runs, None
     invocation = {
+        "jobs": cfg.jobs,
         "runs": len(runs),
         "trained_runs": sum(not r.get("tested_only", False) for r in runs),
         "wall_seconds": time.perf_counter() - start,
@@ -1177,6 +1212,34 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
     if cfg.preset == "quick":
         print(SMOKE_TEST_NOTE, flush=True)
     return runs, out
+
+
+def _train_in_processes(cfg: StudyConfig, command: str) -> None:
+    """Train the study's runs in ``cfg.jobs`` processes at once (the same command with
+    ``--jobs 1 --shard i/k``; each writes its runs' results as they end). An interruption is
+    passed on to every process, which stops at a checkpoint; a process that fails fails the
+    study (rerunning the command resumes what did not finish)."""
+    import signal
+    import subprocess
+
+    argv = shlex.split(command)[1:]
+    procs = [subprocess.Popen([sys.executable, "-m", "equirelax", *argv, "--jobs", "1",
+                               "--shard", f"{i}/{cfg.jobs}"]) for i in range(cfg.jobs)]
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise StudyError(
+            f"{len(failed)} of the {cfg.jobs} training processes failed (process: exit status "
+            + ", ".join(f"{i}: {code}" for i, code in failed)
+            + "); rerun the same command to resume the runs that did not finish")
 
 
 def main(args: argparse.Namespace) -> int:
