@@ -304,3 +304,26 @@ def test_jobs_train_runs_in_parallel_processes_with_the_same_results(tmp_path, c
         assert (a["arm"], a["seeds"]) == (b["arm"], b["seeds"])
         assert b["test_mse_mean"] == pytest.approx(a["test_mse_mean"], rel=1e-5)
     assert cli_main([*args, "--tag", "x", "--jobs", "2", "--devices", "2"]) == 2
+
+
+def test_test_error_profile_is_recorded_and_recovered_from_checkpoints(tmp_path, cache):
+    """Each run records its trimmed test MSE (worst 1% of test samples left out) and median
+    per-sample MSE; a results file of an earlier version without them gets them from the run's
+    best checkpoint when the tables are redrawn."""
+    args = tiny(tmp_path, cache, "--epochs", "1", "--tag", "trim")
+    assert cli_main(args) == 0
+    name = "egnn-L2-n40-relaxed-s0"
+    run = run_json(tmp_path, "trim", name)
+    assert run["test_sample_mse_median"] > 0
+    assert 0 < run["test_mse_trimmed"] <= run["test_mse"] * (1 + 1e-4)
+    assert run["test_worst_sample_mse"] == sorted(run["test_worst_sample_mse"], reverse=True)
+    path = tmp_path / "res" / "trim" / "runs" / f"{name}.json"
+    stripped = {k: v for k, v in run.items() if not k.startswith(("test_mse_trimmed", "test_s",
+                                                                   "test_worst"))}
+    path.write_text(json.dumps(stripped))
+    assert cli_main([*args, "--report-only"]) == 0
+    recovered = json.loads(path.read_text())
+    assert recovered["test_mse_trimmed"] == pytest.approx(run["test_mse_trimmed"], rel=1e-5)
+    rows = json.loads((tmp_path / "res" / "trim" / "results.json").read_text())["rows"]
+    assert all("test_mse_trimmed_mean" in r for r in rows)
+    assert "paired_trimmed_geomean" in rows[1]

@@ -331,6 +331,56 @@ def free_term_sizes(
     return sizes
 
 
+#: Share of the worst test samples left out of the trimmed test MSE.
+TRIM = 0.01
+
+
+@torch.no_grad()
+def test_error_profile(model: nn.Module, data: NBodyDataset,
+                       batch_size: int = 500) -> dict[str, Any]:
+    """Per-sample test errors of the selected model: the mean of the per-sample MSEs once the
+    worst ``TRIM`` of them are left out, their median, and the worst ones.
+
+    The test MSE of a model trained on few samples can be dominated by one simulation on which
+    it fails badly (a close encounter of two particles: one sample's MSE of 80 moves the mean
+    over 2000 by 0.04, as much as the whole comparison); the trimmed mean shows whether a
+    difference between arms is broad or comes from such outliers."""
+    model = model.eval()
+    first = next(model.parameters())
+    per_sample = []
+    full = data.tensors()
+    for i in range(0, len(data), batch_size):
+        part = [t[i:i + batch_size].to(first) for t in (full.loc, full.vel, full.charges,
+                                                        full.target)]
+        pred = model(*part[:3])
+        per_sample.append(((pred - part[3]) ** 2).mean(dim=(1, 2)).double().cpu())
+    errors = torch.cat(per_sample)
+    keep = max(1, round(len(errors) * (1 - TRIM)))
+    ordered = torch.sort(errors).values
+    return {
+        "test_mse_trimmed": float(ordered[:keep].mean()),
+        "test_sample_mse_median": float(ordered[len(ordered) // 2]),
+        "test_worst_sample_mse": [float(v) for v in ordered[-5:].flip(0)],
+    }
+
+
+def load_selected_model(cfg: StudyConfig, run_dir: Path, model_name: str, arm: str,
+                        layers: int) -> nn.Module:
+    """The model a run selected (its best-validation checkpoint), exact: a relaxed arm's is
+    hardened, as it was tested."""
+    from equirelax.experiments.runner import load_checkpoint
+    from equirelax.relaxation import harden, relax
+
+    model = build_model(model_name, layers, cfg.egnn_hidden, cfg.segnn_hidden)
+    relaxation = arm_relaxation(cfg, arm)
+    net = model if relaxation is None else relax(
+        model, schedule=relaxation["schedule"], total_steps=cfg.epochs,
+        lie_weight=relaxation["lie_weight"], norm_weight=relaxation["norm_weight"])
+    state = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+    return net if relaxation is None else harden(net)
+
+
 class FreeTermMonitor(pl.Callback):
     """Log the size of the free terms at every validation: the mean over relaxed layers of
     ``||W x|| / ||F_eq(x)||`` on fixed validation inputs (``relax/free_term_size``), and θ at
@@ -514,6 +564,7 @@ def train_one(
     sample = data["test"].tensors()
     k = min(100, len(data["test"]))
     errors = e3_equivariance_error(exact, sample.loc[:k], sample.vel[:k], sample.charges[:k])
+    tail = test_error_profile(exact, data["test"])
     out_dir = Path(run_cfg.out_dir)
     penalty_curve: list = []
     free_sizes: dict[str, float] = {}
@@ -542,6 +593,7 @@ def train_one(
         "parameters_while_training": parameter_count(task.net),
         "best_val_mse": results["best_val_loss"],
         "test_mse": results.get("test", {}).get("test/loss"),
+        **tail,
         # a run finished before this invocation was only tested again: its time is unchanged
         "tested_only": finished_before,
         "fit_seconds": spent_before if finished_before else record_fit_seconds(
@@ -566,13 +618,14 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def paired_ratios(runs: list[dict[str, Any]], model: str, arm: str,
-                  key: str | None = None, value: Any = None) -> list[tuple[int, float]]:
-    """(seed, test MSE of ``arm`` / test MSE of the exact arm) for every seed where both
+                  key: str | None = None, value: Any = None,
+                  metric: str = "test_mse") -> list[tuple[int, float]]:
+    """(seed, ``metric`` of ``arm`` / ``metric`` of the exact arm) for every seed where both
     completed (same data, batches and rotations: the pairs the study is built on)."""
     def select(a: str) -> dict[int, float]:
-        return {r["seed"]: r["test_mse"] for r in runs
+        return {r["seed"]: r[metric] for r in runs
                 if r["model"] == model and r["arm"] == a and r["completed"]
-                and r["test_mse"] is not None and (key is None or r[key] == value)}
+                and r.get(metric) is not None and (key is None or r[key] == value)}
 
     exact, other = select("exact"), select(arm)
     return [(seed, other[seed] / exact[seed]) for seed in sorted(exact) if seed in other]
@@ -616,6 +669,9 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
             "max_hardened_e3_error": max(m["hardened_e3_error_float32"]["displacement"]
                                          for m in members),
         })
+        if all("test_mse_trimmed" in m for m in members):
+            rows[-1]["test_mse_trimmed_mean"], rows[-1]["test_mse_trimmed_std"] = mean_std(
+                [m["test_mse_trimmed"] for m in members])
         sizes = [np.mean(list(m["free_term_relative_size"].values())) for m in members
                  if m.get("free_term_relative_size")]
         if sizes:
@@ -637,6 +693,13 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
                 r["paired_ratio_mean"], r["paired_ratio_std"] = mean_std(ratios)
                 geo, low, high = paired_interval(ratios)
                 r["paired_ratio_geomean"], r["paired_ratio_ci95"] = geo, [low, high]
+            trimmed = [q for _, q in paired_ratios(runs, r["model"], r["arm"], key, r["value"],
+                                                   metric="test_mse_trimmed")]
+            if trimmed:
+                geo, low, high = paired_interval(trimmed)
+                r["paired_trimmed_ratios"] = trimmed
+                r["paired_trimmed_geomean"], r["paired_trimmed_ci95"] = geo, [low, high]
+                r["trimmed_wins"] = f"{sum(q < 1 for q in trimmed)}/{len(trimmed)}"
     return rows
 
 
@@ -676,7 +739,8 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
     col = {"layers": "layers", "train_size": "training samples"}.get(key or "", "")
     head = "| model | " + (f"{col} | " if key else "") + "arm | test MSE (mean ± std) | " \
         "best val MSE | paired ratio arm / exact (mean ± std) | geometric mean [95% CI] | " \
-        "better than exact (seeds) | ‖W x‖ / ‖F_eq(x)‖ peak, end | max E(3) error | s per run |"
+        "better than exact (seeds) | trimmed test MSE | trimmed: geometric mean ratio [95% " \
+        "CI], better (seeds) | ‖W x‖ / ‖F_eq(x)‖ peak, end | max E(3) error | s per run |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ratio = interval = ""
@@ -691,10 +755,18 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
             size = (f"{peak:.2e}, " if peak is not None else "") + \
                 f"{r['free_term_relative_size']:.2e}"
         value = f"{r['value']} | " if key else ""
+        trimmed = (_fmt(r["test_mse_trimmed_mean"], r["test_mse_trimmed_std"])
+                   if "test_mse_trimmed_mean" in r else "")
+        trimmed_ratio = ""
+        if "paired_trimmed_geomean" in r:
+            low, high = r["paired_trimmed_ci95"]
+            trimmed_ratio = (f"{r['paired_trimmed_geomean']:.4f} [{low:.3f}, {high:.3f}], "
+                             f"{r['trimmed_wins']}")
         lines.append(
             f"| {r['model']} | {value}{r['arm']} | {_fmt(r['test_mse_mean'], r['test_mse_std'])} "
             f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {interval} | "
-            f"{wins} | {size} | {r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
+            f"{wins} | {trimmed} | {trimmed_ratio} | {size} | "
+            f"{r['max_hardened_e3_error']:.1e} | {r['fit_seconds_mean']:.0f} |"
         )
     lines += [
         "",
@@ -704,7 +776,9 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
         "the Lie-derivative penalty, `no-penalty` both penalties. Paired ratio: test MSE of the "
         "arm over that of the exact arm with the same seed (same initial weights, data, batches "
         "and rotations); below 1 is better. 95% CI: t-interval of the mean log ratio over "
-        "seeds (nan with one seed).",
+        "seeds (nan with one seed). Trimmed test MSE: the mean of the per-sample test MSEs "
+        f"without the worst {TRIM:.0%} of the test samples (a model trained on few samples "
+        "can fail badly on a single simulation, which then dominates the plain mean).",
         "‖W x‖ / ‖F_eq(x)‖: size of the free terms next to the equivariant maps they are added "
         "to (with weight θ), mean over relaxed layers and seeds: the largest value recorded at "
         "the validations during training (validation inputs), and at the end (selected model, "
@@ -867,11 +941,21 @@ def load_reported_runs(cfg: StudyConfig) -> list[dict[str, Any]]:
         for model in cfg.models:
             for seed in cfg.seeds:
                 for arm in cfg.arms:
-                    path = folder / f"{run_name(model, arm, layers, train_size, seed)}.json"
-                    if path.exists():
-                        runs.append(json.loads(path.read_text()))
-                    else:
+                    name = run_name(model, arm, layers, train_size, seed)
+                    path = folder / f"{name}.json"
+                    if not path.exists():
                         missing.append(path.name)
+                        continue
+                    run = json.loads(path.read_text())
+                    run_dir = Path(cfg.runs_dir) / cfg.tag / name
+                    if "test_mse_trimmed" not in run and (run_dir / "checkpoints").exists():
+                        # results of an earlier version: the error profile from the checkpoint
+                        data = NBodyDataset("test", cfg.test_size, cache_dir=cfg.cache_dir,
+                                            progress=False)
+                        selected = load_selected_model(cfg, run_dir, model, arm, layers)
+                        run.update(test_error_profile(selected, data))
+                        path.write_text(json.dumps(run, indent=1) + "\n")
+                    runs.append(run)
     if missing:
         raise StudyError(
             f"--report-only found no results for {len(missing)} run(s) in {folder} "
