@@ -327,3 +327,14 @@ def test_test_error_profile_is_recorded_and_recovered_from_checkpoints(tmp_path,
     rows = json.loads((tmp_path / "res" / "trim" / "results.json").read_text())["rows"]
     assert all("test_mse_trimmed_mean" in r for r in rows)
     assert "paired_trimmed_geomean" in rows[1]
+
+
+def test_paired_interval_and_verdict():
+    from equirelax.experiments.nbody import paired_interval, verdict
+
+    geo, low, high = paired_interval([0.5, 2.0])
+    assert geo == pytest.approx(1.0) and low < 1 < high
+    geo, low, high = paired_interval([0.8, 0.82, 0.84])
+    assert high < 1 and verdict(low, high, 3) == "better"
+    assert verdict(1.1, 1.3, 3) == "worse" and verdict(0.9, 1.1, 3) == "no difference shown"
+    assert verdict(*paired_interval([0.7])[1:], 1) == "one seed"

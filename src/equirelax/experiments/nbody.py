@@ -646,6 +646,18 @@ def paired_interval(ratios: Sequence[float], level: float = 0.95) -> tuple[float
     return centre, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
 
 
+def verdict(low: float, high: float, pairs: int) -> str:
+    """What the paired 95% interval of arm / exact says: ``better`` (all below 1), ``worse``
+    (all above 1), ``no difference shown`` (it contains 1), or ``one seed`` (no interval)."""
+    if pairs < 2 or not np.isfinite(low):
+        return "one seed"
+    if high < 1:
+        return "better"
+    if low > 1:
+        return "worse"
+    return "no difference shown"
+
+
 def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[str, Any]]:
     """Rows (model, [key value,] arm) with test MSE mean ± std over seeds; every relaxed arm
     also gets the ratio of the means to the exact arm, the paired per-seed ratios (geometric
@@ -693,6 +705,7 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
                 r["paired_ratio_mean"], r["paired_ratio_std"] = mean_std(ratios)
                 geo, low, high = paired_interval(ratios)
                 r["paired_ratio_geomean"], r["paired_ratio_ci95"] = geo, [low, high]
+                r["verdict"] = verdict(low, high, len(ratios))
             trimmed = [q for _, q in paired_ratios(runs, r["model"], r["arm"], key, r["value"],
                                                    metric="test_mse_trimmed")]
             if trimmed:
@@ -738,16 +751,18 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
     ]
     col = {"layers": "layers", "train_size": "training samples"}.get(key or "", "")
     head = "| model | " + (f"{col} | " if key else "") + "arm | test MSE (mean ± std) | " \
-        "best val MSE | paired ratio arm / exact (mean ± std) | geometric mean [95% CI] | " \
-        "better than exact (seeds) | trimmed test MSE | trimmed: geometric mean ratio [95% " \
-        "CI], better (seeds) | ‖W x‖ / ‖F_eq(x)‖ peak, end | max E(3) error | s per run |"
+        "best val MSE | paired ratio arm / exact (mean ± std) | geometric mean [95% CI]: " \
+        "verdict | better than exact (seeds) | trimmed test MSE | trimmed: geometric mean " \
+        "ratio [95% CI], better (seeds) | ‖W x‖ / ‖F_eq(x)‖ peak, end | max E(3) error | " \
+        "s per run |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ratio = interval = ""
         if "paired_ratio_mean" in r:
             ratio = f"{r['paired_ratio_mean']:.4f} ± {r['paired_ratio_std']:.4f}"
             low, high = r["paired_ratio_ci95"]
-            interval = f"{r['paired_ratio_geomean']:.4f} [{low:.3f}, {high:.3f}]"
+            interval = (f"{r['paired_ratio_geomean']:.4f} [{low:.3f}, {high:.3f}]: "
+                        f"{r['verdict']}")
         wins = r.get("relaxed_wins", "")
         size = ""
         if "free_term_relative_size" in r:
