@@ -157,6 +157,65 @@ class _OrbitGather(torch.autograd.Function):
         return tangent.index_select(0, ctx.labels).view(ctx.shape)
 
 
+# -- the same gather and per-orbit sum as custom operators, for torch.compile -------------------
+# Inductor would generate its own gather and atomic-add scatter for index_select and its
+# backward; on the CPU those ran several times slower than ATen's kernels (which the eager path
+# uses), so compiled training was slower than eager. As custom operators (opaque to the
+# compiler, with their own autograd formula) they run ATen's kernels and never break the graph.
+@torch.library.custom_op("equirelax::orbit_gather", mutates_args=())
+def _orbit_gather(coefficients: torch.Tensor, index: torch.Tensor, spread: int) -> torch.Tensor:
+    """Flat W = c[labels] (labels spread as in ``_OrbitGather``)."""
+    if spread > 1:
+        coefficients = coefficients.repeat_interleave(spread)
+    return coefficients.index_select(0, index)
+
+
+@_orbit_gather.register_fake
+def _(coefficients: torch.Tensor, index: torch.Tensor, spread: int) -> torch.Tensor:
+    return coefficients.new_empty(index.shape)
+
+
+@torch.library.custom_op("equirelax::orbit_sum", mutates_args=())
+def _orbit_sum(values: torch.Tensor, index: torch.Tensor, dim: int, spread: int) -> torch.Tensor:
+    """Per-orbit sums of flat ``values`` (the adjoint of ``orbit_gather``)."""
+    sums = values.new_zeros(dim * spread).scatter_add_(0, index, values)
+    return sums.view(dim, spread).sum(dim=1) if spread > 1 else sums
+
+
+@_orbit_sum.register_fake
+def _(values: torch.Tensor, index: torch.Tensor, dim: int, spread: int) -> torch.Tensor:
+    return values.new_empty(dim)
+
+
+def _save_index(ctx, inputs: tuple, output: torch.Tensor) -> None:
+    ctx.save_for_backward(inputs[1])
+    ctx.spread = inputs[-1]
+    ctx.dim = inputs[0].shape[0]
+
+
+def _gather_backward(ctx, grad: torch.Tensor):
+    (index,) = ctx.saved_tensors
+    return _orbit_sum(grad.contiguous(), index, ctx.dim, ctx.spread), None, None
+
+
+def _sum_backward(ctx, grad: torch.Tensor):
+    (index,) = ctx.saved_tensors
+    return _orbit_gather(grad, index, ctx.spread), None, None, None
+
+
+def _save_sum_index(ctx, inputs: tuple, output: torch.Tensor) -> None:
+    ctx.save_for_backward(inputs[1])
+    ctx.spread = inputs[-1]
+
+
+_orbit_gather.register_autograd(_gather_backward, setup_context=_save_index)
+_orbit_sum.register_autograd(_sum_backward, setup_context=_save_sum_index)
+
+
+#: Compiled code gathers weights with this many entries or more through the custom operators
+#: (ATen's kernels; smaller ones are fused by the compiler, which saves the operator's dispatch).
+OPAQUE_GATHER_ABOVE = 1 << 15
+
 #: Spread the gather's labels (see ``_OrbitGather``) when orbits hold this many entries on average.
 SPREAD_ABOVE_MEAN_ORBIT = 128
 SPREAD = 8
@@ -190,12 +249,48 @@ class OrbitHomSpace(HomSpace):
 
         return self._on("gather_labels", device, make)
 
-    def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+    def gather_index(self) -> torch.Tensor:
+        """The flat (spread) labels that :meth:`weight` gathers with, as a CPU LongTensor.
+
+        A module holds it as a non-persistent buffer and passes it back to :meth:`weight`, so
+        that it moves with ``.to()`` and ``torch.compile`` sees an ordinary module input: a
+        lookup in this space's device cache is a dict that compiled code must guard on, and
+        filling it on the first compiled call forces a recompile. The tensor is shared (the
+        cache's CPU entry); treat it as read-only.
+        """
+        return self._gather_labels(torch.device("cpu"))
+
+    def weight(self, coefficients: torch.Tensor, index: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """W = c[labels] (see :meth:`HomSpace.weight`); ``index``: :meth:`gather_index` on
+        the coefficients' device, when the caller holds it (else it is looked up here)."""
         if coefficients.shape != (self.dim,):
             raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
-        labels = self._gather_labels(coefficients.device)
+        labels = index if index is not None else self._gather_labels(coefficients.device)
+        if torch.compiler.is_compiling():
+            return self._traced_weight(coefficients, labels)
         if coefficients.requires_grad:
             return _OrbitGather.apply(coefficients, labels, self.spread, self.shape)
+        if self.spread > 1:
+            coefficients = coefficients.repeat_interleave(self.spread)
+        return coefficients.index_select(0, labels).view(self.shape)
+
+    def _traced_weight(self, coefficients: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The gather as ops that ``torch.compile`` and ``torch.export`` trace without a break.
+
+        Dynamo cannot trace an autograd.Function with a custom ``jvp`` (``_OrbitGather`` needs
+        one for ``torch.func``), so each layer would break the graph. Compiled code calls the
+        custom operators ``equirelax::orbit_gather`` / ``orbit_sum`` (ATen's kernels, as
+        eager); an exported program gets plain ``index_select`` (its backward is the same
+        per-orbit sum), so that it runs without equirelax's operators registered. One orbit
+        (e.g. the bias of a transitive rep) is a broadcast, whose backward is a plain sum:
+        cheaper, and inductor's CPU code generator fails on a scatter into a single slot
+        (torch 2.13).
+        """
+        if self.dim == 1:
+            return coefficients.expand(self.labels.size).reshape(self.shape)
+        if self.labels.size >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting():
+            return _orbit_gather(coefficients, labels, self.spread).view(self.shape)
         if self.spread > 1:
             coefficients = coefficients.repeat_interleave(self.spread)
         return coefficients.index_select(0, labels).view(self.shape)
@@ -282,6 +377,11 @@ class BlockHomSpace(HomSpace):
 
     def _block_tensors(self, i: int, device: torch.device, dtype: torch.dtype):
         basis, rows, cols = self.blocks[i][:3]
+        if torch.compiler.is_compiling():
+            # made from the numpy arrays, which Dynamo reads as graph inputs: a lookup in the
+            # device cache would be guarded on, and filling it would force a recompile
+            return (torch.from_numpy(basis).to(device=device, dtype=dtype),
+                    torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device))
         b = self._on(f"basis{i}{dtype}", device, lambda: torch.from_numpy(basis).to(dtype))
         r = self._on(f"rows{i}", device, lambda: torch.from_numpy(rows))
         c = self._on(f"cols{i}", device, lambda: torch.from_numpy(cols))

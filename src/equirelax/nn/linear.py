@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 
-from equirelax.homspace.space import HomSpace, fixed_space, hom
+from equirelax.homspace.space import HomSpace, OrbitHomSpace, fixed_space, hom
 from equirelax.reps.base import Rep
 
 
@@ -42,7 +44,21 @@ class EquivariantLinear(nn.Module):
             self.register_parameter("bias_coefficients", None)
         self.gain = gain
         self._cache: _EvalCache | None = None
+        # the gather indices of orbit bases, as buffers: see _register_indices
+        self._register_indices()
         self.reset_parameters()
+
+    def _register_indices(self) -> None:
+        """Hold the gather index of each orbit basis (weight, bias) as a non-persistent buffer.
+
+        Buffers move with ``.to()`` (no per-forward device lookup) and are plain inputs to
+        ``torch.compile``, which would otherwise guard on the hom space's device cache and
+        recompile when it fills. They are left out of the state_dict, and shared by copies
+        (see ``__deepcopy__``), like the hom space they come from.
+        """
+        for name, space in (("weight_index", self.hom), ("bias_index", self.bias_space)):
+            index = space.gather_index() if isinstance(space, OrbitHomSpace) else None
+            self.register_buffer(name, index, persistent=False)
 
     @property
     def in_features(self) -> int:
@@ -61,10 +77,10 @@ class EquivariantLinear(nn.Module):
         self._cache = None
 
     def _materialise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        w = self.hom.weight(self.coefficients)
+        w = _weight(self.hom, self.coefficients, self.weight_index)
         b = None
         if self.bias_space is not None:
-            b = self.bias_space.weight(self.bias_coefficients).reshape(-1)
+            b = _weight(self.bias_space, self.bias_coefficients, self.bias_index).reshape(-1)
         return w, b
 
     def _parameters_of_weight(self) -> list[torch.Tensor]:
@@ -134,11 +150,35 @@ class EquivariantLinear(nn.Module):
         state["_cache"] = None
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "weight_index" not in self._buffers:  # pickled before the indices were buffers
+            self._register_indices()
+
+    def __deepcopy__(self, memo: dict) -> EquivariantLinear:
+        # the gather indices are read-only and as large as the weight: the copy shares them
+        # (as it shares the hom space) instead of duplicating them; everything else is copied
+        for index in (self.weight_index, self.bias_index):
+            if index is not None:
+                memo.setdefault(id(index), index)
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        twin.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return twin
+
     def extra_repr(self) -> str:
         return (
             f"{self.rep_in!r} -> {self.rep_out!r}, hom dim={self.hom.dim}, "
             f"bias={self.bias_space is not None}"
         )
+
+
+def _weight(space: HomSpace, coefficients: torch.Tensor, index: torch.Tensor | None
+            ) -> torch.Tensor:
+    """``space.weight(coefficients)``, with the caller's gather index for orbit bases."""
+    if index is not None:
+        return space.weight(coefficients, index)  # type: ignore[call-arg]
+    return space.weight(coefficients)
 
 
 #: Integer dtypes of each element size: coefficients are compared bit for bit through them.

@@ -47,13 +47,23 @@ class FeatureAction:
         if self.matrices is None:
             maps = ([x] if identity else []) + [a(x) for a in self.discrete + self.lie]
             return torch.stack(maps, dim=len(lead))
+        out = self.prepare(shape, identity)(x.reshape(*lead, -1))  # (..., K, n)
+        return out.reshape(*out.shape[:-1], *shape)
+
+    def prepare(self, shape: tuple[int, ...], identity: bool = False) -> TensorMap:
+        """The stacked map that :meth:`stack` applies for ``shape`` and ``identity`` (built once;
+        only for actions with ``matrices``, and at least one matrix or ``identity``).
+
+        Modules call it when they are built, so that the first forward does not analyse the
+        matrices: ``torch.compile`` would trace that numpy code (graph breaks) and recompile
+        once the map is cached.
+        """
         key = (identity, tuple(shape))
         if key not in self._stacked:
             n = int(np.prod(shape))
             mats = [np.eye(n)] if identity else []
             self._stacked[key] = stacked_matrix_map(mats + [np.asarray(m) for m in self.matrices])
-        out = self._stacked[key](x.reshape(*lead, -1))  # (..., K, n)
-        return out.reshape(*out.shape[:-1], *shape)
+        return self._stacked[key]
 
 
 class LinearMap:
@@ -61,41 +71,60 @@ class LinearMap:
     is a single 1 (a permutation, or generators stacked), a few gathers when m is sparse
     (generators of big direct sums have a handful of non-zeros per row), a matmul otherwise.
 
-    A small class rather than a closure so that modules holding it can be pickled; the tensors
-    it builds per (device, dtype) are a cache, left out of pickles and rebuilt on first use.
+    A small class rather than a closure so that modules holding it can be pickled. It keeps
+    only what it applies (index, values or matrix) as numpy arrays; the tensors it builds per
+    (device, dtype) are a cache, left out of pickles and rebuilt on first use.
     """
 
     def __init__(self, m: np.ndarray) -> None:
         m = np.asarray(m)
-        self.m = m
+        self.shape = m.shape
         nnz = int((m != 0).sum(1).max()) if m.size else 0
         self.gather = m.size > 0 and nnz == 1 and bool(np.all(m.sum(1) == 1)) and bool(
             np.all((m == 0) | (m == 1)))
         self.sparse = not self.gather and 4 * nnz <= m.shape[1]
-        if self.sparse:
-            self.order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros
-            self.values = np.take_along_axis(m, self.order, axis=1)
+        if self.gather:
+            # (m x)[i] = x[j] where m[i, j] = 1
+            self.arrays: tuple[np.ndarray, ...] = (np.argmax(m, axis=1),)
+        elif self.sparse:
+            order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros
+            values = np.take_along_axis(m, order, axis=1)
+            self.arrays = (order.T.copy(), values.T.copy())
+        else:
+            self.arrays = (np.ascontiguousarray(m),)
         self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     def tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """The index / value / matrix tensors of the map on ``device`` in ``dtype`` (cached)."""
+        """The index / value / matrix tensors of the map on ``device`` in ``dtype`` (cached).
+
+        Under ``torch.compile`` they are made from the numpy arrays instead, which Dynamo
+        reads as ordinary graph inputs (no guard on a cache that fills, hence no recompile,
+        and no constant baked into code that other instances may share).
+        """
+        if torch.compiler.is_compiling():
+            return self._make(device, dtype)
         key = (device, dtype)
         if key not in self._tensors:
-            if self.gather:
-                # (m x)[i] = x[j] where m[i, j] = 1
-                made: tuple[torch.Tensor, ...] = (
-                    torch.from_numpy(np.argmax(self.m, axis=1)).to(device),)
-            elif self.sparse:
-                made = (torch.from_numpy(self.order.T.copy()).to(device),
-                        torch.from_numpy(self.values.T.copy()).to(device=device, dtype=dtype))
-            else:
-                made = (torch.from_numpy(np.ascontiguousarray(self.m)).to(device=device,
-                                                                          dtype=dtype),)
-            self._tensors[key] = made
+            self._tensors[key] = self._make(device, dtype)
         return self._tensors[key]
+
+    def _make(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        # the first array of a gather or sparse map is an index; values and matrices take dtype
+        index = 1 if self.gather or self.sparse else 0
+        return tuple(
+            torch.from_numpy(a).to(device=device, dtype=None if i < index else dtype)
+            for i, a in enumerate(self.arrays)
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         t = self.tensors(x.device, x.dtype)
+        if self.shape[1] == 1 and self.shape[0] and torch.compiler.is_compiling():
+            # one input feature: a broadcast, not a gather. The gather's backward would be a
+            # scatter into one slot, which inductor's CPU code generator fails on (torch 2.13)
+            if self.gather:
+                return x.expand(*x.shape[:-1], self.shape[0])
+            if self.sparse:
+                return x * t[1][0]
         # index_select is several times faster than advanced indexing, forward and backward
         if self.gather:
             return x.index_select(-1, t[0])
@@ -111,6 +140,12 @@ class LinearMap:
         state = self.__dict__.copy()
         state["_tensors"] = {}
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        if "arrays" not in state:  # pickled when the dense matrix was kept: analyse it again
+            self.__init__(state["m"])
+            return
+        self.__dict__.update(state)
 
 
 class MatrixMap:

@@ -183,6 +183,17 @@ class Relaxed(nn.Module):
         self._gram_cache: GramPenalty | bool | None = None
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
+        self._prepare_penalties()
+
+    def _prepare_penalties(self) -> None:
+        """Build the penalties' maps now rather than in the first training forward: there,
+        ``torch.compile`` would trace their numpy analysis (graph breaks) and recompile once
+        they are cached."""
+        if self.act_in.matrices is not None:
+            self.act_in.prepare(self.shape_in, identity=True)
+        if self.act_out.matrices is not None and len(self.act_out):
+            self.act_out.prepare(self.shape_out)
+        self._gram_penalty()
 
     @property
     def penalty_method(self) -> str:
@@ -202,11 +213,36 @@ class Relaxed(nn.Module):
         self._gram_penalty()
 
     # -- forward ------------------------------------------------------------------------------
+    @property
+    def theta(self) -> float:
+        """The weight θ of the free term (set by the relaxed model's schedule)."""
+        return self._theta
+
+    @theta.setter
+    def theta(self, value: float) -> None:
+        self._theta = float(value)
+        # what compiled code reads instead of the float (see _theta_now): whether the free term
+        # is on, and θ as a tensor, an input of the graph rather than a constant baked into it
+        self._theta_nonzero = self._theta != 0.0
+        self._theta_tensor = torch.tensor(self._theta, dtype=torch.float64)
+
     def active_theta(self) -> float:
         """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
         if not self.training and self.projected_eval:
             return 0.0
         return float(self.theta)
+
+    def _theta_now(self) -> float | torch.Tensor | None:
+        """θ for this forward, or None when the free term is off (θ = 0, or eval mode with
+        ``projected_eval``).
+
+        Under ``torch.compile`` θ is a 0-d CPU tensor: a float attribute would be specialised,
+        so every new θ of the schedule would recompile the model; only the switch between θ = 0
+        and θ ≠ 0 (which changes what is computed) does.
+        """
+        if (not self.training and self.projected_eval) or not self._theta_nonzero:
+            return None
+        return self._theta_tensor if torch.compiler.is_compiling() else self._theta
 
     def apply_free(self, x: torch.Tensor) -> torch.Tensor:
         """W x on features with the layer's trailing input shape."""
@@ -216,10 +252,11 @@ class Relaxed(nn.Module):
         y = self.free(x.reshape(*lead, self.rep_in.dim))
         return y.reshape(*lead, *self.shape_out)
 
-    def _add_free(self, y: torch.Tensor, x: torch.Tensor, theta: float) -> torch.Tensor:
+    def _add_free(self, y: torch.Tensor, x: torch.Tensor, theta: float | torch.Tensor
+                  ) -> torch.Tensor:
         """y + θ · W x; for the default dense free term one ``addmm`` (fewer ops to run and to
-        differentiate than a matmul, a scale and a sum)."""
-        if self.custom_free or y.dtype != self.free.weight.dtype:
+        differentiate than a matmul, a scale and a sum; a compiler fuses them itself)."""
+        if self.custom_free or y.dtype != self.free.weight.dtype or not isinstance(theta, float):
             return y + theta * self.apply_free(x)
         lead = x.shape[: x.dim() - len(self.shape_in)]
         out = torch.addmm(y.reshape(-1, self.rep_out.dim), x.reshape(-1, self.rep_in.dim),
@@ -231,21 +268,21 @@ class Relaxed(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """``layer(x, *args, **kwargs) + θ · W x``: extra arguments (e.g. node attributes of a
         steerable layer) go to the equivariant layer only; W acts on ``x``."""
-        theta = self.active_theta()
+        theta = self._theta_now()
         if self.fused and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
-            if theta != 0.0:
+            if theta is not None:
                 w = w + theta * self.free.weight.to(w.dtype)
                 if self.free.bias is not None:
                     fb = theta * self.free.bias.to(w.dtype)
                     b = fb if b is None else b + fb
             y = nn.functional.linear(x, w, b)
-        elif self._layer_adds_free and theta != 0.0 and not args and not kwargs:
+        elif self._layer_adds_free and theta is not None and not args and not kwargs:
             y = self.layer.relaxed_forward(x, self.free, theta)
         else:
             y = self.layer(x, *args, **kwargs)
-            if theta != 0.0:
+            if theta is not None:
                 y = self._add_free(y, x, theta)
         if self.training and self.record_penalties and torch.is_grad_enabled():
             self._record(x.detach())
@@ -318,14 +355,19 @@ class Relaxed(nn.Module):
         # The registered dense/fold hooks are looked up again on loading: a registration made
         # with lambdas would make the module unpicklable
         state = self.__dict__.copy()
-        state["_lie_sq"], state["_norm_sq"], state["_gram_cache"] = [], [], None
+        state["_lie_sq"], state["_norm_sq"] = [], []
         state["_dense"] = state["_fold"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        theta = state.pop("theta", None)  # pickled when θ was a plain attribute
         super().__setstate__(state)
+        if theta is not None:
+            self.theta = theta
         reg = registration(self.layer) or Registration()
         self._dense, self._fold = reg.dense, reg.fold
+        if self._gram_cache is None:  # pickled when the Gram penalty was not kept
+            self._prepare_penalties()
 
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -1,0 +1,165 @@
+"""torch.compile and torch.export of equivariant layers: one graph, no recompiles, same numbers.
+
+The gather that builds an orbit-basis weight is an autograd.Function with a custom jvp in eager
+mode, which Dynamo cannot trace; under compile it is a custom operator or plain ops, and the
+gather indices are buffers, so compiled code neither breaks its graph nor guards on a cache.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import equirelax as er
+from equirelax.groups import symmetric
+from equirelax.nn import EquivariantLinear, EquivariantMLP
+from equirelax.reps import natural, regular, trivial
+
+G = symmetric(3)
+
+
+def linear() -> EquivariantLinear:
+    return EquivariantLinear(2 * regular(G), 2 * regular(G))
+
+
+def mlp() -> EquivariantMLP:
+    return EquivariantMLP(natural(G), [2 * regular(G), regular(G)], trivial(G))
+
+
+MODELS = {"linear": linear, "mlp": mlp}
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-zero biases too (they start at 0), so that their gradients are checked."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+def inputs(model: torch.nn.Module, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:
+    return torch.randn(5, model.rep_in.dim, dtype=dtype,
+                       generator=torch.Generator().manual_seed(seed))
+
+
+class CountingBackend:
+    """A torch.compile backend that counts the graphs it is given (one per compile)."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_forward_is_one_graph(make, mode):
+    model = randomised(make()).train(mode == "train")
+    explained = torch._dynamo.explain(model)(inputs(model, torch.float32))
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+def test_no_recompiles_for_repeated_calls_and_train_eval_switches(make):
+    model = randomised(make())
+    # a cold device cache in the hom space must not matter: forward reads no cache
+    for m in model.modules():
+        if isinstance(m, EquivariantLinear):
+            m.hom._device_cache.clear()
+    backend = CountingBackend()
+    net = torch.compile(model, backend=backend)
+    x = inputs(model, torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        model.train()
+        for _ in range(3):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for _ in range(3):
+                net(x)
+    assert backend.graphs == 2  # one per mode, each compiled once
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)],
+                         ids=["float64", "float32"])
+def test_inductor_outputs_and_gradients_equal_eager(make, dtype, tol):
+    model = randomised(make()).to(dtype)
+    twin = copy.deepcopy(model)
+    net = torch.compile(twin)
+    x = inputs(model, dtype)
+    y, y_c = model(x), net(x)
+    torch.testing.assert_close(y_c, y, rtol=tol, atol=tol)
+    y.pow(2).sum().backward()
+    y_c.pow(2).sum().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=tol, atol=tol, msg=name)
+    model.eval()
+    twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=tol, atol=tol)
+
+
+def test_inductor_gradient_of_a_large_orbit_layer():
+    # many entries per orbit: the gather is the custom operator and its labels are spread
+    from equirelax.homspace.space import OPAQUE_GATHER_ABOVE
+
+    n = 200
+    layer = randomised(EquivariantLinear(natural(symmetric(n)), natural(symmetric(n)))).double()
+    assert layer.hom.spread > 1 and n * n >= OPAQUE_GATHER_ABOVE
+    twin = copy.deepcopy(layer)
+    x = torch.randn(3, n, dtype=torch.float64)
+    layer(x).pow(2).sum().backward()
+    torch.compile(twin)(x).pow(2).sum().backward()
+    for p, q in zip(layer.parameters(), twin.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torch_export_gives_the_eager_outputs_with_plain_aten_ops(make, mode):
+    model = randomised(make()).train(mode == "train")
+    program = torch.export.export(model, (inputs(model, torch.float32),))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    # portable: the program runs without equirelax's custom operators registered
+    assert not any("equirelax" in t for t in targets), targets
+    x = inputs(model, torch.float32, seed=2)  # other values than those traced
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=0)
+
+
+def test_gather_indices_are_buffers_outside_the_state_dict_and_shared_by_copies():
+    layer = linear()
+    names = {name for name, _ in layer.named_buffers()}
+    assert names == {"weight_index", "bias_index"}
+    assert not names & set(layer.state_dict())
+    twin = copy.deepcopy(layer)
+    assert twin.weight_index is layer.weight_index  # read-only: not duplicated
+    assert twin.coefficients is not layer.coefficients
+    meta = copy.deepcopy(layer).to("meta")
+    assert meta.weight_index.device.type == "meta"
+    assert layer.weight_index.device.type == "cpu"
+
+
+def test_block_hom_layers_have_no_gather_buffers():
+    S = er.groups.SO(3)
+    layer = EquivariantLinear(er.reps.vector(S), er.reps.vector(S))
+    assert layer.weight_index is None and layer.bias_index is None
+    y = layer(torch.randn(2, 3))
+    assert y.shape == (2, 3)
