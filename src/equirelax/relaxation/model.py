@@ -52,7 +52,8 @@ class RelaxedModel(nn.Module):
     """A model whose equivariant layers are relaxed; owns θ(t) and the penalties.
 
     ``forward`` is the wrapped model's. In eval mode the relaxed layers run with θ = 0 (the
-    exactly equivariant model) unless ``projected_eval=False`` was given to ``relax``.
+    exactly equivariant model) unless ``projected_eval=False`` was given to ``relax``, or the
+    model is in RPP mode (``rpp=True``), which deploys both pathways.
     """
 
     def __init__(
@@ -156,7 +157,8 @@ class RelaxedModel(nn.Module):
 
         ``lie``: sqrt(Σ_layers Σ_A ||W A_in x − A_out W x||² + ε) (generators of finite groups,
         Lie algebra of Lie groups); ``norm``: sqrt(Σ ||W x||² + ε); ``projection``:
-        sqrt(Σ ||W − P(W)||² + ε); ``rpp_free`` / ``rpp_equiv``: squared norms of the two pathways.
+        sqrt(Σ ||W − P(W)||² + ε); ``rpp_free`` / ``rpp_equiv``: the RPP priors, Σ ||W_free||²_F
+        and Σ ||W_eq||²_F over the layers (dense weights, no biases).
         """
         layers = list(self.relaxed_layers().values())
         lie_sq, norm_sq = [], []
@@ -218,7 +220,7 @@ def relax(
     penalty_rows: int | None = None,
     penalty_method: str = "auto",
     penalty_times_theta: bool = False,
-    projected_eval: bool = True,
+    projected_eval: bool | None = None,
     rpp: bool = False,
     rpp_free_weight: float = 1e2,
     rpp_equiv_weight: float = 1e-3,
@@ -231,12 +233,16 @@ def relax(
     ``"linear"``, ``"cosine"``, ``"constant"`` (θ = ``value``; the no-schedule ablation), or a
     callable ``fn(t, total_steps)``. ``penalty_rows`` evaluates the penalties on at most that many
     (strided) rows of each layer input, rescaled: cheaper for large batches, still exactly zero for
-    an equivariant W. ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the
-    two), ``"data"`` (on the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space;
-    dense free terms with matrix actions only): the same values, different costs. ``rpp=True``
-    gives Residual Pathway Priors (Finzi et al. 2021): constant θ = 1 and L2 priors
-    ``rpp_free_weight`` on the free and ``rpp_equiv_weight`` on the equivariant pathway (harden
-    it with ``mode="project"``). The model is copied unless ``inplace=True``.
+    an equivariant W.
+    ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the two), ``"data"`` (on
+    the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space; dense free terms with
+    matrix actions only): the same values, different costs. ``projected_eval``: whether eval mode
+    runs the exact model (θ = 0); default True, False in RPP mode. ``rpp=True`` gives Residual
+    Pathway Priors (Finzi et al. 2021): constant θ = 1, both pathways in training and in eval,
+    and L2 priors ``rpp_free_weight · ||W_free||²_F`` and ``rpp_equiv_weight · ||W_eq||²_F`` on
+    the dense weights instead of the penalties; ``harden`` then drops the free pathway (or, with
+    ``mode="project"``, folds its equivariant part in). The model is copied unless
+    ``inplace=True``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"relax() needs an nn.Module, got {type(model).__name__}")
@@ -256,6 +262,10 @@ def relax(
     if rpp:
         schedule, value = "constant", 1.0
         lie_weight = norm_weight = 0.0
+    if projected_eval is None:
+        # RPP deploys the model it trained, both pathways; the relaxation evaluates the exact
+        # model that harden() will return
+        projected_eval = not rpp
     sched = make_schedule(schedule, total_steps, peak=peak, value=value)
     target = model if inplace else copy.deepcopy(model)
     select = _selector(layers)

@@ -29,6 +29,7 @@ from equirelax.homspace.space import fixed_space, hom
 from equirelax.nn.linear import check_features
 from equirelax.relaxation.actions import FeatureAction
 from equirelax.relaxation.gram import GramPenalty
+from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
     FreeLinear,
     Registration,
@@ -395,15 +396,18 @@ class Relaxed(nn.Module):
         return res
 
     def free_sq(self) -> torch.Tensor:
-        """Σ ||p||² over the free term's parameters (the RPP prior on the free pathway)."""
-        return sum(p.pow(2).sum() for p in self.free.parameters())  # type: ignore[return-value]
+        """||W_free||²_F, the RPP prior on the free pathway: the free term's weights (its dense
+        matrix, or a convolution's kernel), not its bias (as Finzi et al.)."""
+        sq = pathway_sq(self.free)
+        return sq if sq is not None else torch.zeros(())
 
     def equivariant_sq(self) -> torch.Tensor:
-        """Σ ||p||² over the equivariant layer's parameters (the RPP prior on that pathway)."""
-        params = list(self.layer.parameters())
-        if not params:
-            return torch.zeros(())
-        return sum(p.pow(2).sum() for p in params)  # type: ignore[return-value]
+        """||W_eq||²_F, the RPP prior on the equivariant pathway, on its dense weight: from the
+        basis Gram matrix for a layer that stores basis coefficients (cᵀ G c, no dense weight
+        built), the registered dense weight, ``dense_matrix()`` or ``expanded_weight()``; other
+        layers count their parameters except biases (see :func:`prior.pathway_sq`)."""
+        sq = pathway_sq(self.layer)
+        return sq if sq is not None else torch.zeros(())
 
     # -- hardening ----------------------------------------------------------------------------
     def harden(self, mode: str = "drop") -> nn.Module:
