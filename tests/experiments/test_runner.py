@@ -200,3 +200,30 @@ def test_a_truncated_checkpoint_is_named_with_how_to_start_afresh(tmp_path):
     with pytest.raises(CheckpointError, match=f"cannot read the checkpoint {last} .*truncated or "
                        "corrupt. Delete it to train this run afresh"):
         fit(model, train, val, None, _step, _mse, cfg)
+
+
+def test_seed_each_step_keeps_penalty_draws_off_the_global_generator():
+    """Subsampled penalties draw their rows in the forward; under SeedEachStep they come from a
+    stream of their own, so a relaxed arm draws the dropout masks an exact arm draws, and the
+    rows are a function of (seed, step), as a resumed run needs."""
+    from types import SimpleNamespace
+
+    from equirelax.experiments.runner import SeedEachStep
+    from equirelax.relaxation import relax
+
+    model, _, _ = _setup()
+    relaxed = relax(model, total_steps=10, penalty_rows=4).train()
+    x = torch.randn(32, 4)
+    seeding = SeedEachStep(7)
+
+    def step(net, global_step):
+        seeding.on_train_batch_start(SimpleNamespace(global_step=global_step), net, None, 0)
+        net(x)
+        after = torch.rand(4)  # a dropout mask drawn after the relaxed layers
+        norm = float(relaxed.penalties()["norm"].detach()) if net is relaxed else None
+        return after, norm
+
+    exact_after, _ = step(model, 3)
+    relaxed_after, norm = step(relaxed, 3)
+    assert torch.equal(relaxed_after, exact_after)
+    assert step(relaxed, 3)[1] == norm != step(relaxed, 4)[1]

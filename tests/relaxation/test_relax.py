@@ -518,6 +518,14 @@ def test_relaxed_reps_must_match_the_dims_the_layer_declares():
     ({"penalty_rows": 2.5}, TypeError, "penalty_rows must be a positive integer or None, got 2.5"),
     ({"penalty_rows": True}, TypeError, "penalty_rows must be a positive integer or None, got "
                                         "True"),
+    ({"penalty_sketch": 0}, ValueError, "penalty_sketch must be a positive integer or None, "
+                                        "got 0"),
+    ({"penalty_sketch": 2.5}, TypeError, "penalty_sketch must be a positive integer or None, "
+                                         "got 2.5"),
+    ({"penalty_sketch": True}, TypeError, "penalty_sketch must be a positive integer or None, "
+                                          "got True"),
+    ({"penalty_sketch": 8, "penalty_rows": 16}, ValueError,
+     "penalty_rows=16 and penalty_sketch=8 cannot be used together"),
     ({"init_std": -1e-3}, ValueError, "init_std must be a finite number >= 0, got -0.001"),
     ({"init_std": float("nan")}, ValueError, "init_std must be a finite number >= 0, got nan"),
     ({"init_std": "0.1"}, TypeError, "init_std must be a number >= 0, got '0.1'"),
@@ -531,7 +539,8 @@ def test_bad_relax_options_are_refused(s4_model, kwargs, error, message):
     kwargs = {"total_steps": 10, **kwargs}
     with pytest.raises(error, match=message):
         relax(s4_model, **kwargs)
-    layer_kwargs = {k: v for k, v in kwargs.items() if k in ("penalty_rows", "init_std")}
+    layer_kwargs = {k: v for k, v in kwargs.items()
+                    if k in ("penalty_rows", "penalty_sketch", "init_std")}
     if layer_kwargs:  # the layer wrapper refuses them too
         with pytest.raises(error, match=message):
             Relaxed(s4_model.layers[0], **layer_kwargs)

@@ -224,13 +224,20 @@ class SeedEachStep(pl.Callback):
 
     Whatever the model draws there (dropout masks) is then a function of seed and step: two
     arms of one seed draw the same masks even though relaxing a model consumes random numbers
-    (the free terms' initialisation), and a resumed run draws what an uninterrupted one would."""
+    (the free terms' initialisation), and a resumed run draws what an uninterrupted one would.
+    The random rows of relaxed layers' subsampled penalties (``penalty_rows``) are drawn in the
+    forward, so they get a stream of their own (seeded from seed and step too): drawn from the
+    global generator they would shift the relaxed arm's later dropout masks."""
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        torch.manual_seed(step_seed(self.seed, trainer.global_step, stream=1))
+        step = trainer.global_step
+        torch.manual_seed(step_seed(self.seed, step, stream=1))
+        for module in pl_module.modules():
+            if isinstance(module, RelaxedModel):
+                module.seed_penalties(step_seed(self.seed, step, stream=3))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -84,15 +84,25 @@ class GramPenalty:
         return torch.cat([w.unsqueeze(0), right - left]).reshape(-1, w.shape[1])
 
     def __call__(
-        self, rows: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+        self,
+        rows: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        const: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(Σ_A ||(W̃ Ã − A_out W̃) x̃||², Σ ||W̃ x̃||²) over ``rows`` (m, d_in)."""
+        """(Σ_A ||(W̃ Ã − A_out W̃) x̃||², Σ ||W̃ x̃||²) over ``rows`` (m, d_in).
+
+        ``const`` (m,): the constant coordinate of each augmented row x̃ = [x; const] when it is
+        not 1: for sketched rows SᵀX̃ = [SᵀX, Sᵀ1] the Gram matrix is X̃ᵀSSᵀX̃.
+        """
         if (b is not None) != self.bias:
             raise ValueError(f"this penalty was built for bias={self.bias}, got "
                              f"bias={b is not None}")
         x = rows.to(w.dtype)
         if b is not None:
-            x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+            ones = (x.new_ones(x.shape[0], 1) if const is None
+                    else const.to(x.dtype).reshape(-1, 1))
+            x = torch.cat([x, ones], dim=1)
         s = self.stacked(w, b)
         squares = (s * (s @ (x.T @ x))).sum(dim=1)
         d_out = w.shape[0]

@@ -152,6 +152,20 @@ class RelaxedModel(nn.Module):
         self._push_theta()
 
     # -- penalties ----------------------------------------------------------------------------
+    def seed_penalties(self, seed: int | None) -> None:
+        """Draw the random rows / sketches of ``penalty_rows`` / ``penalty_sketch`` from a
+        generator of their own, seeded with ``seed`` (None: torch's default generator again).
+
+        By default they come from torch's default generator, so ``torch.manual_seed`` fixes
+        them, but drawing them in the forward shifts what later layers draw (dropout masks): a
+        study comparing a relaxed with an exact model under the same masks seeds them apart.
+        Under ``torch.compile`` draws from a generator of their own break the graph (Dynamo
+        does not trace generator objects); the default generator's do not.
+        """
+        gen = None if seed is None else torch.Generator().manual_seed(int(seed))
+        for layer in self.relaxed_layers().values():
+            layer.penalty_generator = gen
+
     def penalties(self) -> dict[str, torch.Tensor]:
         """Each penalty (unweighted) from the forwards since the last call; clears the records.
 
@@ -218,6 +232,7 @@ def relax(
     peak: float = 1.0,
     value: float = 0.1,
     penalty_rows: int | None = None,
+    penalty_sketch: int | None = None,
     penalty_method: str = "auto",
     penalty_times_theta: bool = False,
     projected_eval: bool | None = None,
@@ -231,9 +246,11 @@ def relax(
     ``layers``: module names, module types, or a predicate ``(name, module) -> bool``.
     ``schedule``: ``"triangular"`` (0 → ``peak`` at mid-training → exactly 0 at the last step),
     ``"linear"``, ``"cosine"``, ``"constant"`` (θ = ``value``; the no-schedule ablation), or a
-    callable ``fn(t, total_steps)``. ``penalty_rows`` evaluates the penalties on at most that many
-    (strided) rows of each layer input, rescaled: cheaper for large batches, still exactly zero for
-    an equivariant W.
+    callable ``fn(t, total_steps)``. By default the penalties are exact. ``penalty_rows=k``
+    evaluates them on k rows of each layer input drawn uniformly without replacement, scaled by
+    m/k; ``penalty_sketch=p`` on the p rows of SᵀX for a fresh random ±1/√p sign matrix S (m × p).
+    Either makes every squared term an unbiased estimate (cheaper for large batches; noisier)
+    and keeps it exactly zero for an equivariant W; they cannot be combined.
     ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the two), ``"data"`` (on
     the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space; dense free terms with
     matrix actions only): the same values, different costs. ``projected_eval``: whether eval mode
@@ -258,7 +275,7 @@ def relax(
                     f"{', ...' if len(already) > 3 else ''} are relaxed already")
         raise TypeError(f"relax() needs a model that is not relaxed yet, got {what}; relax the "
                         "original model, or harden() this one first")
-    check_relax_options(init_std, penalty_rows)
+    check_relax_options(init_std, penalty_rows, penalty_sketch)
     if rpp:
         schedule, value = "constant", 1.0
         lie_weight = norm_weight = 0.0
@@ -269,7 +286,8 @@ def relax(
     sched = make_schedule(schedule, total_steps, peak=peak, value=value)
     target = model if inplace else copy.deepcopy(model)
     select = _selector(layers)
-    options = {"init_std": init_std, "free_bias": free_bias, "penalty_rows": penalty_rows}
+    options = {"init_std": init_std, "free_bias": free_bias, "penalty_rows": penalty_rows,
+               "penalty_sketch": penalty_sketch}
 
     def wants(name: str, m: nn.Module) -> bool:
         if select is not None:

@@ -40,9 +40,10 @@ from equirelax.relaxation.registry import (
 from equirelax.reps.base import Rep
 
 
-def check_relax_options(init_std: float, penalty_rows: int | None) -> None:
-    """Refuse a negative or non-finite ``init_std`` and a ``penalty_rows`` that is not a positive
-    integer (or None), naming the value received."""
+def check_relax_options(init_std: float, penalty_rows: int | None,
+                        penalty_sketch: int | None = None) -> None:
+    """Refuse a negative or non-finite ``init_std``, a ``penalty_rows`` or ``penalty_sketch``
+    that is not a positive integer (or None), and both at once, naming the values received."""
     if isinstance(init_std, bool) or not isinstance(init_std, int | float):
         raise TypeError(f"init_std must be a number >= 0, got {init_std!r}")
     if not (math.isfinite(init_std) and init_std >= 0):
@@ -54,6 +55,27 @@ def check_relax_options(init_std: float, penalty_rows: int | None) -> None:
         if penalty_rows <= 0:
             raise ValueError(f"penalty_rows must be a positive integer or None, got "
                              f"{penalty_rows}")
+    if penalty_sketch is not None:
+        if isinstance(penalty_sketch, bool) or not isinstance(penalty_sketch, int):
+            raise TypeError(f"penalty_sketch must be a positive integer or None, got "
+                            f"{penalty_sketch!r}")
+        if penalty_sketch <= 0:
+            raise ValueError(f"penalty_sketch must be a positive integer or None, got "
+                             f"{penalty_sketch}")
+        if penalty_rows is not None:
+            raise ValueError(f"penalty_rows={penalty_rows} and penalty_sketch={penalty_sketch} "
+                             "cannot be used together: pass one of them")
+
+
+@torch.compiler.disable
+def _draw(gen: torch.Generator, m: int, p: int | None) -> torch.Tensor:
+    """A permutation of range(m) (``p`` None) or m × p random bits from ``gen``, on its device.
+
+    Kept out of compiled graphs: Dynamo cannot trace a generator object (torch's default
+    generator, used when the layer has none, traces)."""
+    if p is None:
+        return torch.randperm(m, generator=gen, device=gen.device)
+    return torch.randint(0, 2, (m, p), generator=gen, device=gen.device)
 
 
 def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
@@ -110,13 +132,14 @@ class Relaxed(nn.Module):
         free: nn.Module | None = None,
         actions: tuple[FeatureAction, FeatureAction] | None = None,
         penalty_rows: int | None = None,
+        penalty_sketch: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(layer, Relaxed):
             raise TypeError("this layer is already relaxed")
         if not isinstance(layer, nn.Module):
             raise TypeError(f"Relaxed needs an nn.Module, got {type(layer).__name__}")
-        check_relax_options(init_std, penalty_rows)
+        check_relax_options(init_std, penalty_rows, penalty_sketch)
         reg = registration(layer) or Registration()
         if rep_in is None or rep_out is None:
             if reg.reps is not None:
@@ -180,6 +203,10 @@ class Relaxed(nn.Module):
         self.projected_eval = True
         self.record_penalties = True
         self.penalty_rows = penalty_rows
+        self.penalty_sketch = penalty_sketch
+        # the rows' / sketch's random draws: None for torch's default generator; a study that
+        # must not shift the default stream (dropout masks after this layer) sets its own
+        self.penalty_generator: torch.Generator | None = None
         self.penalty_method = "auto"
         self._gram_cache: GramPenalty | bool | None = None
         self._lie_sq: list[torch.Tensor] = []
@@ -290,24 +317,49 @@ class Relaxed(nn.Module):
         return y
 
     def _record(self, x: torch.Tensor) -> None:
-        rows = x.reshape(-1, *self.shape_in)
-        m = rows.shape[0]
-        scale = 1.0
-        if self.penalty_rows is not None and m > self.penalty_rows:
-            stride = math.ceil(m / self.penalty_rows)
-            rows = rows[::stride]
-            scale = m / rows.shape[0]
+        rows, const, scale = self._penalty_rows(x.reshape(-1, *self.shape_in))
         gram = self._gram_penalty()
         if gram is not None and (self.penalty_method == "gram" or (
                 self.penalty_method == "auto"
                 and gram.cheaper_than_data(rows.shape[0], self.rep_in.dim, self.rep_out.dim))):
             lie_sq, norm_sq = gram(rows.reshape(rows.shape[0], -1), self.free.weight,
-                                   self.free.bias)
+                                   self.free.bias, const)
         else:
-            lie_sq, norm_sq = self._squares_data(rows)
+            lie_sq, norm_sq = self._squares_data(rows, const)
         self._norm_sq.append(norm_sq * scale)
         if lie_sq is not None:
             self._lie_sq.append(lie_sq * scale)
+
+    def _penalty_rows(self, rows: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """The rows the penalties are evaluated on, the value of the constant input coordinate
+        of each (None: 1, as for real rows) and the factor on their sums of squares.
+
+        Every squared term is a sum over rows of a quadratic form q(x̃) of the augmented row
+        x̃ = [x; 1]. ``penalty_rows=k`` (m > k rows): k rows drawn uniformly without replacement
+        (``torch.randperm`` from torch's default generator, so ``torch.manual_seed`` fixes
+        them, or from ``penalty_generator`` when set), with factor m/k: each row is
+        drawn with probability k/m, so the expectation is the full sum. ``penalty_sketch=p``
+        (m > p rows): the p rows of SᵀX̃ for a fresh m × p Rademacher S with entries ±1/√p;
+        their sum of q is tr(L X̃ᵀSSᵀX̃ Lᵀ) and E[SSᵀ] = I. Both are exactly 0 for an
+        equivariant free term, whose residuals vanish on every row and every combination of
+        rows. With m ≤ k (or m ≤ p) the rows are used as they are: exact, and cheaper.
+        """
+        m = rows.shape[0]
+        gen = self.penalty_generator
+        if self.penalty_rows is not None and m > self.penalty_rows:
+            pick = (torch.randperm(m, device=rows.device) if gen is None
+                    else _draw(gen, m, None).to(rows.device))
+            return rows.index_select(0, pick[: self.penalty_rows]), None, m / self.penalty_rows
+        p = self.penalty_sketch
+        if p is not None and m > p:
+            signs = (torch.randint(0, 2, (m, p), device=rows.device) if gen is None
+                     else _draw(gen, m, p).to(rows.device))
+            signs = signs.to(rows.dtype)
+            s = (2.0 * signs - 1.0) / math.sqrt(p)
+            sketched = (s.T @ rows.reshape(m, -1)).reshape(p, *rows.shape[1:])
+            return sketched, s.sum(0), 1.0
+        return rows, None, 1.0
 
     def _gram_penalty(self) -> GramPenalty | None:
         """The weight-space evaluation, for the default dense free term with matrix actions."""
@@ -328,24 +380,32 @@ class Relaxed(nn.Module):
             return None
         return self._gram_cache
 
-    def _squares_data(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _squares_data(self, rows: torch.Tensor, const: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Σ_A ||W(A x) − A(W x)||² and ||W x||², evaluated on the rows themselves.
 
         For an affine free term f(x) = W x + b a discrete generator compares f(g x) with g f(x);
         a Lie algebra element compares the derivatives, W(A x) = f(A x) − f(0) with A f(x).
+        ``const``: the constant input coordinate of each row when it is not 1 (sketched rows
+        [Sᵀx; Sᵀ1]), for which f(x) means W x + const · b = f(x) + (const − 1) f(0).
         """
         k, n_discrete = len(self.act_in), len(self.act_in.discrete)
         m = rows.shape[0]
         stacked = self.act_in.stack(rows, self.shape_in, identity=True)  # (m, K+1, ...)
         out = self.apply_free(stacked.reshape(-1, *self.shape_in))
         out = out.reshape(m, k + 1, *out.shape[1:])
+        affine = const is not None and (self.custom_free or self.free.bias is not None)
+        f0 = (self.apply_free(rows.new_zeros((1, *self.shape_in)))
+              if n_discrete < k or affine else None)
+        if affine:  # f(x) and f(g x) with the row's constant: add (const − 1) f(0)
+            shift = (const - 1.0).reshape(m, 1, *[1] * (out.dim() - 2)) * f0.unsqueeze(1)
+            out = torch.cat([out[:, : n_discrete + 1] + shift, out[:, n_discrete + 1:]], dim=1)
         wx = out[:, 0]
         norm_sq = wx.pow(2).sum()
         if not k:
             return None, norm_sq
         terms = out[:, 1:]
         if n_discrete < k:  # Lie elements: the linear part W(A x) = f(A x) − f(0)
-            f0 = self.apply_free(rows.new_zeros((1, *self.shape_in)))
             terms = torch.cat([terms[:, :n_discrete], terms[:, n_discrete:] - f0.unsqueeze(1)],
                               dim=1)
         transformed = self.act_out.stack(wx, self.shape_out)

@@ -1,0 +1,189 @@
+"""The cheap penalty estimates: ``penalty_rows`` (random rows) and ``penalty_sketch`` (random sign
+combinations of the rows) give unbiased squared terms, exactly 0 for an equivariant free term,
+and the data and Gram paths compute the same estimate from the same draw."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import equirelax as er
+from equirelax.relaxation import FreeLinear, Relaxed, relax
+
+
+def _reps(kind: str):
+    if kind == "S4":
+        G = er.groups.symmetric(4)
+        V, T = er.reps.natural(G), er.reps.trivial(G)
+        return V, 2 * V + T
+    G = er.groups.O(3)  # a Lie algebra and a discrete generator (parity)
+    v, t = er.reps.vector(G), er.reps.trivial(G)
+    return v + t, 2 * v + t
+
+
+def _layers(kind: str, bias: bool, **options) -> tuple[Relaxed, dict[str, Relaxed]]:
+    """An exact reference and the data / Gram / generic (custom free term) estimates, all with
+    the same random affine free term."""
+    rep_in, rep_out = _reps(kind)
+    torch.manual_seed(0)
+    layer = er.nn.EquivariantLinear(rep_in, rep_out).double()
+    free = FreeLinear(rep_in.dim, rep_out.dim, bias=bias, init_std=0.5).double()
+    exact = Relaxed(layer, free_bias=bias).train()
+    ways = {}
+    for method in ("data", "gram"):
+        ways[method] = Relaxed(layer, free_bias=bias, **options).train()
+        ways[method].penalty_method = method
+    ways["generic"] = Relaxed(layer, free=copy.deepcopy(free), **options).train()
+    for r in (exact, *ways.values()):
+        r.free.load_state_dict(free.state_dict())
+    return exact, ways
+
+
+def _squares(r: Relaxed, x: torch.Tensor) -> torch.Tensor:
+    r(x)
+    lie, norm = r.take_squares()
+    return torch.stack([lie, norm]).detach()
+
+
+def _assert_unbiased(r: Relaxed, x: torch.Tensor, exact: torch.Tensor, draws: int = 400
+                     ) -> None:
+    torch.manual_seed(1)
+    samples = torch.stack([_squares(r, x) for _ in range(draws)])
+    mean, se = samples.mean(0), samples.std(0) / draws**0.5
+    assert (se > 0).all()  # the estimate is random, so the check has power
+    assert ((mean - exact).abs() < 4 * se).all(), (mean, exact, se)
+
+
+# -- penalty_rows -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["S4", "O3"])
+@pytest.mark.parametrize("method", ["data", "gram"])
+def test_penalty_rows_squares_are_unbiased(kind, method):
+    exact, ways = _layers(kind, bias=True, penalty_rows=10)
+    x = torch.randn(48, exact.rep_in.dim, dtype=torch.float64)
+    _assert_unbiased(ways[method], x, _squares(exact, x))
+
+
+def test_penalty_rows_are_random_not_strided():
+    """Rows ordered as each sample followed by its 6 images under S3: a stride of 6 (384 rows,
+    64 kept) saw only the samples themselves. Random rows estimate the full penalty."""
+    G = er.groups.symmetric(3)
+    V = er.reps.natural(G)
+    torch.manual_seed(0)
+    samples = torch.zeros(64, 3, dtype=torch.float64)
+    samples[:, 0] = torch.randn(64, dtype=torch.float64)  # along the first axis only
+    images = torch.stack([samples[:, g] for g in G.elements()], dim=1)  # (64, 6, 3), g = id first
+    assert torch.equal(images[:, 0], samples)
+    x = images.reshape(384, 3)
+    layer = er.nn.EquivariantLinear(V, V).double()
+    exact = Relaxed(layer).train()
+    sampled = Relaxed(layer, penalty_rows=64).train()
+    with torch.no_grad():
+        w = torch.zeros(3, 3, dtype=torch.float64)
+        w[:, 1:] = torch.randn(3, 2, dtype=torch.float64)  # blind to the first axis
+        for r in (exact, sampled):
+            r.free.weight.copy_(w)
+    full = _squares(exact, x)
+    # the strided rows (the identity images) see a norm of 0: the old estimate was useless
+    assert float(_squares(exact, x[::6])[1]) == 0.0 and float(full[1]) > 1.0
+    _assert_unbiased(sampled, x, full)
+
+
+def test_penalty_rows_follow_torch_manual_seed(s4_model):
+    relaxed = relax(s4_model, total_steps=10, penalty_rows=8, lie_weight=1.0)
+    x = torch.randn(100, 4, dtype=torch.float64)
+    values = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        relaxed.train()(x)
+        values.append(float(relaxed.penalties()["norm"].detach()))
+    assert values[0] == values[1] != values[2]
+
+
+# -- penalty_sketch ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["S4", "O3"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("method", ["data", "gram"])
+def test_sketched_squares_are_unbiased(kind, bias, method):
+    exact, ways = _layers(kind, bias, penalty_sketch=6)
+    x = torch.randn(40, exact.rep_in.dim, dtype=torch.float64)
+    _assert_unbiased(ways[method], x, _squares(exact, x))
+
+
+@pytest.mark.parametrize("kind", ["S4", "O3"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_sketch_paths_agree_draw_by_draw(kind, bias):
+    """Given the same draw of S, the data path, the Gram path (XᵀSSᵀX) and a custom free term
+    (the affine term's constant sketched as Sᵀ1) compute the same squares."""
+    _, ways = _layers(kind, bias, penalty_sketch=5)
+    x = torch.randn(30, ways["data"].rep_in.dim, dtype=torch.float64)
+    for seed in range(3):
+        values = {}
+        for name, r in ways.items():
+            torch.manual_seed(seed)
+            values[name] = _squares(r, x)
+        for name in ("gram", "generic"):
+            torch.testing.assert_close(values[name], values["data"], rtol=1e-10, atol=1e-10)
+    torch.manual_seed(0)
+    first = _squares(ways["data"], x)
+    assert not torch.equal(first, _squares(ways["data"], x))  # a fresh S each call
+
+
+@pytest.mark.parametrize("kind", ["S4", "O3"])
+@pytest.mark.parametrize("method", ["data", "gram", "generic"])
+def test_sketch_is_exactly_zero_for_an_equivariant_free_term(kind, method):
+    _, ways = _layers(kind, bias=True, penalty_sketch=4)
+    r = ways[method]
+    with torch.no_grad():
+        r.free.weight.copy_(er.hom(r.rep_in, r.rep_out).project(r.free.weight))
+        fixed = er.homspace.fixed_space(r.rep_out)
+        r.free.bias.copy_(fixed.project(r.free.bias.reshape(-1, 1)).reshape(-1))
+    x = torch.randn(25, r.rep_in.dim, dtype=torch.float64)
+    lie, norm = _squares(r, x)
+    assert float(lie) < 1e-20 and float(norm) > 1e-2
+
+
+def test_sketch_with_few_rows_is_the_exact_penalty():
+    exact, ways = _layers("S4", bias=True, penalty_sketch=32)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    torch.testing.assert_close(_squares(ways["data"], x), _squares(exact, x))
+
+
+def test_relax_with_a_sketch_trains(s4_model):
+    relaxed = relax(s4_model, total_steps=4, penalty_sketch=8, lie_weight=1.0, norm_weight=1.0)
+    assert all(r.penalty_sketch == 8 for r in relaxed.relaxed_layers().values())
+    x = torch.randn(64, 4, dtype=torch.float64)
+    opt = torch.optim.Adam(relaxed.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = relaxed.train()(x).pow(2).mean() + relaxed.penalty()
+        loss.backward()
+        opt.step()
+        relaxed.step()
+    assert all(r.free.weight.grad is not None for r in relaxed.relaxed_layers().values())
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("option", [{"penalty_rows": 8}, {"penalty_sketch": 8}])
+def test_seeded_penalties_leave_the_default_generator_alone(s4_model, option):
+    relaxed = relax(s4_model, total_steps=10, **option)
+    x = torch.randn(100, 4, dtype=torch.float64)
+    relaxed.train()
+    values = []
+    for seed in (5, 5, 6):
+        relaxed.seed_penalties(seed)
+        torch.manual_seed(0)
+        relaxed(x)
+        after = torch.rand(3)  # what a dropout layer after the relaxed ones would draw
+        torch.manual_seed(0)
+        assert torch.equal(after, torch.rand(3))
+        values.append(float(relaxed.penalties()["norm"].detach()))
+    assert values[0] == values[1] != values[2]
+    relaxed.seed_penalties(None)  # the default generator again: the forward draws from it
+    assert all(r.penalty_generator is None for r in relaxed.relaxed_layers().values())
+    torch.manual_seed(0)
+    relaxed(x)
+    shifted = torch.rand(3)
+    relaxed.penalties()
+    assert not torch.equal(shifted, after)
