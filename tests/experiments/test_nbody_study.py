@@ -267,8 +267,14 @@ def test_cli_layer_sweep_writes_table_and_plot(tmp_path, cache, capsys):
     assert (out / "sweep_layers.png").exists()
     redrawn = json.loads((out / "sweep_layers.json").read_text())
     assert redrawn["rows"] == rows and "--report-only" in redrawn["redrawn_by"]
-    assert cli_main([*args, "--report-only", "--sweep-values", "1", "3"]) == 2
-    assert "--report-only found no results for 2 run(s)" in capsys.readouterr().err
+    # a study still under way: the table holds what has finished and names what has not
+    assert cli_main([*args, "--report-only", "--sweep-values", "1", "3"]) == 0
+    assert "no results yet for 2 run(s)" in capsys.readouterr().err
+    table = (out / "sweep_layers.md").read_text()
+    assert "Not in the table yet (2 of the study's 4 runs" in table
+    assert "egnn-L3-n40-exact-s0, egnn-L3-n40-relaxed-s0" in table
+    assert cli_main([*args, "--report-only", "--sweep-values", "5", "6"]) == 2
+    assert "--report-only found no results for 4 run(s)" in capsys.readouterr().err
 
 
 def test_ddp_on_two_cpu_processes_through_the_cli(tmp_path, cache):

@@ -724,7 +724,8 @@ def _fmt(mean: float, std: float) -> str:
 PUBLISHED = {"segnn": 0.0043, "egnn": 0.0071}
 
 
-def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
+def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
+                  command: str,
                   key: str | None = None, redrawn_by: str | None = None,
                   invocation: dict | None = None) -> str:
     """Markdown: the command, the budget, and test MSE (mean ± std over seeds) per arm."""
@@ -802,6 +803,16 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], command: str,
         "(hardened) models under random rotations, reflections and per-graph translations, "
         "float32. s per run: training time of a run (all the invocations that trained it).",
     ]
+    expected = [run_name(model, arm, value if key == "layers" else cfg.layers,
+                         value if key == "train_size" else cfg.train_size, seed)
+                for value in (cfg.sweep_values if key else (None,)) for model in cfg.models
+                for seed in cfg.seeds for arm in cfg.arms]
+    done = {r["name"] for r in runs if r["completed"] and r["test_mse"] is not None}
+    pending = [name for name in expected if name not in done]
+    if pending:
+        lines += ["", f"Not in the table yet ({len(pending)} of the study's {len(expected)} "
+                  "runs have no finished results: not started, or stopped before their last "
+                  "epoch; rerunning the command resumes them): " + ", ".join(pending) + "."]
     if invocation:
         inv = invocation
         load = ("" if inv.get("load_average_start") is None else
@@ -946,8 +957,11 @@ def plot_ablations(rows: list[dict[str, Any]], runs: list[dict[str, Any]], path:
     return True
 
 
-def load_reported_runs(cfg: StudyConfig) -> list[dict[str, Any]]:
-    """The per-run JSON files that a study with these settings wrote (for ``--report-only``)."""
+def load_reported_runs(cfg: StudyConfig, allow_missing: bool = False) -> list[dict[str, Any]]:
+    """The per-run JSON files that a study with these settings wrote (for ``--report-only``).
+
+    With ``allow_missing``, runs without results yet (a long study still under way) are left
+    out with a warning, and the tables name them; without any result at all it fails."""
     folder = Path(cfg.results_dir) / cfg.tag / "runs"
     runs, missing = [], []
     for value in cfg.sweep_values if cfg.sweep else (None,):
@@ -971,11 +985,14 @@ def load_reported_runs(cfg: StudyConfig) -> list[dict[str, Any]]:
                         run.update(test_error_profile(selected, data))
                         path.write_text(json.dumps(run, indent=1) + "\n")
                     runs.append(run)
-    if missing:
+    if missing and (not allow_missing or not runs):
         raise StudyError(
             f"--report-only found no results for {len(missing)} run(s) in {folder} "
             f"(e.g. {missing[0]}); run the study first"
         )
+    if missing:
+        print(f"equirelax nbody: warning: no results yet for {len(missing)} run(s) in {folder}: "
+              + ", ".join(name.removesuffix(".json") for name in missing), file=sys.stderr)
     return runs
 
 
@@ -1025,7 +1042,7 @@ def write_outputs(cfg: StudyConfig, runs: list[dict[str, Any]], command: str,
     rows = summarise(runs, key)
     stem = f"sweep_{key}" if key else "results"
     (out / f"{stem}.md").write_text(
-        results_table(cfg, rows, command, key, redrawn_by, invocation))
+        results_table(cfg, rows, runs, command, key, redrawn_by, invocation))
     smoke = {"smoke_test": SMOKE_TEST_NOTE} if cfg.preset == "quick" else {}
     (out / f"{stem}.json").write_text(json.dumps(
         {**smoke, "command": command, "redrawn_by": redrawn_by, "invocation": invocation,
@@ -1245,7 +1262,7 @@ def run_study(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Pat
 
 def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path | None]:
     if cfg.report_only:
-        runs = load_reported_runs(cfg)
+        runs = load_reported_runs(cfg, allow_missing=True)
         stem = {"layers": "sweep_layers", "train-size": "sweep_train_size"}.get(
             cfg.sweep or "", "results")
         previous = Path(cfg.results_dir) / cfg.tag / f"{stem}.json"
