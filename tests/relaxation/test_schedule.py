@@ -23,7 +23,7 @@ def test_triangular_rises_to_peak_then_falls(total):
     s = make_schedule("triangular", total, peak=1.0)
     assert s(0) == 0.0
     mid = (total - 1) / 2
-    assert s(math.floor(mid)) == pytest.approx(1.0, abs=2.0 / total)
+    assert s(math.floor(mid)) == 1.0 and s(math.ceil(mid)) == 1.0  # the peak lies on a step
     rising = [s(t) for t in range(0, math.floor(mid) + 1)]
     falling = [s(t) for t in range(math.ceil(mid), total)]
     assert rising == sorted(rising)
@@ -42,6 +42,25 @@ def test_constant_and_callable():
     s = make_schedule(lambda t, total: 1.0 - t / total, 10)
     assert s(5) == 0.5
     assert s.describe()["kind"] == "custom"
+
+
+@pytest.mark.parametrize(("total", "expected"), [
+    (1, [0.0]),
+    (2, [0.0, 0.0]),  # no step strictly inside: both ends must be exactly 0
+    (3, [0.0, 1.0, 0.0]),
+    (4, [0.0, 1.0, 1.0, 0.0]),
+    (5, [0.0, 0.5, 1.0, 0.5, 0.0]),
+    (10, [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]),  # was 0.889 at best
+    (11, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0]),
+])
+def test_triangular_reaches_its_peak_exactly(total, expected):
+    s = make_schedule("triangular", total, peak=0.5)
+    values = [s(t) for t in range(total)]
+    assert values == pytest.approx([0.5 * v for v in expected], abs=1e-15)
+    assert values[0] == 0.0 and values[-1] == 0.0  # exact, not approximately
+    if total >= 3:
+        assert max(values) == 0.5  # the peak itself, exactly
+    assert values == values[::-1]  # symmetric about the middle
 
 
 def test_single_step_schedule_is_zero():

@@ -75,11 +75,18 @@ class Schedule:
             if t == last:
                 return 0.0
             return self.peak * 0.5 * (1.0 + math.cos(math.pi * t / last))
-        # triangular: 0 at t = 0, peak at the middle, exactly 0 at t = last
-        mid = last / 2.0
-        if t <= mid:
-            return self.peak * t / mid
-        return self.peak * (last - t) / (last - mid)
+        # triangular: 0 at t = 0, exactly `peak` on the middle step(s), exactly 0 at t = last.
+        # The peak sits on steps, not between them: for an odd number of steps it is the one
+        # middle step, for an even number it is held at both middle steps (an apex at
+        # last / 2 = 4.5 for T = 10 would leave the best step at 0.889). With T <= 2 there is
+        # no step strictly inside, so θ stays 0 (both ends must be exactly 0).
+        rise = last // 2  # steps from 0 up to the first peak step (and from the last one down)
+        if rise == 0:
+            return 0.0
+        if t <= rise:
+            return self.peak * t / rise
+        # t >= last - rise here: the second peak step of an even T gives (last - t) / rise = 1
+        return self.peak * min(last - t, rise) / rise
 
     def describe(self) -> dict:
         """A JSON-able description (the callable of a custom schedule is named, not stored)."""
