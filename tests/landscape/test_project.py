@@ -1,9 +1,11 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import equirelax as er
-import equirelax.landscape  # registers harden(mode="detected")
 from equirelax.landscape import (
     detect_hidden_rep,
     effective_mlp,
@@ -61,6 +63,49 @@ def test_harden_detected_keeps_a_solution_that_projecting_back_destroys(planted)
     assert [p.label for p in transitive_pieces(G, hidden.images)] == ["[S3/C2]"]
     assert er.equivariance_error(detected, x) < 1e-12
     assert original.hidden_reps[0] == 3 * T  # "project" keeps the original rep
+
+
+def test_detected_mode_needs_no_import_of_landscape():
+    """harden(mode="detected") works in a fresh process that never imports equirelax.landscape,
+    and importing the relaxation package does not import it either (imports go downward)."""
+    code = """
+import sys, torch
+import equirelax as er
+from equirelax.relaxation import harden, relax
+assert "equirelax.landscape" not in sys.modules, "relaxation imported landscape"
+G = er.groups.symmetric(3)
+V, T = er.reps.natural(G), er.reps.trivial(G)
+torch.manual_seed(0)
+student = er.nn.EquivariantMLP(V, [3 * T], T, activation="tanh").double()
+relaxed = relax(student, schedule="constant", value=1.0, init_std=0.0)
+exact = harden(relaxed, mode="detected")
+assert isinstance(exact, er.nn.EquivariantMLP), type(exact)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_harden_detected_names_a_norm_activation():
+    G = er.groups.symmetric(3)
+    model = er.nn.EquivariantMLP(er.reps.natural(G), [er.reps.standard(G)], er.reps.trivial(G),
+                                 activation="tanh").double()
+    assert any(isinstance(m, er.nn.NormActivation) for m in model.layers)
+    relaxed = relax(model, total_steps=10)
+    with pytest.raises(ValueError, match="expected PointwiseActivation, got NormActivation"):
+        harden(relaxed, mode="detected")
+
+
+def test_unknown_harden_mode_lists_the_detected_one():
+    relaxed = relax(er.nn.EquivariantMLP(er.reps.natural(er.groups.symmetric(3)),
+                                         [er.reps.natural(er.groups.symmetric(3))],
+                                         er.reps.trivial(er.groups.symmetric(3))).double(),
+                    total_steps=10)
+    with pytest.raises(ValueError, match=r"unknown hardening mode 'nope'; expected one of "
+                                         r"\['drop', 'project', .*'detected'"):
+        harden(relaxed, mode="nope")
 
 
 def test_harden_detected_refuses_weights_on_no_slice():

@@ -5,9 +5,10 @@ permutation reps ρ is a linear slice E_ρ of a plain MLP's parameter space. Thi
 between the two pictures (``slice``), computes the hidden symmetries that keep a slice in place
 (``hidden_symmetry``), finds the hidden representation a plain MLP's weights satisfy
 (``detect``), projects weights onto a slice (``project``; also the hardening mode
-``harden(relaxed, mode="detected")``, registered on import), and splits the Hessian at a point
-of E_ρ into equivariant and non-equivariant curvature (``hessian``). ``subgroups`` enumerates
-subgroups of small groups up to conjugacy, which names the transitive pieces [G/H].
+``harden(relaxed, mode="detected")``, which ``harden`` imports when asked for), and splits the
+Hessian at a point of E_ρ into equivariant and non-equivariant curvature (``hessian``).
+``subgroups`` enumerates subgroups of small groups up to conjugacy, which names the transitive
+pieces [G/H].
 """
 
 from equirelax.landscape.detect import (

@@ -6,7 +6,8 @@ satisfy a *different* hidden representation ρ' than the one it was built with (
 onto the detected slice E_ρ' keeps it. This module offers both projections on plain MLPs, reads
 the effective plain MLP out of a relaxed EquivariantMLP, and registers the hardening mode
 ``"detected"`` of :func:`equirelax.relaxation.harden`: relax, then project onto the detected
-representation (importing ``equirelax.landscape`` registers it).
+representation. ``harden`` names this function in its table of modes and imports it when the
+mode is asked for (no import side effect; relaxation never imports landscape at import time).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from equirelax.landscape.slice import (
 from equirelax.nn.activation import PointwiseActivation
 from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.mlp import EquivariantMLP
-from equirelax.relaxation.model import RelaxedModel, register_harden_mode
+from equirelax.relaxation.model import RelaxedModel
 from equirelax.relaxation.registry import registration
 from equirelax.relaxation.relaxed import Relaxed
 from equirelax.reps.base import Rep
@@ -127,7 +128,15 @@ def harden_detected(
                         f"{type(inner).__name__}")
     G = inner.rep_in.group
     if not isinstance(G, PermutationGroup):
-        raise TypeError(f"detection needs a finite permutation group, got {G!r}")
+        raise ValueError(f"harden(mode='detected') needs a finite permutation group, got {G!r}")
+    # detection reads hidden neurons a permutation can move; a norm nonlinearity (used for
+    # non-permutation hidden reps) mixes each block's neurons, so there is nothing to detect
+    for module in inner.layers:
+        if not isinstance(module, PointwiseActivation | Relaxed | EquivariantLinear | nn.Linear):
+            rep_in = getattr(module, "rep_in", None)
+            raise ValueError(f"harden(mode='detected') needs pointwise activations on "
+                             f"permutation hidden reps; expected PointwiseActivation, got "
+                             f"{type(module).__name__}" + (f" on {rep_in!r}" if rep_in else ""))
     plain = effective_mlp(relaxed)
     detection = detect_hidden_rep(plain, G, inner.rep_in, inner.rep_out, tol=tol, x=x)
     if not detection.success or detection.hidden_reps is None:
@@ -142,5 +151,3 @@ def harden_detected(
     ref = next(iter(inner.parameters()), None)
     return exact.to(dtype=ref.dtype, device=ref.device) if ref is not None else exact
 
-
-register_harden_mode("detected", harden_detected)

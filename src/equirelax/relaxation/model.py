@@ -337,11 +337,36 @@ def _replace(module: nn.Module, prefix: str, wants, wrap) -> None:
 
 _HARDEN_MODES: dict[str, Callable[[RelaxedModel], nn.Module]] = {}
 
+#: Hardening modes implemented in a higher layer, named here as "module:function" and imported
+#: when the mode is first asked for. Relaxation sits below landscape and must not import it
+#: at import time (imports go downward); resolving the name inside :func:`harden` keeps the mode
+#: available without ``import equirelax.landscape`` first (no import side effect).
+_LAZY_HARDEN_MODES: dict[str, str] = {
+    "detected": "equirelax.landscape.project:harden_detected",
+}
+
+
+def _harden_mode(name: str) -> Callable[[RelaxedModel], nn.Module] | None:
+    """The function of a registered or lazily named hardening mode (None for drop/project)."""
+    if name in _HARDEN_MODES:
+        return _HARDEN_MODES[name]
+    if name in _LAZY_HARDEN_MODES:
+        import importlib
+
+        module, _, attr = _LAZY_HARDEN_MODES[name].partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+        _HARDEN_MODES[name] = fn
+        return fn
+    return None
+
 
 def register_harden_mode(name: str, fn: Callable[[RelaxedModel], nn.Module]) -> None:
     """Add a hardening mode: ``fn`` gets a copy of the relaxed model and returns the exact one."""
     if name in ("drop", "project"):
         raise ValueError(f"{name!r} is a built-in hardening mode")
+    if not callable(fn):
+        raise TypeError(f"a hardening mode needs a callable fn(relaxed) -> module, got {fn!r}")
+    _LAZY_HARDEN_MODES.pop(name, None)
     _HARDEN_MODES[name] = fn
 
 
@@ -352,14 +377,18 @@ def harden(model: RelaxedModel | nn.Module, mode: str = "drop") -> nn.Module:
     equivariant part of each free term, into its layer's own weights; other modes are those
     added with :func:`register_harden_mode`. The relaxed model is left unchanged.
     """
-    if mode not in ("drop", "project", *_HARDEN_MODES):
-        raise ValueError(f"unknown hardening mode {mode!r}; expected one of "
-                         f"{['drop', 'project', *_HARDEN_MODES]}")
+    known = ["drop", "project", *_HARDEN_MODES,
+             *(m for m in _LAZY_HARDEN_MODES if m not in _HARDEN_MODES)]
+    if mode not in known:
+        raise ValueError(f"unknown hardening mode {mode!r}; expected one of {known}")
+    if mode not in ("drop", "project"):
+        if not isinstance(model, RelaxedModel):
+            raise TypeError(f"hardening mode {mode!r} needs the RelaxedModel returned by relax(), "
+                            f"got {type(model).__name__}")
+        fn = _harden_mode(mode)
+        assert fn is not None  # known modes only
+        return fn(copy.deepcopy(model))
     work = copy.deepcopy(model)
-    if mode in _HARDEN_MODES:
-        if not isinstance(work, RelaxedModel):
-            raise TypeError(f"hardening mode {mode!r} needs the RelaxedModel returned by relax()")
-        return _HARDEN_MODES[mode](work)
     inner = work._modules["model"] if isinstance(work, RelaxedModel) else work
     if isinstance(inner, Relaxed):
         return inner.harden(mode)
