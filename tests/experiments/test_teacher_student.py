@@ -39,7 +39,10 @@ def test_comparison_runs_and_every_final_model_is_exact(tmp_path, escape_steps):
     cfg = ts.TeacherStudentConfig(seeds=[0, 1], steps=40, escape_steps=escape_steps, n_base=8,
                                   n_test=32, student_rep="3*trivial", relax_fraction=0.7)
     result = ts.relax_comparison(cfg, out_dir=tmp_path)
-    arms = ["exact", "relaxed"] + (["escape"] if escape_steps else [])
+    # the student's hidden rep (3*trivial) is not the teacher's (natural): the baselines with
+    # the teacher's hidden rep are arms too
+    arms = ["exact", "relaxed", "exact_teacher", "relaxed_teacher"] + (
+        ["escape"] if escape_steps else [])
     assert result["arms"] == arms
     for row in result["runs"]:
         for arm in arms:
@@ -49,7 +52,42 @@ def test_comparison_runs_and_every_final_model_is_exact(tmp_path, escape_steps):
     saved = json.loads((tmp_path / "relax_teacher_student_S3.json").read_text())
     assert saved["summary"] == result["summary"]
     assert (tmp_path / "relax_teacher_student_S3.png").stat().st_size > 0
-    assert "| seed |" in (tmp_path / "relax_teacher_student_S3.md").read_text()
+    md = (tmp_path / "relax_teacher_student_S3.md").read_text()
+    assert "| seed |" in md and "teacher's hidden rep" in md
+    if escape_steps:
+        assert "equirelax's extension of Xie & Smidt" in md
+        assert 'harden(mode="drop")' in md and 'harden(mode="project")' in md
+        for row in result["runs"]:
+            assert row["escape_original_drop_mse"] >= 0.0
+            assert row["escape_original_project_mse"] >= 0.0
+
+
+def test_teacher_rep_arms_train_the_teachers_hidden_rep():
+    """The baselines are students whose hidden rep is the teacher's (here natural, so the exact
+    one can represent the teacher), trained from the same seed; with student rep == teacher rep
+    they would repeat exact/relaxed and are left out."""
+    cfg = ts.TeacherStudentConfig(seeds=[0], steps=30, n_base=8, n_test=32,
+                                  student_rep="3*trivial")
+    result = ts.relax_comparison(cfg)
+    assert {"exact_teacher", "relaxed_teacher"} <= set(result["arms"])
+    same = ts.relax_comparison(ts.TeacherStudentConfig(seeds=[0], steps=30, n_base=8, n_test=32,
+                                                       student_rep="natural"))
+    assert same["arms"] == ["exact", "relaxed"]
+    # the teacher-rep exact arm equals an exact run on a natural student from the same seed
+    assert result["runs"][0]["exact_teacher_test_mse"] == pytest.approx(
+        same["runs"][0]["exact_test_mse"], rel=1e-12)
+
+
+def test_success_is_relative_to_the_target_variance():
+    """A test MSE of 0.002 is a failure against a target of variance 0.5 at 1e-3 relative, and a
+    success against a target of variance 68 (where an absolute threshold would call it one)."""
+    runs = [{"exact_test_mse": 2e-3, "exact_equivariance_error": 0.0}]
+    small = {"config": {"success_rel_mse": 1e-3}, "target_variance": 0.5,
+             "test_target_variance": 0.5, "arms": ["exact"], "runs": runs}
+    large = {**small, "target_variance": 68.0, "test_target_variance": 68.0}
+    assert ts.success_threshold(small) == pytest.approx(5e-4)
+    assert ts.summarise(small)["exact"]["successes"] == 0
+    assert ts.summarise(large)["exact"]["successes"] == 1
 
 
 def test_demo_cli(tmp_path, capsys):
@@ -57,6 +95,7 @@ def test_demo_cli(tmp_path, capsys):
                      "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "exact" in out and "relaxed" in out
+    assert "equirelax's extension of Xie & Smidt" in out
     assert (tmp_path / "relax_teacher_student_S3.md").exists()
 
 
