@@ -118,3 +118,38 @@ def test_shapes_are_checked():
     space = EquivariantSubspace(V, [V], T)
     with pytest.raises(ValueError, match=r"\(16, 16\)"):
         split_hessian(torch.zeros(15, 15), torch.zeros(15), space)
+
+
+def test_a_point_the_gradient_leaves_is_not_critical_whatever_the_curvature():
+    """L(θ) = ½ θᵀ (Π − (I − Π)) θ + gᵀθ with g in E_ρ: negative curvature off the slice, but a
+    gradient along it. It was labelled an escapable saddle; it is no critical point at all."""
+    _, V, T = _s3()
+    space = EquivariantSubspace(V, [3 * T], T)
+    proj = space.reynolds()
+    eye = torch.eye(space.n_params, dtype=torch.float64)
+    mat = proj - (eye - proj)
+    g = space.project(torch.randn(space.n_params, dtype=torch.float64))
+    g = g / g.norm()
+    split = hessian_split(lambda t: 0.5 * t @ mat @ t + g @ t,
+                          torch.zeros(space.n_params, dtype=torch.float64), space)
+    assert split.gradient_norm == pytest.approx(1.0)
+    cls = split.classify()
+    assert cls.kind == "not critical" and not cls.relaxation_can_escape
+    assert cls.n_negative_normal > 0  # the curvature is still reported
+
+
+def test_criticality_is_relative_to_the_loss_scale():
+    """A gradient of norm 1e-3 is large for a loss of size 1 and small for one of size 1e3."""
+    _, V, T = _s3()
+    space = EquivariantSubspace(V, [3 * T], T)
+    proj = space.reynolds()
+    eye = torch.eye(space.n_params, dtype=torch.float64)
+    g = space.project(torch.randn(space.n_params, dtype=torch.float64))
+    g = 1e-3 * g / g.norm()
+    split = hessian_split(lambda t: 0.5 * t @ (proj - (eye - proj)) @ t + g @ t,
+                          torch.zeros(space.n_params, dtype=torch.float64), space)
+    assert split.classify(rel_grad_tol=1e-5, loss_scale=1.0).kind == "not critical"
+    assert split.classify(rel_grad_tol=1e-5, loss_scale=1e3).kind == "escapable saddle"
+    assert split.classify(grad_tol=1e-2).kind == "escapable saddle"  # an absolute one still works
+    with pytest.raises(ValueError, match=r"loss_scale must be a finite number >= 0, got -1\.0"):
+        split.classify(loss_scale=-1.0)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from equirelax.cli import main as cli_main
 from equirelax.experiments.landscape import StudyConfig, symmetries_table
 
@@ -49,3 +51,24 @@ def test_symmetries_subcommand(tmp_path, capsys):
     assert (tmp_path / "symmetries_S3.md").read_text().strip() == symmetries_table(
         "S3", ["natural", "3*trivial", "regular"]).strip()
     assert "(symmetries_S3.md)" in (tmp_path / "README.md").read_text()
+
+
+def test_study_thresholds_are_relative_to_the_target_variance():
+    """An S3 regular -> 6 x trivial target has variance 68: a student at MSE 0.002 has relative
+    error 3e-5. With relative thresholds it is judged as one at MSE 1.5e-5 on a target of
+    variance 0.5 would be; results written with absolute thresholds still read."""
+    from equirelax.experiments.landscape import summarise, thresholds
+
+    run = {"relaxed_mse": 2e-3, "polished_mse": 1e-2, "hessian": {"kind": "minimum"},
+           "detection": {"decomposition": "x", "same_type_as_teacher": False, "residual": 0.0},
+           "proj_original_mse": 0.0, "proj_detected_mse": 0.0}
+    cfg = {"success_rel_mse": 1e-4, "stuck_rel_mse": 1e-3}
+    big = {"config": cfg, "target_variance": 68.0, "runs": [run]}
+    small = {"config": cfg, "target_variance": 0.5, "runs": [run]}
+    assert thresholds(big) == (pytest.approx(68e-4), pytest.approx(68e-3))
+    assert summarise(big)["relaxed_success"] == 1 and summarise(big)["stuck"] == 0
+    assert summarise(small)["relaxed_success"] == 0 and summarise(small)["stuck"] == 1
+    old = {"config": {"success_mse": 1e-6, "stuck_mse": 1e-3}, "target_variance": 68.0,
+           "runs": [run]}
+    assert thresholds(old) == (1e-6, 1e-3)
+    assert StudyConfig().success_rel_mse == 1e-6

@@ -92,10 +92,12 @@ class StudyConfig:
     schedule: str = "constant"
     lie_weight: float = 0.0
     norm_weight: float = 0.0
-    stuck_mse: float = 1e-3
-    success_mse: float = 1e-6
+    # thresholds relative to the target variance Var(y) (an S3 regular -> 6 x trivial target
+    # has variance 68: an absolute 1e-6 called students at MSE / Var(y) = 3e-5 failures)
+    stuck_rel_mse: float = 1e-3
+    success_rel_mse: float = 1e-6
     tol: float = 1e-2
-    grad_tol: float = 1e-3
+    rel_grad_tol: float = 1e-3
     data_seed: int = 1234
 
     def tag(self) -> str:
@@ -133,8 +135,8 @@ FIELD_TYPES = {
     "n_test": positive_int, "init_std": positive_float, "exact_steps": non_negative_int,
     "polish_steps": non_negative_int, "relax_steps": positive_int, "lr": positive_float,
     "relax_lr": positive_float, "noise": non_negative_float, "lie_weight": non_negative_float,
-    "norm_weight": non_negative_float, "stuck_mse": positive_float,
-    "success_mse": positive_float, "tol": positive_float, "grad_tol": positive_float,
+    "norm_weight": non_negative_float, "stuck_rel_mse": positive_float,
+    "success_rel_mse": positive_float, "tol": positive_float, "rel_grad_tol": positive_float,
     "data_seed": non_negative_int,
 }
 
@@ -168,9 +170,11 @@ def _polish(space: EquivariantSubspace, layout: MLPLayout, theta: torch.Tensor, 
 
 
 def _hessian_record(space: EquivariantSubspace, layout: MLPLayout, theta: torch.Tensor,
-                    x: torch.Tensor, y: torch.Tensor, grad_tol: float) -> dict:
+                    x: torch.Tensor, y: torch.Tensor, rel_grad_tol: float) -> dict:
+    """The Hessian split at θ and its kind; critical means a gradient norm at most
+    ``rel_grad_tol`` · Var(y) (the loss scale of the MSE)."""
     split = hessian_split(mse_loss(layout, x, y), theta, space)
-    c = split.classify(grad_tol=grad_tol)
+    c = split.classify(rel_grad_tol=rel_grad_tol, loss_scale=float(y.var()))
     return {
         "kind": c.kind,
         "gradient_norm": split.gradient_norm,
@@ -181,6 +185,7 @@ def _hessian_record(space: EquivariantSubspace, layout: MLPLayout, theta: torch.
         "n_negative_tangent": c.n_negative_tangent,
         "n_negative_normal": c.n_negative_normal,
         "tol": c.tol,
+        "grad_tol": c.grad_tol,
         "coupling": split.coupling,
         "blocks": [{"label": b.label, "dim": b.dim, "min": b.min_eigenvalue,
                     "eigenvalues": b.eigenvalues.tolist()} for b in split.blocks],
@@ -209,7 +214,7 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
     student = equivariant_mlp(layout.module(theta), rep_in, [rep_s], rep_out)
     record["polished_mse"] = _mse(student, x, y)
     record["exact_test_mse"] = _mse(student, x_test, y_test)
-    record["hessian"] = _hessian_record(space, layout, theta, x, y, cfg.grad_tol)
+    record["hessian"] = _hessian_record(space, layout, theta, x, y, cfg.rel_grad_tol)
     # relaxed student from the stuck point
     torch.manual_seed(10_000 + seed)
     relaxed = relax(student, schedule=cfg.schedule, total_steps=cfg.relax_steps, value=1.0,
@@ -259,7 +264,8 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
         _, theta_d = read_mlp(detected)
         theta_d = _polish(space_d, layout, space_d.project(theta_d), x, y, cfg.polish_steps)
         record["detected_polished_mse"] = float(mse_loss(layout, x, y)(theta_d))
-        record["detected_hessian"] = _hessian_record(space_d, layout, theta_d, x, y, cfg.grad_tol)
+        record["detected_hessian"] = _hessian_record(space_d, layout, theta_d, x, y,
+                                                     cfg.rel_grad_tol)
     record["curve_exact"] = _curve(curve_exact)
     record["curve_relaxed"] = _curve(curve_relaxed)
     return record
@@ -332,10 +338,30 @@ def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = Tru
     return result
 
 
+def thresholds(result: dict) -> tuple[float, float]:
+    """The (success, stuck) training MSEs of a result: ``success_rel_mse`` and ``stuck_rel_mse``
+    times the target variance. Results written before the thresholds were relative carry
+    absolute ``success_mse``/``stuck_mse``, which are used as they were."""
+    cfg, var = result["config"], float(result["target_variance"])
+    if "success_rel_mse" in cfg:
+        return cfg["success_rel_mse"] * var, cfg["stuck_rel_mse"] * var
+    return cfg["success_mse"], cfg["stuck_mse"]
+
+
+def _threshold_text(result: dict, which: str) -> str:
+    """How a threshold reads in a table: relative with its absolute value, or the old absolute."""
+    cfg = result["config"]
+    value = thresholds(result)[0 if which == "success" else 1]
+    if f"{which}_rel_mse" in cfg:
+        return f"{cfg[f'{which}_rel_mse']:g} · Var(y) = {value:.3g}"
+    return f"{value:g}"
+
+
 def summarise(result: dict) -> dict:
-    """Counts and medians over seeds."""
-    cfg, runs = result["config"], result["runs"]
-    ok = [r for r in runs if r["relaxed_mse"] <= cfg["success_mse"]]
+    """Counts and medians over seeds (thresholds relative to the target variance)."""
+    runs = result["runs"]
+    success, stuck = thresholds(result)
+    ok = [r for r in runs if r["relaxed_mse"] <= success]
 
     def median(key: str, rows: list[dict]) -> float:
         values = [r[key] for r in rows if not math.isnan(r[key])]
@@ -343,7 +369,7 @@ def summarise(result: dict) -> dict:
 
     return {
         "seeds": len(runs),
-        "stuck": sum(r["polished_mse"] > cfg["stuck_mse"] for r in runs),
+        "stuck": sum(r["polished_mse"] > stuck for r in runs),
         "kinds": dict(Counter(r["hessian"]["kind"] for r in runs)),
         "escapable": sum(r["hessian"]["kind"] == "escapable saddle" for r in runs),
         "relaxed_success": len(ok),
@@ -425,9 +451,10 @@ def table(result: dict) -> str:
         "",
         "| summary | value |",
         "|---|---:|",
-        f"| exact students stuck (MSE > {cfg['stuck_mse']:g}) | {s['stuck']}/{n} |",
+        f"| exact students stuck (MSE > {_threshold_text(result, 'stuck')}) | "
+        f"{s['stuck']}/{n} |",
         f"| stuck points that are escapable saddles | {s['escapable']}/{n} |",
-        f"| relaxed students reaching MSE <= {cfg['success_mse']:g} | "
+        f"| relaxed students reaching MSE <= {_threshold_text(result, 'success')} | "
         f"{s['relaxed_success']}/{n} |",
         f"| relaxed students on a slice of the teacher's type | "
         f"{s['same_type_as_teacher']}/{n} |",
@@ -447,7 +474,9 @@ def table(result: dict) -> str:
         "curvature in a non-equivariant block, where the gradient has no non-equivariant part "
         "(relaxation can leave the point); *minimum* = critical, no negative curvature in any "
         "block; *saddle in E_rho* = critical, negative curvature along E_ρ; *not critical* = "
-        f"gradient above {cfg['grad_tol']:g}. Eigenvalues within 1e-3 · max|λ| of zero count as "
+        + (f"gradient norm above {cfg['rel_grad_tol']:g} · Var(y)" if "rel_grad_tol" in cfg
+           else f"gradient above {cfg.get('grad_tol', float('nan')):g}")
+        + ". Eigenvalues within 1e-3 · max|λ| of zero count as "
         "flat. *min λ at relaxed end*: smallest eigenvalue of the plain MLP's full Hessian at the "
         "relaxed weights (no slice involved). *detected point*: the kind of the relaxed weights "
         "projected onto the detected slice.",
@@ -467,7 +496,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
-        ok = r["relaxed_mse"] <= cfg["success_mse"]
+        ok = r["relaxed_mse"] <= thresholds(result)[0]
         e = np.array(r["curve_exact"])
         rl = np.array(r["curve_relaxed"])
         xe = np.linspace(0, cfg["exact_steps"], len(e))
@@ -478,7 +507,7 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
     ax.axvline(cfg["exact_steps"], color="k", lw=0.8, ls=":")
     ax.axhline(result["target_variance"], color="gray", lw=0.8, ls="--")
     ax.plot([], [], color="tab:blue", label="exact (E_ρS)")
-    ax.plot([], [], color="tab:green", label=f"relaxed, reaches <= {cfg['success_mse']:g}")
+    ax.plot([], [], color="tab:green", label=f"relaxed, reaches <= {thresholds(result)[0]:.3g}")
     ax.plot([], [], color="tab:red", label="relaxed, does not")
     ax.plot([], [], color="gray", ls="--", label="target variance")
     ax.set_xlabel("Adam step (exact, then relaxed)")

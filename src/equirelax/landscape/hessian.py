@@ -16,6 +16,7 @@ eigenvalue per real isotypic component, and its eigenspaces are those components
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,13 +134,14 @@ class Classification:
 
     ``kind``:
 
-    * ``"escapable saddle"``: a non-equivariant block has an eigenvalue below −tol. With
-      G-symmetric data the gradient has no non-equivariant part (it is reported as
+    * ``"not critical"``: the gradient norm exceeds ``grad_tol`` (relative to the loss scale,
+      see :meth:`HessianSplit.classify`): training is still moving, so the point is no saddle
+      and no minimum, whatever the curvature;
+    * ``"escapable saddle"``: critical, and a non-equivariant block has an eigenvalue below −tol.
+      With G-symmetric data the gradient has no non-equivariant part (it is reported as
       ``gradient_normal``), so the loss falls quadratically along ``escape_directions``:
-      relaxation can leave E_ρ, wherever constrained training is along E_ρ;
-    * ``"not critical"``: no such direction, and the gradient along E_ρ exceeds ``grad_tol``
-      (constrained training is still moving);
-    * ``"saddle in E_rho"``: no such direction, critical, negative curvature along E_ρ;
+      relaxation can leave E_ρ;
+    * ``"saddle in E_rho"``: critical, no such direction, negative curvature along E_ρ;
     * ``"minimum"``: critical and no eigenvalue below −tol in any block: relaxation alone will
       not leave it.
     """
@@ -194,11 +196,29 @@ class HessianSplit:
         return min((b.min_eigenvalue for b in self.normal_blocks), default=float("inf"))
 
     def classify(
-        self, tol: float | None = None, rel_tol: float = 1e-3, grad_tol: float = 1e-5
+        self,
+        tol: float | None = None,
+        rel_tol: float = 1e-3,
+        grad_tol: float | None = None,
+        rel_grad_tol: float = 1e-5,
+        loss_scale: float | None = None,
     ) -> Classification:
         """Classify θ (see :class:`Classification`); eigenvalues within ``tol`` (default
-        ``rel_tol`` · max |λ|, at least 1e-10) of zero count as flat, and a gradient part below
-        ``grad_tol`` as zero."""
+        ``rel_tol`` · max |λ|, at least 1e-10) of zero count as flat.
+
+        θ is critical when the gradient norm is at most ``grad_tol``; by default
+        ``rel_grad_tol`` · ``loss_scale`` (at least 1e-12), with ``loss_scale`` the size of the
+        loss, e.g. the target variance of an MSE (default 1), so that the same setting judges a
+        target of variance 68 and one of variance 0.5 alike. Non-critical points are labelled
+        ``"not critical"`` before any curvature is looked at: negative curvature at a point the
+        gradient is leaving does not make it a saddle.
+        """
+        for name, value in (("rel_tol", rel_tol), ("rel_grad_tol", rel_grad_tol),
+                            ("tol", tol), ("grad_tol", grad_tol), ("loss_scale", loss_scale)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if grad_tol is None:
+            grad_tol = max(rel_grad_tol * (1.0 if loss_scale is None else loss_scale), 1e-12)
         scale = float(np.abs(self.eigenvalues).max()) if self.eigenvalues.size else 0.0
         tol = max(rel_tol * scale, 1e-10) if tol is None else tol
         n_tan = int((self.tangent.eigenvalues < -tol).sum())
@@ -211,10 +231,10 @@ class HessianSplit:
                 escape.append(block.basis @ vectors[:, neg])
         directions = (torch.cat(escape, dim=1) if escape
                       else torch.zeros(self.hessian.shape[0], 0, dtype=torch.float64))
-        if n_norm and self.gradient_normal <= grad_tol:
-            kind = "escapable saddle"
-        elif self.gradient_tangent > grad_tol or self.gradient_normal > grad_tol:
+        if self.gradient_norm > grad_tol:
             kind = "not critical"
+        elif n_norm:
+            kind = "escapable saddle"
         elif n_tan:
             kind = "saddle in E_rho"
         else:
