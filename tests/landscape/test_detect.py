@@ -177,3 +177,25 @@ def test_bad_input_fails_early():
         detect_hidden_rep(net, G, er.reps.natural(er.groups.symmetric(4)), er.reps.trivial(G))
     space = EquivariantSubspace(er.reps.natural(G), [er.reps.natural(G)], er.reps.trivial(G))
     assert space.dim == 5
+
+
+@pytest.mark.parametrize(("group", "spec"), [("S3", "natural"), ("S3", "regular"),
+                                             ("S4", "natural"), ("S4", "regular"),
+                                             ("D4", "natural+2*trivial")])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_half_a_percent_of_weight_noise_keeps_the_decomposition(planted, group, spec, seed):
+    """Noise of 0.5% of the weight norm failed detection (the residual was a worst row against
+    the mean row norm); relative to the weight norm it moves each residual by at most 2 × 0.5%,
+    and the answer is the planted decomposition, reported with its residual."""
+    G, rep_in, rep_out, model = planted(group, spec, seed=seed)
+    layout, theta = read_mlp(model)
+    clean = detect_hidden_rep(model, G, rep_in, rep_out)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(theta.shape, generator=gen, dtype=torch.float64)
+    noisy = theta + 0.005 * float(theta.norm()) * noise / noise.norm()
+    det = detect_hidden_rep(layout.module(noisy), G, rep_in, rep_out)
+    assert det.success, det.reason
+    assert det.decomposition == clean.decomposition
+    assert 0 < det.residual <= 2 * 0.005
+    assert f"residual {det.residual:.2e}" in det.describe()
+    assert det.layers[0].row_residuals  # the per-neuron view is still reported

@@ -141,7 +141,8 @@ def harden_detected(
     detection = detect_hidden_rep(plain, G, inner.rep_in, inner.rep_out, tol=tol, x=x)
     if not detection.success or detection.hidden_reps is None:
         raise ValueError(f"harden(mode='detected'): no hidden permutation representation fits "
-                         f"the relaxed weights within tol={tol:g}: {detection.reason}")
+                         f"the relaxed weights within tol={tol:g} (residual "
+                         f"{detection.residual:.2e}): {detection.reason}")
     if not detection.is_permutation:
         raise ValueError("harden(mode='detected'): the relaxed weights satisfy a signed "
                          f"permutation rep ({detection.decomposition}) that no sign flip turns "
