@@ -46,12 +46,15 @@ class HomSpace(ABC):
 
     def __init__(self, rep_in: Rep, rep_out: Rep) -> None:
         self.rep_in, self.rep_out = rep_in, rep_out
+        # kept as numbers: compiled code that reads the shape then guards on two integers, not
+        # on which Rep objects the space and the layer hold (guards evaluated in Python)
+        self._shape = (rep_out.dim, rep_in.dim)
         self._device_cache: dict[tuple, object] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
         """(d_out, d_in): the shape of every map in the space."""
-        return (self.rep_out.dim, self.rep_in.dim)
+        return self._shape
 
     @abstractmethod
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -104,6 +107,11 @@ class HomSpace(ABC):
         if key not in self._device_cache:
             self._device_cache[key] = make().to(device)
         return self._device_cache[key]  # type: ignore[return-value]
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_shape" not in state:  # pickled before the shape was kept
+            self._shape = (self.rep_out.dim, self.rep_in.dim)
 
     def __deepcopy__(self, memo: dict) -> HomSpace:
         # immutable (only lazily filled caches) and shared through hom()'s cache anyway: copying

@@ -110,7 +110,8 @@ class EquivariantLinear(nn.Module):
         """
         params = self._parameters_of_weight()
         if not self._may_cache(params):
-            self._cache = None
+            if not torch.compiler.is_compiling():  # compiled code would replay the assignment
+                self._cache = None
             return self._materialise()
         if self._cache is None or not self._cache.valid_for(params):
             with torch.no_grad():
