@@ -163,3 +163,89 @@ def test_block_hom_layers_have_no_gather_buffers():
     assert layer.weight_index is None and layer.bias_index is None
     y = layer(torch.randn(2, 3))
     assert y.shape == (2, 3)
+
+
+# -- compiled inference: the operator with its own weight cache --------------------------------
+def _sgd_step(layer: EquivariantLinear) -> None:
+    layer.train()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.randn(3, layer.in_features)).pow(2).sum().backward()
+    opt.step()
+    layer.eval()
+
+
+def _load_state_dict(layer: EquivariantLinear) -> None:
+    layer.load_state_dict(randomised(linear(), seed=7).state_dict())
+
+
+def _assign_data(layer: EquivariantLinear) -> None:
+    layer.coefficients.data = torch.randn_like(layer.coefficients)
+
+
+EDITS = {
+    "data.mul_": lambda layer: layer.coefficients.data.mul_(2.0),
+    "data[0] = ": lambda layer: layer.coefficients.data.__setitem__(0, 5.0),
+    "data = t": _assign_data,
+    "bias data.add_": lambda layer: layer.bias_coefficients.data.add_(1.0),
+    "copy_ under no_grad": lambda layer: layer.coefficients.detach().copy_(
+        torch.randn_like(layer.coefficients)),
+    "load_state_dict": _load_state_dict,
+    "SGD step": _sgd_step,
+}
+
+
+@pytest.mark.parametrize("how", EDITS, ids=EDITS.keys())
+def test_compiled_inference_never_serves_stale_weights(how):
+    from equirelax.nn.linear import _INFERENCE_CACHE
+
+    layer = randomised(linear()).eval()
+    net = torch.compile(layer, backend="aot_eager")
+    x = inputs(layer, torch.float32)
+    with torch.no_grad():
+        before = net(x)
+        assert id(layer.coefficients) in _INFERENCE_CACHE  # the operator's cache is in use
+        torch.testing.assert_close(before, layer(x), atol=0, rtol=0)
+    EDITS[how](layer)
+    with torch.no_grad():
+        after = net(x)
+        w, b = layer._materialise()
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, torch.nn.functional.linear(x, w, b), atol=0, rtol=0)
+
+
+def test_compiled_inference_is_one_graph_and_its_cache_goes_with_training_and_the_layer():
+    import gc
+
+    from equirelax.nn.linear import _INFERENCE_CACHE
+
+    model = randomised(mlp()).eval()
+    x = inputs(model, torch.float32)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_break_count == 0
+    torch._dynamo.reset()
+    keys = [id(m.coefficients) for m in model.linears]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x), model(x),
+                                   atol=0, rtol=0)
+    assert all(k in _INFERENCE_CACHE for k in keys)
+    model.train()  # stale from the first step on: dropped
+    assert not any(k in _INFERENCE_CACHE for k in keys)
+    model.eval()
+    with torch.no_grad():
+        torch.compile(model, backend="aot_eager")(x)
+    torch._dynamo.reset()
+    del model
+    gc.collect()
+    assert not any(k in _INFERENCE_CACHE for k in keys)  # freed with the coefficients
+
+
+def test_compiled_eval_with_gradients_builds_the_weight_in_the_graph():
+    from equirelax.nn.linear import _INFERENCE_CACHE
+
+    layer = randomised(linear()).eval()
+    x = inputs(layer, torch.float32).requires_grad_(True)
+    y = torch.compile(layer, backend="aot_eager")(x)
+    y.sum().backward()
+    assert id(layer.coefficients) not in _INFERENCE_CACHE
+    assert layer.coefficients.grad is not None and x.grad is not None

@@ -140,3 +140,18 @@ def test_theta_survives_pickles_of_layers_saved_with_a_plain_attribute():
     old.__setstate__(state)
     assert old.theta == 0.25 and old._theta_nonzero and float(old._theta_tensor) == 0.25
     assert pickle.loads(pickle.dumps(layer)).theta == 0.25
+
+
+def test_compiled_inference_of_a_relaxed_model_is_the_exact_model():
+    relaxed = relaxed_mlp()
+    for _ in range(3):
+        relaxed.step()
+    relaxed.eval()  # projected_eval: θ = 0, the layers run alone
+    x = torch.randn(6, 3)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(relaxed)(x)
+        assert explained.graph_break_count == 0
+        torch._dynamo.reset()
+        y = torch.compile(relaxed, backend="aot_eager")(x)
+        torch.testing.assert_close(y, relaxed(x), atol=0, rtol=0)
+        torch.testing.assert_close(y, er.harden(relaxed)(x), atol=0, rtol=0)

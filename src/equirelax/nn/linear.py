@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
 import torch
@@ -131,8 +132,38 @@ class EquivariantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.rep_in, type(self).__name__)
+        if torch.compiler.is_compiling() and self._compiled_inference():
+            return _inference_linear(
+                x, self.coefficients, self.weight_index, self.hom.spread, self.out_features,
+                self.bias_coefficients, self.bias_index,
+                self.bias_space.spread if self.bias_space is not None else 1,  # type: ignore
+            )
         w, b = self.weight_and_bias()
         return nn.functional.linear(x, w, b)
+
+    def _compiled_inference(self) -> bool:
+        """Whether compiled code runs this forward as ``equirelax::inference_linear``: eval mode
+        under ``torch.no_grad()``, orbit bases, on the CPU, not exported.
+
+        Compiled code cannot use the eval cache (checking it is data-dependent control flow), so
+        it would build the dense weight at every call, which eager inference does not: the
+        operator keeps its own cache, checked against the coefficients' bits like the eval
+        cache, and never hands the weight out (nothing can edit it in place).
+        """
+        return (not self.training and not torch.is_grad_enabled()
+                and self.weight_index is not None
+                and (self.bias_space is None or self.bias_index is not None)
+                and self.coefficients.device.type == "cpu"
+                and not torch.compiler.is_exporting())
+
+    def train(self, mode: bool = True) -> EquivariantLinear:
+        """Set training mode; entering it drops both inference caches (they go stale with every
+        step; compiled training never reaches the code that drops them otherwise)."""
+        super().train(mode)
+        if mode:
+            self._cache = None
+            _INFERENCE_CACHE.pop(id(self.coefficients), None)
+        return self
 
     def export(self) -> nn.Linear:
         """A plain ``torch.nn.Linear`` computing the same map (for deployment)."""
@@ -180,6 +211,66 @@ def _weight(space: HomSpace, coefficients: torch.Tensor, index: torch.Tensor | N
     if index is not None:
         return space.weight(coefficients, index)  # type: ignore[call-arg]
     return space.weight(coefficients)
+
+
+# -- compiled inference: one opaque operator with its own weight cache ------------------------
+class _InferenceEntry:
+    """The dense weight and bias built from one coefficient tensor, and the bits they were
+    built from; removed when that tensor is freed (a weak reference's callback)."""
+
+    def __init__(self, coefficients: torch.Tensor, bias_coefficients: torch.Tensor | None,
+                 index: torch.Tensor, bias_index: torch.Tensor | None,
+                 weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        key = id(coefficients)
+        self.ref = weakref.ref(coefficients, lambda _: _INFERENCE_CACHE.pop(key, None))
+        self.values = [_bits(t).clone() for t in (coefficients, bias_coefficients)
+                       if t is not None]
+        self.indices = (index, bias_index)
+        self.weight, self.bias = weight, bias
+
+    def valid_for(self, coefficients: torch.Tensor, bias_coefficients: torch.Tensor | None,
+                  index: torch.Tensor, bias_index: torch.Tensor | None) -> bool:
+        params = [t for t in (coefficients, bias_coefficients) if t is not None]
+        return (self.ref() is coefficients and self.indices[0] is index
+                and self.indices[1] is bias_index and len(params) == len(self.values)
+                and all(v.dtype == _bits(p).dtype and v.shape == p.shape
+                        and _same_bits(v, _bits(p)) for v, p in zip(self.values, params)))
+
+
+#: Weights built by ``equirelax::inference_linear``, by ``id`` of their coefficient tensor.
+_INFERENCE_CACHE: dict[int, _InferenceEntry] = {}
+
+
+def _gather(coefficients: torch.Tensor, index: torch.Tensor, spread: int) -> torch.Tensor:
+    if spread > 1:
+        coefficients = coefficients.repeat_interleave(spread)
+    return coefficients.index_select(0, index)
+
+
+@torch.library.custom_op("equirelax::inference_linear", mutates_args=())
+def _inference_linear(x: torch.Tensor, coefficients: torch.Tensor, index: torch.Tensor,
+                      spread: int, out_features: int, bias_coefficients: torch.Tensor | None,
+                      bias_index: torch.Tensor | None, bias_spread: int) -> torch.Tensor:
+    """``linear(x, W, b)`` with W = c[index] (and b likewise), the pair cached across calls
+    while the coefficients keep their bits (see :meth:`EquivariantLinear._compiled_inference`).
+    """
+    key = id(coefficients)
+    entry = _INFERENCE_CACHE.get(key)
+    if entry is None or not entry.valid_for(coefficients, bias_coefficients, index, bias_index):
+        weight = _gather(coefficients, index, spread).view(out_features, x.shape[-1])
+        bias = None
+        if bias_coefficients is not None and bias_index is not None:
+            bias = _gather(bias_coefficients, bias_index, bias_spread)
+        entry = _INFERENCE_CACHE[key] = _InferenceEntry(
+            coefficients, bias_coefficients, index, bias_index, weight, bias)
+    return nn.functional.linear(x, entry.weight, entry.bias)
+
+
+@_inference_linear.register_fake
+def _(x: torch.Tensor, coefficients: torch.Tensor, index: torch.Tensor, spread: int,
+      out_features: int, bias_coefficients: torch.Tensor | None,
+      bias_index: torch.Tensor | None, bias_spread: int) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], out_features))
 
 
 #: Integer dtypes of each element size: coefficients are compared bit for bit through them.

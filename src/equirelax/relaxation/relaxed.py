@@ -297,14 +297,15 @@ class Relaxed(nn.Module):
         """``layer(x, *args, **kwargs) + θ · W x``: extra arguments (e.g. node attributes of a
         steerable layer) go to the equivariant layer only; W acts on ``x``."""
         theta = self._theta_now()
-        if self.fused and not args and not kwargs:
+        # with the free term off the layer runs alone (the same computation as the fused one,
+        # and its own compiled inference path)
+        if self.fused and theta is not None and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
-            if theta is not None:
-                w = w + theta * self.free.weight.to(w.dtype)
-                if self.free.bias is not None:
-                    fb = theta * self.free.bias.to(w.dtype)
-                    b = fb if b is None else b + fb
+            w = w + theta * self.free.weight.to(w.dtype)
+            if self.free.bias is not None:
+                fb = theta * self.free.bias.to(w.dtype)
+                b = fb if b is None else b + fb
             y = nn.functional.linear(x, w, b)
         elif self._layer_adds_free and theta is not None and not args and not kwargs:
             y = self.layer.relaxed_forward(x, self.free, theta)
