@@ -17,7 +17,7 @@ case "${1:-}" in
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 \
             --tag paper-egnn
         ./dev nbody "${common[@]}" --model egnn --train-size 100 --tag paper-egnn \
-            --arms exact relaxed no-schedule no-lie no-penalty
+            --arms exact relaxed no-schedule no-lie weak-penalty no-penalty
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 1000 \
             --tag paper-egnn
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 300 \
@@ -34,7 +34,7 @@ case "${1:-}" in
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 1000 \
             --tag paper-egnn --report-only
         ./dev nbody "${common[@]}" --model egnn --train-size 100 --tag paper-egnn \
-            --arms exact relaxed no-schedule no-lie no-penalty --report-only
+            --arms exact relaxed no-schedule no-lie weak-penalty no-penalty --report-only
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 100 300 \
             --tag paper-segnn --report-only
         ;;

@@ -344,3 +344,19 @@ def test_paired_interval_and_verdict():
     assert high < 1 and verdict(low, high, 3) == "better"
     assert verdict(1.1, 1.3, 3) == "worse" and verdict(0.9, 1.1, 3) == "no difference shown"
     assert verdict(*paired_interval([0.7])[1:], 1) == "one seed"
+
+
+def test_arms_set_the_schedule_and_penalty_weights():
+    from equirelax.experiments.nbody import arm_relaxation
+
+    cfg = resolve(parse("--lie-weight", "0.02", "--norm-weight", "0.04"))
+    assert arm_relaxation(cfg, "exact") is None
+    assert arm_relaxation(cfg, "relaxed") == {"schedule": "triangular", "lie_weight": 0.02,
+                                              "norm_weight": 0.04}
+    assert arm_relaxation(cfg, "no-schedule")["schedule"] == "constant"
+    assert arm_relaxation(cfg, "no-lie")["lie_weight"] == 0.0
+    weak = arm_relaxation(cfg, "weak-penalty")
+    assert weak["lie_weight"] == pytest.approx(0.002)
+    assert weak["norm_weight"] == pytest.approx(0.004)
+    assert arm_relaxation(cfg, "no-penalty") == {"schedule": "triangular", "lie_weight": 0.0,
+                                                 "norm_weight": 0.0}
