@@ -126,7 +126,8 @@ class _OrbitGather(torch.autograd.Function):
     """W = c[labels] as one flat ``index_select``; the backward sums gradients per orbit with one
     ``scatter_add``. Both are far cheaper than advanced indexing and ``bincount`` (which is what
     kept training-mode overhead high on large layers). ``setup_context`` and ``jvp`` make it usable
-    under ``torch.func`` transforms (e.g. the Lie derivative check).
+    under ``torch.func`` transforms (e.g. the Lie derivative check). Dynamo cannot trace a custom
+    ``jvp``, so compiled and exported code use :meth:`OrbitHomSpace._traced_weight` instead.
 
     With few, large orbits, consecutive entries mostly add into the same slot, and a scatter into
     one slot is a serial chain of dependent additions (32 ms for the 4M entries of a 2048 x 2048
