@@ -943,8 +943,9 @@ def plot_free_terms(runs: list[dict[str, Any]], path: Path, title: str) -> bool:
 
 def plot_ablations(rows: list[dict[str, Any]], runs: list[dict[str, Any]], path: Path,
                    key: str | None) -> bool:
-    """Paired ratio arm / exact per seed (dots) and the geometric mean with its 95% interval
-    (bar) for every relaxed arm; one panel per model (and swept value). False when no relaxed
+    """Paired ratio arm / exact per seed (dots), the geometric mean with its 95% interval
+    (square and bar) and the geometric mean on the trimmed test MSE (open diamond) for every
+    relaxed arm; one panel per model (and swept value). False when no relaxed
     arm has a paired exact run."""
     panels = sorted({(r["model"], r["value"]) for r in rows if "paired_ratios" in r},
                     key=lambda mv: (mv[0], mv[1] if mv[1] is not None else 0))
@@ -966,7 +967,11 @@ def plot_ablations(rows: list[dict[str, Any]], runs: list[dict[str, Any]], path:
             ratios = list(r["paired_ratios"].values())
             ax.plot([i + 0.15] * len(ratios), ratios, "o", ms=4, alpha=0.6,
                     color=COLORS[r["arm"]])
+            if "paired_trimmed_geomean" in r:
+                ax.plot([i + 0.3], [r["paired_trimmed_geomean"]], "D", mfc="none", ms=6,
+                        color=COLORS[r["arm"]])
         ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_yscale("log")
         ax.set_xticks(range(len(arms)), [r["arm"] for r in arms], rotation=20)
         ax.set_ylabel("test MSE, arm / exact (same seed)")
         ax.set_title(model.upper() + (f", {value}" if value is not None else ""))
