@@ -20,13 +20,21 @@ later ``torch.set_num_threads`` call (test fixtures that ask for one thread, the
 ``--threads`` options, the N-body generator) keeps N. Thread count changes reduction orders and
 BLAS blocking; tests that train must pass at any count (README, Development), and this is how
 to check that.
+
+Inductor (``torch.compile``) kernels are cached in a fresh folder for each run
+(``TORCHINDUCTOR_CACHE_DIR``, unless set): inductor's on-disk cache outlives a run, and a kernel
+compiled under one ``ATEN_CPU_CAPABILITY`` / thread setting was served under another and
+computed garbage (compiled outputs off by up to 1e37 under ``ATEN_CPU_CAPABILITY=avx2`` with
+2 threads after a run with 1 thread; the same test passes with a fresh cache).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="equirelax-inductor-"))
 
 from collections.abc import Callable, Sequence
 
