@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import equirelax as er
+from compiling import CountingBackend, fresh_dynamo  # noqa: F401 (fresh_dynamo: autouse)
 from equirelax.groups import symmetric
 from equirelax.nn import EquivariantLinear, EquivariantMLP
 from equirelax.reps import natural, regular, trivial
@@ -43,24 +44,6 @@ def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def inputs(model: torch.nn.Module, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:
     return torch.randn(5, model.rep_in.dim, dtype=dtype,
                        generator=torch.Generator().manual_seed(seed))
-
-
-class CountingBackend:
-    """A torch.compile backend that counts the graphs it is given (one per compile)."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-
-    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        self.graphs += 1
-        return gm.forward
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import equirelax as er
+from compiling import CountingBackend, fresh_dynamo  # noqa: F401 (fresh_dynamo: autouse)
 from equirelax.groups import symmetric
 from equirelax.nn import EquivariantMLP
 from equirelax.reps import natural, regular, trivial
@@ -30,24 +31,6 @@ def so3_relaxed():
     torch.manual_seed(0)
     mlp = EquivariantMLP(v + t, [3 * v + 2 * t], v, activation="silu")
     return er.relax(mlp, total_steps=20)
-
-
-class CountingBackend:
-    """A torch.compile backend that counts the graphs it is given (one per compile)."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-
-    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        self.graphs += 1
-        return gm.forward
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
 
 
 def loss_fn(relaxed):
