@@ -28,6 +28,7 @@ checkpoint (``--stop-after K`` ends each run after K more epochs, for time-slice
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -716,24 +717,29 @@ def summarise(runs: list[dict[str, Any]], key: str | None = None) -> list[dict[s
                 geo, low, high = paired_interval(ratios)
                 r["paired_ratio_geomean"], r["paired_ratio_ci95"] = geo, [low, high]
                 r["verdict"] = verdict(low, high, len(ratios))
-            val = [q for _, q in paired_ratios(runs, r["model"], r["arm"], key, r["value"],
-                                               metric="best_val_mse")]
-            if val:
-                geo, low, high = paired_interval(val)
-                r["paired_val_geomean"], r["paired_val_ci95"] = geo, [low, high]
-                r["val_wins"] = f"{sum(q < 1 for q in val)}/{len(val)}"
-            trimmed = [q for _, q in paired_ratios(runs, r["model"], r["arm"], key, r["value"],
-                                                   metric="test_mse_trimmed")]
-            if trimmed:
-                geo, low, high = paired_interval(trimmed)
-                r["paired_trimmed_ratios"] = trimmed
-                r["paired_trimmed_geomean"], r["paired_trimmed_ci95"] = geo, [low, high]
-                r["trimmed_wins"] = f"{sum(q < 1 for q in trimmed)}/{len(trimmed)}"
+            # the same comparison on the trimmed test MSE and on the best validation MSE
+            for metric, name in (("test_mse_trimmed", "trimmed"), ("best_val_mse", "val")):
+                other = [q for _, q in paired_ratios(runs, r["model"], r["arm"], key,
+                                                     r["value"], metric=metric)]
+                if other:
+                    geo, low, high = paired_interval(other)
+                    r[f"paired_{name}_ratios"] = other
+                    r[f"paired_{name}_geomean"], r[f"paired_{name}_ci95"] = geo, [low, high]
+                    r[f"{name}_wins"] = f"{sum(q < 1 for q in other)}/{len(other)}"
     return rows
 
 
 def _fmt(mean: float, std: float) -> str:
     return f"{mean:.5f} ± {std:.5f}"
+
+
+def _ratio_cell(row: dict[str, Any], name: str) -> str:
+    """``geometric mean [95% CI], wins`` of the paired ratios ``name`` of a row ("" if none)."""
+    if f"paired_{name}_geomean" not in row:
+        return ""
+    low, high = row[f"paired_{name}_ci95"]
+    return (f"{row[f'paired_{name}_geomean']:.4f} [{low:.3f}, {high:.3f}], "
+            f"{row[f'{name}_wins']}")
 
 
 #: Published test MSE at the full budget (SEGNN paper; EGNN paper, as quoted in the notes).
@@ -791,16 +797,7 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], runs: list[dict[
         value = f"{r['value']} | " if key else ""
         trimmed = (_fmt(r["test_mse_trimmed_mean"], r["test_mse_trimmed_std"])
                    if "test_mse_trimmed_mean" in r else "")
-        trimmed_ratio = ""
-        if "paired_trimmed_geomean" in r:
-            low, high = r["paired_trimmed_ci95"]
-            trimmed_ratio = (f"{r['paired_trimmed_geomean']:.4f} [{low:.3f}, {high:.3f}], "
-                             f"{r['trimmed_wins']}")
-        val_ratio = ""
-        if "paired_val_geomean" in r:
-            low, high = r["paired_val_ci95"]
-            val_ratio = (f"{r['paired_val_geomean']:.4f} [{low:.3f}, {high:.3f}], "
-                         f"{r['val_wins']}")
+        trimmed_ratio, val_ratio = _ratio_cell(r, "trimmed"), _ratio_cell(r, "val")
         lines.append(
             f"| {r['model']} | {value}{r['arm']} | {_fmt(r['test_mse_mean'], r['test_mse_std'])} "
             f"| {_fmt(r['best_val_mse_mean'], r['best_val_mse_std'])} | {ratio} | {interval} | "
@@ -996,6 +993,11 @@ def load_reported_runs(cfg: StudyConfig, allow_missing: bool = False) -> list[di
     out with a warning, and the tables name them; without any result at all it fails."""
     folder = Path(cfg.results_dir) / cfg.tag / "runs"
     runs, missing = [], []
+
+    @functools.cache
+    def test_split() -> NBodyDataset:  # read once, when a run first needs it
+        return NBodyDataset("test", cfg.test_size, cache_dir=cfg.cache_dir, progress=False)
+
     for value in cfg.sweep_values if cfg.sweep else (None,):
         layers = value if cfg.sweep == "layers" else cfg.layers
         train_size = value if cfg.sweep == "train-size" else cfg.train_size
@@ -1011,10 +1013,8 @@ def load_reported_runs(cfg: StudyConfig, allow_missing: bool = False) -> list[di
                     run_dir = Path(cfg.runs_dir) / cfg.tag / name
                     if "test_mse_trimmed" not in run and (run_dir / "checkpoints").exists():
                         # results of an earlier version: the error profile from the checkpoint
-                        data = NBodyDataset("test", cfg.test_size, cache_dir=cfg.cache_dir,
-                                            progress=False)
                         selected = load_selected_model(cfg, run_dir, model, arm, layers)
-                        run.update(test_error_profile(selected, data))
+                        run.update(test_error_profile(selected, test_split()))
                         path.write_text(json.dumps(run, indent=1) + "\n")
                     runs.append(run)
     if missing and (not allow_missing or not runs):
@@ -1302,7 +1302,8 @@ def _run_all(cfg: StudyConfig, command: str) -> tuple[list[dict[str, Any]], Path
         if not previous.exists():
             return runs, write_outputs(cfg, runs, command)
         before = json.loads(previous.read_text())
-        return runs, write_outputs(cfg, runs, before["command"], redrawn_by=command,
+        redrawn_by = None if before["command"] == command else command  # redrawn again
+        return runs, write_outputs(cfg, runs, before["command"], redrawn_by=redrawn_by,
                                    invocation=before.get("invocation"))
     plan = [(value, model_name, seed, arm)
             for value in (cfg.sweep_values if cfg.sweep else (None,))
