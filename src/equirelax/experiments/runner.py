@@ -87,6 +87,8 @@ class EquivariantTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.config = config
+        # (sum, count) of each value logged as an epoch mean, since the epoch began
+        self._epoch_sums: dict[str, tuple[torch.Tensor | float, int]] = {}
         self.step_fn, self.loss_fn = step_fn, loss_fn
         self.metrics = metrics or {}
         if config.relax is not None:
@@ -123,12 +125,12 @@ class EquivariantTask(pl.LightningModule):
         return loss
 
     def _accumulate(self, key: str, total: torch.Tensor, count: int) -> None:
-        sums = self.__dict__.setdefault("_epoch_sums", {})
-        previous, seen = sums.get(key, (0.0, 0))
-        sums[key] = (previous + total, seen + count)
+        previous, seen = self._epoch_sums.get(key, (0.0, 0))
+        self._epoch_sums[key] = (previous + total, seen + count)
 
     def on_train_epoch_end(self) -> None:
-        for key, (total, count) in self.__dict__.pop("_epoch_sums", {}).items():
+        sums, self._epoch_sums = self._epoch_sums, {}
+        for key, (total, count) in sums.items():
             self.log(key, total / count, on_step=False, on_epoch=True,
                      prog_bar=key == "train/loss", sync_dist=True)
 

@@ -21,6 +21,7 @@ class LightningCallback(pl.Callback):
             raise ValueError(f"interval must be 'step' or 'epoch', got {interval!r}")
         self.relaxed = relaxed
         self.interval = interval
+        self._optimizer_steps = 0  # Lightning's global_step when θ was last advanced
 
     def _find(self, pl_module: pl.LightningModule) -> RelaxedModel:
         if self.relaxed is None:
@@ -51,7 +52,7 @@ class LightningCallback(pl.Callback):
         # several batches make one step, and Lightning's global_step counts the steps
         if self.interval != "step":
             return
-        done = trainer.global_step - getattr(self, "_optimizer_steps", 0)
+        done = trainer.global_step - self._optimizer_steps
         if done > 0:
             relaxed = self._find(pl_module)
             for _ in range(done):
