@@ -48,23 +48,16 @@ def check_relax_options(init_std: float, penalty_rows: int | None,
         raise TypeError(f"init_std must be a number >= 0, got {init_std!r}")
     if not (math.isfinite(init_std) and init_std >= 0):
         raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
-    if penalty_rows is not None:
-        if isinstance(penalty_rows, bool) or not isinstance(penalty_rows, int):
-            raise TypeError(f"penalty_rows must be a positive integer or None, got "
-                            f"{penalty_rows!r}")
-        if penalty_rows <= 0:
-            raise ValueError(f"penalty_rows must be a positive integer or None, got "
-                             f"{penalty_rows}")
-    if penalty_sketch is not None:
-        if isinstance(penalty_sketch, bool) or not isinstance(penalty_sketch, int):
-            raise TypeError(f"penalty_sketch must be a positive integer or None, got "
-                            f"{penalty_sketch!r}")
-        if penalty_sketch <= 0:
-            raise ValueError(f"penalty_sketch must be a positive integer or None, got "
-                             f"{penalty_sketch}")
-        if penalty_rows is not None:
-            raise ValueError(f"penalty_rows={penalty_rows} and penalty_sketch={penalty_sketch} "
-                             "cannot be used together: pass one of them")
+    for name, value in (("penalty_rows", penalty_rows), ("penalty_sketch", penalty_sketch)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive integer or None, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive integer or None, got {value}")
+    if penalty_rows is not None and penalty_sketch is not None:
+        raise ValueError(f"penalty_rows={penalty_rows} and penalty_sketch={penalty_sketch} "
+                         "cannot be used together: pass one of them")
 
 
 @torch.compiler.disable
