@@ -36,7 +36,6 @@ from equirelax.experiments.nbody import (
     build_model,
     mse,
     predict,
-    random_orthogonal,
 )
 from equirelax.experiments.runner import RunConfig, fit
 from equirelax.relaxation import relax
@@ -87,14 +86,13 @@ def bare_epochs(model_name: str, arm: str, data: NBodyDataset, epochs: int) -> l
     sampler = EpochShuffle(len(data), SEED, BATCH)
     loader = DataLoader(data, batch_size=None, sampler=sampler)
     times, step = [], 0
+    rotations = RandomRotations(SEED)
     net.train()
     for epoch in range(epochs):
         start = time.perf_counter()
         sampler.set_epoch(epoch)
         for batch in loader:
-            rot = random_orthogonal(SEED * 7_919 + 104_729 * step + 1).to(batch.loc.dtype)
-            for tensor in (batch.loc, batch.vel, batch.target):
-                tensor.copy_(tensor @ rot.T)
+            rotations.rotate(batch, step)
             pred, target = predict(net, batch)
             loss = mse(pred, target)
             if relaxed is not None:

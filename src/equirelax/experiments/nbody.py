@@ -182,13 +182,17 @@ class RandomRotations(pl.Callback):
             raise ValueError(f"group must be 'so3' or 'o3', got {group!r}")
         self.seed, self.group = seed, group
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def rotate(self, batch: NBodySample, step: int) -> None:
+        """Rotate ``batch`` in place by the element of optimiser step ``step``."""
         rot = random_orthogonal(
-            self.seed * 7_919 + 104_729 * trainer.global_step + 1,
+            self.seed * 7_919 + 104_729 * step + 1,
             reflections=self.group == "o3",
         ).to(device=batch.loc.device, dtype=batch.loc.dtype)
         for tensor in (batch.loc, batch.vel, batch.target):
             tensor.copy_(tensor @ rot.T)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rotate(batch, trainer.global_step)
 
 
 class StopAfter(pl.Callback):
