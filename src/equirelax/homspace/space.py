@@ -26,9 +26,9 @@ import torch
 from equirelax.homspace.nullspace import nullspace_basis
 from equirelax.homspace.orbit import orbit_labels
 from equirelax.reps.base import PermRep, Rep
+from equirelax.reps.catalogue import trivial
 from equirelax.reps.decompose import split_into_irreps
 from equirelax.reps.real_irreps import commutant_basis, standard_label
-from equirelax.reps.catalogue import trivial
 
 ArrayLike = torch.Tensor | np.ndarray
 

@@ -18,12 +18,17 @@ from equirelax.reps.catalogue import (
     trivial,
     vector,
 )
+from equirelax.reps.decompose import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
+from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
 
 __all__ = [
+    "Decomposition",
+    "IrrepLabel",
     "MatrixRep",
     "PermRep",
     "Rep",
+    "decompose",
     "direct_sum",
     "irrep",
     "irreps",
@@ -33,7 +38,9 @@ __all__ = [
     "quotient",
     "regular",
     "sign",
+    "split_into_irreps",
     "standard",
+    "standard_irrep",
     "tensor_product",
     "trivial",
     "vector",

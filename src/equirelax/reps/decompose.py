@@ -3,8 +3,8 @@ change of basis.
 
 ``decompose(rep)`` returns Q (orthogonal) and the standard irreps of
 :mod:`equirelax.reps.real_irreps` such that ``rep.matrix(g) = Qᵀ (⊕ irreps)(g) Q`` for every g
-(and likewise for the Lie algebra): ``Q @ x`` are the coordinates of ``x`` in irreps form, sorted
-by label with the copies of each irrep adjacent. Equivariant maps are then block diagonal by
+(and likewise for the Lie algebra): ``Q @ x`` are the coordinates of ``x`` in irreps form, by
+ascending degree with the copies of each irrep adjacent. Equivariant maps are then block diagonal by
 Schur's lemma, which is how :func:`equirelax.hom` builds them for tensor representations whose
 dense null space would be large (V⊗V⊗V⊗V: a 6561 x 6561 problem; here an 81 x 81 one).
 
@@ -52,8 +52,8 @@ _TOLERANCE = 1e-6
 class Decomposition:
     """``rep`` = Qᵀ (⊕ parts) Q: the irreps (in order), their labels and Q = ``change_of_basis``.
 
-    ``multiplicities`` maps each label to its number of copies (in first-seen order, which is
-    sorted); the copies of one label are adjacent in ``parts``.
+    ``multiplicities`` maps each label to its number of copies; the copies of one label are
+    adjacent in ``parts``, degrees ascending (parity +1 before -1 within a degree).
     """
 
     rep: Rep
@@ -145,7 +145,9 @@ def _degree(casimir: float) -> int | None:
     return l if abs(l * (l + 1) - casimir) < _TOLERANCE * max(1.0, casimir) else None
 
 
-def _eigenspaces(sym: np.ndarray, value_of, what: str, rep: Rep) -> dict[int, np.ndarray]:
+def _eigenspaces(
+    sym: np.ndarray, value_of, what: str, rep: Rep, expected: str
+) -> dict[int, np.ndarray]:
     """Orthonormal eigenvectors of the symmetric ``sym``, grouped by ``value_of(eigenvalue)``."""
     vals, vecs = np.linalg.eigh((sym + sym.T) / 2)
     groups: dict[int, list[int]] = {}
@@ -154,7 +156,7 @@ def _eigenspaces(sym: np.ndarray, value_of, what: str, rep: Rep) -> dict[int, np
         if label is None:
             raise ValueError(
                 f"{rep!r} is not an orthogonal representation of {rep.group!r}: its {what} has "
-                f"the eigenvalue {v:.6g}, expected one of the values an irrep gives"
+                f"the eigenvalue {v:.6g}, expected {expected}"
             )
         groups.setdefault(label, []).append(i)
     return {label: vecs[:, idx] for label, idx in sorted(groups.items())}
@@ -171,7 +173,7 @@ def _split_by_parity(rep: Rep, space: np.ndarray) -> dict[int, np.ndarray]:
     if not gens:
         return {1: space}
     restricted = space.T @ gens[0] @ space
-    found = _eigenspaces(restricted, _sign, "discrete generator", rep)
+    found = _eigenspaces(restricted, _sign, "discrete generator", rep, "+1 or -1")
     return {p: space @ v for p, v in sorted(found.items(), key=lambda item: -item[0])}
 
 
@@ -211,7 +213,9 @@ def _decompose_so3(rep: Rep) -> list[tuple[IrrepLabel, np.ndarray]]:
     lie = rep.lie_matrices()
     casimir = -sum(a @ a for a in lie)
     pieces = []
-    for l, space in _eigenspaces(casimir, _degree, "Casimir -ΣL²", rep).items():
+    for l, space in _eigenspaces(
+        casimir, _degree, "Casimir -ΣL²", rep, "l(l+1) for an integer l >= 0"
+    ).items():
         size = 2 * l + 1
         for parity, component in _split_by_parity(rep, space).items():
             n = component.shape[1]
@@ -257,7 +261,7 @@ def _frequency(value: float) -> int | None:
 def _decompose_so2(rep: Rep) -> list[tuple[IrrepLabel, np.ndarray]]:
     (j,) = rep.lie_matrices()
     pieces = []
-    for k, space in _eigenspaces(-(j @ j), _frequency, "-J²", rep).items():
+    for k, space in _eigenspaces(-(j @ j), _frequency, "-J²", rep, "k² for an integer k").items():
         if k == 0:
             for parity, component in _split_by_parity(rep, space).items():
                 label = IrrepLabel(0, parity)

@@ -19,8 +19,8 @@ For SO(3) and O(3) every real irrep is absolutely irreducible (its commutant is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Hashable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
