@@ -27,7 +27,7 @@ from equirelax.homspace.nullspace import nullspace_basis
 from equirelax.homspace.orbit import orbit_labels
 from equirelax.reps.base import PermRep, Rep
 from equirelax.reps.catalogue import trivial
-from equirelax.reps.decompose import split_into_irreps
+from equirelax.reps.irrep_decomposition import split_into_irreps
 from equirelax.reps.real_irreps import commutant_basis, standard_label
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -407,10 +407,11 @@ class BlockHomSpace(HomSpace):
     """Schur blocks: per pair of summand types, a small orthonormal basis; blocks Σ_k C_k ⊗ B_k.
 
     Summands of SO(2), O(2), SO(3), O(3) representations are first split into irreps
-    (:func:`equirelax.reps.decompose.split_into_irreps`): a tensor representation such as V⊗V⊗V⊗V
-    becomes ``Qᵀ (⊕ irreps) Q`` with a cached orthogonal Q, and W = Q_outᵀ W_irreps Q_in. Then
-    every pair of types has a basis of its commutant size (1 for SO(3)/O(3) irreps of one type, 0
-    between different types), solved by a tiny null space. ``split=False`` skips the splitting:
+    (:func:`equirelax.reps.irrep_decomposition.split_into_irreps`): a tensor representation such
+    as V⊗V⊗V⊗V becomes ``Qᵀ (⊕ irreps) Q`` with a cached orthogonal Q, and W = Q_outᵀ W_irreps
+    Q_in. Then every pair of types has a basis of its commutant size (1 for SO(3)/O(3) irreps of
+    one type, 0 between different types), by Schur's lemma for two standard irreps and a tiny null
+    space otherwise. ``split=False`` skips the splitting:
     the dense null space of whole summands (the fallback, and the reference the tests compare
     with).
 

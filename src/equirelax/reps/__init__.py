@@ -18,7 +18,7 @@ from equirelax.reps.catalogue import (
     trivial,
     vector,
 )
-from equirelax.reps.decompose import Decomposition, decompose, split_into_irreps
+from equirelax.reps.irrep_decomposition import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
 from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
 

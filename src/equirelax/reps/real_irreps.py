@@ -1,7 +1,7 @@
 """The real irreducible representations of SO(2), O(2), SO(3) and O(3), built without e3nn.
 
-These are the standard forms into which :func:`equirelax.reps.decompose.decompose` splits any
-representation of these groups. Each is labelled by an :class:`IrrepLabel`:
+These are the standard forms into which :func:`equirelax.reps.irrep_decomposition.decompose`
+splits any representation of these groups. Each is labelled by an :class:`IrrepLabel`:
 
 * SO(3), O(3): degree ``l`` (dimension 2l+1) and, for O(3), the parity ``p`` = ±1 by which the
   inversion -I acts. The Lie algebra acts by real antisymmetric matrices obtained from the

@@ -10,7 +10,7 @@ import pytest
 import equirelax as er
 from equirelax.groups import SO, O
 from equirelax.reps import IrrepLabel, decompose, split_into_irreps, standard_irrep, vector
-from equirelax.reps.decompose import is_irreducible
+from equirelax.reps.irrep_decomposition import is_irreducible
 
 GROUPS = {"SO(2)": SO(2), "O(2)": O(2), "SO(3)": SO(3), "O(3)": O(3)}
 
