@@ -29,7 +29,30 @@ def mlp() -> EquivariantMLP:
     return EquivariantMLP(natural(G), [2 * regular(G), regular(G)], trivial(G))
 
 
-MODELS = {"linear": linear, "mlp": mlp}
+def blockwise() -> EquivariantLinear:
+    """A layer between O(3) reps in irreps form: applied block by block (no dense weight)."""
+    O3 = er.groups.O(3)
+    scalar = er.reps.standard_irrep(O3, er.reps.IrrepLabel(0))
+    vector = er.reps.vector(O3)
+    layer = EquivariantLinear(3 * scalar + 2 * vector + scalar, 2 * scalar + 3 * vector)
+    assert layer.blockwise
+    return layer
+
+
+def blockwise_so2() -> EquivariantLinear:
+    """SO(2) irreps of frequency 1: blocks of two basis maps each (I and the quarter turn).
+
+    Not cheaper than the dense weight (the commutant is 2-dimensional), so the layer would not
+    choose blocks itself: they are switched on to compile the general block path.
+    """
+    S = er.groups.SO(2)
+    layer = EquivariantLinear(4 * er.reps.vector(S) + trivial(S), 3 * er.reps.vector(S))
+    assert not layer.blockwise
+    layer.blockwise = True
+    return layer
+
+
+MODELS = {"linear": linear, "mlp": mlp, "blockwise": blockwise, "blockwise SO(2)": blockwise_so2}
 
 
 def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

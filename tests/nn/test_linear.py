@@ -31,7 +31,16 @@ def layer_cases():
         "D4 regular": (2 * regular(D4), regular(D4) + natural(D4)),
         "S4 standard": (standard(S4) + V, 2 * standard(S4)),
         "SO3": (v + v * v, v + trivial(so3) + v * v),
+        "O3 irreps": (o3_irreps({(0, 1): 6, (1, -1): 3, (2, 1): 2}),
+                      o3_irreps({(0, 1): 4, (1, -1): 2, (2, 1): 3, (1, 1): 1})),
     }
+
+
+def o3_irreps(multiplicities: dict[tuple[int, int], int]) -> er.reps.Rep:
+    """A rep of O(3) in irreps form, {(l, parity): copies} (as e3nn's '6x0e+3x1o+...')."""
+    O3 = er.groups.O(3)
+    return sum(m * er.reps.standard_irrep(O3, er.reps.IrrepLabel(l, p))
+               for (l, p), m in multiplicities.items())
 
 
 CASES = layer_cases()
@@ -300,7 +309,11 @@ def test_export_gives_identical_outputs(case, dtype):
         assert plain.weight.dtype == dtype
         assert (plain.in_features, plain.out_features) == (rep_in.dim, rep_out.dim)
         with torch.no_grad():
-            assert torch.equal(plain(x), layer(x))
+            if layer.blockwise:  # the same map, summed in another order
+                tol = 1e-12 if dtype == torch.float64 else 1e-5
+                torch.testing.assert_close(plain(x), layer(x), atol=tol, rtol=tol)
+            else:
+                assert torch.equal(plain(x), layer(x))
     assert not any(p.grad_fn is not None for p in plain.parameters())
 
 
@@ -444,3 +457,43 @@ def test_deepcopy_shares_the_hom_space_but_not_the_parameters():
     assert not torch.allclose(twin(x), layer(x))
     twin64 = copy.deepcopy(layer).double()
     torch.testing.assert_close(twin64(x.double()).float(), layer(x), atol=1e-5, rtol=1e-5)
+
+
+# -- irreps form: block-by-block application -----------------------------------------------------
+def test_irreps_form_layers_apply_blocks_and_equal_the_dense_layer():
+    rep_in, rep_out = CASES["O3 irreps"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out).double())
+    assert layer.blockwise and "blockwise" in repr(layer)
+    assert not EquivariantLinear(*CASES["SO3"]).blockwise  # tensor reps: the dense weight
+    x = torch.randn(2, 5, rep_in.dim, dtype=torch.float64)
+    dense = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    torch.testing.assert_close(layer(x), dense, atol=1e-12, rtol=0)
+    layer.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), dense.detach(), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_irreps_form_layer_is_equivariant_on_samples_and_the_algebra(dtype, tol):
+    rep_in, rep_out = CASES["O3 irreps"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out))
+    x = torch.randn(4, rep_in.dim, dtype=torch.float64)
+    samples = rep_in.group.sample(30, seed=3)
+    assert er.equivariance_error(layer, x, elements=samples, dtype=dtype) < tol
+    assert er.lie_derivative_error(layer, x, dtype=dtype) < tol
+
+
+def test_blockwise_layers_relax_and_harden():
+    rep_in, rep_out = CASES["O3 irreps"]
+    model = randomised(EquivariantLinear(rep_in, rep_out)).double()
+    relaxed = er.relax(model, total_steps=4)
+    x = torch.randn(3, rep_in.dim, dtype=torch.float64)
+    opt = torch.optim.SGD(relaxed.parameters(), lr=0.1)
+    for _ in range(4):
+        opt.zero_grad()
+        (relaxed(x).pow(2).mean() + relaxed.penalty()).backward()
+        opt.step()
+        relaxed.step()
+    exact = er.harden(relaxed)
+    assert isinstance(exact, EquivariantLinear) and exact.blockwise
+    assert er.equivariance_error(exact, x, elements=rep_in.group.sample(10, seed=0)) < 1e-12
