@@ -453,6 +453,10 @@ class BlockHomSpace(HomSpace):
         # per block: the scale s when its basis is the single matrix s·I (same irrep on both
         # sides), so the block is a plain product over multiplicities
         self._scales = [_scaled_identity(b[0]) for b in self.blocks]
+        # per output type: whether it has fixed vectors (only there can an equivariant bias be
+        # nonzero; in irreps form, only the trivial irreps)
+        G = rep_out.group
+        self._fixed_out = [atomic_basis(trivial(G), part).shape[0] > 0 for part, _ in types_out]
 
     # -- cost model ---------------------------------------------------------------------------
     def blockwise_flops(self) -> int:
@@ -560,16 +564,24 @@ class BlockHomSpace(HomSpace):
         return float(self.dim)
 
     # -- block-by-block application -------------------------------------------------------------
-    def apply(self, coefficients: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """W x for W = ``weight(coefficients)`` and x (..., d_in), block by block, without W.
+    def apply(self, coefficients: torch.Tensor, x: torch.Tensor,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+        """W x (+ ``bias``) for W = ``weight(coefficients)`` and x (..., d_in), block by block,
+        without W.
 
-        Differentiable in both; the same map as ``x @ weight(coefficients).T`` to round-off.
+        Differentiable in all three; the same map as ``x @ weight(coefficients).T + bias`` to
+        round-off. The input is split (not sliced: the backward then concatenates instead of
+        scattering into zeros), each pair of types is one product over multiplicities, and a
+        bias (which is zero outside the trivial summands when it is equivariant) is added to
+        the scalar blocks inside their product.
         """
         if coefficients.shape != (self.dim,):
             raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
         d_out, d_in = self.shape
         if x.shape[-1:] != (d_in,):
             raise ValueError(f"expected inputs of shape (..., {d_in}), got {tuple(x.shape)}")
+        if bias is not None and bias.shape != (d_out,):
+            raise ValueError(f"expected a bias of shape ({d_out},), got {tuple(bias.shape)}")
         lead = x.shape[:-1]
         x = x.reshape(-1, d_in)
         n = x.shape[0]
@@ -577,12 +589,16 @@ class BlockHomSpace(HomSpace):
             x = x @ self._array("q_in", self.q_in, x.device, x.dtype).T
         if self._order_in is not None:
             x = x.index_select(-1, self._array("order_in", self._order_in, x.device))
+        pieces_in = x.split([hi - lo for lo, hi, _, _ in self._runs_in], dim=-1)
+        # the bias goes into the blocks when the output keeps its coordinates, else at the end
+        bias_inside = bias is not None and self.q_out is None and self._order_out is None
         outs: list[torch.Tensor | None] = [None] * len(self._runs_out)
+        added = [False] * len(self._runs_out)  # whether the bias of an output type is in
         for i, ((t_out, t_in), scale) in enumerate(zip(self._pairs, self._scales)):
             _, _, _, m_o, m_i, start, size = self.blocks[i]
-            lo, hi, _, d_i = self._runs_in[t_in]
-            d_o = self._runs_out[t_out][3]
-            xs = x[:, lo:hi]
+            d_i = self._runs_in[t_in][3]
+            lo, hi, _, d_o = self._runs_out[t_out]
+            xs = pieces_in[t_in]
             if scale is not None:
                 mix = coefficients[start : start + size].reshape(m_o, m_i) * scale
             else:
@@ -590,15 +606,27 @@ class BlockHomSpace(HomSpace):
                 xs = torch.einsum("nbj,kij->nbki", xs.reshape(n, m_i, d_i), b)
                 mix = coefficients[start : start + size].reshape(m_o, -1)
                 m_i, d_i = mix.shape[1], d_o
-            y = _mix_copies(xs, mix.to(x.dtype), n, m_i, d_i)
+            mix = mix.to(x.dtype)
+            if bias_inside and outs[t_out] is None and d_o == 1 and self._fixed_out[t_out]:
+                y = torch.addmm(bias[lo:hi], xs.reshape(n, m_i), mix.T)  # type: ignore[index]
+                added[t_out] = True
+            else:
+                y = _mix_copies(xs, mix, n, m_i, d_i)
             outs[t_out] = y if outs[t_out] is None else outs[t_out] + y
-        pieces = [y if y is not None else x.new_zeros((n, hi - lo))
-                  for y, (lo, hi, _, _) in zip(outs, self._runs_out)]
+        pieces = []
+        for t, (y, (lo, hi, _, _)) in enumerate(zip(outs, self._runs_out)):
+            if y is None:
+                y = x.new_zeros((n, hi - lo))
+            if bias_inside and self._fixed_out[t] and not added[t]:
+                y = y + bias[lo:hi]  # type: ignore[index]
+            pieces.append(y)
         y = torch.cat(pieces, dim=-1) if len(pieces) != 1 else pieces[0]
         if self._inverse_out is not None:
             y = y.index_select(-1, self._array("inverse_out", self._inverse_out, y.device))
         if self.q_out is not None:
             y = y @ self._array("q_out", self.q_out, y.device, y.dtype)
+        if bias is not None and not bias_inside:
+            y = y + bias
         return y.reshape(*lead, d_out)
 
 

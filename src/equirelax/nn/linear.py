@@ -147,11 +147,10 @@ class EquivariantLinear(nn.Module):
                 self.bias_space.spread if self.bias_space is not None else 1,  # type: ignore
             )
         if self.blockwise:
-            y = self.hom.apply(self.coefficients, x)
+            b = None
             if self.bias_space is not None:
-                b = _weight(self.bias_space, self.bias_coefficients, self.bias_index)
-                y = y + b.reshape(-1)
-            return y
+                b = _weight(self.bias_space, self.bias_coefficients, self.bias_index).reshape(-1)
+            return self.hom.apply(self.coefficients, x, b)  # type: ignore[call-arg]
         w, b = self.weight_and_bias()
         return nn.functional.linear(x, w, b)
 
