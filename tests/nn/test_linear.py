@@ -464,6 +464,8 @@ def test_irreps_form_layers_apply_blocks_and_equal_the_dense_layer():
     rep_in, rep_out = CASES["O3 irreps"]
     layer = randomised(EquivariantLinear(rep_in, rep_out).double())
     assert layer.blockwise and "blockwise" in repr(layer)
+    # the bias basis is derived data: a buffer outside the state_dict, converted with the layer
+    assert layer.bias_basis.dtype == torch.float64 and "bias_basis" not in layer.state_dict()
     assert not EquivariantLinear(*CASES["SO3"]).blockwise  # tensor reps: the dense weight
     x = torch.randn(2, 5, rep_in.dim, dtype=torch.float64)
     dense = torch.nn.functional.linear(x, layer.weight, layer.bias)

@@ -53,6 +53,7 @@ class EquivariantLinear(nn.Module):
         self._cache: _EvalCache | None = None
         #: whether forward applies W block by block (see BlockHomSpace.apply), never building it
         self.blockwise = isinstance(self.hom, BlockHomSpace) and self.hom.blockwise_is_cheaper
+        self._register_bias_basis()
         # the gather indices of orbit bases, as buffers: see _register_indices
         self._register_indices()
         self.reset_parameters()
@@ -68,6 +69,18 @@ class EquivariantLinear(nn.Module):
         for name, space in (("weight_index", self.hom), ("bias_index", self.bias_space)):
             index = space.gather_index() if isinstance(space, OrbitHomSpace) else None
             self.register_buffer(name, index, persistent=False)
+
+    def _register_bias_basis(self) -> None:
+        """For blockwise layers, the bias basis as a (d_out, bias dim) matrix buffer, so the
+        forward builds the bias with one matrix-vector product (a block hom-space would build
+        it entry block by entry block, several small operations and their backward, each step).
+        Non-persistent (derived from the representations); follows ``.to()`` like the indices.
+        """
+        basis = None
+        if self.blockwise and isinstance(self.bias_space, BlockHomSpace):
+            flat = self.bias_space.basis.reshape(self.bias_space.dim, self.out_features).T
+            basis = flat.to(self.coefficients.dtype).contiguous()
+        self.register_buffer("bias_basis", basis, persistent=False)
 
     @property
     def in_features(self) -> int:
@@ -148,7 +161,9 @@ class EquivariantLinear(nn.Module):
             )
         if self.blockwise:
             b = None
-            if self.bias_space is not None:
+            if self.bias_basis is not None:
+                b = torch.mv(self.bias_basis, self.bias_coefficients)
+            elif self.bias_space is not None:
                 b = _weight(self.bias_space, self.bias_coefficients, self.bias_index).reshape(-1)
             return self.hom.apply(self.coefficients, x, b)  # type: ignore[call-arg]
         w, b = self.weight_and_bias()
@@ -201,6 +216,8 @@ class EquivariantLinear(nn.Module):
             self._register_indices()
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
+        if "bias_basis" not in self._buffers:
+            self._register_bias_basis()
 
     def __deepcopy__(self, memo: dict) -> EquivariantLinear:
         # the gather indices are read-only and as large as the weight: the copy shares them
