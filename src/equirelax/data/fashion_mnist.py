@@ -117,6 +117,12 @@ def upright_fashion_mnist(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The published ``split`` (``"train"`` or ``"test"``): ``(images (n, S, S) float64 in
     [0, 1], labels (n,) int64)``, checked for matching counts and labels 0..9."""
+    images, labels = _published(split, root)
+    return images.astype(np.float64) / 255.0, labels
+
+
+def _published(split: str, root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """The raw uint8 images and int64 labels of a published split, checked."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     paths = find_fashion_mnist(root)
@@ -137,7 +143,7 @@ def upright_fashion_mnist(
             f"{paths[split, 'labels']} must hold labels 0..{len(FASHION_MNIST_CLASSES) - 1}, "
             f"got {labels.min()}..{labels.max()}"
         )
-    return images.astype(np.float64) / 255.0, labels.astype(np.int64)
+    return images, labels.astype(np.int64)
 
 
 def _check_count(value: object, name: str, minimum: int, allow_none: bool = False) -> None:
@@ -223,8 +229,10 @@ def load_rotated_fashion_mnist(
             )
         config = FashionMNISTConfig(**{**asdict(config), **overrides})
     folder = find_fashion_mnist(root)["train", "images"].parent
-    train_images, train_labels = upright_fashion_mnist("train", folder)
-    test_images, test_labels = upright_fashion_mnist("test", folder)
+    # uint8 until the images of the splits are chosen: the published training set is 376 MB
+    # as float64
+    train_images, train_labels = _published("train", folder)
+    test_images, test_labels = _published("test", folder)
     available = len(train_labels) - config.val_size
     if available < 1:
         raise ValueError(
@@ -258,6 +266,6 @@ def load_rotated_fashion_mnist(
     for number, (name, images, labels, index, kind) in enumerate(plan, start=1):
         rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(number,)))
         angles = _angles(kind, len(index), rng)
-        rotated = rotate_images(images[index], angles, progress=progress)
+        rotated = rotate_images(images[index] / 255.0, angles, progress=progress)
         splits[name] = ImageSplit(rotated, labels[index], angles, index)
     return FashionMNISTData(config, **splits, root=folder)

@@ -11,6 +11,7 @@ from torch import nn
 
 from equirelax.homspace.space import HomSpace, OrbitHomSpace, fixed_space, hom
 from equirelax.reps.base import Rep
+from equirelax.reps.spec import as_reps
 
 
 def check_features(x: torch.Tensor, rep: Rep, where: str) -> None:
@@ -35,6 +36,8 @@ class EquivariantLinear(nn.Module):
 
     def __init__(self, rep_in: Rep, rep_out: Rep, bias: bool = True, gain: float = 1.0) -> None:
         super().__init__()
+        rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"),
+                                  where="EquivariantLinear")  # Reps, or e3nn irreps of O(3)
         self.rep_in, self.rep_out = rep_in, rep_out
         self.hom: HomSpace = hom(rep_in, rep_out)
         self.coefficients = nn.Parameter(torch.empty(self.hom.dim))

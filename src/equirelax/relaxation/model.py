@@ -31,7 +31,8 @@ def _is_candidate(module: nn.Module) -> bool:
     if isinstance(module, Relaxed):
         return False
     reg = registration(module)
-    return declares_reps(module) or (reg is not None and reg.reps is not None)
+    return declares_reps(module) or (reg is not None and reg.reps is not None
+                                     and reg.by_default)
 
 
 def _has_candidate_inside(module: nn.Module) -> bool:

@@ -38,6 +38,7 @@ from equirelax.relaxation.registry import (
     registration,
 )
 from equirelax.reps.base import Rep
+from equirelax.reps.spec import as_reps, is_rep_spec
 
 
 def check_relax_options(init_std: float, penalty_rows: int | None,
@@ -116,8 +117,8 @@ class Relaxed(nn.Module):
     def __init__(
         self,
         layer: nn.Module,
-        rep_in: Rep | None = None,
-        rep_out: Rep | None = None,
+        rep_in: Rep | str | None = None,
+        rep_out: Rep | str | None = None,
         *,
         shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
         init_std: float = 1e-3,
@@ -140,6 +141,9 @@ class Relaxed(nn.Module):
             else:
                 rep_in = rep_in if rep_in is not None else getattr(layer, "rep_in", None)
                 rep_out = rep_out if rep_out is not None else getattr(layer, "rep_out", None)
+        if is_rep_spec(rep_in) and is_rep_spec(rep_out):  # Reps, or e3nn irreps of O(3)
+            rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"),
+                                      where="Relaxed")
         if not isinstance(rep_in, Rep) or not isinstance(rep_out, Rep):
             raise ValueError(
                 f"cannot relax {type(layer).__name__}: it declares no rep_in/rep_out; pass "
