@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from equirelax.groups.base import Group
-from equirelax.groups.lie import SO, O
+from equirelax.groups.lie import SO, MatrixLieGroup, O
 from equirelax.reps.base import Rep
 
 #: The groups irreps can stand for (e3nn's convention: O(3) unless a Rep says SO(3)).
@@ -89,12 +89,14 @@ def as_reps(
         if isinstance(value, Rep):
             out.append(value)
             continue
-        if group is not None and getattr(group, "name", None) not in IRREPS_GROUPS:
+        if group is not None and not (
+            isinstance(group, MatrixLieGroup) and group.name in IRREPS_GROUPS
+        ):
             raise ValueError(
                 f"{where} got {name}={value!r}, e3nn irreps of O(3), next to a "
                 f"representation of {group!r}: irreps describe representations "
                 "of O(3) or SO(3) only"
             )
-        group_name = group.name if group is not None else "O(3)"  # type: ignore[attr-defined]
+        group_name = group.name if group is not None else "O(3)"
         out.append(_irreps_rep(group_name, _spec_string(value, name, where)))
     return out
