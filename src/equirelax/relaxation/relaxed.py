@@ -233,6 +233,8 @@ class Relaxed(nn.Module):
         they are cached."""
         if self.act_in.matrices is not None:
             self.act_in.prepare(self.shape_in, identity=True)
+            if len(self.act_in):
+                self.act_in.prepare(self.shape_in)
         if self.act_out.matrices is not None and len(self.act_out):
             self.act_out.prepare(self.shape_out)
         self._gram_penalty()
@@ -247,8 +249,8 @@ class Relaxed(nn.Module):
                 and self.shape_in == (self.rep_in.dim,) and self.shape_out == (self.rep_out.dim,))
 
     def _stack_in(self, x: torch.Tensor) -> torch.Tensor:
-        """Flat input rows (m, d_in) and their images under every generator: (m, K+1, d_in)."""
-        return self.act_in.prepare(self.shape_in, identity=True)(x)
+        """Every generator applied to flat input rows (m, d_in): (m, K, d_in)."""
+        return self.act_in.prepare(self.shape_in)(x)
 
     def _stack_out(self, y: torch.Tensor) -> torch.Tensor:
         """Every generator applied to flat output rows (m, d_out): (m, K, d_out)."""
@@ -494,21 +496,21 @@ class Relaxed(nn.Module):
     def _squares_linear(self, rows: torch.Tensor, k: int
                         ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """:meth:`_squares_data` for the default dense free term without bias on flat features,
-        with actions known as matrices: W x = 0 at x = 0, so no f(0) is needed, and the rows
-        and their images go through W in one matmul.
+        with actions known as matrices: W x = 0 at x = 0, so no f(0) is needed.
 
         The same values in about half the tensor operations (forward and backward): on the few
         rows of a sketch the penalty's cost is those operations, not its arithmetic.
         """
         w = self.free.weight
         x = rows.reshape(rows.shape[0], -1)
-        if not k:
-            wx = nn.functional.linear(x, w).flatten()
-            return None, torch.dot(wx, wx)
-        out = nn.functional.linear(self._stack_in(x), w)  # (m, K+1, d_out)
-        wx = out[:, 0]
-        residual = (out[:, 1:] - self._stack_out(wx)).flatten()
+        wx = nn.functional.linear(x, w)
         flat = wx.flatten()
+        if not k:
+            return None, torch.dot(flat, flat)
+        # W on the rows and on their images in two matmuls rather than one on the stack: the
+        # backward of slicing one product would fill and add zero tensors of its full size
+        images = nn.functional.linear(self._stack_in(x), w)  # (m, K, d_out)
+        residual = (images - self._stack_out(wx)).flatten()
         return torch.dot(residual, residual), torch.dot(flat, flat)
 
     def __getstate__(self) -> dict:
