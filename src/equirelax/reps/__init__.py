@@ -21,6 +21,7 @@ from equirelax.reps.catalogue import (
 from equirelax.reps.irrep_decomposition import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
 from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
+from equirelax.reps.spec import as_reps, is_rep_spec
 
 __all__ = [
     "Decomposition",
@@ -28,10 +29,12 @@ __all__ = [
     "MatrixRep",
     "PermRep",
     "Rep",
+    "as_reps",
     "decompose",
     "direct_sum",
     "irrep",
     "irreps",
+    "is_rep_spec",
     "multiple",
     "natural",
     "permutation_matrix",
