@@ -20,6 +20,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (see README)
+# numpy/scipy's OpenBLAS on one thread unless told otherwise (read when numpy loads): on a busy
+# machine its per-core threads made small eigenproblems hundreds of times slower, and scattered
+# both the irreps path and the dense baseline by more than their difference
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
