@@ -47,12 +47,12 @@ SPEC_E3NN = "128x0e+64x1o+32x2e"
 def irreps_rep(spec: dict[tuple[int, int], int]) -> er.reps.Rep:
     """The O(3) rep in irreps form with {(l, parity): copies}, built without e3nn."""
     O3 = er.groups.O(3)
-    return sum(m * er.reps.standard_irrep(O3, er.reps.IrrepLabel(l, p))
-               for (l, p), m in spec.items())
+    return sum(
+        m * er.reps.standard_irrep(O3, er.reps.IrrepLabel(l, p)) for (l, p), m in spec.items()
+    )
 
 
-def step_fn(layer: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor
-            ) -> Callable[[], None]:
+def step_fn(layer: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> Callable[[], None]:
     """One forward + backward; gradients are dropped first so no step accumulates."""
     params = [p for p in layer.parameters() if p.requires_grad]
 
@@ -108,7 +108,7 @@ def measure(batch: int, repeats: int, warmup: int, seed: int) -> dict:
     names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             steps[name]()
             times[name].append(time.perf_counter() - t0)
@@ -125,8 +125,11 @@ def measure(batch: int, repeats: int, warmup: int, seed: int) -> dict:
         "max_abs_diff_blockwise_vs_dense_float64": check_same_outputs(rep),
     }
     row["ratios"] = {}
-    pairs = [("blockwise", "dense weight"), ("blockwise", "e3nn o3.Linear"),
-             ("blockwise, no bias", "e3nn o3.Linear, no bias")]
+    pairs = [
+        ("blockwise", "dense weight"),
+        ("blockwise", "e3nn o3.Linear"),
+        ("blockwise, no bias", "e3nn o3.Linear, no bias"),
+    ]
     for ours, other in pairs:
         if other not in times:
             continue
@@ -169,14 +172,19 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {name} | {ms:.2f} |")
     lines += ["", "| ratio | of medians | median of paired |", "|---|---|---|"]
     for key, value in row["ratios"].items():
-        lines.append(f"| {key} | {value['ratio_of_medians']:.3f} "
-                     f"| {value['median_paired_ratio']:.3f} |")
+        lines.append(
+            f"| {key} | {value['ratio_of_medians']:.3f} | {value['median_paired_ratio']:.3f} |"
+        )
     target = row.get("meets_target")
     lines += [
         "",
         "Target: blockwise at least as fast as e3nn's o3.Linear (both with biases): "
-        + ("not measured (e3nn not installed)" if target is None
-           else ("met" if target else "not met")) + ".",
+        + (
+            "not measured (e3nn not installed)"
+            if target is None
+            else ("met" if target else "not met")
+        )
+        + ".",
         "",
         "Blockwise and dense paths of one layer, float64, random coefficients and inputs: "
         f"max |difference| = {row['max_abs_diff_blockwise_vs_dense_float64']:.2e}.",
@@ -191,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="directory for irreps_linear.json/md")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="directory for irreps_linear.json/md"
+    )
     args = parser.parse_args(argv)
     for name in ("batch", "repeats"):
         if getattr(args, name) < 1:
@@ -204,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in row["median_ms"].items():
         print(f"{name:>16}: {ms:8.2f} ms")
     for key, value in row["ratios"].items():
-        print(f"{key}: {value['ratio_of_medians']:.3f} (paired "
-              f"{value['median_paired_ratio']:.3f})")
+        print(f"{key}: {value['ratio_of_medians']:.3f} (paired {value['median_paired_ratio']:.3f})")
     try:
         import e3nn
 
@@ -213,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         e3nn_version = "not installed"
     command = "python benchmarks/bench_irreps_linear.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+        sys.argv[1:] if argv is None else argv
+    )
     results = {
         "command": command.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

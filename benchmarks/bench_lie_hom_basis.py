@@ -58,8 +58,9 @@ def clear_caches() -> None:
     real_irreps._LABELS.clear()
 
 
-def timed(fn: Callable[[], object], repeats: int, before: Callable[[], None] | None = None
-          ) -> tuple[list[float], object]:
+def timed(
+    fn: Callable[[], object], repeats: int, before: Callable[[], None] | None = None
+) -> tuple[list[float], object]:
     """Wall times (s) of ``repeats`` calls of ``fn``; ``before`` runs untimed before each."""
     times, result = [], None
     for _ in range(repeats):
@@ -100,14 +101,17 @@ def measure(group: str, k: int, repeats: int, dense_max_k: int) -> dict:
         "map_shape": list(H.shape),
         "hom_dim": H.dim,
         "character_dim": character_dimension(k),
-        "irreps": {f"{lab.degree}{'' if group == 'SO(3)' else 'eo'[lab.parity < 0]}": m
-                   for lab, m in er.reps.decompose(T).multiplicities.items()},
+        "irreps": {
+            f"{lab.degree}{'' if group == 'SO(3)' else 'eo'[lab.parity < 0]}": m
+            for lab, m in er.reps.decompose(T).multiplicities.items()
+        },
         "blocks_s_median": statistics.median(times),
         "blocks_s_min": min(times),
         "target_s": TARGET_S.get((group, k)),
     }
-    row["meets_target"] = (None if row["target_s"] is None
-                           else row["blocks_s_median"] < row["target_s"])
+    row["meets_target"] = (
+        None if row["target_s"] is None else row["blocks_s_median"] < row["target_s"]
+    )
     if k <= dense_max_k:
         dense_times, dense = timed(lambda: nullspace_basis(T, T), 1)
         b = basis.numpy().reshape(H.dim, -1)
@@ -146,8 +150,11 @@ def write_markdown(results: dict, path: Path) -> None:
     ]
     for r in results["rows"]:
         irreps = ", ".join(f"{lab}: {m}" for lab, m in r["irreps"].items())
-        dense = (f"{r['dense_s']:.3f} | {r['dense_dim']} | {r['projector_max_diff']:.1e}"
-                 if "dense_s" in r else "- | - | -")
+        dense = (
+            f"{r['dense_s']:.3f} | {r['dense_dim']} | {r['projector_max_diff']:.1e}"
+            if "dense_s" in r
+            else "- | - | -"
+        )
         target = f"< {r['target_s']:g} s" if r["target_s"] else "-"
         met = "-" if r["meets_target"] is None else ("yes" if r["meets_target"] else "no")
         lines.append(
@@ -166,13 +173,17 @@ def write_markdown(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--powers", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--groups", nargs="+", default=["SO(3)", "O(3)"],
-                        choices=["SO(3)", "O(3)"])
+    parser.add_argument("--groups", nargs="+", default=["SO(3)", "O(3)"], choices=["SO(3)", "O(3)"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dense-max-k", type=int, default=3,
-                        help="time the dense null space for k up to this (k = 4: minutes)")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="directory for lie_hom_basis.json/md")
+    parser.add_argument(
+        "--dense-max-k",
+        type=int,
+        default=3,
+        help="time the dense null space for k up to this (k = 4: minutes)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="directory for lie_hom_basis.json/md"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -185,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.powers:
             row = measure(group, k, args.repeats, args.dense_max_k)
             rows.append(row)
-            extra = (f"; dense {row['dense_s']:.3f} s, span diff {row['projector_max_diff']:.1e}"
-                     if "dense_s" in row else "")
-            print(f"{group} T{k}: dim {row['hom_dim']} (characters {row['character_dim']}), "
-                  f"blocks {row['blocks_s_median']:.4f} s{extra}")
+            extra = (
+                f"; dense {row['dense_s']:.3f} s, span diff {row['projector_max_diff']:.1e}"
+                if "dense_s" in row
+                else ""
+            )
+            print(
+                f"{group} T{k}: dim {row['hom_dim']} (characters {row['character_dim']}), "
+                f"blocks {row['blocks_s_median']:.4f} s{extra}"
+            )
     command = "python benchmarks/bench_lie_hom_basis.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+        sys.argv[1:] if argv is None else argv
+    )
     results = {
         "command": command.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
