@@ -475,6 +475,22 @@ def test_irreps_form_layers_apply_blocks_and_equal_the_dense_layer():
         torch.testing.assert_close(layer(x), dense.detach(), atol=1e-12, rtol=0)
 
 
+def test_cached_inference_of_blockwise_layers_takes_the_cheaper_path(monkeypatch):
+    from equirelax.nn import linear as linear_module
+
+    rep_in, rep_out = CASES["O3 irreps"]
+    layer = randomised(EquivariantLinear(rep_in, rep_out).double()).eval()
+    x = torch.randn(8, rep_in.dim, dtype=torch.float64)
+    with torch.no_grad():
+        small = layer(x)  # a small product: the cached dense weight
+        assert layer._cache is not None
+        monkeypatch.setattr(linear_module, "CACHED_DENSE_BELOW", 0)
+        layer._cache = None
+        large = layer(x)  # counted as large: the blocks, no weight built
+        assert layer._cache is None
+    torch.testing.assert_close(small, large, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_irreps_form_layer_is_equivariant_on_samples_and_the_algebra(dtype, tol):
     rep_in, rep_out = CASES["O3 irreps"]

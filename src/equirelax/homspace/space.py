@@ -636,7 +636,10 @@ def _mix_copies(x: torch.Tensor, mix: torch.Tensor, n: int, copies: int, size: i
     """y_a = Σ_b mix[a, b] x_b for x (n, copies·size) holding ``copies`` vectors of ``size``."""
     if size == 1:
         return x.reshape(n, copies) @ mix.T
-    return torch.matmul(mix, x.reshape(n, copies, size)).reshape(n, -1)
+    # as (size, n, copies): one large product per component instead of n small ones (which is
+    # what a broadcast matmul over n does when no gradient is taken)
+    spread = x.reshape(n, copies, size).permute(2, 0, 1)
+    return torch.matmul(spread, mix.T).permute(1, 2, 0).reshape(n, -1)
 
 
 def _scaled_identity(basis: np.ndarray) -> float | None:
