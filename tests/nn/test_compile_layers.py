@@ -146,8 +146,12 @@ def test_torch_export_gives_the_eager_outputs_with_plain_aten_ops(make, mode):
     # portable: the program runs without equirelax's custom operators registered
     assert not any("equirelax" in t for t in targets), targets
     x = inputs(model, torch.float32, seed=2)  # other values than those traced
+    # eager cached inference of a small blockwise layer takes the cached dense weight, the
+    # program the blocks: the same map, summed in another order
+    blockwise = mode == "eval" and any(getattr(m, "blockwise", False) for m in model.modules())
+    tol = 1e-5 if blockwise else 0.0
     with torch.no_grad():
-        torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(program.module()(x), model(x), rtol=tol, atol=tol)
 
 
 def test_gather_indices_are_buffers_outside_the_state_dict_and_shared_by_copies():
