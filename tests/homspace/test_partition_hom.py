@@ -155,6 +155,14 @@ def test_apply_is_linear_in_the_coefficients_and_gradients_flow():
     c = torch.randn(space.dim, dtype=torch.float64, requires_grad=True)
     x = torch.randn(4, space.shape[1], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(space.apply, (c, x))
+    assert torch.autograd.gradgradcheck(space.apply, (c, x))
+    # the one-node backward gives what recording every op gives
+    grad = torch.randn(4, space.shape[0], dtype=torch.float64)
+    fused = torch.autograd.grad(space.apply(c, x), (c, x), grad)
+    plain_y = space._forward(c, x, space.index_tensors(torch.float64))  # every op recorded
+    plain = torch.autograd.grad(plain_y, (c, x), grad)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
 def test_too_small_n_and_other_reps_are_refused():

@@ -291,21 +291,30 @@ class PartitionHomSpace(HomSpace):
 
     # -- the tensors apply() reads, for modules to hold as buffers --------------------------
     def index_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor | None]:
-        """CPU tensors that :meth:`apply` reads: the coefficient order (None when it is the
-        pairs' own order), the pairs' Möbius matrices (in ``dtype``, default torch's; their
-        entries are small integers, exact in any float type) and the input / output sorting
-        gathers (None when not needed). A module holds them as non-persistent buffers so that
-        they follow ``.to()`` and are ordinary inputs of compiled graphs."""
+        """CPU tensors that :meth:`apply` reads: the coefficient order and its inverse (None
+        when it is the pairs' own order), the pairs' Möbius matrices (in ``dtype``, default
+        torch's; their entries are small integers, exact in any float type) and the input /
+        output sorting gathers with their inverses (None when not needed). A module holds them
+        as non-persistent buffers so that they follow ``.to()`` and are ordinary inputs of
+        compiled graphs."""
 
         def tensor(a: np.ndarray | None) -> torch.Tensor | None:
-            return None if a is None else torch.from_numpy(a)
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
 
-        identity = np.array_equal(self.coefficient_index, np.arange(self.dim))
+        def back(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.argsort(a)
+
+        index = self.coefficient_index
+        if np.array_equal(index, np.arange(self.dim)):
+            index = None
         return {
-            "coefficient_index": None if identity else tensor(self.coefficient_index),
+            "coefficient_index": tensor(index),
+            "coefficient_back": tensor(back(index)),
             "mobius": tensor(self.mobius).to(dtype or torch.get_default_dtype()),
             "in_index": tensor(self.in_index),
+            "in_back": tensor(back(self.in_index)),
             "out_index": tensor(self.out_index),
+            "out_back": tensor(back(self.out_index)),
         }
 
     def _cached_tensors(
@@ -329,7 +338,11 @@ class PartitionHomSpace(HomSpace):
     ) -> torch.Tensor:
         """W x for features ``x`` (..., d_in), W = Σ c_P B_P, without forming W.
 
-        ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them.
+        ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them. When a
+        gradient is wanted, eager code runs one autograd node whose backward is the adjoint map
+        (the same partition structure, reversed) and the coefficients' gradient, both from the
+        input kept for backward: a fraction of the bookkeeping of recording every small op.
+        Compiled code and ``torch.func`` transforms record the ops themselves.
         """
         if coefficients.shape != (self.dim,):
             raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
@@ -338,7 +351,17 @@ class PartitionHomSpace(HomSpace):
                 f"expected features of shape (..., {self.shape[1]}), got {tuple(x.shape)}"
             )
         t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
-        lead = x.shape[:-1]
+        if (
+            torch.compiler.is_compiling()
+            or not torch.is_grad_enabled()
+            or not (coefficients.requires_grad or x.requires_grad)
+            or torch._C._are_functorch_transforms_active()
+        ):
+            return self._forward(coefficients, x, t)
+        return _PartitionApply.apply(coefficients, x, self, t)
+
+    def _inputs(self, x: torch.Tensor, t: dict) -> tuple[list[torch.Tensor], int]:
+        """The input split by type: (rows, copies, n, ...) each, and the number of rows."""
         flat = x.reshape(-1, self.shape[1])
         if t["in_index"] is not None:
             flat = flat.index_select(-1, t["in_index"])
@@ -348,25 +371,41 @@ class PartitionHomSpace(HomSpace):
             size = typ.copies * typ.size
             inputs.append(flat[:, start : start + size].reshape(rows, typ.copies, *[n] * typ.order))
             start += size
+        return inputs, rows
+
+    def _d_coefficients(self, coefficients: torch.Tensor, t: dict) -> list[torch.Tensor]:
+        """Per pair, the coefficients (m_o, m_i, k) of its "at least" maps D_Q."""
         index = t["coefficient_index"]
         ordered = coefficients if index is None else coefficients.index_select(0, index)
         mob = t["mobius"].to(coefficients.dtype)
-        placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
-        start = 0
+        out, start = [], 0
         for pair, s in zip(self.pairs, self.mobius_start):
-            m_o, m_i, k = pair.t_out.copies, pair.t_in.copies, len(pair.partitions)
-            c = ordered[start : start + pair.size].reshape(m_o, m_i, k)
+            k = len(pair.partitions)
+            c = ordered[start : start + pair.size].reshape(pair.t_out.copies, pair.t_in.copies, k)
             start += pair.size
-            d = c @ mob[s : s + k, s : s + k]  # (m_o, m_i, k): coefficients of the D_Q
-            x_in = inputs[pair.in_position]
-            reduced: dict[str, torch.Tensor] = {}
+            out.append(c @ mob[s : s + k, s : s + k])
+        return out
+
+    def _reductions(self, pair: _Pair, x_in: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per group of the pair, the reduced inputs of its partitions."""
+        reduced: dict[str, torch.Tensor] = {}
+        out = []
+        for group in pair.groups:
+            parts = []
+            for eq in group.equations:
+                if eq not in reduced:
+                    reduced[eq] = _reduce(eq, x_in)
+                parts.append(reduced[eq])
+            out.append(parts)
+        return out
+
+    def _forward(self, coefficients: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
+        lead = x.shape[:-1]
+        inputs, rows = self._inputs(x, t)
+        placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        for pair, d in zip(self.pairs, self._d_coefficients(coefficients, t)):
             into = placed[pair.out_position]
-            for group in pair.groups:
-                parts = []
-                for eq in group.equations:
-                    if eq not in reduced:
-                        reduced[eq] = _reduce(eq, x_in)
-                    parts.append(reduced[eq])
+            for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
                 z = self._mix(d[:, :, group.start : group.stop], parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
         outs = [self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_out, placed)]
@@ -374,6 +413,80 @@ class PartitionHomSpace(HomSpace):
         if t["out_index"] is not None:
             y = y.index_select(-1, t["out_index"])
         return y.reshape(*lead, self.shape[0])
+
+    def _backward(
+        self,
+        coefficients: torch.Tensor,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        t: dict,
+        need_coefficients: bool,
+        need_x: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Gradients of <grad, W x> for the coefficients and for x: per group, the output
+        placement's adjoint of ``grad`` meets the reduced inputs (coefficients), and is mixed
+        back and placed into the input by the reduction's adjoint (x)."""
+        inputs, rows = self._inputs(x, t) if need_coefficients else ([], 0)
+        g = grad.reshape(-1, self.shape[0])
+        rows = g.shape[0]
+        if t["out_back"] is not None:
+            g = g.index_select(-1, t["out_back"])
+        grads_out, start = [], 0
+        for typ in self.types_out:
+            size = typ.copies * typ.size
+            grads_out.append(
+                g[:, start : start + size].reshape(rows, typ.copies, *[self.n] * typ.order)
+            )
+            start += size
+        adjoints: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        into_input: list[dict[str, torch.Tensor]] = [{} for _ in self.types_in]
+        grad_d = []
+        for pair, d in zip(self.pairs, self._d_coefficients(coefficients, t)):
+            found = adjoints[pair.out_position]
+            reductions = (
+                self._reductions(pair, inputs[pair.in_position])
+                if need_coefficients
+                else [None] * len(pair.groups)
+            )
+            pieces = []
+            for group, parts in zip(pair.groups, reductions):
+                if group.kind not in found:
+                    found[group.kind] = _placement_adjoint(group.kind, grads_out[pair.out_position])
+                gz = found[group.kind].reshape(rows, pair.t_out.copies, -1)
+                m_o, m_i, q = pair.t_out.copies, pair.t_in.copies, group.stop - group.start
+                if need_coefficients:
+                    stacked = torch.stack(parts, dim=1).reshape(rows, q * m_i, -1)
+                    dd = _channel_outer(gz, stacked)
+                    pieces.append(dd.reshape(m_o, q, m_i).transpose(1, 2))
+                if need_x:
+                    mix = d[:, :, group.start : group.stop].transpose(1, 2).reshape(m_o, q * m_i)
+                    back = _channel_mix(mix.T, gz).reshape(rows, q, m_i, *_tail(group, self.n))
+                    for j, eq in enumerate(group.equations):
+                        kind, flip = _reduction_adjoint(eq)
+                        piece = back[:, j].transpose(-2, -1) if flip else back[:, j]
+                        acc = into_input[pair.in_position]
+                        acc[kind] = acc[kind] + piece if kind in acc else piece
+            if need_coefficients:
+                grad_d.append(torch.cat(pieces, dim=-1))
+        grad_c = grad_x = None
+        if need_coefficients:
+            mob = t["mobius"].to(coefficients.dtype)
+            flat = []
+            for pair, s, gd in zip(self.pairs, self.mobius_start, grad_d):
+                k = len(pair.partitions)
+                flat.append((gd @ mob[s : s + k, s : s + k].T).reshape(-1))
+            ordered = torch.cat(flat)
+            back_index = t["coefficient_back"]
+            grad_c = ordered if back_index is None else ordered.index_select(0, back_index)
+        if need_x:
+            outs = [
+                self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_in, into_input)
+            ]
+            gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+            if t["in_back"] is not None:
+                gx = gx.index_select(-1, t["in_back"])
+            grad_x = gx.reshape(x.shape)
+        return grad_c, grad_x
 
     def _mix(self, d: torch.Tensor, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
         """Σ_q d[:, :, q] · parts[q] over the input copies: (rows, m_o, n, ...) from parts of
@@ -388,7 +501,7 @@ class PartitionHomSpace(HomSpace):
         else:
             stacked = torch.stack(parts, dim=1).reshape(rows, q * m_i, -1)
             mix = d.transpose(1, 2).reshape(m_o, q * m_i)
-        return torch.matmul(mix, stacked).reshape(rows, m_o, *tail)
+        return _channel_mix(mix, stacked).reshape(rows, m_o, *tail)
 
     def _assemble(
         self, typ: _Type, kinds: dict[str, torch.Tensor], rows: int, like: torch.Tensor
@@ -523,6 +636,79 @@ class PartitionHomSpace(HomSpace):
 
 def _letters(rgs: tuple[int, ...]) -> str:
     return "".join(_LETTERS[b] for b in rgs)
+
+
+def _channel_mix(mix: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(rows, a, N) = mix (a, K) applied to the channels of t (rows, K, N), as one plain
+    matrix product (a broadcast matmul runs a slow batched product of small matrices)."""
+    rows, k, n = t.shape
+    if mix.shape == (1, 1):  # one channel each side: a scale, not a product
+        return t * mix.reshape(())
+    out = torch.mm(t.transpose(1, 2).reshape(rows * n, k), mix.T)
+    return out.reshape(rows, n, -1).transpose(1, 2)
+
+
+def _channel_outer(g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(a, K) = Σ over rows and positions of g (rows, a, N) ⊗ t (rows, K, N)."""
+    a, k = g.shape[1], t.shape[1]
+    if a == k == 1:
+        return (g * t).sum().reshape(1, 1)
+    return torch.mm(g.transpose(1, 2).reshape(-1, a).T, t.transpose(1, 2).reshape(-1, k))
+
+
+def _tail(group: _Group, n: int) -> tuple[int, ...]:
+    return (n,) * group.shared
+
+
+def _placement_adjoint(kind: str, g: torch.Tensor) -> torch.Tensor:
+    """The adjoint of placing a reduced tensor as ``kind`` into an output of order
+    g.dim() - 2: what of ``g`` (rows, copies, n, ...) lands on it."""
+    order = g.dim() - 2
+    if kind == "full":
+        return g
+    if kind == "scalar":
+        return g.sum(tuple(range(2, 2 + order))) if order else g
+    if kind == "rows":
+        return g.sum(-1)
+    if kind == "cols":
+        return g.sum(-2)
+    diag = g.diagonal(dim1=-2, dim2=-1)
+    return diag if kind == "diag" else diag.sum(-1)
+
+
+def _reduction_adjoint(equation: str) -> tuple[str, bool]:
+    """How the adjoint of a reduction places its gradient into the input (a kind of
+    ``_assemble``), and whether the gradient is transposed first."""
+    inp, out = equation[2:].split("->zy")
+    if len(inp) == 0:
+        return "scalar", False
+    if len(inp) == 1:
+        return ("full" if out else "scalar"), False
+    if inp[0] == inp[1]:
+        return ("diag" if out else "diag_scalar"), False
+    if len(out) == 2:
+        return "full", out != inp
+    if not out:
+        return "scalar", False
+    return ("rows" if out == inp[0] else "cols"), False
+
+
+class _PartitionApply(torch.autograd.Function):
+    """y = W x by partitions as one autograd node; its backward is :meth:`_backward` (made of
+    differentiable ops on the saved coefficients and input, so higher derivatives work)."""
+
+    @staticmethod
+    def forward(ctx, coefficients, x, space, tensors):
+        ctx.space, ctx.tensors = space, tensors
+        ctx.save_for_backward(coefficients, x)
+        return space._forward(coefficients, x, tensors)
+
+    @staticmethod
+    def backward(ctx, grad):
+        coefficients, x = ctx.saved_tensors
+        need_c, need_x = ctx.needs_input_grad[:2]
+        grad_c, grad_x = ctx.space._backward(coefficients, x, grad, ctx.tensors, need_c, need_x)
+        return grad_c, grad_x, None, None
 
 
 _PARTITION_CACHE: OrderedDict[tuple[Hashable, Hashable], PartitionHomSpace | None] = OrderedDict()

@@ -21,7 +21,8 @@ STRUCTURED_ABOVE = 1 << 16
 STRUCTURED_SAVING = 4
 
 #: The buffers a partition-structured layer applies its map with (see PartitionHomSpace).
-_PARTITION_BUFFERS = ("coefficient_index", "mobius", "in_index", "out_index")
+_PARTITION_BUFFERS = ("coefficient_index", "coefficient_back", "mobius", "in_index", "in_back",
+                      "out_index", "out_back")
 
 
 def choose_space(rep_in: Rep, rep_out: Rep, structured: bool | None = None) -> HomSpace:
