@@ -233,6 +233,7 @@ def relax(
     value: float = 0.1,
     penalty_rows: int | None = None,
     penalty_sketch: int | None = None,
+    free_rank: int | None = None,
     penalty_method: str = "auto",
     penalty_times_theta: bool = False,
     projected_eval: bool | None = None,
@@ -250,7 +251,10 @@ def relax(
     evaluates them on k rows of each layer input drawn uniformly without replacement, scaled by
     m/k; ``penalty_sketch=p`` on the p rows of SᵀX for a fresh random ±1/√p sign matrix S (m × p).
     Either makes every squared term an unbiased estimate (cheaper for large batches; noisier)
-    and keeps it exactly zero for an equivariant W; they cannot be combined.
+    and keeps it exactly zero for an equivariant W; they cannot be combined. ``free_rank=r``
+    makes each default free term W = U Vᵀ of rank r ((d_in + d_out)·r parameters instead of
+    d_in·d_out, W never formed; penalties on the rows, and on a structured layer projection and
+    ``harden(mode="project")`` from the factors): for layers whose dense free term does not fit.
     ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the two), ``"data"`` (on
     the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space; dense free terms with
     matrix actions only): the same values, different costs. ``projected_eval``: whether eval mode
@@ -287,7 +291,7 @@ def relax(
     target = model if inplace else copy.deepcopy(model)
     select = _selector(layers)
     options = {"init_std": init_std, "free_bias": free_bias, "penalty_rows": penalty_rows,
-               "penalty_sketch": penalty_sketch}
+               "penalty_sketch": penalty_sketch, "free_rank": free_rank}
 
     def wants(name: str, m: nn.Module) -> bool:
         if select is not None:
