@@ -28,7 +28,8 @@ STUDIES: dict[str, tuple[str, str]] = {
     "nbody": ("equirelax.experiments.nbody", "charged N-body with EGNN/SEGNN, exact vs relaxed"),
     "pointcloud": ("equirelax.experiments.pointcloud",
                    "rotation-invariant point-cloud classification with Vector Neurons"),
-    "images": ("equirelax.experiments.images", "rotated digits with C4/D4 group convolutions"),
+    "images": ("equirelax.experiments.images",
+               "rotated digits or Fashion-MNIST with C4/D4 group convolutions"),
     "scg": ("equirelax.experiments.scg", "modular autoencoder and pattern completion (SCG)"),
 }
 

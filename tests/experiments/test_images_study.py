@@ -16,6 +16,7 @@ from equirelax.data.digits import upright_digits
 from equirelax.experiments import images as im
 from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.nn.gconv import CNN, GCNN
+from fake_fashion_mnist import write_fake_fashion_mnist
 
 
 @pytest.fixture(autouse=True)
@@ -144,3 +145,91 @@ def test_quick_preset_runs(tmp_path) -> None:
 
 def test_config_defaults_are_the_standard_preset() -> None:
     assert im.ImageStudyConfig() == im.ImageStudyConfig(**im.PRESETS["standard"])
+
+
+def test_fashion_preset_and_results_folder() -> None:
+    """``--dataset fashion-mnist`` alone runs the fashion preset; the digits keep theirs; a
+    data set other than the preset's own gets its own results folder."""
+    args = _parse(["--dataset", "fashion-mnist"])
+    assert im.preset_name(args) == "fashion"
+    cfg = im.config_from_args(args)
+    assert cfg == im.ImageStudyConfig(**im.PRESETS["fashion"])
+    assert cfg.dataset == "fashion-mnist" and cfg.train_size == 12000
+    assert im.results_name("fashion", cfg) == "fashion"
+    assert im.preset_name(_parse([])) == "standard"
+    assert im.config_from_args(_parse([])).dataset == "digits"
+    quick = im.config_from_args(_parse(["--quick", "--dataset", "fashion-mnist", "--group",
+                                        "D4"]))
+    assert im.results_name("quick", quick) == "quick_d4_fashion-mnist"
+    assert im.results_name("standard", im.ImageStudyConfig()) == "standard"
+    words = shlex.split(im.command_line("images", "quick", quick, im.PRESETS, im.OPTIONS))
+    assert im.config_from_args(_parse(words[2:])) == quick
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"dataset": "mnist"}, "dataset must be one of"),
+        ({"train_size": 100}, "train_size counts images of --dataset fashion-mnist"),
+        ({"dataset": "fashion-mnist", "val_size": 0}, "val_size must be a positive integer"),
+        ({"data_dir": "/tmp/x"}, "data_dir is a folder of IDX files"),
+    ],
+)
+def test_bad_data_settings_fail_early(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        im.ImageStudyConfig(**overrides)
+
+
+def test_missing_fashion_mnist_fails_at_once(tmp_path, capsys) -> None:
+    """Before any folder is made or anything trains: status 1, the package and how to get it."""
+    from equirelax.cli import main as cli_main
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    status = cli_main(["images", "--dataset", "fashion-mnist", "--data-dir",
+                       str(tmp_path / "nowhere"), "--out", str(out), "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "dataset-fashion-mnist" in err and "apt-get install" in err
+    assert not out.exists() and not runs.exists()
+
+
+def test_fashion_sets_split_and_test_rotations(tmp_path) -> None:
+    root = write_fake_fashion_mnist(tmp_path, n_train=50, n_test=12)
+    cfg = im.ImageStudyConfig(dataset="fashion-mnist", data_dir=str(root), train_size=30,
+                              val_size=8, test_size=10, train_rotation="none")
+    sets = im.fashion_sets(cfg)
+    assert len(sets.train) == 30 and len(sets.val) == 8 and sets.image_size == 28
+    assert set(sets.tests) == {"none", "c4", "continuous"}
+    upright = sets.tests["none"].tensors[0]
+    assert upright.shape == (10, 1, 28, 28)
+    for img, up in zip(sets.tests["c4"].tensors[0][:, 0], upright[:, 0]):
+        assert any(torch.equal(img, torch.rot90(up, k)) for k in range(4))
+    assert not torch.allclose(sets.tests["continuous"].tensors[0], upright, atol=1e-3)
+    assert "30 training and 8 validation images" in sets.description
+    # fractions apply where no count is given: val 25% of 50, train half of the other 38
+    halves = im.fashion_sets(im.ImageStudyConfig(dataset="fashion-mnist", data_dir=str(root),
+                                                 val_fraction=0.25, train_fraction=0.5))
+    assert len(halves.val) == 12 and len(halves.train) == 19
+
+
+def test_tiny_fashion_comparison_end_to_end(tmp_path, monkeypatch) -> None:
+    """The three arms train on Fashion-MNIST files as published (tiny ones written here) and
+    see the same rotated batches; the report names the data set and reproduces the run."""
+    root = write_fake_fashion_mnist(tmp_path / "fashion", n_train=60, n_test=20)
+    argv = ["--dataset", "fashion-mnist", "--data-dir", str(root), "--seeds", "0",
+            "--epochs", "1", "--train-size", "40", "--val-size", "10", "--channels", "2", "3",
+            "--cnn-channels", "4", "4", "--batch-size", "16", "--out", str(tmp_path / "out"),
+            "--runs-dir", str(tmp_path / "runs"), "--threads", "1", "--no-progress"]
+    batches, _ = record_training(monkeypatch)
+    assert im.main(_parse(argv)) == 0
+    assert len(batches["exact"]) == 2
+    assert_same_batches(batches["relaxed"], batches["exact"])
+    assert_same_batches(batches["baseline"], batches["exact"])
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert_exact_relaxed_baseline({r["variant"]: r for r in result["records"]})
+    assert result["settings"]["dataset"] == "fashion-mnist"
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "Rotated Fashion-MNIST" in table and "40 training and 10 validation" in table
+    assert "equirelax images --preset fashion" in table and "smoke_test" not in result
+    command = shlex.split(result["command"])
+    assert im.config_from_args(_parse(command[2:])) == im.config_from_args(_parse(argv))

@@ -346,6 +346,25 @@ def test_paired_interval_and_verdict():
     assert verdict(*paired_interval([0.7])[1:], 1) == "one seed"
 
 
+def test_penalty_sketch_reaches_the_run_and_only_sketched_runs_record_it():
+    """Run folders written before --penalty-sketch existed keep the settings they were trained
+    with: the key appears only when a sketch is asked for."""
+    from equirelax.experiments.nbody import run_settings
+
+    plain = resolve(parse())
+    assert plain.penalty_sketch is None
+    assert "penalty_sketch" not in run_settings(plain, "egnn", "relaxed")
+    sketched = resolve(parse("--penalty-sketch", "16"))
+    assert sketched.penalty_sketch == 16
+    assert run_settings(sketched, "egnn", "relaxed")["penalty_sketch"] == 16
+    assert "penalty_sketch" not in run_settings(sketched, "egnn", "exact")
+    with pytest.raises(ValueError, match="--penalty-rows 8 and --penalty-sketch 16 cannot be "
+                                         "used together"):
+        resolve(parse("--penalty-rows", "8", "--penalty-sketch", "16"))
+    with pytest.raises(SystemExit):  # argparse refuses it, naming the value
+        parse("--penalty-sketch", "0")
+
+
 def test_arms_set_the_schedule_and_penalty_weights():
     from equirelax.experiments.nbody import arm_relaxation
 

@@ -32,15 +32,49 @@ def _one_thread():
 
 
 TINY = {"channels": (4, 6, 8), "k": 4, "head_hidden": (8,), "dropout": 0.0}
+#: the VN-PointNet of the quick/standard/large presets
+LIGHT = {"feature_transform": False, "negative_slope": 0.2, "point_pooling": "mean"}
 
 
 def test_paper_relaxed_layers_leave_out_the_frame_output_map() -> None:
-    model = VNPointNet(3, pooling="max", **TINY)
+    model = VNPointNet(3, pooling="max", **TINY, **LIGHT)
     names = pc.paper_relaxed_layers(model)
     assert "std_feature.vn_lin" not in names and "neighbour_pool.map_to_dir" not in names
     assert {"conv_pos.map_to_feat", "conv_pos.map_to_dir", "conv3",
             "std_feature.vn1.map_to_feat", "std_feature.vn2.map_to_dir"} <= set(names)
     assert len(names) == 11  # 13 VNLinear maps with max pooling, two left out
+
+
+def test_paper_relaxed_layers_of_the_paper_model() -> None:
+    """As in the paper's code: every VN map of the feature transform is relaxed too; the
+    frame's output map and the direction maps of max poolings are not."""
+    model = VNPointNet(3, **TINY)
+    names = pc.paper_relaxed_layers(model)
+    assert len(names) == 22  # 23 VNLinear maps, the frame's output map left out
+    assert {"feature_transform.conv1.map_to_dir", "feature_transform.fc3"} <= set(names)
+    pooled = VNPointNet(3, pooling="max", **TINY)
+    names = pc.paper_relaxed_layers(pooled)
+    assert "feature_transform.pool.map_to_dir" not in names
+    assert "neighbour_pool.map_to_dir" not in names and len(names) == 22
+
+
+@pytest.mark.parametrize("preset", ["quick", "standard", "large"])
+def test_earlier_presets_keep_their_model(preset: str) -> None:
+    """The committed results of these presets were made with the light VN-PointNet; the
+    class's defaults moved to the paper's settings, the presets did not."""
+    cfg = pc.PointCloudStudyConfig(**pc.PRESETS[preset])
+    model = pc.build_model("exact", cfg, 15)
+    assert model.feature_transform is None and model.point_pooling == "mean"
+    assert model.conv1.negative_slope == 0.2 and model.pooling == "mean"
+
+
+def test_paper_preset_builds_the_paper_model() -> None:
+    cfg = pc.PointCloudStudyConfig(**pc.PRESETS["paper"])
+    assert (cfg.num_points, cfg.batch_size, cfg.lr, cfg.epochs) == (300, 24, 1e-3, 200)
+    assert cfg.weight_decay == 1e-4 and cfg.lie_weight == cfg.norm_weight == 0.01
+    model = pc.build_model("exact", cfg, 40)
+    assert model.feature_transform is not None and model.point_pooling == "max"
+    assert model.conv1.negative_slope == 0.0 and model.k == 20
 
 
 def test_augmenters_rotate_as_named() -> None:
@@ -127,9 +161,71 @@ def test_config_from_args_and_the_reproducing_command() -> None:
         == ("exact",)
 
 
+def test_data_selects_the_paper_preset_and_its_results_folder(tmp_path) -> None:
+    args = _parse(["--data", str(tmp_path), "--points", "300"])
+    assert pc.preset_name(args) == "paper"
+    cfg = pc.config_from_args(args)
+    assert cfg.data == str(tmp_path) and cfg.num_points == 300 and cfg.feature_transform
+    assert pc.results_name("paper", cfg) == "paper_modelnet40"
+    assert pc.preset_name(_parse([])) == "standard"
+    assert pc.results_name("standard", pc.PointCloudStudyConfig()) == "standard"
+    # the VN settings are flags, and the reproducing command carries them both ways
+    light = pc.config_from_args(_parse(["--data", str(tmp_path), "--no-feature-transform",
+                                        "--negative-slope", "0.2", "--point-pooling", "mean",
+                                        "--pooling", "max"]))
+    assert not light.feature_transform and light.pooling == "max"
+    words = shlex.split(pc.command_line("pointcloud", "paper", light, pc.PRESETS, pc.OPTIONS))
+    assert "--no-feature-transform" in words and "--data" in words
+    assert pc.config_from_args(_parse(words[2:])) == light
+    on = pc.config_from_args(_parse(["--quick", "--feature-transform"]))
+    words = shlex.split(pc.command_line("pointcloud", "quick", on, pc.PRESETS, pc.OPTIONS))
+    assert "--feature-transform" in words and pc.config_from_args(_parse(words[2:])) == on
+
+
+def test_missing_modelnet40_fails_at_once(tmp_path, capsys) -> None:
+    from equirelax.cli import main as cli_main
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    status = cli_main(["pointcloud", "--data", str(tmp_path / "nowhere"), "--out", str(out),
+                       "--runs-dir", str(runs)])
+    assert status == 1
+    assert "modelnet40_ply_hdf5_2048" in capsys.readouterr().err
+    assert not out.exists() and not runs.exists()
+
+
+def test_tiny_modelnet40_comparison_end_to_end(tmp_path) -> None:
+    """``--data PATH --points N`` runs the three arms on ModelNet40's HDF5 layout (a tiny file
+    written here) with the paper's VN-PointNet settings, SO(3) rotations in train and test."""
+    pytest.importorskip("h5py")
+    from fake_modelnet40 import write_fake_modelnet40
+
+    folder = write_fake_modelnet40(tmp_path / "data", {"train": [24, 16], "test": [12]},
+                                   points=64)
+    argv = ["--data", str(folder), "--points", "16", "--seeds", "0", "--epochs", "1",
+            "--k", "4", "--channels", "4", "6", "8", "--batch-size", "16",
+            "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+            "--threads", "1", "--no-progress"]
+    assert pc.main(_parse(argv)) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert_exact_relaxed_baseline({r["variant"]: r for r in result["records"]})
+    settings = result["settings"]
+    assert settings["data"] == str(folder) and settings["feature_transform"]
+    assert settings["protocol"] == "so3/so3" and settings["num_points"] == 16
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert table.startswith("# ModelNet40") and "32/8/12 train/val/test clouds" in table
+    assert "feature transform on" in table and "smoke_test" not in result
+    words = shlex.split(result["command"])
+    assert words[:4] == ["equirelax", "pointcloud", "--preset", "paper"]
+    assert pc.config_from_args(_parse(words[2:])) == pc.config_from_args(_parse(argv))
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
+        ({"pooling": "sum"}, "pooling must be one of"),
+        ({"point_pooling": "sum"}, "point_pooling must be one of"),
+        ({"negative_slope": 1.0}, r"negative_slope must lie in \[0, 1\)"),
+        ({"val_fraction": 1.0}, "val_fraction must lie strictly between 0 and 1"),
         ({"variants": ("exact", "fancy")}, "variants must be some of"),
         ({"seeds": ()}, "at least one seed"),
         ({"k": 40, "num_points": 30}, "num_points >= k"),

@@ -15,6 +15,7 @@ from equirelax.data.shapes import quaternions_to_matrices, random_rotations_torc
 from equirelax.nn.vn import (
     PointNet,
     VNBatchNorm,
+    VNFeatureTransform,
     VNLeakyReLU,
     VNLinear,
     VNLinearLeakyReLU,
@@ -48,7 +49,12 @@ def _one_thread_fixed_seed():
     torch.set_num_threads(threads)
 
 
-SMALL_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0}
+#: A small VN-PointNet in the settings of equirelax's earlier studies (no feature transform,
+#: leaky slope 0.2, mean over points); the margins of the training tests were measured on it.
+SMALL_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0,
+             "feature_transform": False, "negative_slope": 0.2, "point_pooling": "mean"}
+#: The same widths in the Vector Neurons code's settings (the class defaults).
+SMALL_PAPER_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0}
 
 
 def rotations(n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
@@ -91,6 +97,12 @@ EQUIVARIANT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...
     "max_pool": (lambda: VNMaxPool(5), (4, 10, 5, 3)),
     "mean_pool": (lambda: VNMeanPool(), (4, 10, 5, 3)),
     "linear_edges": (lambda: VNLinearLeakyReLU(3, 4), (3, 8, 6, 3, 3)),
+    "linear_relu": (lambda: VNLinearLeakyReLU(5, 6, negative_slope=0.0), (4, 10, 5, 3)),
+    "feature_transform": (lambda: VNFeatureTransform(5, (4, 6, 8, 4, 2)), (4, 10, 5, 3)),
+    "feature_transform_max": (
+        lambda: VNFeatureTransform(5, (4, 6, 8, 4, 2), pooling="max", negative_slope=0.2),
+        (4, 10, 5, 3),
+    ),
 }
 
 
@@ -339,13 +351,21 @@ def test_knn_lift_is_rotation_and_permutation_equivariant(dtype: torch.dtype) ->
     torch.testing.assert_close(knn_vector_lift(points[:, perm], k=5).sum(2), lift[:, perm].sum(2))
 
 
+NETS = {
+    "paper": SMALL_PAPER_NET,
+    "paper_max_pool": {**SMALL_PAPER_NET, "pooling": "max"},
+    "light_mean": SMALL_NET,
+    "light_max": {**SMALL_NET, "pooling": "max", "point_pooling": "max"},
+}
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("net", sorted(NETS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_vn_pointnet_logits_are_rotation_invariant(
-    dtype: torch.dtype, pooling: str, train: bool
+    dtype: torch.dtype, net: str, train: bool
 ) -> None:
-    model = _prepare(VNPointNet(5, pooling=pooling, **SMALL_NET), dtype, train)
+    model = _prepare(VNPointNet(5, **NETS[net]), dtype, train)
     points = features((6, 40, 3), dtype)
     if not train:
         model.train()
@@ -364,6 +384,72 @@ def test_vn_pointnet_logits_are_rotation_invariant(
         assert relative_error(model(points[:, perm]), logits) < MODEL_TOL[dtype]
 
 
+#: The layers of the Vector Neurons classifier (``pointnet_cls`` with ``PointNetEncoder``,
+#: ``feature_transform=True``, ``STNkd(d=64//3)``, ``--pooling mean``), read off its code:
+#: (module, VN linear maps as (name, in, out)); every VN block has ``negative_slope=0.0``.
+PAPER_LAYERS = [
+    ("conv_pos", [("map_to_feat", 3, 21), ("map_to_dir", 3, 21)]),
+    ("conv1", [("map_to_feat", 21, 21), ("map_to_dir", 21, 21)]),
+    ("feature_transform.conv1", [("map_to_feat", 21, 21), ("map_to_dir", 21, 21)]),
+    ("feature_transform.conv2", [("map_to_feat", 21, 42), ("map_to_dir", 21, 42)]),
+    ("feature_transform.conv3", [("map_to_feat", 42, 341), ("map_to_dir", 42, 341)]),
+    ("feature_transform.fc1", [("map_to_feat", 341, 170), ("map_to_dir", 341, 170)]),
+    ("feature_transform.fc2", [("map_to_feat", 170, 85), ("map_to_dir", 170, 85)]),
+    ("feature_transform.fc3", [("", 85, 21)]),
+    ("conv2", [("map_to_feat", 42, 42), ("map_to_dir", 42, 42)]),
+    ("conv3", [("", 42, 341)]),
+    ("std_feature.vn1", [("map_to_feat", 682, 341), ("map_to_dir", 682, 341)]),
+    ("std_feature.vn2", [("map_to_feat", 341, 170), ("map_to_dir", 341, 170)]),
+    ("std_feature.vn_lin", [("", 170, 3)]),
+]
+
+
+def test_vn_pointnet_defaults_are_the_vector_neurons_classifier() -> None:
+    """Layer by layer the widths of the reference code, ReLU (slope 0) in every VN block, mean
+    pooling over neighbours and in the feature transform, max over points, head 2046 → 512 →
+    256 → classes, k = 20."""
+    model = VNPointNet(40)
+    modules = dict(model.named_modules())
+    expected = {}
+    for prefix, maps in PAPER_LAYERS:
+        for name, c_in, c_out in maps:
+            expected[f"{prefix}.{name}" if name else prefix] = (c_in, c_out)
+    found = {name: (m.in_channels, m.out_channels) for name, m in modules.items()
+             if isinstance(m, VNLinear)}
+    assert found == expected
+    blocks = [m for m in model.modules() if isinstance(m, VNLinearLeakyReLU)]
+    assert len(blocks) == 10 and all(b.negative_slope == 0.0 for b in blocks)
+    assert isinstance(model.neighbour_pool, VNMeanPool)
+    assert isinstance(model.feature_transform.pool, VNMeanPool)
+    assert model.k == 20 and model.point_pooling == "max"
+    widths = [(m.in_features, m.out_features) for m in model.head
+              if isinstance(m, torch.nn.Linear)]
+    assert widths == [(2046, 512), (512, 256), (256, 40)]
+    # the lighter model of the earlier studies is still there, by its flags
+    light = VNPointNet(40, feature_transform=False, negative_slope=0.2, point_pooling="mean")
+    assert light.feature_transform is None and light.conv2.in_channels == 21
+    assert all(b.negative_slope == 0.2 for b in light.modules()
+               if isinstance(b, VNLinearLeakyReLU))
+
+
+def test_paper_pooling_over_points_is_the_max_of_invariant_features() -> None:
+    model = VNPointNet(3, **SMALL_PAPER_NET).eval()
+    points = features((2, 12, 3), torch.float32)
+    captured = {}
+
+    def keep(module, inputs, output) -> None:
+        captured["invariant"] = output[0].flatten(-2)
+
+    model.std_feature.register_forward_hook(keep)
+    with torch.no_grad():
+        pooled = model.invariant_features(points)
+    torch.testing.assert_close(pooled, captured["invariant"].amax(dim=1))
+    model.point_pooling = "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(model.invariant_features(points),
+                                   captured["invariant"].mean(dim=1))
+
+
 def test_vn_pointnet_paper_widths_on_300_points() -> None:
     model = VNPointNet(15).eval()
     points = features((2, 300, 3), torch.float32)
@@ -373,8 +459,9 @@ def test_vn_pointnet_paper_widths_on_300_points() -> None:
         assert relative_error(model(rotate(points, rot)), logits) < MODEL_TOL[torch.float32]
     assert model.std_feature.channels == 2 * 341
     linear_maps = [m for m in model.modules() if isinstance(m, VNLinear)]
-    # conv_pos, conv1, conv2 (2 maps each), conv3, std_feature (2 + 2 + 1).
-    assert len(linear_maps) == 12
+    # conv_pos, conv1, conv2 (2 maps each), conv3, std_feature (2 + 2 + 1), and the feature
+    # transform (5 blocks of 2 maps, fc3)
+    assert len(linear_maps) == 23
     assert all(hasattr(m, "in_channels") and hasattr(m, "out_channels") for m in linear_maps)
 
 
@@ -468,6 +555,11 @@ def test_gradients_flow_and_are_finite_at_zero_input() -> None:
         (lambda: knn_vector_lift(torch.randn(2, 4), k=2), ValueError, r"\(B, N, 3\)"),
         (lambda: VNPointNet(3, channels=(4, 6)), ValueError, "3 positive integers"),
         (lambda: VNPointNet(3, pooling="sum"), ValueError, "pooling"),
+        (lambda: VNPointNet(3, point_pooling="sum"), ValueError, "point_pooling"),
+        (lambda: VNPointNet(3, channels=(4, 4, 3)), ValueError, "feature transform"),
+        (lambda: VNFeatureTransform(4, (4, 4, 4)), ValueError, "5 positive integers"),
+        (lambda: VNFeatureTransform(4, pooling="sum"), ValueError, "pooling"),
+        (lambda: VNFeatureTransform(4)(torch.randn(2, 5, 3)), ValueError, r"\(\.\.\., 4, 3\)"),
         (lambda: VNPointNet(0), ValueError, "num_classes"),
         (lambda: VNPointNet(3, **SMALL_NET)(torch.randn(2, 4, 3)), ValueError, "at least 6"),
         (lambda: VNPointNet(3, **SMALL_NET)(torch.randn(2, 10, 2)), ValueError, r"\(B, N, 3\)"),

@@ -187,3 +187,83 @@ def test_seeded_penalties_leave_the_default_generator_alone(s4_model, option):
     shifted = torch.rand(3)
     relaxed.penalties()
     assert not torch.equal(shifted, after)
+
+
+# -- penalty_sketch="auto" --------------------------------------------------------------------
+def _regular_layer(**options) -> Relaxed:
+    """A 96 → 96 layer (4 copies of the regular rep of S4): on 256 rows its exact penalties
+    cost more than the layer, and a sketch of 16 rows far less."""
+    rep = 4 * er.reps.regular(er.groups.symmetric(4))
+    torch.manual_seed(0)
+    return Relaxed(er.nn.EquivariantLinear(rep, rep).double(), init_std=0.3, **options).train()
+
+
+def test_auto_sketches_only_where_it_pays():
+    from equirelax.relaxation.relaxed import AUTO_SKETCH
+
+    big = _regular_layer(penalty_sketch="auto")
+    assert big.sketch_size(256) == AUTO_SKETCH
+    assert big.sketch_size(AUTO_SKETCH) is None  # too few rows to sketch
+    big.penalty_rows = 32  # rows asked for explicitly win over the automatic sketch
+    assert big.sketch_size(256) is None
+    G = er.groups.symmetric(4)
+    small = Relaxed(er.nn.EquivariantLinear(er.reps.natural(G), 2 * er.reps.natural(G)),
+                    penalty_sketch="auto")
+    assert small.sketch_size(10_000) is None  # its exact penalty costs less than the layer
+    rep = 4 * er.reps.regular(G)
+    out = Relaxed(er.nn.EquivariantLinear(rep, er.reps.trivial(G)), penalty_sketch="auto")
+    assert out.sketch_size(256) is None  # forming SᵀX would cost about what the exact penalty does
+    custom = Relaxed(er.nn.EquivariantLinear(rep, rep), penalty_sketch="auto",
+                     free=FreeLinear(rep.dim, rep.dim))
+    assert custom.sketch_size(256) is None
+
+
+def test_auto_is_the_default_sketch_on_a_large_layer_and_exact_on_a_small_one():
+    """Draw by draw, "auto" computes what penalty_sketch=16 computes on the large layer, and the
+    exact squares on a batch it does not sketch."""
+    from equirelax.relaxation.relaxed import AUTO_SKETCH
+
+    auto, fixed, exact = (_regular_layer(penalty_sketch=p) for p in ("auto", AUTO_SKETCH, None))
+    x = torch.randn(256, 96, dtype=torch.float64)
+    for seed in range(2):
+        torch.manual_seed(seed)
+        a = _squares(auto, x)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(a, _squares(fixed, x), rtol=1e-12, atol=0)
+    assert not torch.allclose(_squares(auto, x), _squares(exact, x))
+    few = x[:AUTO_SKETCH]
+    torch.testing.assert_close(_squares(auto, few), _squares(exact, few))
+
+
+def test_auto_sketch_is_exactly_zero_for_an_equivariant_free_term():
+    r = _regular_layer(penalty_sketch="auto")
+    with torch.no_grad():
+        r.free.weight.copy_(er.hom(r.rep_in, r.rep_out).project(r.free.weight))
+    lie, norm = _squares(r, torch.randn(256, 96, dtype=torch.float64))
+    assert r.sketch_size(256) is not None
+    assert float(lie) < 1e-20 and float(norm) > 1e-2
+
+
+def test_relax_passes_auto_to_every_layer(s4_model):
+    relaxed = relax(s4_model, total_steps=4, penalty_sketch="auto")
+    assert {r.penalty_sketch for r in relaxed.relaxed_layers().values()} == {"auto"}
+    with pytest.raises(ValueError, match="penalty_sketch must be a positive integer, 'auto' or "
+                                         "None, got 'exact'"):
+        relax(s4_model, total_steps=4, penalty_sketch="exact")
+    # "auto" with penalty_rows is not a conflict: the rows are used
+    rows = relax(s4_model, total_steps=4, penalty_sketch="auto", penalty_rows=8)
+    assert all(r.sketch_size(100) is None for r in rows.relaxed_layers().values())
+
+
+def test_gram_path_is_not_taken_for_a_handful_of_rows():
+    """Few input features make the Gram path cheapest in multiply-adds at any row count; its
+    fixed cost (more, smaller operations) keeps a sketch's few rows on the data path."""
+    from equirelax.relaxation.gram import GramPenalty
+
+    G = er.groups.symmetric(5)
+    hidden = 4 * er.reps.regular(G)
+    r = Relaxed(er.nn.EquivariantLinear(er.reps.natural(G), hidden))
+    gram = r._gram_penalty()
+    assert isinstance(gram, GramPenalty)
+    assert not gram.cheaper_than_data(8, 5, hidden.dim)
+    assert gram.cheaper_than_data(256, 5, hidden.dim)

@@ -310,7 +310,8 @@ def command_line(
     study: str, preset: str, cfg: Any, presets: dict[str, dict], options: dict[str, str]
 ) -> str:
     """The command that reproduces ``cfg``: the preset, then every field that differs from it
-    (``options`` maps config fields to command-line flags)."""
+    (``options`` maps config fields to command-line flags; a boolean field's flag is a
+    ``BooleanOptionalAction``, written ``--flag`` or ``--no-flag``)."""
     words = ["equirelax", study, "--preset", preset]
     defaults = type(cfg)(**presets[preset])
     for f in fields(cfg):
@@ -320,8 +321,8 @@ def command_line(
         flag = options[f.name]
         if isinstance(value, (tuple, list)):
             words += [flag, *map(str, value)]
-        elif isinstance(value, bool):
-            words += [flag] if value else []
+        elif isinstance(value, bool):  # a BooleanOptionalAction flag: --x or --no-x
+            words += [flag] if value else [f"--no-{flag.removeprefix('--')}"]
         else:
             words += [flag, str(value)]
     return shlex.join(words)

@@ -1,8 +1,16 @@
-"""Rotated digits: exact vs relaxed C4/D4 group convolutions vs a CNN with augmentation.
+"""Rotated images: exact vs relaxed C4/D4 group convolutions vs a CNN with augmentation.
 
-The image counterpart of the point-cloud study, on the rotated digits of
-:mod:`equirelax.data.digits` (scikit-learn's 8x8 digits upsampled to 28x28). Three variants are
-trained from the same seeds with the same data, augmentation, optimizer and number of steps:
+equirelax's own image study (the constraint-relaxation paper's 2-D experiment is a smoke-plume
+simulation with relaxed steerable CNNs, not image classification): the rotated-MNIST protocol
+of the group-convolution literature, on two data sets (``--dataset``):
+
+* ``digits`` (the quick default): the rotated digits of :mod:`equirelax.data.digits`
+  (scikit-learn's 1797 8x8 digits upsampled to 28x28), generated in a second;
+* ``fashion-mnist``: the 70,000 real 28x28 images of :mod:`equirelax.data.fashion_mnist`, read
+  from the IDX files of the Debian package ``dataset-fashion-mnist`` (``--preset fashion``).
+
+Three variants are trained from the same seeds with the same data, augmentation, optimizer and
+number of steps:
 
 * ``exact``: :class:`~equirelax.nn.gconv.GCNN` for C4 or D4, exactly invariant to the group on
   the pixel grid throughout;
@@ -16,11 +24,12 @@ trained from the same seeds with the same data, augmentation, optimizer and numb
 Every training batch is rotated by fresh random angles (continuous by default) for all variants;
 the angles, the batch order and the dropout masks are functions of (seed, epoch, step), so every
 variant of a seed sees the same ones, and a resumed run the ones it would have seen.
-The final models are tested on three rotated copies of the test digits (continuous angles,
+The final models are tested on three rotated copies of the test images (continuous angles,
 multiples of 90°, upright), and their invariance error under the group is measured with
 ``er.equivariance_error`` over every group element (float64). The script writes a results table,
 per-run records and training curves with the command that reproduces them:
-``equirelax images --preset quick`` (a few minutes) or ``--preset standard``.
+``equirelax images --preset quick`` (a few minutes), ``--preset standard`` (digits) or
+``--preset fashion`` (Fashion-MNIST).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 import equirelax as er
 from equirelax.data.digits import (
@@ -45,6 +54,13 @@ from equirelax.data.digits import (
     rotate_images,
     upright_digits,
 )
+from equirelax.data.fashion_mnist import (
+    FashionMNISTMissingError,
+    find_fashion_mnist,
+    load_rotated_fashion_mnist,
+    upright_fashion_mnist,
+)
+from equirelax.data.idx import read_idx
 from equirelax.experiments.argtypes import fraction, non_negative_int, positive_int
 from equirelax.experiments.classification import (
     Variant,
@@ -57,12 +73,13 @@ from equirelax.experiments.classification import (
     training_loader,
     write_report,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.options import add_run_options, config_values, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
 VARIANTS = ("exact", "relaxed", "baseline")
+DATASETS = ("digits", "fashion-mnist")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on 2 shared cores: checks the whole pipeline, numbers are not meaningful
@@ -80,13 +97,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "group": "C4", "channels": (8, 16, 32), "cnn_channels": (16, 32, 64), "epochs": 15,
         "train_fraction": 1.0, "batch_size": 32, "lr": 2e-3, "seeds": (0, 1, 2),
     },
+    # real images: Fashion-MNIST with a 12,000-image training split (the size of rotated
+    # MNIST's), rotated training and validation images, 5625 optimizer steps per run; sized
+    # for about 40 minutes on one free core (docs/pointcloud_images.md)
+    "fashion": {
+        "dataset": "fashion-mnist", "group": "C4", "channels": (8, 16, 32),
+        "cnn_channels": (16, 32, 64), "train_rotation": "continuous", "augment": "continuous",
+        "train_size": 12000, "val_size": 2000, "epochs": 15, "batch_size": 32, "lr": 2e-3,
+        "seeds": (0, 1, 2),
+    },
 }
+
+#: the preset a command without ``--preset`` uses, per data set
+DEFAULT_PRESETS = {"digits": "standard", "fashion-mnist": "fashion"}
 
 
 @dataclass
 class ImageStudyConfig:
     """Every setting of an image comparison (defaults: the ``standard`` preset)."""
 
+    dataset: str = "digits"
+    data_dir: str | None = None
     group: str = "C4"
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -95,6 +126,9 @@ class ImageStudyConfig:
     augment: str = "continuous"
     train_fraction: float = 1.0
     val_fraction: float = 0.15
+    train_size: int | None = None
+    val_size: int | None = None
+    test_size: int | None = None
     data_seed: int = 0
     channels: tuple[int, ...] = (8, 16, 32)
     cnn_channels: tuple[int, ...] = (16, 32, 64)
@@ -112,6 +146,8 @@ class ImageStudyConfig:
     accelerator: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.group not in ("C4", "D4"):
             raise ValueError(f"group must be 'C4' or 'D4', got {self.group!r}")
         self.variants = tuple(self.variants)
@@ -133,6 +169,19 @@ class ImageStudyConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("train_size", "val_size", "test_size"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+            if self.dataset == "digits":
+                raise ValueError(
+                    f"{name} counts images of --dataset fashion-mnist; the digits are split by "
+                    f"train_fraction and val_fraction, got {name}={value} with dataset 'digits'")
+        if self.dataset == "digits" and self.data_dir is not None:
+            raise ValueError(f"data_dir is a folder of IDX files for --dataset fashion-mnist; "
+                             f"the digits ship with scikit-learn, got {self.data_dir!r}")
         self.channels = tuple(self.channels)
         self.cnn_channels = tuple(self.cnn_channels)
 
@@ -184,21 +233,84 @@ def split_by_source(source: torch.Tensor, val_fraction: float, train_fraction: f
     return np.flatnonzero(np.isin(src, train_ids)), np.flatnonzero(np.isin(src, val_ids))
 
 
+def rotated_copies(images: np.ndarray, labels: np.ndarray,
+                   seed: int = 12345) -> dict[str, TensorDataset]:
+    """Upright images ``(n, S, S)`` as they are, turned by random multiples of 90° and by
+    random continuous angles (fixed seed): the three test sets of the study."""
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    angles = {"none": np.zeros(n), "c4": 90.0 * rng.integers(0, 4, n),
+              "continuous": rng.uniform(0.0, 360.0, n)}
+    out = {}
+    for kind, a in angles.items():
+        rotated = rotate_images(images, a)
+        out[kind] = TensorDataset(torch.as_tensor(rotated, dtype=torch.float32).unsqueeze(1),
+                                  torch.as_tensor(labels))
+    return out
+
+
 def rotated_test_sets(test_source: torch.Tensor, image_size: int = 28,
                       digit_size: int = 20, seed: int = 12345) -> dict[str, TensorDataset]:
     """The test digits upright, turned by random multiples of 90° and by random continuous
     angles (fixed seed)."""
     images, labels = upright_digits(image_size, digit_size)
     src = test_source.numpy()
-    rng = np.random.default_rng(seed)
-    angles = {"none": np.zeros(len(src)), "c4": 90.0 * rng.integers(0, 4, len(src)),
-              "continuous": rng.uniform(0.0, 360.0, len(src))}
-    out = {}
-    for kind, a in angles.items():
-        rotated = rotate_images(images[src], a)
-        out[kind] = TensorDataset(torch.as_tensor(rotated, dtype=torch.float32).unsqueeze(1),
-                                  torch.as_tensor(labels[src]))
-    return out
+    return rotated_copies(images[src], labels[src], seed)
+
+
+@dataclass
+class ImageSets:
+    """What a study trains and tests on: training and validation sets, the test sets by
+    rotation kind, the side of the images, and a sentence saying what the data are."""
+
+    train: Dataset
+    val: Dataset
+    tests: dict[str, TensorDataset]
+    image_size: int
+    description: str
+
+
+def digit_sets(cfg: ImageStudyConfig, progress: bool = False) -> ImageSets:
+    """The rotated digits split into train/validation (by original digit) and the test sets."""
+    data = load_rotated_digits(train_rotation=cfg.train_rotation,
+                               test_rotation=cfg.test_rotation, seed=cfg.data_seed,
+                               progress=progress)
+    train_idx, val_idx = split_by_source(data.train.source, cfg.val_fraction,
+                                         cfg.train_fraction, cfg.data_seed)
+    tests = rotated_test_sets(data.test.source, data.config.image_size, data.config.digit_size)
+    tests[f"{cfg.test_rotation}"] = TensorDataset(data.test.images, data.test.labels)
+    description = (
+        f"Data: scikit-learn digits upsampled to 28x28, {len(train_idx)} training and "
+        f"{len(val_idx)} validation images (split by original digit), {len(data.test)} test "
+        f"digits; training images rotated `{cfg.train_rotation}`, and every training batch "
+        f"rotated again by fresh random `{cfg.augment}` angles for every variant.")
+    return ImageSets(Subset(data.train, train_idx), Subset(data.train, val_idx), tests,
+                     data.config.image_size, description)
+
+
+def fashion_sets(cfg: ImageStudyConfig, progress: bool = False) -> ImageSets:
+    """Rotated Fashion-MNIST: training and validation splits carved from the published
+    training images (``train_size`` or ``train_fraction`` of what is left after ``val_size``
+    or ``val_fraction``), the published test images (the first ``test_size``) rotated three
+    ways."""
+    published = len(read_idx(find_fashion_mnist(cfg.data_dir)["train", "labels"]))
+    val_size = cfg.val_size or max(1, round(cfg.val_fraction * published))
+    train_size = cfg.train_size or max(1, round(cfg.train_fraction * (published - val_size)))
+    data = load_rotated_fashion_mnist(
+        root=cfg.data_dir, train_rotation=cfg.train_rotation, test_rotation=cfg.test_rotation,
+        val_size=val_size, train_size=train_size, test_size=cfg.test_size, seed=cfg.data_seed,
+        progress=progress)
+    images, labels = upright_fashion_mnist("test", data.root)
+    src = data.test.source.numpy()
+    tests = rotated_copies(images[src], labels[src])
+    tests[cfg.test_rotation] = TensorDataset(data.test.images, data.test.labels)
+    description = (
+        f"Data: Fashion-MNIST (the published IDX files), {len(data.train)} training and "
+        f"{len(data.val)} validation images carved from the {published} published training "
+        f"images (fixed by data seed {cfg.data_seed}), {len(data.test)} published test images; "
+        f"training and validation images rotated `{cfg.train_rotation}`, and every training "
+        f"batch rotated by fresh random `{cfg.augment}` angles for every variant.")
+    return ImageSets(data.train, data.val, tests, data.train.images.shape[-1], description)
 
 
 def invariance_error(model: nn.Module, images: torch.Tensor, group: str,
@@ -224,14 +336,8 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
     """Build the data, train every variant from every seed, evaluate, write the report
     (headed by the smoke-test note for a ``--quick`` run). ``None`` in the DDP processes other
     than rank 0: they only train."""
-    data = load_rotated_digits(train_rotation=cfg.train_rotation,
-                               test_rotation=cfg.test_rotation, seed=cfg.data_seed,
-                               progress=progress)
-    train_idx, val_idx = split_by_source(data.train.source, cfg.val_fraction,
-                                         cfg.train_fraction, cfg.data_seed)
-    train_set, val_set = Subset(data.train, train_idx), Subset(data.train, val_idx)
-    tests = rotated_test_sets(data.test.source, data.config.image_size, data.config.digit_size)
-    tests[f"{cfg.test_rotation}"] = TensorDataset(data.test.images, data.test.labels)
+    sets = (fashion_sets if cfg.dataset == "fashion-mnist" else digit_sets)(cfg, progress)
+    train_set, val_set, tests = sets.train, sets.val, sets.tests
     probe = tests["none"].tensors[0][:16]
 
     def step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,7 +358,7 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
         return out
 
     variants = [
-        Variant(name, lambda name=name: build_model(name, cfg, data.config.image_size),
+        Variant(name, lambda name=name: build_model(name, cfg, sets.image_size),
                 relax=cfg.schedule if name == "relaxed" else None)
         for name in cfg.variants
     ]
@@ -273,27 +379,27 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
                ("test_acc_none", "test acc, upright"),
                ("equivariance_error", f"{cfg.group} invariance error (max)"),
                ("parameters", "parameters"), ("fit_seconds", "train time / run (s)")]
+    what = "digits" if cfg.dataset == "digits" else "Fashion-MNIST"
     notes = [
-        f"Data: scikit-learn digits upsampled to 28x28, {len(train_idx)} training and "
-        f"{len(val_idx)} validation images (split by original digit), {len(data.test)} test "
-        f"digits; training images rotated `{cfg.train_rotation}`, and every training batch "
-        f"rotated again by fresh random `{cfg.augment}` angles for every variant.",
+        sets.description,
         "Test accuracy is that of the model with the best validation loss (validated as the "
         "exact model; for `relaxed`, the hardened model, θ = 0). The invariance error is "
         f"max over the {ImageGroup(cfg.group).order} elements of {cfg.group} of "
-        "||f(g·x) − f(x)|| / ||f(x)|| on 16 upright test digits in float64 "
+        "||f(g·x) − f(x)|| / ||f(x)|| on 16 upright test images in float64 "
         "(`er.equivariance_error`); the worst seed is shown.",
     ]
-    write_report(out_dir, f"Rotated digits: exact vs relaxed {cfg.group} group convolutions vs "
+    write_report(out_dir, f"Rotated {what}: exact vs relaxed {cfg.group} group convolutions vs "
                  "a CNN", records, summary, columns, asdict(cfg), command, notes,
                  smoke_test=smoke_test)
-    plot_curves(out_dir, records, f"rotated digits ({cfg.group})")
+    plot_curves(out_dir, records, f"rotated {what} ({cfg.group})")
     return {"records": records, "summary": summary}
 
 
 #: config field -> command-line flag of ``equirelax images``
 OPTIONS = {
-    "group": "--group", "variants": "--variants", "seeds": "--seeds",
+    "dataset": "--dataset", "data_dir": "--data-dir", "train_size": "--train-size",
+    "val_size": "--val-size", "test_size": "--test-size", "group": "--group",
+    "variants": "--variants", "seeds": "--seeds",
     "train_rotation": "--train-rotation", "test_rotation": "--test-rotation",
     "augment": "--augment", "train_fraction": "--train-fraction", "channels": "--channels",
     "cnn_channels": "--cnn-channels", "epochs": "--epochs", "batch_size": "--batch-size",
@@ -303,16 +409,50 @@ OPTIONS = {
 }
 
 
+def preset_name(args: argparse.Namespace) -> str:
+    """The preset a command runs: ``quick`` with ``--quick``, else ``--preset``, else the
+    default of the data set (``standard`` for digits, ``fashion`` for Fashion-MNIST)."""
+    if args.quick:
+        return "quick"
+    return args.preset or DEFAULT_PRESETS[args.dataset or "digits"]
+
+
 def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
     """The study configuration: the preset, then every option given on the command line."""
-    return ImageStudyConfig(**config_values(args, PRESETS, OPTIONS, baseline_model="cnn"))
+    args = argparse.Namespace(**{**vars(args), "preset": preset_name(args)})
+    values = config_values(args, PRESETS, OPTIONS, baseline_model="cnn")
+    if values.get("data_dir") is not None:
+        values["data_dir"] = str(values["data_dir"])
+    return ImageStudyConfig(**values)
+
+
+def results_name(preset: str, cfg: ImageStudyConfig) -> str:
+    """The folder name of a run's results: the preset, then the group unless C4 and the data
+    set unless the preset's own (``fashion``, ``standard_d4``, ``quick_fashion-mnist``)."""
+    name = preset if cfg.group == "C4" else f"{preset}_{cfg.group.lower()}"
+    if cfg.dataset != PRESETS[preset].get("dataset", "digits"):
+        name += f"_{cfg.dataset}"
+    return name
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of ``equirelax images``."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="standard",
-                        help="sizes and budget (default: standard)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="sizes and budget (default: standard for digits, fashion for "
+                             "Fashion-MNIST)")
     parser.add_argument("--quick", action="store_true", help="same as --preset quick")
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="digits (scikit-learn, the quick default) or fashion-mnist (real "
+                             "images from the package dataset-fashion-mnist)")
+    parser.add_argument("--data-dir", dest="data_dir", type=Path, default=None,
+                        help="folder of the Fashion-MNIST IDX files (default "
+                             "/usr/share/datasets/fashion-mnist or $EQUIRELAX_FASHION_MNIST)")
+    parser.add_argument("--train-size", dest="train_size", type=positive_int, default=None,
+                        help="Fashion-MNIST training images (default: the preset's)")
+    parser.add_argument("--val-size", dest="val_size", type=positive_int, default=None,
+                        help="Fashion-MNIST validation images carved from the training set")
+    parser.add_argument("--test-size", dest="test_size", type=positive_int, default=None,
+                        help="Fashion-MNIST test images (default: all 10,000)")
     parser.add_argument("--group", choices=("C4", "D4"), default=None)
     parser.add_argument("--model", choices=("gcnn", "cnn"), default=None,
                         help="train one model only (with --relax for the GCNN) instead of the "
@@ -339,9 +479,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the image comparison and write its report."""
     cfg = config_from_args(args)
-    preset = "quick" if args.quick else args.preset
-    suffix = "" if cfg.group == "C4" else f"_{cfg.group.lower()}"
-    out, runs = prepare_run(args, "images", f"{preset}{suffix}")
+    if cfg.dataset == "fashion-mnist":
+        try:  # fail at once, before any folder is made, naming the package to install
+            find_fashion_mnist(cfg.data_dir)
+        except FashionMNISTMissingError as err:
+            raise StudyError(str(err)) from None
+    preset = preset_name(args)
+    out, runs = prepare_run(args, "images", results_name(preset, cfg))
     start = time.perf_counter()
     command = command_line("images", preset, cfg, PRESETS, OPTIONS)
     result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)

@@ -150,6 +150,7 @@ class StudyConfig:
     report_only: bool = False
     jobs: int = 1
     shard: tuple[int, int] | None = None
+    penalty_sketch: int | None = None
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -482,6 +483,9 @@ def run_settings(cfg: StudyConfig, model_name: str, arm: str) -> dict[str, Any]:
     if relaxation is not None:
         settings.update(relaxation, relax_init_std=cfg.relax_init_std,
                         penalty_rows=cfg.penalty_rows)
+        if cfg.penalty_sketch is not None:
+            # only when set: run folders written before the option keep matching settings
+            settings["penalty_sketch"] = cfg.penalty_sketch
     return settings
 
 
@@ -544,6 +548,7 @@ def train_one(
         relax_interval="epoch",
         relax_init_std=cfg.relax_init_std,
         penalty_rows=cfg.penalty_rows,
+        penalty_sketch=cfg.penalty_sketch,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         accelerator=cfg.accelerator,
@@ -1141,6 +1146,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="init std of the free terms")
     add("--penalty-rows", type=positive_int, default=None,
         help="evaluate the penalties on at most this many rows per layer (default: all)")
+    add("--penalty-sketch", type=positive_int, default=None,
+        help="evaluate the penalties on this many random sign combinations of each layer's "
+             "rows (default: all rows, exact)")
     add("--augment", choices=("so3", "o3", "none"), default="so3",
         help="random rotation of every training batch (the paper's: so3)")
     add("--val-every", type=positive_int, help="validate every k epochs")
@@ -1195,13 +1203,16 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
 
     for name in ("epochs", "train_size", "val_size", "test_size", "seeds", "layers",
                  "egnn_hidden", "batch_size", "eval_batch_size", "lr", "val_every", "devices",
-                 "num_nodes", "penalty_rows"):
+                 "num_nodes", "penalty_rows", "penalty_sketch"):
         _positive(name.replace("_", "-"), getattr(args, name))
     for name in ("weight_decay", "lie_weight", "norm_weight", "relax_init_std"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.penalty_rows is not None and args.penalty_sketch is not None:
+        raise ValueError(f"--penalty-rows {args.penalty_rows} and --penalty-sketch "
+                         f"{args.penalty_sketch} cannot be used together: pass one of them")
     sweep_values: tuple[int, ...] = ()
     if args.sweep is not None:
         default = preset.sweep_layers if args.sweep == "layers" else preset.sweep_train_sizes
@@ -1233,6 +1244,7 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
         norm_weight=args.norm_weight,
         relax_init_std=args.relax_init_std,
         penalty_rows=args.penalty_rows,
+        penalty_sketch=args.penalty_sketch,
         augment=args.augment,
         val_every=pick(args.val_every, preset.val_every),
         devices=args.devices,

@@ -60,6 +60,7 @@ class RunConfig:
     relax_interval: str = "step"
     relax_init_std: float = 1e-3
     penalty_rows: int | None = None
+    penalty_sketch: int | None = None
     relax_layers: list[str] | None = None
     devices: int = 1
     num_nodes: int = 1
@@ -102,6 +103,7 @@ class EquivariantTask(pl.LightningModule):
                 layers=layers,
                 init_std=config.relax_init_std,
                 penalty_rows=config.penalty_rows,
+                penalty_sketch=config.penalty_sketch,
             )
         else:
             self.net = model

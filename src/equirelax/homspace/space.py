@@ -25,6 +25,7 @@ from equirelax.homspace.nullspace import nullspace_basis
 from equirelax.homspace.orbit import orbit_labels
 from equirelax.reps.base import PermRep, Rep
 from equirelax.reps.catalogue import trivial
+from equirelax.reps.spec import as_reps
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -445,17 +446,18 @@ _HOM_CACHE: OrderedDict[tuple[Hashable, Hashable], HomSpace] = OrderedDict()
 _HOM_CACHE_SIZE = 256
 
 
-def hom(rep_in: Rep, rep_out: Rep) -> HomSpace:
+def hom(rep_in: Rep | str, rep_out: Rep | str) -> HomSpace:
     """The space of equivariant linear maps from ``rep_in`` to ``rep_out`` (cached).
+
+    Either may also be e3nn irreps (a string such as ``"8x0e+4x1o"`` or an ``o3.Irreps``), read
+    as a representation of O(3) (see :func:`equirelax.reps.as_reps`).
 
     >>> import equirelax as er
     >>> G = er.groups.symmetric(5)
     >>> er.hom(er.reps.natural(G), er.reps.natural(G)).dim   # Deep Sets
     2
     """
-    for r, what in ((rep_in, "rep_in"), (rep_out, "rep_out")):
-        if not isinstance(r, Rep):
-            raise TypeError(f"hom() needs {what} to be a Rep, got {type(r).__name__}")
+    rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"), where="hom()")
     if rep_in.group != rep_out.group:
         raise ValueError(
             f"hom() needs representations of one group, got {rep_in.group!r} and "

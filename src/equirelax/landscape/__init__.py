@@ -4,7 +4,8 @@ After Xie & Smidt, *A Tale of Two Symmetries* (NeurIPS 2025): an equivariant MLP
 permutation reps ρ is a linear slice E_ρ of a plain MLP's parameter space. This package converts
 between the two pictures (``slice``), computes the hidden symmetries that keep a slice in place
 (``hidden_symmetry``), finds the hidden representation a plain MLP's weights satisfy
-(``detect``), projects weights onto a slice (``project``; also the hardening mode
+(``detect``), or, when there is none, the largest subgroup of G whose hidden reps they satisfy
+(``subgroup_symmetry``), projects weights onto a slice (``project``; also the hardening mode
 ``harden(relaxed, mode="detected")``, which ``harden`` imports when asked for), and splits the
 Hessian at a point of E_ρ into equivariant and non-equivariant curvature (``hessian``).
 ``subgroups`` enumerates subgroups of small groups up to conjugacy, which names the transitive
@@ -47,6 +48,11 @@ from equirelax.landscape.slice import (
     plain_mlp,
     read_mlp,
 )
+from equirelax.landscape.subgroup_symmetry import (
+    SubgroupSymmetry,
+    SubgroupTrial,
+    detect_subgroup_symmetry,
+)
 from equirelax.landscape.subgroups import (
     GroupTable,
     SubgroupClass,
@@ -70,11 +76,14 @@ __all__ = [
     "LayerMatch",
     "MLPLayout",
     "SubgroupClass",
+    "SubgroupSymmetry",
+    "SubgroupTrial",
     "TransitivePiece",
     "activation_kind",
     "centraliser_generators",
     "describe_pieces",
     "detect_hidden_rep",
+    "detect_subgroup_symmetry",
     "effective_mlp",
     "equivariant_mlp",
     "gradient_and_hessian",

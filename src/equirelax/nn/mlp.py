@@ -11,6 +11,7 @@ from torch import nn
 from equirelax.nn.activation import NormActivation, PointwiseActivation
 from equirelax.nn.linear import EquivariantLinear, check_features
 from equirelax.reps.base import Rep
+from equirelax.reps.spec import as_reps, is_rep_spec
 
 
 class EquivariantMLP(nn.Module):
@@ -33,8 +34,11 @@ class EquivariantMLP(nn.Module):
         norm_activation: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(hidden_reps, Rep):
-            hidden_reps = [hidden_reps]
+        hidden_reps = [hidden_reps] if is_rep_spec(hidden_reps) else list(hidden_reps)
+        # Reps, or e3nn irreps (strings, o3.Irreps) of O(3)
+        rep_in, *hidden_reps, rep_out = as_reps(
+            rep_in, *hidden_reps, rep_out, where="EquivariantMLP",
+            names=["rep_in", *(f"hidden_reps[{i}]" for i in range(len(hidden_reps))), "rep_out"])
         self.rep_in, self.rep_out = rep_in, rep_out
         self.hidden_reps = list(hidden_reps)
         reps = [rep_in, *self.hidden_reps, rep_out]

@@ -39,6 +39,7 @@ __all__ = [
     "EPS",
     "PointNet",
     "VNBatchNorm",
+    "VNFeatureTransform",
     "VNLeakyReLU",
     "VNLinear",
     "VNLinearLeakyReLU",
@@ -386,23 +387,79 @@ def _check_widths(widths: Sequence[int], name: str, count: int) -> tuple[int, ..
     return widths
 
 
+def _check_pooling(pooling: str, name: str) -> None:
+    if pooling not in ("mean", "max"):
+        raise ValueError(f"{name} must be 'mean' or 'max', got {pooling!r}")
+
+
+def _vn_pool(pooling: str, channels: int) -> nn.Module:
+    return VNMeanPool() if pooling == "mean" else VNMaxPool(channels)
+
+
+class VNFeatureTransform(nn.Module):
+    """The VN-PointNet feature transform: a global equivariant feature of ``channels`` vectors
+    computed from the per-point features ``(B, N, channels, 3)``, returned as
+    ``(B, channels, 3)``.
+
+    VN-PointNet concatenates it to every point's features (the equivariant form of PointNet's
+    feature transform network). Layers, with ``widths = (W1, W2, W3, W4, W5)``: three per-point
+    VN blocks (channels → W1 → W2 → W3), pooling over the points (``"mean"``, or
+    :class:`VNMaxPool`), two VN blocks on the pooled vectors (W3 → W4 → W5) and a
+    :class:`VNLinear` back to ``channels``. The original's widths are 64/3, 128/3, 1024/3,
+    512/3, 256/3 = (21, 42, 341, 170, 85), with ``negative_slope = 0`` (ReLU).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        widths: Sequence[int] = (21, 42, 341, 170, 85),
+        pooling: str = "mean",
+        negative_slope: float = 0.0,
+        share_nonlinearity: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_positive(channels, "channels")
+        w1, w2, w3, w4, w5 = _check_widths(widths, "widths", 5)
+        _check_pooling(pooling, "pooling")
+        self.channels, self.pooling = channels, pooling
+        kwargs = {"share_nonlinearity": share_nonlinearity, "negative_slope": negative_slope}
+        self.conv1 = VNLinearLeakyReLU(channels, w1, **kwargs)
+        self.conv2 = VNLinearLeakyReLU(w1, w2, **kwargs)
+        self.conv3 = VNLinearLeakyReLU(w2, w3, **kwargs)
+        self.pool = _vn_pool(pooling, w3)
+        self.fc1 = VNLinearLeakyReLU(w3, w4, **kwargs)
+        self.fc2 = VNLinearLeakyReLU(w4, w5, **kwargs)
+        self.fc3 = VNLinear(w5, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_vectors(x, self.channels, type(self).__name__, min_dim=3)
+        x = self.pool(self.conv3(self.conv2(self.conv1(x))))
+        return self.fc3(self.fc2(self.fc1(x)))
+
+
 class VNPointNet(nn.Module):
-    """VN-PointNet classifier with SO(3)-invariant logits (no spatial transformer).
+    """VN-PointNet classifier with SO(3)-invariant logits, as in the Vector Neurons code.
 
     ``points (B, N, 3) -> logits (B, num_classes)``. Layers, with ``channels = (C1, C2, C3)``:
 
     1. centre each cloud at its centroid (translation invariance; optional);
     2. k-NN lift to 3 vector channels per edge (:func:`knn_vector_lift`), ``conv_pos``
-       (VN block 3 → C1) per edge, pooling over the k neighbours;
-    3. ``conv1`` (C1 → C1), ``conv2`` (C1 → C2), ``conv3`` (:class:`VNLinear` C2 → C3 with
-       :class:`VNBatchNorm`);
-    4. concatenation with the cloud mean (2·C3 channels), :class:`VNStdFeature` to invariant
-       features (2·C3·3 per point), max (or mean) over points;
-    5. an MLP head (``head_hidden``, batch norm, dropout).
+       (VN block 3 → C1) per edge, pooling over the k neighbours (``pooling``);
+    3. ``conv1`` (C1 → C1); with ``feature_transform``, the global feature of a
+       :class:`VNFeatureTransform` (widths C1, C2, C3, C3/2, C3/4, pooling ``pooling`` over
+       points) concatenated to every point (2·C1 channels);
+    4. ``conv2`` (→ C2), ``conv3`` (:class:`VNLinear` C2 → C3 with :class:`VNBatchNorm`);
+    5. concatenation with the cloud mean (2·C3 channels), :class:`VNStdFeature` to invariant
+       features (2·C3·3 per point), ``point_pooling`` over points;
+    6. an MLP head (``head_hidden``, batch norm, ReLU, dropout).
 
-    The defaults ``channels = (21, 42, 341)`` are the widths of the original VN-PointNet
-    (64/3, 128/3, 1024/3); ``pooling`` chooses mean (default, as in the relaxation paper) or
-    :class:`VNMaxPool` over neighbours and mean or max over points.
+    The defaults are the Vector Neurons classifier that the constraint-relaxation paper
+    relaxes: widths (21, 42, 341) (64/3, 128/3, 1024/3), k = 20, the feature transform on,
+    ``negative_slope = 0`` (VN-ReLU) in every VN block, mean pooling over neighbours and in the
+    feature transform (the code's ``--pooling mean``), max over points of the invariant
+    features. ``feature_transform=False``, ``negative_slope=0.2``, ``point_pooling="mean"`` give
+    the lighter model of equirelax's earlier studies; ``pooling="max"`` uses
+    :class:`VNMaxPool`.
     """
 
     def __init__(
@@ -413,25 +470,38 @@ class VNPointNet(nn.Module):
         pooling: str = "mean",
         head_hidden: Sequence[int] = (512, 256),
         dropout: float = 0.4,
-        negative_slope: float = 0.2,
+        negative_slope: float = 0.0,
         share_nonlinearity: bool = False,
         center: bool = True,
+        feature_transform: bool = True,
+        point_pooling: str = "max",
     ) -> None:
         super().__init__()
         _check_positive(num_classes, "num_classes")
         _check_positive(k, "k")
         c1, c2, c3 = _check_widths(channels, "channels", 3)
         head_hidden = _check_widths(head_hidden, "head_hidden", len(tuple(head_hidden)))
-        if pooling not in ("mean", "max"):
-            raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
+        _check_pooling(pooling, "pooling")
+        _check_pooling(point_pooling, "point_pooling")
         if 2 * c3 < 4:
             raise ValueError(f"channels[2] must be >= 2 for the invariant frame, got {c3}")
+        if feature_transform and c3 < 4:
+            raise ValueError(
+                f"channels[2] must be >= 4 for the feature transform (widths C3/2, C3/4), "
+                f"got {c3}"
+            )
         self.num_classes, self.k, self.pooling, self.center = num_classes, k, pooling, center
+        self.point_pooling = point_pooling
         kwargs = {"share_nonlinearity": share_nonlinearity, "negative_slope": negative_slope}
         self.conv_pos = VNLinearLeakyReLU(3, c1, **kwargs)
-        self.neighbour_pool = VNMeanPool() if pooling == "mean" else VNMaxPool(c1)
+        self.neighbour_pool = _vn_pool(pooling, c1)
         self.conv1 = VNLinearLeakyReLU(c1, c1, **kwargs)
-        self.conv2 = VNLinearLeakyReLU(c1, c2, **kwargs)
+        self.feature_transform = (
+            VNFeatureTransform(c1, (c1, c2, c3, c3 // 2, c3 // 4), pooling, **kwargs)
+            if feature_transform
+            else None
+        )
+        self.conv2 = VNLinearLeakyReLU(2 * c1 if feature_transform else c1, c2, **kwargs)
         self.conv3 = VNLinear(c2, c3)
         self.bn3 = VNBatchNorm(c3)
         self.std_feature = VNStdFeature(2 * c3, normalize_frame=False, **kwargs)
@@ -448,12 +518,16 @@ class VNPointNet(nn.Module):
         if self.center:
             points = points - points.mean(dim=1, keepdim=True)
         x = self.neighbour_pool(self.conv_pos(knn_vector_lift(points, self.k)))  # (B, N, C1, 3)
-        x = self.conv2(self.conv1(x))
+        x = self.conv1(x)
+        if self.feature_transform is not None:
+            glob = self.feature_transform(x).unsqueeze(1).expand_as(x)  # (B, N, C1, 3)
+            x = torch.cat([x, glob], dim=-2)
+        x = self.conv2(x)
         x = self.bn3(self.conv3(x))  # (B, N, C3, 3)
         x = torch.cat([x, x.mean(dim=1, keepdim=True).expand_as(x)], dim=-2)
         invariant, _ = self.std_feature(x)  # (B, N, 2·C3, 3)
         invariant = invariant.flatten(-2)
-        if self.pooling == "mean":
+        if self.point_pooling == "mean":
             return invariant.mean(dim=1)
         return invariant.amax(dim=1)
 

@@ -31,7 +31,8 @@ def _is_candidate(module: nn.Module) -> bool:
     if isinstance(module, Relaxed):
         return False
     reg = registration(module)
-    return declares_reps(module) or (reg is not None and reg.reps is not None)
+    return declares_reps(module) or (reg is not None and reg.reps is not None
+                                     and reg.by_default)
 
 
 def _has_candidate_inside(module: nn.Module) -> bool:
@@ -182,12 +183,17 @@ class RelaxedModel(nn.Module):
                 lie_sq.append(lie)
             if norm is not None:
                 norm_sq.append(norm)
-        ref = next(iter(self.parameters()), torch.zeros(()))
-        zero = torch.zeros((), dtype=ref.dtype, device=ref.device)
-        out = {
-            "lie": torch.sqrt(torch.stack(lie_sq).sum() + self.epsilon) if lie_sq else zero,
-            "norm": torch.sqrt(torch.stack(norm_sq).sum() + self.epsilon) if norm_sq else zero,
-        }
+        ref = next(iter(self.parameters()), None)
+        if ref is None:
+            ref = torch.zeros(())
+
+        def root(squares: list[torch.Tensor]) -> torch.Tensor:
+            if not squares:
+                return torch.zeros((), dtype=ref.dtype, device=ref.device)
+            total = squares[0] if len(squares) == 1 else torch.stack(squares).sum()
+            return torch.sqrt(total + self.epsilon)
+
+        out = {"lie": root(lie_sq), "norm": root(norm_sq)}
         if self.proj_weight > 0:
             res = torch.stack([layer.weight_residual_sq() for layer in layers]).sum()
             out["projection"] = torch.sqrt(res + self.epsilon)
@@ -232,7 +238,7 @@ def relax(
     peak: float = 1.0,
     value: float = 0.1,
     penalty_rows: int | None = None,
-    penalty_sketch: int | None = None,
+    penalty_sketch: int | str | None = None,
     free_rank: int | None = None,
     penalty_method: str = "auto",
     penalty_times_theta: bool = False,
@@ -251,10 +257,13 @@ def relax(
     evaluates them on k rows of each layer input drawn uniformly without replacement, scaled by
     m/k; ``penalty_sketch=p`` on the p rows of SᵀX for a fresh random ±1/√p sign matrix S (m × p).
     Either makes every squared term an unbiased estimate (cheaper for large batches; noisier)
-    and keeps it exactly zero for an equivariant W; they cannot be combined. ``free_rank=r``
-    makes each default free term W = U Vᵀ of rank r ((d_in + d_out)·r parameters instead of
-    d_in·d_out, W never formed; penalties on the rows, and on a structured layer projection and
-    ``harden(mode="project")`` from the factors): for layers whose dense free term does not fit.
+    and keeps it exactly zero for an equivariant W; they cannot be combined.
+    ``penalty_sketch="auto"`` sketches (p = 16) only the layers whose exact penalties would cost
+    more than the layer itself and keeps the others exact (see ``Relaxed.sketch_size``).
+    ``free_rank=r`` makes each default free term W = U Vᵀ of rank r ((d_in + d_out)·r parameters
+    instead of d_in·d_out, W never formed; penalties on the rows, and on a structured layer
+    projection and ``harden(mode="project")`` from the factors): for layers whose dense free
+    term does not fit.
     ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the two), ``"data"`` (on
     the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space; dense free terms with
     matrix actions only): the same values, different costs. ``projected_eval``: whether eval mode

@@ -2,12 +2,15 @@
 
 The relaxation machinery knows nothing about architectures. A module takes part because it
 declares ``rep_in``/``rep_out`` (and is linear in its input), or because its type was registered
-here with functions that say how to read its actions and weights.
+here with functions that say how to read its actions and weights. Layers of optional libraries
+(e3nn's ``o3.Linear`` and tensor products) are registered when the library is first seen loaded.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,6 +77,9 @@ class Registration:
     dense:  layer -> (W, b) when the layer is the affine map x -> W x + b (enables the fused
             forward and ``harden(mode="project")``)
     fold:   (layer, W, b) -> None: add an equivariant (W, b) into the layer's own parameters
+    by_default: whether ``relax(model)`` picks the type by itself (given ``reps``); False: only
+            when ``layers=`` selects it (e.g. tensor products, where which input is the feature
+            and which the attribute held fixed is the user's choice)
     """
 
     reps: Callable[[nn.Module], tuple[Rep, Rep]] | None = None
@@ -82,9 +88,17 @@ class Registration:
     actions: Callable[..., tuple[FeatureAction, FeatureAction]] | None = None
     dense: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     fold: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], None] | None = None
+    by_default: bool = True
 
 
 _REGISTRY: dict[type, Registration] = {}
+
+#: Layers of optional libraries, registered when the library is first seen loaded: the module
+#: that must be in ``sys.modules``, and the "module:function" that registers its layers. Looking
+#: them up this way keeps the library optional (nothing imports it) and needs no import order.
+_DEFERRED: dict[str, str] = {
+    "e3nn.o3": "equirelax.relaxation.e3nn_layers:register_e3nn_layers",
+}
 
 
 def register(
@@ -95,17 +109,36 @@ def register(
     actions: Callable[..., tuple[FeatureAction, FeatureAction]] | None = None,
     dense: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
     fold: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], None] | None = None,
+    *,
+    by_default: bool = True,
+    replace: bool = True,
 ) -> Registration:
-    """Teach ``relax`` about a layer type (see :class:`Registration` for each function)."""
+    """Teach ``relax`` about a layer type (see :class:`Registration` for each function).
+
+    ``replace=False`` keeps an existing registration of the type (and returns it).
+    """
     if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
         raise TypeError(f"register() needs an nn.Module subclass, got {layer_type!r}")
-    entry = Registration(reps, shapes, free, actions, dense, fold)
+    if not replace and layer_type in _REGISTRY:
+        return _REGISTRY[layer_type]
+    entry = Registration(reps, shapes, free, actions, dense, fold, by_default)
     _REGISTRY[layer_type] = entry
     return entry
 
 
+def _register_deferred() -> None:
+    """Register the layers of every optional library in ``_DEFERRED`` that is loaded by now."""
+    for needed, target in list(_DEFERRED.items()):
+        if needed in sys.modules:
+            del _DEFERRED[needed]
+            module, _, function = target.partition(":")
+            getattr(importlib.import_module(module), function)()
+
+
 def registration(layer: nn.Module) -> Registration | None:
     """The registration of the layer's type (or of its closest registered base class)."""
+    if _DEFERRED:
+        _register_deferred()
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]

@@ -28,7 +28,7 @@ from torch import nn
 from equirelax.homspace.space import fixed_space, hom
 from equirelax.nn.linear import check_features
 from equirelax.relaxation.actions import FeatureAction
-from equirelax.relaxation.gram import GramPenalty
+from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
     FreeLinear,
@@ -39,37 +39,55 @@ from equirelax.relaxation.registry import (
     registration,
 )
 from equirelax.reps.base import Rep
+from equirelax.reps.spec import as_reps, is_rep_spec
+
+#: The sketch size of ``penalty_sketch="auto"`` (see :meth:`Relaxed.sketch_size`).
+AUTO_SKETCH = 16
 
 
 def check_relax_options(init_std: float, penalty_rows: int | None,
-                        penalty_sketch: int | None = None) -> None:
-    """Refuse a negative or non-finite ``init_std``, a ``penalty_rows`` or ``penalty_sketch``
-    that is not a positive integer (or None), and both at once, naming the values received."""
+                        penalty_sketch: int | str | None = None) -> None:
+    """Refuse a negative or non-finite ``init_std``, a ``penalty_rows`` that is not a positive
+    integer (or None), a ``penalty_sketch`` that is not a positive integer, ``"auto"`` or None,
+    and ``penalty_rows`` with a sketch size, naming the values received."""
     if isinstance(init_std, bool) or not isinstance(init_std, int | float):
         raise TypeError(f"init_std must be a number >= 0, got {init_std!r}")
     if not (math.isfinite(init_std) and init_std >= 0):
         raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
+    if isinstance(penalty_sketch, str) and penalty_sketch != "auto":
+        raise ValueError(f"penalty_sketch must be a positive integer, 'auto' or None, got "
+                         f"{penalty_sketch!r}")
     for name, value in (("penalty_rows", penalty_rows), ("penalty_sketch", penalty_sketch)):
-        if value is None:
+        if value is None or value == "auto":
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be a positive integer or None, got {value!r}")
         if value <= 0:
             raise ValueError(f"{name} must be a positive integer or None, got {value}")
-    if penalty_rows is not None and penalty_sketch is not None:
+    if penalty_rows is not None and isinstance(penalty_sketch, int):
         raise ValueError(f"penalty_rows={penalty_rows} and penalty_sketch={penalty_sketch} "
                          "cannot be used together: pass one of them")
 
 
 @torch.compiler.disable
-def _draw(gen: torch.Generator, m: int, p: int | None) -> torch.Tensor:
-    """A permutation of range(m) (``p`` None) or m × p random bits from ``gen``, on its device.
+def _draw(gen: torch.Generator, m: int, p: int | None, dtype: torch.dtype = torch.int64
+          ) -> torch.Tensor:
+    """A permutation of range(m) (``p`` None) or m × p random bits (0 or 1, in ``dtype``) from
+    ``gen``, on its device.
 
     Kept out of compiled graphs: Dynamo cannot trace a generator object (torch's default
     generator, used when the layer has none, traces)."""
     if p is None:
         return torch.randperm(m, generator=gen, device=gen.device)
-    return torch.randint(0, 2, (m, p), generator=gen, device=gen.device)
+    return torch.randint(0, 2, (m, p), generator=gen, device=gen.device, dtype=dtype)
+
+
+def _total(values: list[torch.Tensor]) -> torch.Tensor | None:
+    """The sum of recorded scalars (None for none); one forward records one, returned as it is
+    (no stack and sum to run and differentiate every step)."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else torch.stack(values).sum()
 
 
 def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
@@ -117,8 +135,8 @@ class Relaxed(nn.Module):
     def __init__(
         self,
         layer: nn.Module,
-        rep_in: Rep | None = None,
-        rep_out: Rep | None = None,
+        rep_in: Rep | str | None = None,
+        rep_out: Rep | str | None = None,
         *,
         shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
         init_std: float = 1e-3,
@@ -126,7 +144,7 @@ class Relaxed(nn.Module):
         free: nn.Module | None = None,
         actions: tuple[FeatureAction, FeatureAction] | None = None,
         penalty_rows: int | None = None,
-        penalty_sketch: int | None = None,
+        penalty_sketch: int | str | None = None,
         free_rank: int | None = None,
     ) -> None:
         super().__init__()
@@ -142,6 +160,9 @@ class Relaxed(nn.Module):
             else:
                 rep_in = rep_in if rep_in is not None else getattr(layer, "rep_in", None)
                 rep_out = rep_out if rep_out is not None else getattr(layer, "rep_out", None)
+        if is_rep_spec(rep_in) and is_rep_spec(rep_out):  # Reps, or e3nn irreps of O(3)
+            rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"),
+                                      where="Relaxed")
         if not isinstance(rep_in, Rep) or not isinstance(rep_out, Rep):
             raise ValueError(
                 f"cannot relax {type(layer).__name__}: it declares no rep_in/rep_out; pass "
@@ -216,9 +237,28 @@ class Relaxed(nn.Module):
         they are cached."""
         if self.act_in.matrices is not None:
             self.act_in.prepare(self.shape_in, identity=True)
+            if len(self.act_in):
+                self.act_in.prepare(self.shape_in)
         if self.act_out.matrices is not None and len(self.act_out):
             self.act_out.prepare(self.shape_out)
         self._gram_penalty()
+
+    @property
+    def _lean_data(self) -> bool:
+        """Whether the data path can take :meth:`_squares_linear`: the default dense free term
+        without bias, on flat features, with both actions known as matrices."""
+        return (not self.custom_free and isinstance(self.free, FreeLinear)
+                and self.free.bias is None and self.act_in.matrices is not None
+                and self.act_out.matrices is not None
+                and self.shape_in == (self.rep_in.dim,) and self.shape_out == (self.rep_out.dim,))
+
+    def _stack_in(self, x: torch.Tensor) -> torch.Tensor:
+        """Every generator applied to flat input rows (m, d_in): (m, K, d_in)."""
+        return self.act_in.prepare(self.shape_in)(x)
+
+    def _stack_out(self, y: torch.Tensor) -> torch.Tensor:
+        """Every generator applied to flat output rows (m, d_out): (m, K, d_out)."""
+        return self.act_out.prepare(self.shape_out)(y)
 
     @property
     def penalty_method(self) -> str:
@@ -300,7 +340,11 @@ class Relaxed(nn.Module):
         if self.fused and theta is not None and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
-            w = w + theta * self.free.weight.to(w.dtype)
+            free_w = self.free.weight.to(w.dtype)
+            # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
+            # same); compiled, θ is a tensor, which alpha does not take
+            w = (torch.add(w, free_w, alpha=theta) if isinstance(theta, float)
+                 else w + theta * free_w)
             if self.free.bias is not None:
                 fb = theta * self.free.bias.to(w.dtype)
                 b = fb if b is None else b + fb
@@ -325,9 +369,9 @@ class Relaxed(nn.Module):
                                    self.free.bias, const)
         else:
             lie_sq, norm_sq = self._squares_data(rows, const)
-        self._norm_sq.append(norm_sq * scale)
+        self._norm_sq.append(norm_sq if scale == 1.0 else norm_sq * scale)
         if lie_sq is not None:
-            self._lie_sq.append(lie_sq * scale)
+            self._lie_sq.append(lie_sq if scale == 1.0 else lie_sq * scale)
 
     def _penalty_rows(self, rows: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
@@ -350,15 +394,57 @@ class Relaxed(nn.Module):
             pick = (torch.randperm(m, device=rows.device) if gen is None
                     else _draw(gen, m, None).to(rows.device))
             return rows.index_select(0, pick[: self.penalty_rows]), None, m / self.penalty_rows
-        p = self.penalty_sketch
-        if p is not None and m > p:
-            signs = (torch.randint(0, 2, (m, p), device=rows.device) if gen is None
-                     else _draw(gen, m, p).to(rows.device))
-            signs = signs.to(rows.dtype)
-            s = (2.0 * signs - 1.0) / math.sqrt(p)
+        p = self.sketch_size(m)
+        if p is not None:
+            # bits b in {0, 1} become the signs (2b − 1)/√p in place: a few ops on an m × p
+            # tensor, where every op counts against the small matmuls of the sketched rows
+            s = (torch.randint(0, 2, (m, p), device=rows.device, dtype=rows.dtype)
+                 if gen is None else _draw(gen, m, p, rows.dtype).to(rows.device))
+            s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
             sketched = (s.T @ rows.reshape(m, -1)).reshape(p, *rows.shape[1:])
-            return sketched, s.sum(0), 1.0
+            # the constant coordinate Sᵀ1 matters only where the free term has a constant
+            # part (a bias, or a custom term, which may have one)
+            affine = self.custom_free or getattr(self.free, "bias", None) is not None
+            return sketched, (s.sum(0) if affine else None), 1.0
         return rows, None, 1.0
+
+    def sketch_size(self, rows: int) -> int | None:
+        """The number p of sketched rows for a batch of ``rows`` rows, None for the exact rows.
+
+        ``penalty_sketch=p`` sketches any batch of more than p rows. ``"auto"`` sketches with
+        p = :data:`AUTO_SKETCH` only where that pays: a dense free term whose exact penalties
+        would cost more multiply-adds than the layer itself (3 · rows · d_in · d_out, forward
+        and both gradients) and whose sketch would cost less than half of them; otherwise (small
+        layers, few rows, custom free terms) the penalties stay exact. ``penalty_rows`` given
+        with ``"auto"`` is used instead of a sketch.
+        """
+        p = self.penalty_sketch
+        if p is None or (p == "auto" and self.penalty_rows is not None):
+            return None
+        if p != "auto":
+            return p if rows > p else None
+        if rows <= AUTO_SKETCH or self.custom_free or not isinstance(self.free, FreeLinear):
+            return None
+        d_in, d_out = self.rep_in.dim, self.rep_out.dim
+        bias = self.free.bias is not None
+        k = len(self.act_in)
+        gram = self._gram_penalty() if self.penalty_method != "data" else None
+        exact = self._penalty_cost(gram, rows, d_in, d_out, k, bias)
+        sketch = rows * AUTO_SKETCH * d_in + self._penalty_cost(gram, AUTO_SKETCH, d_in, d_out,
+                                                                k, bias)
+        layer = 3 * rows * d_in * d_out
+        return AUTO_SKETCH if exact > layer and 2 * sketch < exact else None
+
+    def _penalty_cost(self, gram: GramPenalty | None, rows: int, d_in: int, d_out: int, k: int,
+                      bias: bool) -> int:
+        """Multiply-adds of the exact penalties on ``rows`` rows, by the path :meth:`_record`
+        takes for them."""
+        data, by_gram = GramPenalty.costs(rows, d_in, d_out, k, bias)
+        if gram is None:
+            return data
+        if self.penalty_method == "gram" or gram.cheaper_than_data(rows, d_in, d_out):
+            return by_gram + GRAM_OVERHEAD
+        return data
 
     def _gram_penalty(self) -> GramPenalty | None:
         """The weight-space evaluation, for the default dense free term with matrix actions."""
@@ -389,6 +475,8 @@ class Relaxed(nn.Module):
         [Sᵀx; Sᵀ1]), for which f(x) means W x + const · b = f(x) + (const − 1) f(0).
         """
         k, n_discrete = len(self.act_in), len(self.act_in.discrete)
+        if self._lean_data:
+            return self._squares_linear(rows, k)
         m = rows.shape[0]
         stacked = self.act_in.stack(rows, self.shape_in, identity=True)  # (m, K+1, ...)
         out = self.apply_free(stacked.reshape(-1, *self.shape_in))
@@ -409,6 +497,26 @@ class Relaxed(nn.Module):
                               dim=1)
         transformed = self.act_out.stack(wx, self.shape_out)
         return (terms - transformed).pow(2).sum(), norm_sq
+
+    def _squares_linear(self, rows: torch.Tensor, k: int
+                        ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """:meth:`_squares_data` for the default dense free term without bias on flat features,
+        with actions known as matrices: W x = 0 at x = 0, so no f(0) is needed.
+
+        The same values in about half the tensor operations (forward and backward): on the few
+        rows of a sketch the penalty's cost is those operations, not its arithmetic.
+        """
+        w = self.free.weight
+        x = rows.reshape(rows.shape[0], -1)
+        wx = nn.functional.linear(x, w)
+        flat = wx.flatten()
+        if not k:
+            return None, torch.dot(flat, flat)
+        # W on the rows and on their images in two matmuls rather than one on the stack: the
+        # backward of slicing one product would fill and add zero tensors of its full size
+        images = nn.functional.linear(self._stack_in(x), w)  # (m, K, d_out)
+        residual = (images - self._stack_out(wx)).flatten()
+        return torch.dot(residual, residual), torch.dot(flat, flat)
 
     def __getstate__(self) -> dict:
         # recorded penalty terms belong to the current graph: copies and pickles start afresh.
@@ -432,8 +540,7 @@ class Relaxed(nn.Module):
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
-        lie = torch.stack(self._lie_sq).sum() if self._lie_sq else None
-        norm = torch.stack(self._norm_sq).sum() if self._norm_sq else None
+        lie, norm = _total(self._lie_sq), _total(self._norm_sq)
         self._lie_sq, self._norm_sq = [], []
         return lie, norm
 

@@ -19,14 +19,17 @@ from equirelax.reps.catalogue import (
     vector,
 )
 from equirelax.reps.irreps import irrep, irreps
+from equirelax.reps.spec import as_reps, is_rep_spec
 
 __all__ = [
     "MatrixRep",
     "PermRep",
     "Rep",
+    "as_reps",
     "direct_sum",
     "irrep",
     "irreps",
+    "is_rep_spec",
     "multiple",
     "natural",
     "permutation_matrix",

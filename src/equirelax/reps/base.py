@@ -250,6 +250,8 @@ class MatrixRep(Rep):
         parts: Sequence[Rep] | None = None,
         check: bool = True,
     ) -> None:
+        # round-off is allowed at the precision the matrices were given in (float32 or float64)
+        eps = _input_precision([*generator_matrices, *(lie_matrices or [])]) if check else 0.0
         gens = [np.asarray(m, dtype=float) for m in generator_matrices]
         lie = [np.asarray(m, dtype=float) for m in (lie_matrices or [])]
         n_gen, n_lie = len(group.generators), len(group.lie_algebra)
@@ -264,12 +266,8 @@ class MatrixRep(Rep):
         for m in mats:
             if m.shape != (dim, dim):
                 raise ValueError(f"expected ({dim}, {dim}) matrices, got {m.shape}")
-        for m in gens:
-            if check and not np.allclose(m @ m.T, np.eye(dim), atol=1e-9):
-                raise ValueError("generator matrices must be orthogonal (ρ(g) ρ(g)^T = I)")
-        for m in lie:
-            if check and not np.allclose(m, -m.T, atol=1e-9):
-                raise ValueError("Lie algebra matrices of an orthogonal rep must be antisymmetric")
+        if check:
+            _check_orthogonal(gens, lie, eps)
         self.group = group
         self.dim = dim
         self._gens = gens
@@ -279,11 +277,17 @@ class MatrixRep(Rep):
         self.name = name or f"MatrixRep({group!r}, dim={dim})"
         if check and isinstance(group, PermutationGroup):
             evaluate_word = self._words
-            for relator in group.chain.relators:
-                if not np.allclose(evaluate_word(relator), np.eye(dim), atol=1e-8):
+            lengths: dict[int, tuple[object, int]] = {}
+            for k, relator in enumerate(group.chain.relators):
+                off = float(np.abs(evaluate_word(relator) - np.eye(dim)).max())
+                length = _word_length(relator, lengths)
+                tol = relation_tolerance(length, dim, eps)
+                if not off <= tol:
                     raise ValueError(
                         f"the given matrices do not define a representation of {group!r}: "
-                        "a relation of the group is not satisfied"
+                        f"a relation of the group is not satisfied (relator {k}, a product of "
+                        f"{length} generators, is off the identity by {off:.2e} in its largest "
+                        f"entry; tolerance {tol:.1e} for {_precision_name(eps)} matrices)"
                     )
 
     @property
@@ -325,6 +329,70 @@ class MatrixRep(Rep):
 
     def lie_matrices(self) -> list[np.ndarray]:
         return [m.copy() for m in self._lie]
+
+
+# -- round-off allowed when checking given matrices --------------------------------------------
+#: Machine epsilon by dtype name (numpy's, or torch's without the "torch." prefix).
+_EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+
+def _input_precision(matrices: Sequence[object]) -> float:
+    """Machine epsilon of the coarsest floating dtype among the matrices as given (numpy arrays,
+    torch tensors, nested lists); float64's for integer or untyped input."""
+    eps = _EPS["float64"]
+    for m in matrices:
+        dtype = m.dtype if hasattr(m, "dtype") else np.asarray(m).dtype
+        eps = max(eps, _EPS.get(str(dtype).removeprefix("torch."), eps))
+    return eps
+
+
+def _precision_name(eps: float) -> str:
+    """The dtype name of a machine epsilon from ``_EPS``."""
+    return next(name for name, value in _EPS.items() if value == eps)
+
+
+def _check_orthogonal(gens: Sequence[np.ndarray], lie: Sequence[np.ndarray], eps: float) -> None:
+    """Refuse generators that are not orthogonal and Lie matrices that are not antisymmetric,
+    beyond the round-off of their input precision ``eps``; the error says by how much."""
+    precision = _precision_name(eps)
+    for k, m in enumerate(gens):
+        off = float(np.abs(m @ m.T - np.eye(m.shape[0])).max())
+        tol = max(1e-9, 8 * m.shape[0] * eps)  # an entry of ρρ^T sums dim rounded products
+        if not off <= tol:
+            raise ValueError(
+                f"generator matrices must be orthogonal (ρ(g) ρ(g)^T = I): generator {k} is off "
+                f"by {off:.2e} (max |ρ(g) ρ(g)^T − I|; tolerance {tol:.1e} for {precision} "
+                "matrices)")
+    for k, m in enumerate(lie):
+        off = float(np.abs(m + m.T).max())
+        tol = max(1e-9, 8 * eps * max(1.0, float(np.abs(m).max())))
+        if not off <= tol:
+            raise ValueError(
+                f"Lie algebra matrices of an orthogonal rep must be antisymmetric: matrix {k} is "
+                f"off by {off:.2e} (max |A + A^T|; tolerance {tol:.1e} for {precision} matrices)")
+
+
+def relation_tolerance(length: int, dim: int, eps: float) -> float:
+    """How far from the identity a relator's image may be, as round-off, and not as a failed
+    relation: each of its ``length`` orthogonal factors carries an error of norm at most
+    √dim · eps/2 (its entries rounded to the input precision ``eps``), and errors of a product of
+    orthogonal matrices add up, so the largest entry is off by at most length · √dim · eps/2.
+    Allowed: 16 times that, and never less than 1e-8 (exact float64 input)."""
+    return max(1e-8, 8.0 * length * float(np.sqrt(dim)) * eps)
+
+
+def _word_length(word: tuple, memo: dict[int, tuple[object, int]]) -> int:
+    """The number of generator factors of a (nested) word, sub-words counted once each."""
+    total = 0
+    for (kind, payload), _inverted in word:
+        if kind == "gen":
+            total += 1
+            continue
+        key = id(payload)
+        if key not in memo:
+            memo[key] = (payload, _word_length(payload, memo))  # keep payload alive: ids unique
+        total += memo[key][1]
+    return total
 
 
 # -- constructions ----------------------------------------------------------------------------
