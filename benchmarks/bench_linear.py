@@ -86,7 +86,7 @@ def measure(
     rep = make_rep(kind, d)
     out: dict = {"rep": describe_rep(kind, d), "d": d, "batch": batch, "repeats": repeats}
     for mode in ("train", "eval"):
-        eq = er.nn.EquivariantLinear(rep, rep)
+        eq = er.nn.EquivariantLinear(rep, rep, structured=False)  # the dense path's cost
         lin = torch.nn.Linear(d, d)
         out["hom_dim"] = eq.hom.dim
         x = torch.randn(batch, d, requires_grad=True)

@@ -48,7 +48,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class RunConfig:
-    """Settings of one training run. ``relax=None`` trains the exact model."""
+    """Settings of one training run. ``relax=None`` trains the exact model; ``free_rank=r``
+    gives the relaxed layers low-rank free terms W = U Vᵀ (see ``er.relax``)."""
 
     epochs: int = 10
     lr: float = 5e-4
@@ -61,6 +62,7 @@ class RunConfig:
     relax_init_std: float = 1e-3
     penalty_rows: int | None = None
     penalty_sketch: int | None = None
+    free_rank: int | None = None
     relax_layers: list[str] | None = None
     devices: int = 1
     num_nodes: int = 1
@@ -104,6 +106,7 @@ class EquivariantTask(pl.LightningModule):
                 init_std=config.relax_init_std,
                 penalty_rows=config.penalty_rows,
                 penalty_sketch=config.penalty_sketch,
+                free_rank=config.free_rank,
             )
         else:
             self.net = model

@@ -7,6 +7,7 @@ small groups where a user wants every element, with a clear error above a size l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import cached_property
 
@@ -71,6 +72,14 @@ def point_orbits(images: Sequence[np.ndarray], n: int) -> np.ndarray:
     rank = np.empty_like(first)
     rank[np.argsort(first)] = np.arange(first.shape[0])
     return rank[labels]
+
+
+def _is_full_cycle(g: np.ndarray) -> bool:
+    """Whether the permutation ``g`` is one cycle through all of its points."""
+    point, steps = int(g[0]), 1
+    while point != 0:  # the cycle through 0 always comes back to 0
+        point, steps = int(g[point]), steps + 1
+    return steps == g.shape[0]
 
 
 class PermutationGroup(Group):
@@ -151,6 +160,32 @@ class PermutationGroup(Group):
         except ValueError:
             return False
         return self.chain.contains(arr)
+
+    @cached_property
+    def is_full_symmetric(self) -> bool:
+        """True when the group is recognisably all of S_degree, without building its chain.
+
+        Recognised: degree <= 8 by the order; larger degrees by generators that contain a
+        transposition (a b) and a degree-cycle σ in which b is reached from a in d steps with
+        gcd(d, degree) = 1 (these generate S_degree; ``symmetric(n)`` is built so). A large group
+        given otherwise answers False (computing its order is the cost this avoids), which only
+        means that code relying on this answer takes its general path.
+        """
+        n = self._degree
+        if n <= 8:
+            return self.order == math.factorial(n)
+        points = np.arange(n)
+        swaps = [g for g in self._generators if int((g != points).sum()) == 2]
+        cycles = [g for g in self._generators if _is_full_cycle(g)]
+        for swap in swaps:
+            a, b = np.flatnonzero(swap != points)
+            for cycle in cycles:
+                steps, point = 0, int(a)
+                while point != b:
+                    point, steps = int(cycle[point]), steps + 1
+                if math.gcd(steps, n) == 1:
+                    return True
+        return False
 
     # -- elements -----------------------------------------------------------------------------
     def elements(self, limit: int = MAX_ELEMENTS) -> np.ndarray:

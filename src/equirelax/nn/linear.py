@@ -9,9 +9,45 @@ import numpy as np
 import torch
 from torch import nn
 
+from equirelax.homspace.partition import PartitionHomSpace, partition_hom
 from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace, fixed_space, hom
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps
+
+#: The automatic choice applies S_n tensor-power layers by partitions from this many weight
+#: entries (d_out · d_in) on, when that costs at most 1/STRUCTURED_SAVING of the dense matmul's
+#: multiply-adds: below, the dense matmul is cheap and the partition path's many small ops
+#: cost more than they save.
+STRUCTURED_ABOVE = 1 << 16
+STRUCTURED_SAVING = 4
+
+#: The buffers a partition-structured layer applies its map with (see PartitionHomSpace).
+_PARTITION_BUFFERS = ("coefficient_index", "coefficient_back", "mobius", "in_index", "in_back",
+                      "out_index", "out_back")
+
+
+def choose_space(rep_in: Rep, rep_out: Rep, structured: bool | None = None) -> HomSpace:
+    """The hom space a layer uses: the partition-structured one for sums of S_n tensor powers
+    when ``structured`` is True, or None and it is cheaper (see ``STRUCTURED_ABOVE``); the
+    dense one of :func:`~equirelax.homspace.hom` otherwise. Deciding never builds the dense
+    space, whose label matrix has d_out · d_in entries."""
+    if structured is not None and not isinstance(structured, bool):
+        raise TypeError(f"structured must be True, False or None (automatic), got {structured!r}")
+    if structured is False:
+        return hom(rep_in, rep_out)
+    space = partition_hom(rep_in, rep_out)
+    if space is None:
+        if structured:
+            raise ValueError(
+                f"structured=True needs sums of tensor powers V^k (k <= 2, V natural, n >= the "
+                f"sum of the orders) of a full symmetric group on both sides; got {rep_in!r} -> "
+                f"{rep_out!r}")
+        return hom(rep_in, rep_out)
+    entries = rep_in.dim * rep_out.dim
+    if structured or (entries >= STRUCTURED_ABOVE
+                      and STRUCTURED_SAVING * space.cost() <= entries):
+        return space
+    return hom(rep_in, rep_out)
 
 
 def check_features(x: torch.Tensor, rep: Rep, where: str) -> None:
@@ -38,20 +74,28 @@ class EquivariantLinear(nn.Module):
     eval mode (see :meth:`weight_and_bias`); the cache is not part of the state_dict, which stays
     the same in train and eval.
 
-    Between representations in irreps form (e.g. ``irreps(O(3), "128x0e+64x1o+32x2e")``) W is
-    block diagonal by Schur's lemma, and the forward applies it block by block instead
-    (``blockwise``: one product over multiplicities per irrep type, as e3nn's ``o3.Linear``),
-    whenever that needs at most half the multiply-adds of the dense product (in cached
-    inference, only for large products: below that one product with the cached weight is
-    faster). ``weight``/``export()`` still give the dense matrix.
+    Between sums of tensor powers V^k (k <= 2) of the natural rep of S_n the layer is applied by
+    partitions instead (:class:`~equirelax.homspace.partition.PartitionHomSpace`: sums,
+    diagonals and broadcasts, O(n^max(k_in, k_out)) per basis map), never forming the dense
+    weight, when ``structured`` is True, or None (the default) and that is cheaper. The
+    coefficients are the same either way (same orbits, same order), so state_dicts move between
+    the two; ``weight``/``export()`` still build the dense matrix on demand.
+
+    Between representations of Lie groups in irreps form (e.g. ``irreps(O(3),
+    "128x0e+64x1o+32x2e")``) W is block diagonal by Schur's lemma, and the forward applies it
+    block by block instead (``blockwise``: one product over multiplicities per irrep type, as
+    e3nn's ``o3.Linear``), whenever that needs at most half the multiply-adds of the dense
+    product (in cached inference, only for large products: below that one product with the
+    cached weight is faster). ``weight``/``export()`` still give the dense matrix.
     """
 
-    def __init__(self, rep_in: Rep, rep_out: Rep, bias: bool = True, gain: float = 1.0) -> None:
+    def __init__(self, rep_in: Rep, rep_out: Rep, bias: bool = True, gain: float = 1.0,
+                 structured: bool | None = None) -> None:
         super().__init__()
         rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"),
                                   where="EquivariantLinear")  # Reps, or e3nn irreps of O(3)
         self.rep_in, self.rep_out = rep_in, rep_out
-        self.hom: HomSpace = hom(rep_in, rep_out)
+        self.hom: HomSpace = choose_space(rep_in, rep_out, structured)
         self.coefficients = nn.Parameter(torch.empty(self.hom.dim))
         self.bias_space: HomSpace | None = fixed_space(rep_out) if bias else None
         if self.bias_space is not None:
@@ -78,6 +122,17 @@ class EquivariantLinear(nn.Module):
         for name, space in (("weight_index", self.hom), ("bias_index", self.bias_space)):
             index = space.gather_index() if isinstance(space, OrbitHomSpace) else None
             self.register_buffer(name, index, persistent=False)
+        tensors = self.hom.index_tensors() if self.structured else {}
+        for name in _PARTITION_BUFFERS:
+            self.register_buffer(f"partition_{name}", tensors.get(name), persistent=False)
+
+    @property
+    def structured(self) -> bool:
+        """Whether the layer is applied by partitions (no dense weight in its forward)."""
+        return isinstance(self.hom, PartitionHomSpace)
+
+    def _partition_tensors(self) -> dict[str, torch.Tensor | None]:
+        return {name: self._buffers.get(f"partition_{name}") for name in _PARTITION_BUFFERS}
 
     def _register_bias_basis(self) -> None:
         """For blockwise layers, the bias basis as a (d_out, bias dim) matrix buffer, so the
@@ -162,6 +217,14 @@ class EquivariantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.rep_in, type(self).__name__)
+        if self.structured:
+            y = self.hom.apply(self.coefficients, x, self._partition_tensors())  # type: ignore
+            if self.bias_space is not None and self.bias_space.dim == 1:
+                return y + self.bias_coefficients  # one orbit: a constant bias, broadcast
+            if self.bias_space is not None:
+                y = y + _weight(self.bias_space, self.bias_coefficients, self.bias_index
+                                ).reshape(-1)
+            return y
         if torch.compiler.is_compiling() and self._compiled_inference():
             return _inference_linear(
                 x, self.coefficients, self.weight_index, self.hom.spread, self.out_features,
@@ -235,7 +298,8 @@ class EquivariantLinear(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if "weight_index" not in self._buffers:  # pickled before the indices were buffers
+        # pickled before the gather indices (or the partition tensors) were buffers
+        if "weight_index" not in self._buffers or "partition_mobius" not in self._buffers:
             self._register_indices()
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
@@ -245,7 +309,9 @@ class EquivariantLinear(nn.Module):
     def __deepcopy__(self, memo: dict) -> EquivariantLinear:
         # the gather indices are read-only and as large as the weight: the copy shares them
         # (as it shares the hom space) instead of duplicating them; everything else is copied
-        for index in (self.weight_index, self.bias_index):
+        indices = [self.weight_index, self.bias_index,
+                   *self._partition_tensors().values()]
+        for index in indices:
             if index is not None:
                 memo.setdefault(id(index), index)
         twin = type(self).__new__(type(self))
@@ -256,7 +322,9 @@ class EquivariantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.rep_in!r} -> {self.rep_out!r}, hom dim={self.hom.dim}, "
-            f"bias={self.bias_space is not None}" + (", blockwise" if self.blockwise else "")
+            f"bias={self.bias_space is not None}"
+            + (", structured" if self.structured else "")
+            + (", blockwise" if self.blockwise else "")
         )
 
 

@@ -187,6 +187,46 @@ def stacked_matrix_map(mats: Sequence[np.ndarray]) -> TensorMap:
     return StackedMatrixMap(mats)
 
 
+#: Permutation reps up to this dimension also give their actions as dense matrices (which the
+#: Gram path of a dense free term needs); larger ones act by index gathers only, since a
+#: (d, d) matrix per generator would not fit (d = 40,000 for pairs of 200 points).
+DENSE_ACTIONS_UP_TO = 4096
+
+
+class PermutationMap:
+    """x ↦ ρ(g) x for a permutation rep, on the flattened trailing ``shape`` axes: entry i
+    moves to position image[i], i.e. one gather with the inverse permutation."""
+
+    def __init__(self, image: np.ndarray, shape: tuple[int, ...]) -> None:
+        self.source = np.argsort(np.asarray(image))
+        self.shape = tuple(shape)
+        self._tensors: dict = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            index = torch.from_numpy(self.source).to(x.device)
+        else:
+            if x.device not in self._tensors:
+                self._tensors[x.device] = torch.from_numpy(self.source).to(x.device)
+            index = self._tensors[x.device]
+        lead = x.shape[: x.dim() - len(self.shape)]
+        flat = x.reshape(*lead, -1).index_select(-1, index)
+        return flat.reshape(*lead, *self.shape)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tensors": {}}
+
+
+def _permutation_actions(rep_in: Rep, rep_out: Rep, shape_in: tuple[int, ...],
+                         shape_out: tuple[int, ...]) -> tuple[FeatureAction, FeatureAction]:
+    """Actions of two big permutation reps by gathers, without matrices."""
+    keep = [k for k, (a, b) in enumerate(zip(rep_in.images, rep_out.images))  # type: ignore
+            if not (np.array_equal(a, np.arange(rep_in.dim))
+                    and np.array_equal(b, np.arange(rep_out.dim)))]
+    return (FeatureAction([PermutationMap(rep_in.images[k], shape_in) for k in keep], []),
+            FeatureAction([PermutationMap(rep_out.images[k], shape_out) for k in keep], []))
+
+
 def pair_actions(
     rep_in: Rep,
     rep_out: Rep,
@@ -200,6 +240,9 @@ def pair_actions(
                          f"{rep_out.group!r}")
     shape_in = tuple(shape_in) if shape_in is not None else (rep_in.dim,)
     shape_out = tuple(shape_out) if shape_out is not None else (rep_out.dim,)
+    if (rep_in.is_permutation and rep_out.is_permutation and not rep_in.lie_matrices()
+            and max(rep_in.dim, rep_out.dim) > DENSE_ACTIONS_UP_TO):
+        return _permutation_actions(rep_in, rep_out, shape_in, shape_out)
     keep = [
         k
         for k, (a, b) in enumerate(zip(rep_in.generator_matrices(), rep_out.generator_matrices()))

@@ -239,6 +239,7 @@ def relax(
     value: float = 0.1,
     penalty_rows: int | None = None,
     penalty_sketch: int | str | None = None,
+    free_rank: int | None = None,
     penalty_method: str = "auto",
     penalty_times_theta: bool = False,
     projected_eval: bool | None = None,
@@ -259,6 +260,10 @@ def relax(
     and keeps it exactly zero for an equivariant W; they cannot be combined.
     ``penalty_sketch="auto"`` sketches (p = 16) only the layers whose exact penalties would cost
     more than the layer itself and keeps the others exact (see ``Relaxed.sketch_size``).
+    ``free_rank=r`` makes each default free term W = U Vᵀ of rank r ((d_in + d_out)·r parameters
+    instead of d_in·d_out, W never formed; penalties on the rows, and on a structured layer
+    projection and ``harden(mode="project")`` from the factors): for layers whose dense free
+    term does not fit.
     ``penalty_method``: ``"auto"`` (per layer and batch, the cheaper of the two), ``"data"`` (on
     the rows) or ``"gram"`` (from the rows' Gram matrix, in weight space; dense free terms with
     matrix actions only): the same values, different costs. ``projected_eval``: whether eval mode
@@ -295,7 +300,7 @@ def relax(
     target = model if inplace else copy.deepcopy(model)
     select = _selector(layers)
     options = {"init_std": init_std, "free_bias": free_bias, "penalty_rows": penalty_rows,
-               "penalty_sketch": penalty_sketch}
+               "penalty_sketch": penalty_sketch, "free_rank": free_rank}
 
     def wants(name: str, m: nn.Module) -> bool:
         if select is not None:

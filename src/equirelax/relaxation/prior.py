@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from equirelax.homspace.partition import PartitionHomSpace
 from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace
 from equirelax.relaxation.registry import registration
 
@@ -40,7 +41,7 @@ class BasisGram:
         self.diagonal: np.ndarray | None = None
         self.blocks: list[tuple[int, int, np.ndarray]] = []  # (start, m_o·m_i, atomic Gram)
         self.dense: np.ndarray | None = None
-        if isinstance(space, OrbitHomSpace):
+        if isinstance(space, OrbitHomSpace | PartitionHomSpace):
             # B_i is the 0/1 indicator of orbit i: <B_i, B_j> = δ_ij · |orbit i|
             self.diagonal = np.asarray(space.counts, dtype=np.float64)
         elif isinstance(space, BlockHomSpace):
@@ -105,6 +106,9 @@ def _own_weight_sq(module: nn.Module) -> torch.Tensor | None:
     if (isinstance(space, HomSpace) and isinstance(coefficients, torch.Tensor)
             and coefficients.shape == (space.dim,)):
         return basis_gram(space).sq_norm(coefficients)
+    own = getattr(module, "weight_sq_norm", None)
+    if callable(own):  # e.g. a low-rank free term: ||U Vᵀ||² without forming U Vᵀ
+        return own()
     reg = registration(module)
     if reg is not None and reg.dense is not None:
         return reg.dense(module)[0].pow(2).sum()

@@ -9,6 +9,7 @@ here with functions that say how to read its actions and weights. Layers of opti
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,32 @@ class FreeLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight, self.bias)
+
+
+class FreeLowRank(nn.Module):
+    """The unconstrained term W x (+ b) with W = U Vᵀ of rank ``rank``: (d_in + d_out) · rank
+    parameters instead of d_in · d_out, for layers whose dense free term would not fit (a
+    2-index set layer with n = 200 has d = 40,000). Entries of W start with std ``init_std``
+    as those of :class:`FreeLinear`; W itself is never formed."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = False,
+                 init_std: float = 1e-3) -> None:
+        super().__init__()
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"the rank of a low-rank free term must be a positive integer, "
+                             f"got {rank!r}")
+        scale = math.sqrt(init_std / math.sqrt(rank))  # Var(Σ_r u v) = rank · scale⁴ = init_std²
+        self.u = nn.Parameter(torch.randn(out_features, rank) * scale)
+        self.v = nn.Parameter(torch.randn(in_features, rank) * scale)
+        self.bias = nn.Parameter(torch.randn(out_features) * init_std) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x @ self.v) @ self.u.T
+        return y + self.bias if self.bias is not None else y
+
+    def weight_sq_norm(self) -> torch.Tensor:
+        """||U Vᵀ||²_F = Σ (UᵀU) ∘ (VᵀV), without forming U Vᵀ."""
+        return ((self.u.T @ self.u) * (self.v.T @ self.v)).sum()
 
 
 @dataclass
@@ -127,8 +154,12 @@ def declares_reps(layer: nn.Module) -> bool:
     )
 
 
-def default_free(layer: nn.Module, rep_in: Rep, rep_out: Rep, init_std: float, bias: bool):
-    """The default free term: a dense linear map on the flattened features."""
+def default_free(layer: nn.Module, rep_in: Rep, rep_out: Rep, init_std: float, bias: bool,
+                 rank: int | None = None):
+    """The default free term: a dense linear map on the flattened features, or of rank
+    ``rank`` (:class:`FreeLowRank`) when given."""
+    if rank is not None:
+        return FreeLowRank(rep_in.dim, rep_out.dim, rank, bias=bias, init_std=init_std)
     return FreeLinear(rep_in.dim, rep_out.dim, bias=bias, init_std=init_std)
 
 

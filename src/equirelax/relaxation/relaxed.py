@@ -32,6 +32,7 @@ from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
     FreeLinear,
+    FreeLowRank,
     Registration,
     default_actions,
     default_free,
@@ -144,6 +145,7 @@ class Relaxed(nn.Module):
         actions: tuple[FeatureAction, FeatureAction] | None = None,
         penalty_rows: int | None = None,
         penalty_sketch: int | str | None = None,
+        free_rank: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(layer, Relaxed):
@@ -191,7 +193,7 @@ class Relaxed(nn.Module):
             elif own_free is not None:
                 free = own_free(init_std=init_std, bias=free_bias)
             else:
-                free = default_free(layer, rep_in, rep_out, init_std, free_bias)
+                free = default_free(layer, rep_in, rep_out, init_std, free_bias, free_rank)
         ref = next(iter(layer.parameters()), None)
         if ref is not None:
             free = free.to(device=ref.device, dtype=ref.dtype)
@@ -212,7 +214,9 @@ class Relaxed(nn.Module):
         self._dense = reg.dense
         self._fold = reg.fold
         flat = self.shape_in == (rep_in.dim,) and self.shape_out == (rep_out.dim,)
-        self.fused = reg.dense is not None and isinstance(free, FreeLinear) and flat
+        # a layer applied by structure (no dense weight) is not fused with a dense free term
+        self.fused = (reg.dense is not None and isinstance(free, FreeLinear) and flat
+                      and not getattr(layer, "structured", False))
         self.theta = 0.0
         self.projected_eval = True
         self.record_penalties = True
@@ -317,7 +321,8 @@ class Relaxed(nn.Module):
                   ) -> torch.Tensor:
         """y + θ · W x; for the default dense free term one ``addmm`` (fewer ops to run and to
         differentiate than a matmul, a scale and a sum; a compiler fuses them itself)."""
-        if self.custom_free or y.dtype != self.free.weight.dtype or not isinstance(theta, float):
+        if (not isinstance(self.free, FreeLinear) or y.dtype != self.free.weight.dtype
+                or not isinstance(theta, float)):
             return y + theta * self.apply_free(x)
         lead = x.shape[: x.dim() - len(self.shape_in)]
         out = torch.addmm(y.reshape(-1, self.rep_out.dim), x.reshape(-1, self.rep_in.dim),
@@ -541,13 +546,35 @@ class Relaxed(nn.Module):
 
     def free_dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The free term's dense (d_out, d_in) weight and bias (only for the default free term)."""
+        if isinstance(self.free, FreeLowRank):
+            return self.free.u @ self.free.v.T, self.free.bias
         if not isinstance(self.free, FreeLinear):
             raise TypeError(f"the free term of this layer is a {type(self.free).__name__}, "
                             "not a dense matrix")
         return self.free.weight, self.free.bias
 
+    def _low_rank_projection(self) -> torch.Tensor | None:
+        """Coefficients (in the layer's own hom space) of P(U Vᵀ) for a low-rank free term,
+        when that space computes them from the factors; else None."""
+        space = getattr(self.layer, "hom", None)
+        if isinstance(self.free, FreeLowRank) and hasattr(space, "coefficients_low_rank"):
+            return space.coefficients_low_rank(self.free.u, self.free.v)
+        return None
+
     def weight_residual_sq(self) -> torch.Tensor:
-        """||W − P(W)||² (+ the same for the bias): W's distance from the equivariant maps."""
+        """||W − P(W)||² (+ the same for the bias): W's distance from the equivariant maps.
+        For a low-rank W on a structured layer, ||W||² − ||P(W)||² from the factors (P(W) is
+        an orthogonal projection; the orbit basis has Gram matrix diag(orbit sizes))."""
+        coefficients = self._low_rank_projection()
+        if coefficients is not None:
+            counts = torch.as_tensor(self.layer.hom.counts, dtype=coefficients.dtype,
+                                     device=coefficients.device)
+            res = (self.free.weight_sq_norm() - (counts * coefficients.pow(2)).sum()).clamp_min(0)
+            b = self.free.bias
+            if b is not None:
+                fixed = fixed_space(self.rep_out)
+                res = res + (b - fixed.project(b.reshape(-1, 1)).reshape(-1)).pow(2).sum()
+            return res
         w, b = self.free_dense()
         space = hom(self.rep_in, self.rep_out)
         res = (w - space.project(w)).pow(2).sum()
@@ -586,6 +613,19 @@ class Relaxed(nn.Module):
                 f"harden(mode='project') needs to fold weights into {type(self.layer).__name__}: "
                 "register it with a fold= function, or use mode='drop'"
             )
+        coefficients = self._low_rank_projection()
+        if coefficients is not None:  # fold the coefficients of P(U Vᵀ): no dense W, no fold
+            with torch.no_grad():
+                layer = self.layer
+                layer.coefficients.add_((coefficients * theta).to(layer.coefficients.dtype))
+                b = self.free.bias
+                if b is not None:
+                    if layer.bias_space is None:
+                        raise ValueError("cannot fold a bias into an EquivariantLinear built "
+                                         "with bias=False; relax it with free_bias=False")
+                    bc = layer.bias_space.coefficients(b.detach().double().reshape(-1, 1))
+                    layer.bias_coefficients.add_((bc * theta).to(layer.coefficients.dtype))
+            return self.layer
         w, b = self.free_dense()
         with torch.no_grad():
             w_eq = hom(self.rep_in, self.rep_out).project(w.detach().double()) * theta

@@ -1,0 +1,732 @@
+"""Equivariant maps between sums of tensor powers of S_n's natural rep, applied by partitions.
+
+S_n acts on the index tuples (i_1..i_p, j_1..j_q) of a weight entry between V^⊗q and V^⊗p
+(V = natural, dimension n); two tuples lie in one orbit exactly when they have the same equality
+pattern, a set partition of the p + q index positions (Maron et al., *Invariant and Equivariant
+Graph Networks*, 2019). The orbit basis is therefore one basis map B_P per partition P with at
+most n blocks, the same basis (same coefficients, same order) as the dense orbit basis of
+:class:`~equirelax.homspace.space.OrbitHomSpace`.
+
+Such maps are applied without the dense (n^p, n^q) weight. The "at least" maps D_Q (1 where the
+equalities of Q hold, whatever the other indices are) are sums of orbit maps,
+D_Q = Σ_{P coarsens Q} B_P, so the orbit coefficients c turn into D-coefficients d = c A⁻¹ by
+a small integer matrix (the Möbius function of the partition lattice). Each D_Q is a diagonal
+extraction and sums on the input, a channel mix, and a broadcast or diagonal embedding on the
+output: O(n^max(p, q)) per map instead of O(n^(p+q)). Copies (m·ρ → m'·ρ') share the partition
+structure: each D_Q mixes channels with an (m', m) matrix, so the cost is a channel mix on the
+reduced tensors plus one structured op per copy, never a Kronecker-expanded matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Hashable
+from functools import cache
+
+import numpy as np
+import torch
+
+from equirelax.groups.permutation import PermutationGroup
+from equirelax.homspace.space import HomSpace, _cached
+from equirelax.reps.base import Rep
+
+#: Largest tensor order (k of V^⊗k) applied by partitions.
+MAX_ORDER = 2
+
+_LETTERS = "abcd"  # one per block of a partition of at most 2 * MAX_ORDER positions
+
+
+def tensor_order(part: Rep) -> int | None:
+    """k when ``part`` is V^⊗k (k <= MAX_ORDER; k = 0 the trivial rep) of the full symmetric
+    group acting on V = natural, index (i_1, ..., i_k) at Σ i_t n^(k-t); else None."""
+    group = part.group
+    if not part.is_permutation or not isinstance(group, PermutationGroup):
+        return None
+    n = group.degree
+    images = part.images  # type: ignore[attr-defined]
+    gens = group.generators
+    if part.dim == 1:
+        return 0
+    for k in range(1, MAX_ORDER + 1):
+        if part.dim != n**k:
+            continue
+        for image, g in zip(images, gens):
+            expected = g
+            for _ in range(k - 1):
+                expected = (expected[:, None] * n + g[None, :]).reshape(-1)
+            if not np.array_equal(image, expected):
+                return None
+        return k
+    return None
+
+
+def tensor_orders(rep: Rep) -> list[int] | None:
+    """The order k of each summand of ``rep`` when every summand is a tensor power V^⊗k
+    (k <= MAX_ORDER) of the natural rep of a recognisably full symmetric group, else None."""
+    group = rep.group
+    if not isinstance(group, PermutationGroup) or not group.is_full_symmetric:
+        return None
+    orders: dict = {}
+    out = []
+    for part in rep.parts:
+        if part.key not in orders:
+            orders[part.key] = tensor_order(part)
+        if orders[part.key] is None:
+            return None
+        out.append(orders[part.key])
+    return out
+
+
+@cache
+def set_partitions(k: int) -> tuple[tuple[int, ...], ...]:
+    """The set partitions of k positions as restricted growth strings (position t is in block
+    rgs[t]; blocks numbered in order of first appearance), in lexicographic order.
+
+    The string is also the lexicographically first index tuple with that equality pattern, so
+    this is the order in which the orbits first appear in a row-major weight matrix.
+    """
+    out: list[tuple[int, ...]] = [()]
+    for _ in range(k):
+        out = [(*rgs, b) for rgs in out for b in range(max(rgs, default=-1) + 2)]
+    return tuple(out)
+
+
+def _coarsens(p: tuple[int, ...], q: tuple[int, ...]) -> bool:
+    """Whether every block of q lies inside a block of p."""
+    return all(p[s] == p[t] for s in range(len(q)) for t in range(s) if q[s] == q[t])
+
+
+@cache
+def mobius(k: int) -> np.ndarray:
+    """A⁻¹ for A[Q, P] = [P coarsens Q] over ``set_partitions(k)``: D = A B turns orbit maps B
+    into "at least" maps D, so coefficients c of B are coefficients c A⁻¹ of D (integers)."""
+    parts = set_partitions(k)
+    a = np.array([[float(_coarsens(p, q)) for p in parts] for q in parts])
+    return np.rint(np.linalg.inv(a))
+
+
+def _falling(n: int, k: int) -> int:
+    """n (n-1) ... (n-k+1): the number of index tuples with a given pattern of k blocks."""
+    return math.perm(n, k)
+
+
+class _Type:
+    """The copies of one tensor power V^⊗order inside a sum: their offsets in the flat vector."""
+
+    def __init__(self, order: int, offsets: list[int], n: int) -> None:
+        self.order, self.offsets, self.size = order, np.array(offsets, dtype=np.int64), n**order
+        self.copies = len(offsets)
+
+    def index(self) -> np.ndarray:
+        """Flat positions of its entries, copy by copy."""
+        return (self.offsets[:, None] + np.arange(self.size)[None, :]).reshape(-1)
+
+
+def _types(rep: Rep, orders: list[int], n: int) -> list[_Type]:
+    found: dict[int, list[int]] = {}
+    offset = 0
+    for part, order in zip(rep.parts, orders):
+        found.setdefault(order, []).append(offset)
+        offset += part.dim
+    return [_Type(order, offs, n) for order, offs in found.items()]
+
+
+def _placement(out: tuple[int, ...], shared: set[int]) -> str:
+    """How the reduced tensor of one partition lands in the output (see ``_assemble``)."""
+    if len(out) == 0:
+        return "scalar"
+    if len(out) == 1:
+        return "full" if out[0] in shared else "scalar"
+    if out[0] == out[1]:
+        return "diag" if out[0] in shared else "diag_scalar"
+    return {
+        (True, True): "full",
+        (True, False): "rows",
+        (False, True): "cols",
+        (False, False): "scalar",
+    }[(out[0] in shared, out[1] in shared)]
+
+
+def _reduce(equation: str, x: torch.Tensor) -> torch.Tensor:
+    """The input reduction of one partition (an einsum on (rows, copies, n, ...) with repeated
+    letters for diagonals and missing ones for sums), by the direct op where there is one."""
+    inp, out = equation[2:].split("->zy")
+    if inp == out:
+        return x
+    if len(inp) == 2:
+        if inp[0] == inp[1]:
+            diag = x.diagonal(dim1=-2, dim2=-1)
+            return diag if out else diag.sum(-1)
+        if out == inp[::-1]:
+            return x.transpose(-2, -1)
+        if not out:
+            return x.sum((-2, -1))
+        return x.sum(-1) if out == inp[0] else x.sum(-2)
+    if len(inp) == 1 and not out:
+        return x.sum(-1)
+    return torch.einsum(equation, x)
+
+
+class _Group:
+    """The partitions of one pair that land in the output the same way (``kind``, see
+    ``PartitionHomSpace._assemble``): positions ``start:stop`` of the pair's coefficients, the
+    reduction of the input for each, and how many axes of size n their reduced tensors keep."""
+
+    def __init__(self, kind: str, start: int, equations: list[str]) -> None:
+        self.kind, self.start, self.stop = kind, start, start + len(equations)
+        self.equations = equations
+        self.shared = len(equations[0].split("->")[1]) - 2
+
+
+class _Pair:
+    """The maps between one input type and one output type. Its partitions are ordered group by
+    group (``groups``), so that each group's coefficients are one slice."""
+
+    def __init__(self, t_out: _Type, t_in: _Type, out_position: int, in_position: int) -> None:
+        self.t_out, self.t_in = t_out, t_in
+        self.out_position, self.in_position = out_position, in_position
+        p, q = t_out.order, t_in.order
+        self.order = p + q
+        found: dict[str, list[tuple[tuple[int, ...], str]]] = {}
+        for rgs in set_partitions(p + q):
+            out, inp = rgs[:p], rgs[p:]
+            shared = set(out) & set(inp)
+            ordered = [b for b in dict.fromkeys(out) if b in shared]
+            letters = "".join(_LETTERS[b] for b in inp)
+            keep = "".join(_LETTERS[b] for b in ordered)
+            found.setdefault(_placement(out, shared), []).append((rgs, f"zy{letters}->zy{keep}"))
+        self.partitions: list[tuple[int, ...]] = []
+        self.groups: list[_Group] = []
+        for kind, items in found.items():
+            self.groups.append(_Group(kind, len(self.partitions), [eq for _, eq in items]))
+            self.partitions.extend(rgs for rgs, _ in items)
+        where = {rgs: i for i, rgs in enumerate(set_partitions(p + q))}
+        perm = [where[rgs] for rgs in self.partitions]
+        self.mobius = mobius(p + q)[np.ix_(perm, perm)]  # in this pair's partition order
+        self.size = t_out.copies * t_in.copies * len(self.partitions)
+
+
+class PartitionHomSpace(HomSpace):
+    """Orbit basis between sums of S_n tensor powers (order <= 2), applied by partitions.
+
+    Coefficients are those of :class:`~equirelax.homspace.space.OrbitHomSpace` for the same
+    reps (same orbits, same order: by first appearance in the row-major weight), so a layer can
+    switch between the dense and the structured path without touching its parameters. Needs
+    n >= p + q for every pair of orders (every partition is then an orbit).
+    """
+
+    def __init__(self, rep_in: Rep, rep_out: Rep) -> None:
+        super().__init__(rep_in, rep_out)
+        orders_in, orders_out = tensor_orders(rep_in), tensor_orders(rep_out)
+        if orders_in is None or orders_out is None or rep_in.group != rep_out.group:
+            raise ValueError(
+                f"a partition hom space needs sums of tensor powers (order <= "
+                f"{MAX_ORDER}) of the natural rep of one full symmetric group; got "
+                f"{rep_in!r} -> {rep_out!r}"
+            )
+        self.n = n = rep_in.group.degree
+        top = max(orders_in) + max(orders_out)
+        if n < top:
+            raise ValueError(
+                f"a partition hom space between orders up to {max(orders_in)} and "
+                f"{max(orders_out)} needs n >= {top}, got n = {n}"
+            )
+        self.types_in = _types(rep_in, orders_in, n)
+        self.types_out = _types(rep_out, orders_out, n)
+        self.pairs = [
+            _Pair(t_out, t_in, i, j)
+            for i, t_out in enumerate(self.types_out)
+            for j, t_in in enumerate(self.types_in)
+        ]
+        self._number_orbits()
+        self.in_index = self._sorting_index(self.types_in, rep_in.dim, inverse=False)
+        self.out_index = self._sorting_index(self.types_out, rep_out.dim, inverse=True)
+        sizes = [len(pair.partitions) for pair in self.pairs]
+        self.mobius_start = np.cumsum([0, *sizes])[:-1].tolist()
+        self.mobius = np.zeros((sum(sizes), sum(sizes)))
+        for pair, s, size in zip(self.pairs, self.mobius_start, sizes):
+            self.mobius[s : s + size, s : s + size] = pair.mobius
+
+    def _number_orbits(self) -> None:
+        """Give each (output copy, input copy, partition) its dense orbit label: the rank of
+        its first entry in the row-major weight. ``coefficient_index`` lists the labels pair
+        by pair (copy out, copy in, partition), which is the order ``apply`` reads them in."""
+        d_in, n = self.rep_in.dim, self.n
+        firsts, counts = [], []
+        for pair in self.pairs:
+            p = pair.t_out.order
+            rgs = np.array(pair.partitions, dtype=np.int64).reshape(len(pair.partitions), -1)
+            row = sum(rgs[:, t] * n ** (p - 1 - t) for t in range(p)) if p else 0
+            q = pair.t_in.order
+            col = sum(rgs[:, p + t] * n ** (q - 1 - t) for t in range(q)) if q else 0
+            rows = pair.t_out.offsets[:, None, None] + np.broadcast_to(row, (len(rgs),))
+            cols = pair.t_in.offsets[None, :, None] + np.broadcast_to(col, (len(rgs),))
+            firsts.append((rows * d_in + cols).reshape(-1))
+            blocks = np.array([max(r, default=-1) + 1 for r in pair.partitions])
+            sizes = np.array([_falling(n, int(b)) for b in blocks], dtype=np.int64)
+            shape = (pair.t_out.copies, pair.t_in.copies, len(sizes))
+            counts.append(np.broadcast_to(sizes, shape).reshape(-1))
+        first = np.concatenate(firsts)
+        self.dim = first.shape[0]
+        label = np.empty(self.dim, dtype=np.int64)
+        order = np.argsort(first, kind="stable")
+        label[order] = np.arange(self.dim)
+        self.coefficient_index = label
+        self.counts = np.empty(self.dim, dtype=np.int64)
+        self.counts[label] = np.concatenate(counts)
+
+    @staticmethod
+    def _sorting_index(types: list[_Type], dim: int, inverse: bool) -> np.ndarray | None:
+        """The gather that puts a flat vector in type order (or, ``inverse``, back); None when
+        the types already lie one after another."""
+        index = np.concatenate([t.index() for t in types])
+        if np.array_equal(index, np.arange(dim)):
+            return None
+        if not inverse:
+            return index
+        back = np.empty_like(index)
+        back[index] = np.arange(dim)
+        return back
+
+    # -- the tensors apply() reads, for modules to hold as buffers --------------------------
+    def index_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor | None]:
+        """CPU tensors that :meth:`apply` reads: the coefficient order and its inverse (None
+        when it is the pairs' own order), the pairs' Möbius matrices (in ``dtype``, default
+        torch's; their entries are small integers, exact in any float type) and the input /
+        output sorting gathers with their inverses (None when not needed). A module holds them
+        as non-persistent buffers so that they follow ``.to()`` and are ordinary inputs of
+        compiled graphs."""
+
+        def tensor(a: np.ndarray | None) -> torch.Tensor | None:
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+        def back(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.argsort(a)
+
+        index = self.coefficient_index
+        if np.array_equal(index, np.arange(self.dim)):
+            index = None
+        return {
+            "coefficient_index": tensor(index),
+            "coefficient_back": tensor(back(index)),
+            "mobius": tensor(self.mobius).to(dtype or torch.get_default_dtype()),
+            "in_index": tensor(self.in_index),
+            "in_back": tensor(back(self.in_index)),
+            "out_index": tensor(self.out_index),
+            "out_back": tensor(back(self.out_index)),
+        }
+
+    def _cached_tensors(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> dict[str, torch.Tensor | None]:
+        """:meth:`index_tensors` on ``device`` (the Möbius matrices in ``dtype``), cached."""
+        key = ("partition", device, dtype)
+        if key not in self._device_cache:
+            self._device_cache[key] = {
+                name: None if t is None else t.to(device)
+                for name, t in self.index_tensors(dtype).items()
+            }
+        return self._device_cache[key]  # type: ignore[return-value]
+
+    # -- applying ----------------------------------------------------------------------------
+    def apply(
+        self,
+        coefficients: torch.Tensor,
+        x: torch.Tensor,
+        tensors: dict[str, torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """W x for features ``x`` (..., d_in), W = Σ c_P B_P, without forming W.
+
+        ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them. When a
+        gradient is wanted, eager code runs one autograd node whose backward is the adjoint map
+        (the same partition structure, reversed) and the coefficients' gradient, both from the
+        input kept for backward: a fraction of the bookkeeping of recording every small op.
+        Compiled code and ``torch.func`` transforms record the ops themselves.
+        """
+        if coefficients.shape != (self.dim,):
+            raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
+        if x.shape[-1:] != (self.shape[1],):
+            raise ValueError(
+                f"expected features of shape (..., {self.shape[1]}), got {tuple(x.shape)}"
+            )
+        t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
+        if (
+            torch.compiler.is_compiling()
+            or not torch.is_grad_enabled()
+            or not (coefficients.requires_grad or x.requires_grad)
+            or torch._C._are_functorch_transforms_active()
+        ):
+            return self._forward(coefficients, x, t)
+        return _PartitionApply.apply(coefficients, x, self, t)
+
+    def _inputs(self, x: torch.Tensor, t: dict) -> tuple[list[torch.Tensor], int]:
+        """The input split by type: (rows, copies, n, ...) each, and the number of rows."""
+        flat = x.reshape(-1, self.shape[1])
+        if t["in_index"] is not None:
+            flat = flat.index_select(-1, t["in_index"])
+        rows, n = flat.shape[0], self.n
+        inputs, start = [], 0
+        for typ in self.types_in:
+            size = typ.copies * typ.size
+            inputs.append(flat[:, start : start + size].reshape(rows, typ.copies, *[n] * typ.order))
+            start += size
+        return inputs, rows
+
+    def _d_coefficients(self, coefficients: torch.Tensor, t: dict) -> list[torch.Tensor]:
+        """Per pair, the coefficients (m_o, m_i, k) of its "at least" maps D_Q."""
+        index = t["coefficient_index"]
+        ordered = coefficients if index is None else coefficients.index_select(0, index)
+        mob = t["mobius"].to(coefficients.dtype)
+        out, start = [], 0
+        for pair, s in zip(self.pairs, self.mobius_start):
+            k = len(pair.partitions)
+            c = ordered[start : start + pair.size].reshape(pair.t_out.copies, pair.t_in.copies, k)
+            start += pair.size
+            out.append(c @ mob[s : s + k, s : s + k])
+        return out
+
+    def _reductions(self, pair: _Pair, x_in: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per group of the pair, the reduced inputs of its partitions."""
+        reduced: dict[str, torch.Tensor] = {}
+        out = []
+        for group in pair.groups:
+            parts = []
+            for eq in group.equations:
+                if eq not in reduced:
+                    reduced[eq] = _reduce(eq, x_in)
+                parts.append(reduced[eq])
+            out.append(parts)
+        return out
+
+    def _forward(self, coefficients: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
+        lead = x.shape[:-1]
+        inputs, rows = self._inputs(x, t)
+        placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        for pair, d in zip(self.pairs, self._d_coefficients(coefficients, t)):
+            into = placed[pair.out_position]
+            for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
+                z = self._mix(d[:, :, group.start : group.stop], parts, rows)
+                into[group.kind] = into[group.kind] + z if group.kind in into else z
+        outs = [self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_out, placed)]
+        y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+        if t["out_index"] is not None:
+            y = y.index_select(-1, t["out_index"])
+        return y.reshape(*lead, self.shape[0])
+
+    def _backward(
+        self,
+        coefficients: torch.Tensor,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        t: dict,
+        need_coefficients: bool,
+        need_x: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Gradients of <grad, W x> for the coefficients and for x: per group, the output
+        placement's adjoint of ``grad`` meets the reduced inputs (coefficients), and is mixed
+        back and placed into the input by the reduction's adjoint (x)."""
+        inputs, rows = self._inputs(x, t) if need_coefficients else ([], 0)
+        g = grad.reshape(-1, self.shape[0])
+        rows = g.shape[0]
+        if t["out_back"] is not None:
+            g = g.index_select(-1, t["out_back"])
+        grads_out, start = [], 0
+        for typ in self.types_out:
+            size = typ.copies * typ.size
+            grads_out.append(
+                g[:, start : start + size].reshape(rows, typ.copies, *[self.n] * typ.order)
+            )
+            start += size
+        adjoints: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        into_input: list[dict[str, torch.Tensor]] = [{} for _ in self.types_in]
+        grad_d = []
+        for pair, d in zip(self.pairs, self._d_coefficients(coefficients, t)):
+            found = adjoints[pair.out_position]
+            reductions = (
+                self._reductions(pair, inputs[pair.in_position])
+                if need_coefficients
+                else [None] * len(pair.groups)
+            )
+            pieces = []
+            for group, parts in zip(pair.groups, reductions):
+                if group.kind not in found:
+                    found[group.kind] = _placement_adjoint(group.kind, grads_out[pair.out_position])
+                gz = found[group.kind].reshape(rows, pair.t_out.copies, -1)
+                m_o, m_i, q = pair.t_out.copies, pair.t_in.copies, group.stop - group.start
+                if need_coefficients:
+                    stacked = torch.stack(parts, dim=1).reshape(rows, q * m_i, -1)
+                    dd = _channel_outer(gz, stacked)
+                    pieces.append(dd.reshape(m_o, q, m_i).transpose(1, 2))
+                if need_x:
+                    mix = d[:, :, group.start : group.stop].transpose(1, 2).reshape(m_o, q * m_i)
+                    back = _channel_mix(mix.T, gz).reshape(rows, q, m_i, *_tail(group, self.n))
+                    for j, eq in enumerate(group.equations):
+                        kind, flip = _reduction_adjoint(eq)
+                        piece = back[:, j].transpose(-2, -1) if flip else back[:, j]
+                        acc = into_input[pair.in_position]
+                        acc[kind] = acc[kind] + piece if kind in acc else piece
+            if need_coefficients:
+                grad_d.append(torch.cat(pieces, dim=-1))
+        grad_c = grad_x = None
+        if need_coefficients:
+            mob = t["mobius"].to(coefficients.dtype)
+            flat = []
+            for pair, s, gd in zip(self.pairs, self.mobius_start, grad_d):
+                k = len(pair.partitions)
+                flat.append((gd @ mob[s : s + k, s : s + k].T).reshape(-1))
+            ordered = torch.cat(flat)
+            back_index = t["coefficient_back"]
+            grad_c = ordered if back_index is None else ordered.index_select(0, back_index)
+        if need_x:
+            outs = [
+                self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_in, into_input)
+            ]
+            gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+            if t["in_back"] is not None:
+                gx = gx.index_select(-1, t["in_back"])
+            grad_x = gx.reshape(x.shape)
+        return grad_c, grad_x
+
+    def _mix(self, d: torch.Tensor, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+        """Σ_q d[:, :, q] · parts[q] over the input copies: (rows, m_o, n, ...) from parts of
+        shape (rows, m_i, n, ...), one matmul for the whole group."""
+        m_o, m_i, q = d.shape
+        tail = parts[0].shape[2:]
+        if m_o == m_i == 1 and q == 1:
+            return parts[0] * d.reshape(())
+        if q == 1:
+            stacked = parts[0].reshape(rows, m_i, -1)
+            mix = d.reshape(m_o, m_i)
+        else:
+            stacked = torch.stack(parts, dim=1).reshape(rows, q * m_i, -1)
+            mix = d.transpose(1, 2).reshape(m_o, q * m_i)
+        return _channel_mix(mix, stacked).reshape(rows, m_o, *tail)
+
+    def _assemble(
+        self, typ: _Type, kinds: dict[str, torch.Tensor], rows: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """The output of one type (rows, copies · n^order) from its placed pieces:
+        ``full`` has every output axis, ``rows``/``cols`` vary along the first / second axis
+        only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal."""
+        n, order = self.n, typ.order
+        shape = (rows, typ.copies, *[n] * order)
+        y = kinds.get("full")
+        if order == 2:
+            terms = [kinds["rows"][..., :, None]] if "rows" in kinds else []
+            terms += [kinds["cols"][..., None, :]] if "cols" in kinds else []
+            diag = kinds.get("diag")
+            if "diag_scalar" in kinds:
+                scalar = kinds["diag_scalar"][..., None]
+                diag = scalar.expand(*scalar.shape[:-1], n) if diag is None else diag + scalar
+            if diag is not None:
+                terms.append(torch.diag_embed(diag))
+            for term in terms:
+                y = term if y is None else y + term
+        if "scalar" in kinds:
+            scalar = kinds["scalar"].reshape(rows, typ.copies, *[1] * order)
+            y = scalar if y is None else y + scalar
+        if y is None:
+            y = like.new_zeros(shape)
+        return y.expand(shape).reshape(rows, -1)
+
+    # -- the HomSpace interface --------------------------------------------------------------
+    def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """The dense (d_out, d_in) weight, built by applying the map to the identity (on
+        demand only: the structured path exists to avoid it)."""
+        eye = torch.eye(self.shape[1], dtype=coefficients.dtype, device=coefficients.device)
+        return self.apply(coefficients, eye).T
+
+    def _blocks(self):
+        """Per pair: its row range in type order and its column range in type order."""
+        rows = np.cumsum([0] + [t.copies * t.size for t in self.types_out]).tolist()
+        cols = np.cumsum([0] + [t.copies * t.size for t in self.types_in]).tolist()
+        for pair in self.pairs:
+            i, j = pair.out_position, pair.in_position
+            yield pair, slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1])
+
+    def _exact_coefficients(self, at_least: list[torch.Tensor]) -> torch.Tensor:
+        """Orbit coefficients from the "at least" sums of each pair (..., m_o, m_i, k): Möbius
+        inversion to the orbit sums, back to the dense label order, divided by orbit sizes."""
+        sums = []
+        for pair, block in zip(self.pairs, at_least):
+            inv = torch.from_numpy(pair.mobius).to(dtype=block.dtype, device=block.device)
+            sums.append((block @ inv.T).reshape(*block.shape[:-3], -1))
+        ordered = torch.cat(sums, dim=-1)
+        index = torch.from_numpy(self.coefficient_index).to(ordered.device)
+        exact = torch.empty_like(ordered).index_copy_(-1, index, ordered)
+        return exact / torch.from_numpy(self.counts).to(device=exact.device, dtype=exact.dtype)
+
+    def coefficients(self, w: torch.Tensor) -> torch.Tensor:
+        """Orbit means of ``w`` (..., d_out, d_in): the projection onto the space, computed
+        from the sums of w over "at least" patterns (diagonals and sums, no label matrix)."""
+        self._check_shape(w)
+        lead = w.shape[:-2]
+        if self.out_index is not None:
+            w = w.index_select(-2, torch.from_numpy(np.argsort(self.out_index)).to(w.device))
+        if self.in_index is not None:
+            w = w.index_select(-1, torch.from_numpy(self.in_index).to(w.device))
+        at_least = []
+        for pair, rows, cols in self._blocks():
+            p, q = pair.t_out.order, pair.t_in.order
+            block = w[..., rows, cols].reshape(
+                *lead, pair.t_out.copies, *[self.n] * p, pair.t_in.copies, *[self.n] * q
+            )
+            at_least.append(
+                torch.stack(
+                    [
+                        torch.einsum(f"...Y{_letters(rgs[:p])}X{_letters(rgs[p:])}->...YX", block)
+                        for rgs in pair.partitions
+                    ],
+                    dim=-1,
+                )
+            )
+        return self._exact_coefficients(at_least)
+
+    def coefficients_low_rank(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`coefficients` of W = U Vᵀ (u: (d_out, r), v: (d_in, r)) without forming W:
+        each "at least" sum is a contraction of U with V over the pattern's shared indices."""
+        if (
+            u.dim() != 2
+            or v.dim() != 2
+            or u.shape[0] != self.shape[0]
+            or v.shape[0] != self.shape[1]
+            or u.shape[1] != v.shape[1]
+        ):
+            raise ValueError(
+                f"expected factors of shapes ({self.shape[0]}, r) and "
+                f"({self.shape[1]}, r), got {tuple(u.shape)} and {tuple(v.shape)}"
+            )
+        if self.out_index is not None:
+            u = u.index_select(0, torch.from_numpy(np.argsort(self.out_index)).to(u.device))
+        if self.in_index is not None:
+            v = v.index_select(0, torch.from_numpy(self.in_index).to(v.device))
+        at_least = []
+        for pair, rows, cols in self._blocks():
+            p, q = pair.t_out.order, pair.t_in.order
+            uu = u[rows].reshape(pair.t_out.copies, *[self.n] * p, -1)
+            vv = v[cols].reshape(pair.t_in.copies, *[self.n] * q, -1)
+            at_least.append(
+                torch.stack(
+                    [
+                        torch.einsum(f"Y{_letters(rgs[:p])}R,X{_letters(rgs[p:])}R->YX", uu, vv)
+                        for rgs in pair.partitions
+                    ],
+                    dim=-1,
+                )
+            )
+        return self._exact_coefficients(at_least)
+
+    def basis_sq_norm(self) -> float:
+        return float(self.shape[0] * self.shape[1])
+
+    def cost(self) -> int:
+        """Multiply-adds per input row of :meth:`apply` (reductions, channel mixes and
+        placements), to compare with the d_out · d_in of a dense matmul."""
+        total = 0
+        for pair in self.pairs:
+            m_o, m_i = pair.t_out.copies, pair.t_in.copies
+            for group in pair.groups:
+                total += (group.stop - group.start) * m_i * (m_o + 1) * self.n**group.shared
+            reductions = {eq for group in pair.groups for eq in group.equations}
+            total += m_i * pair.t_in.size * len(reductions)
+            total += m_o * pair.t_out.size * len(pair.groups)
+        return total
+
+
+def _letters(rgs: tuple[int, ...]) -> str:
+    return "".join(_LETTERS[b] for b in rgs)
+
+
+def _channel_mix(mix: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(rows, a, N) = mix (a, K) applied to the channels of t (rows, K, N), as one plain
+    matrix product (a broadcast matmul runs a slow batched product of small matrices)."""
+    rows, k, n = t.shape
+    if mix.shape == (1, 1):  # one channel each side: a scale, not a product
+        return t * mix.reshape(())
+    out = torch.mm(t.transpose(1, 2).reshape(rows * n, k), mix.T)
+    return out.reshape(rows, n, -1).transpose(1, 2)
+
+
+def _channel_outer(g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(a, K) = Σ over rows and positions of g (rows, a, N) ⊗ t (rows, K, N)."""
+    a, k = g.shape[1], t.shape[1]
+    if a == k == 1:
+        return (g * t).sum().reshape(1, 1)
+    return torch.mm(g.transpose(1, 2).reshape(-1, a).T, t.transpose(1, 2).reshape(-1, k))
+
+
+def _tail(group: _Group, n: int) -> tuple[int, ...]:
+    return (n,) * group.shared
+
+
+def _placement_adjoint(kind: str, g: torch.Tensor) -> torch.Tensor:
+    """The adjoint of placing a reduced tensor as ``kind`` into an output of order
+    g.dim() - 2: what of ``g`` (rows, copies, n, ...) lands on it."""
+    order = g.dim() - 2
+    if kind == "full":
+        return g
+    if kind == "scalar":
+        return g.sum(tuple(range(2, 2 + order))) if order else g
+    if kind == "rows":
+        return g.sum(-1)
+    if kind == "cols":
+        return g.sum(-2)
+    diag = g.diagonal(dim1=-2, dim2=-1)
+    return diag if kind == "diag" else diag.sum(-1)
+
+
+def _reduction_adjoint(equation: str) -> tuple[str, bool]:
+    """How the adjoint of a reduction places its gradient into the input (a kind of
+    ``_assemble``), and whether the gradient is transposed first."""
+    inp, out = equation[2:].split("->zy")
+    if len(inp) == 0:
+        return "scalar", False
+    if len(inp) == 1:
+        return ("full" if out else "scalar"), False
+    if inp[0] == inp[1]:
+        return ("diag" if out else "diag_scalar"), False
+    if len(out) == 2:
+        return "full", out != inp
+    if not out:
+        return "scalar", False
+    return ("rows" if out == inp[0] else "cols"), False
+
+
+class _PartitionApply(torch.autograd.Function):
+    """y = W x by partitions as one autograd node; its backward is :meth:`_backward` (made of
+    differentiable ops on the saved coefficients and input, so higher derivatives work)."""
+
+    @staticmethod
+    def forward(ctx, coefficients, x, space, tensors):
+        ctx.space, ctx.tensors = space, tensors
+        ctx.save_for_backward(coefficients, x)
+        return space._forward(coefficients, x, tensors)
+
+    @staticmethod
+    def backward(ctx, grad):
+        coefficients, x = ctx.saved_tensors
+        need_c, need_x = ctx.needs_input_grad[:2]
+        grad_c, grad_x = ctx.space._backward(coefficients, x, grad, ctx.tensors, need_c, need_x)
+        return grad_c, grad_x, None, None
+
+
+_PARTITION_CACHE: OrderedDict[tuple[Hashable, Hashable], PartitionHomSpace | None] = OrderedDict()
+_PARTITION_CACHE_SIZE = 256
+
+
+def partition_hom(rep_in: Rep, rep_out: Rep) -> PartitionHomSpace | None:
+    """The partition hom space when both reps are sums of S_n tensor powers that it can apply
+    (orders <= MAX_ORDER, n >= the sum of the largest orders), else None (cached)."""
+
+    def make() -> PartitionHomSpace | None:
+        if rep_in.group != rep_out.group:
+            return None
+        orders_in, orders_out = tensor_orders(rep_in), tensor_orders(rep_out)
+        if orders_in is None or orders_out is None:
+            return None
+        if rep_in.group.degree < max(orders_in) + max(orders_out):
+            return None
+        return PartitionHomSpace(rep_in, rep_out)
+
+    return _cached(_PARTITION_CACHE, (rep_in.key, rep_out.key), _PARTITION_CACHE_SIZE, make)
