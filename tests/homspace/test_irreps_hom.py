@@ -177,3 +177,18 @@ def test_apply_refuses_wrong_shapes():
         H.apply(torch.zeros(2), torch.zeros(1, 9))
     with pytest.raises(ValueError, match=r"\(\.\.\., 9\)"):
         H.apply(torch.zeros(3), torch.zeros(1, 8))
+
+
+def test_constants_made_inside_torch_func_transforms_are_not_cached():
+    # the Lie derivative check runs the layer under torch.func: a tensor the space makes there
+    # is a wrapper for that call, and caching it broke every later pickle of the model
+    import pickle
+
+    rep_in = vector(SO(3)) * vector(SO(3)) + vector(SO(3))
+    layer = er.nn.EquivariantLinear(rep_in, vector(SO(3)) + trivial(SO(3))).double()
+    for space in (layer.hom, layer.bias_space):
+        space._device_cache.clear()
+    er.lie_derivative_error(layer, torch.randn(2, rep_in.dim, dtype=torch.float64))
+    copy = pickle.loads(pickle.dumps(layer))
+    x = torch.randn(3, rep_in.dim, dtype=torch.float64)
+    torch.testing.assert_close(copy(x), layer(x), atol=0, rtol=0)

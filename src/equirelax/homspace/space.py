@@ -42,6 +42,11 @@ def _as_tensor(w: ArrayLike) -> tuple[torch.Tensor, bool]:
     return w, False
 
 
+def _is_functorch_wrapper(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a wrapper made by a running ``torch.func`` transform."""
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
 class HomSpace(ABC):
     """Equivariant linear maps rep_in -> rep_out, as a linear subspace of (d_out, d_in) matrices."""
 
@@ -115,9 +120,18 @@ class HomSpace(ABC):
             )
 
     def _on(self, name: str, device: torch.device, make) -> torch.Tensor:
+        """A constant of this space as a tensor on ``device``, made once and cached.
+
+        Not cached when it is made inside a ``torch.func`` transform (e.g. the Lie derivative
+        check): there even a tensor made from a numpy array comes out wrapped for that call, and
+        a cached wrapper outlives it (a later pickle or deepcopy of the space then fails).
+        """
         key = (name, device)
         if key not in self._device_cache:
-            self._device_cache[key] = make().to(device)
+            value = make().to(device)
+            if _is_functorch_wrapper(value):
+                return value
+            self._device_cache[key] = value
         return self._device_cache[key]  # type: ignore[return-value]
 
     def __setstate__(self, state: dict) -> None:
