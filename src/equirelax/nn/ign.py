@@ -35,7 +35,7 @@ class EntryBatchNorm(nn.Module):
     The statistics of a channel are invariant under relabelling the nodes, so the map is
     equivariant. It keeps 2 → 2 features at unit scale: the orbit basis's sums over rows,
     columns and the whole matrix multiply a feature's mean by up to n², which at n = 50 made
-    the untrained network's outputs 10⁴ times the target's scale."""
+    the untrained network's outputs orders of magnitude larger than the target."""
 
     relaxable = False  # an affine map per channel: constraint relaxation leaves it alone
 
