@@ -1,19 +1,21 @@
 """Training-step time of relaxed vs exact models, and inference time after ``harden``.
 
 Same architecture, same batch, measured in one run with the variants interleaved (medians of
-repeats), because this machine is noisy. Everything runs twice, in two child processes: with
-OpenMP's default wait policy (idle threads spin briefly: what a plain ``python`` gets) and with
-``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep: what ``./dev`` sets, robust on a shared
-machine, but every small parallel op pays a thread wake-up, so op-heavy code slows more).
+repeats), because this machine is noisy. Everything runs twice (unless ``--policies`` names
+one), in two child processes: with OpenMP's default wait policy (idle threads spin briefly:
+what a plain ``python`` gets) and with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep: what
+``./dev`` sets, robust on a shared machine, but every small parallel op pays a thread
+wake-up, so op-heavy code slows more).
 Writes benchmarks/results/relax.json and relax.md.
 
-    python benchmarks/bench_relax.py            # or: ./dev bench
+    python benchmarks/bench_relax.py [--policies PASSIVE]   # or: ./dev bench
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -90,7 +92,35 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5) -> dict:
+#: The relaxed variants of every model: name -> relax() options (penalties exact unless asked).
+VARIANTS: dict[str, dict] = {
+    "relaxed": {},
+    "relaxed, penalty_rows=32": {"penalty_rows": 32},
+    'relaxed, penalty_sketch="auto"': {"penalty_sketch": "auto"},
+    "relaxed, no penalties": {"lie_weight": 0.0, "norm_weight": 0.0},
+}
+#: Sketch sizes timed on the MLPs, where every layer is relaxed.
+SKETCHES = (4, 8, 16, 32)
+
+
+def _auto_sketches(relaxed, x: torch.Tensor) -> dict[str, int | None]:
+    """The sketch size ``penalty_sketch="auto"`` picks for each relaxed layer on the rows it sees
+    in a forward of ``x`` (None: exact)."""
+    rows: dict[str, int] = {}
+    hooks = [layer.register_forward_pre_hook(
+        lambda mod, args, name=name: rows.__setitem__(
+            name, args[0].numel() // math.prod(mod.shape_in)))
+        for name, layer in relaxed.relaxed_layers().items()]
+    with torch.no_grad():
+        relaxed(x)
+    for hook in hooks:
+        hook.remove()
+    return {name: layer.sketch_size(rows[name])
+            for name, layer in relaxed.relaxed_layers().items()}
+
+
+def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5,
+          sketches: tuple[int, ...] = ()) -> dict:
     model, d_in = _model(kind)
     x = torch.randn(batch, 5, d_in) if isinstance(model, _NBody) else torch.randn(batch, d_in)
     if isinstance(model, _NBody):
@@ -98,8 +128,10 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5) -> dic
     with torch.no_grad():
         y = torch.randn_like(model(x))
     variants = {"exact": (model, None)}
-    for name, kwargs in (("relaxed", {}), ("relaxed, penalty_rows=32", {"penalty_rows": 32}),
-                         ("relaxed, no penalties", {"lie_weight": 0.0, "norm_weight": 0.0})):
+    options = dict(VARIANTS)
+    for p in sketches:
+        options[f"relaxed, penalty_sketch={p}"] = {"penalty_sketch": p}
+    for name, kwargs in options.items():
         r = relax(model, total_steps=10_000, **kwargs)
         r.t = 2500  # mid-schedule: θ > 0, every term active
         r.step()
@@ -120,9 +152,11 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5) -> dic
             infer["exact"].append(_time(lambda: exact(x), repeats * 4))
             infer["hardened"].append(_time(lambda: hard(x), repeats * 4))
     inference = {k: statistics.median(v) for k, v in infer.items()}
+    sketched = _auto_sketches(variants['relaxed, penalty_sketch="auto"'][0], x)
     return {
         "model": kind,
         "batch": batch,
+        "auto_sketch_of_layers": sketched,
         "train_step_seconds": train,
         "train_ratio_vs_exact": {k: v / train["exact"] for k, v in train.items()},
         "inference_seconds": inference,
@@ -131,8 +165,8 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5) -> dic
 
 
 MODELS = (
-    ("S5 regular MLP", {}),
-    ("SO(3) vector MLP", {}),
+    ("S5 regular MLP", {"rounds": 15, "sketches": SKETCHES}),
+    ("SO(3) vector MLP", {"rounds": 15, "sketches": SKETCHES}),
     ("SEGNN N-body (4 layers, 32x0e+32x1o)", {"batch": 100, "rounds": 9, "repeats": 2}),
     ("EGNN N-body (4 layers, 64)", {"batch": 100, "rounds": 9, "repeats": 5}),
 )
@@ -175,46 +209,58 @@ def penalty_arithmetic(d_in: int, d_out: int, k: int, rows: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
+                        help="OpenMP wait policies to measure under (default: both)")
     args = parser.parse_args()
     if args.child is not None:
         _child(args.child)
         return
     RESULTS.mkdir(exist_ok=True)
-    runs = {policy: _run_policy(policy) for policy in POLICIES}
+    policies = list(dict.fromkeys(args.policies))
+    runs = {policy: _run_policy(policy) for policy in policies}
     hidden = 4 * er.reps.regular(er.groups.symmetric(5))
     k = len(relax(er.nn.EquivariantLinear(hidden, hidden), total_steps=2).relaxed_layers()[""]
             .act_in)
     arithmetic = penalty_arithmetic(hidden.dim, hidden.dim, k, 256)
     (RESULTS / "relax.json").write_text(
         json.dumps({**runs, "penalty_arithmetic": arithmetic}, indent=1))
-    meta = runs["default"]["meta"]
+    first = runs[policies[0]]
+    meta = first["meta"]
+    command = "python benchmarks/bench_relax.py" + (
+        "" if policies == list(POLICIES) else " --policies " + " ".join(policies))
+    measured = (
+        "Each ratio is measured twice, with OpenMP's default wait policy and with "
+        "`OMP_WAIT_POLICY=PASSIVE` (which `./dev` sets)" if len(policies) == 2 else
+        f"Measured with the {policies[0]} OpenMP wait policy only")
     lines = [
         "# Relaxed vs exact training step, hardened vs exact inference",
         "",
-        "Written by `python benchmarks/bench_relax.py` (medians of interleaved repeats, one "
+        f"Written by `{command}` (medians of interleaved repeats, one "
         f"run; torch {meta['torch']}, {meta['threads']} threads). Every layer of the MLPs is "
         "relaxed; in SEGNN the node-update maps (as in the paper), in EGNN the node/position "
         "update. θ is mid-schedule, so the free terms and the penalties are active. "
         "`relaxed` evaluates the paper's penalties exactly (every row of every layer input); "
-        "`penalty_rows=32` evaluates them on 32 strided rows per layer; `no penalties` isolates "
-        "the cost of the free terms themselves. Each ratio is measured twice, with OpenMP's "
-        "default wait policy and with `OMP_WAIT_POLICY=PASSIVE` (which `./dev` sets); 1-minute "
+        "`penalty_rows=32` evaluates them on 32 random rows per layer; `penalty_sketch=p` on "
+        "the p rows of SᵀX for random signs S; `penalty_sketch=\"auto\"` sketches (p = 16) the "
+        "layers whose exact penalties cost more than the layer and keeps the others exact; "
+        "`no penalties` isolates "
+        f"the cost of the free terms themselves. {measured}; 1-minute "
         "load averages: " + ", ".join(
             f"{p} {r['meta']['load_average_before']:.2f}→{r['meta']['load_average_after']:.2f}"
             for p, r in runs.items()) + ".",
         "",
-        "| model | batch | variant | train step (ms), default | ratio, default "
-        "| train step (ms), PASSIVE | ratio, PASSIVE |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| model | batch | variant | "
+        + " | ".join(f"train step (ms), {p} | ratio, {p}" for p in policies) + " |",
+        "|---|---:|---|" + "---:|---:|" * len(policies),
     ]
-    for i, r in enumerate(runs["default"]["results"]):
-        q = runs["PASSIVE"]["results"][i]
-        for name, t in r["train_step_seconds"].items():
-            t_passive = q["train_step_seconds"][name]
-            lines.append(
-                f"| {r['model']} | {r['batch']} | {name} | {1e3 * t:.2f} | "
-                f"{r['train_ratio_vs_exact'][name]:.2f}x | {1e3 * t_passive:.2f} | "
-                f"{q['train_ratio_vs_exact'][name]:.2f}x |")
+    for i, r in enumerate(first["results"]):
+        for name in r["train_step_seconds"]:
+            cells = []
+            for policy in policies:
+                q = runs[policy]["results"][i]
+                cells += [f"{1e3 * q['train_step_seconds'][name]:.2f}",
+                          f"{q['train_ratio_vs_exact'][name]:.2f}x"]
+            lines.append(f"| {r['model']} | {r['batch']} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "| model | policy | exact inference (ms) | hardened inference (ms) | ratio |",
               "|---|---|---:|---:|---:|"]
     for policy, run in runs.items():
@@ -223,6 +269,11 @@ def main() -> None:
             lines.append(f"| {r['model']} | {policy} | {1e3 * inf['exact']:.3f} | "
                          f"{1e3 * inf['hardened']:.3f} "
                          f"| {r['inference_ratio_hardened_vs_exact']:.2f}x |")
+    lines += ["", 'Layers that `penalty_sketch="auto"` sketches at the benchmarked batch: '
+              + "; ".join(f"{r['model']}: " + (", ".join(
+                  f"`{n or 'model'}`" for n, p in r["auto_sketch_of_layers"].items()
+                  if p is not None) or "none") + f" of {len(r['auto_sketch_of_layers'])}"
+                  for r in first["results"]) + "."]
     a = arithmetic
     lines += [
         "",
@@ -232,8 +283,8 @@ def main() -> None:
         "input and weight gradients) and its exact penalties, by the cheaper of the data and Gram "
         f"paths, {a['penalty'] / 1e6:.0f}M more (W on the rows and on each generator's image of "
         f"them, and the weight gradient): {a['ratio']:.2f}x for that layer before any overhead. "
-        "Relaxing only some layers (as the paper does in SEGNN and EGNN) or `penalty_rows` is "
-        "what brings the step under that.",
+        "Relaxing only some layers (as the paper does in SEGNN and EGNN), `penalty_rows` or "
+        "`penalty_sketch` is what brings the step under that.",
     ]
     (RESULTS / "relax.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

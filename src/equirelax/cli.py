@@ -31,6 +31,8 @@ STUDIES: dict[str, tuple[str, str]] = {
     "images": ("equirelax.experiments.images",
                "rotated digits or Fashion-MNIST with C4/D4 group convolutions"),
     "scg": ("equirelax.experiments.scg", "modular autoencoder and pattern completion (SCG)"),
+    "graphs": ("equirelax.experiments.graphs",
+               "invariant graph network on random graphs, exact vs relaxed (low-rank)"),
 }
 
 

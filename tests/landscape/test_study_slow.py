@@ -15,10 +15,11 @@ def test_s3_trivial_students_are_stuck_at_saddles_and_relaxation_finds_the_teach
         assert r["exact_mse"] > 0.9 * var  # only functions of sum(x) are reachable
         assert r["hessian"]["kind"] == "escapable saddle"
         assert r["hessian"]["gradient_normal"] < 1e-10  # Corollary A1
-    escaped = [r for r in runs if r["relaxed_mse"] <= 1e-6]
+    threshold = StudyConfig().success_rel_mse * var  # the study's own, relative to Var(y)
+    escaped = [r for r in runs if r["relaxed_mse"] <= threshold]
     assert escaped, [r["relaxed_mse"] for r in runs]
     for r in escaped:
         assert r["detection"]["decomposition"] == "[S3/C2]"
         assert r["detection"]["same_type_as_teacher"]
         assert r["proj_original_mse"] > var  # worse than predicting the mean
-        assert r["proj_detected_mse"] < 1e-6
+        assert r["proj_detected_mse"] < threshold

@@ -105,14 +105,19 @@ def run_comparison(
     evaluate: Callable[[nn.Module], dict[str, float]],
     progress: bool = True,
     augment: Augment | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
+    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
 ) -> list[dict] | None:
     """Train every variant from every seed with the shared runner; returns one record per run
     (``None`` in the DDP processes other than rank 0, which neither evaluate nor record).
 
     ``loaders(seed)`` gives the (train, val) loaders; ``augment`` transforms the inputs of every
     training batch (seeded by seed and step); ``evaluate(model)`` the metrics of the final exact
-    model (the hardened one for a relaxed run). Runs resume from their checkpoints.
+    model (the hardened one for a relaxed run). Runs resume from their checkpoints. The task
+    loss and the validation metrics default to classification's (cross-entropy, accuracy); a
+    regression study passes its own, and gets a ``val_<name>`` curve per metric.
     """
+    metrics = {"acc": accuracy} if metrics is None else metrics
     records: list[dict] = []
     rank_zero = True
     jobs = [(v, s) for s in seeds for v in variants]
@@ -134,8 +139,8 @@ def run_comparison(
         callbacks: list[pl.Callback] = [SeedEachStep(seed)]
         if augment is not None:
             callbacks.append(SeededAugmentation(seed, augment))
-        task, result = fit(model, train, val, None, step_fn, cross_entropy, cfg,
-                           metrics={"acc": accuracy}, callbacks=callbacks)
+        task, result = fit(model, train, val, None, step_fn, loss_fn, cfg,
+                           metrics=metrics, callbacks=callbacks)
         if not task.trainer.is_global_zero:
             rank_zero = False
             continue
@@ -151,7 +156,7 @@ def run_comparison(
             "resumed": result["resumed_from"] is not None,
             "best_val_loss": result["best_val_loss"],
             "curves": {
-                "val_acc": read_curve(out / "csv", "val/acc"),
+                **{f"val_{name}": read_curve(out / "csv", f"val/{name}") for name in metrics},
                 "val_loss": read_curve(out / "csv", "val/loss"),
                 "train_loss": read_curve(out / "csv", "train/loss"),
             },
