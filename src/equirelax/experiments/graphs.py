@@ -410,7 +410,8 @@ def report_lines(
         f"[{cfg.degree_range[0]:g}, {cfg.degree_range[1]:g}]; target: the {kind}, "
         "standardised on the training set (the loss is the MSE of the standardised target).",
         "",
-        f"Model: 2 → 2 layers of widths {list(cfg.channels)} on c · (V ⊗ V), ReLU, a 2 → 0 "
+        f"Model: 2 → 2 layers of widths {list(cfg.channels)} on c · (V ⊗ V), each followed "
+        "by a batch normalisation over its entries and a ReLU, a 2 → 0 "
         f"layer to {cfg.invariant_channels} invariant channels, MLP head {list(cfg.head_hidden)}"
         f"; {applied}. Relaxed arm: "
         f"`relax(model, {cfg.schedule!r}, free_rank={cfg.free_rank}, lie_weight="
