@@ -37,6 +37,8 @@ case "${1:-}" in
             --arms exact relaxed no-schedule no-lie weak-penalty no-penalty --report-only
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 100 300 \
             --tag paper-segnn --report-only
+        ./dev nbody "${common[@]}" --model egnn --train-size 3000 --seeds 1 --tag paper-egnn-n3000 \
+            --report-only
         ;;
     *) echo "usage: $0 egnn|segnn|report" >&2; exit 2 ;;
 esac
