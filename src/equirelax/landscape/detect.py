@@ -257,6 +257,25 @@ def _reducible(
     return duplicates, dead
 
 
+def checked_mlp(
+    caller: str, mlp: nn.Module, G: PermutationGroup, rep_in: Rep, rep_out: Rep,
+    activation: str | None, tol: float,
+) -> tuple[MLPLayout, torch.Tensor]:
+    """The layout and flat weights of ``mlp`` after the argument checks the detectors share
+    (``caller`` names the function in the messages)."""
+    if not isinstance(G, PermutationGroup):
+        raise TypeError(f"{caller} needs a finite PermutationGroup, got {G!r}")
+    for rep, what in ((rep_in, "rep_in"), (rep_out, "rep_out")):
+        if not isinstance(rep, Rep) or rep.group != G:
+            raise ValueError(f"{what} must be a Rep of {G.name}, got {rep!r}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    layout, theta = read_mlp(mlp)
+    if activation is not None:
+        layout = MLPLayout(layout.widths, activation)
+    return layout, theta
+
+
 def detect_hidden_rep(
     mlp: nn.Module,
     G: PermutationGroup,
@@ -276,16 +295,7 @@ def detect_hidden_rep(
     default 1e-2; the residual found is reported with the answer, in ``residual`` and
     ``describe()``); ``x``: optional inputs for the function-level equivariance error.
     """
-    if not isinstance(G, PermutationGroup):
-        raise TypeError(f"detect_hidden_rep needs a finite PermutationGroup, got {G!r}")
-    for rep, what in ((rep_in, "rep_in"), (rep_out, "rep_out")):
-        if not isinstance(rep, Rep) or rep.group != G:
-            raise ValueError(f"{what} must be a Rep of {G.name}, got {rep!r}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    layout, theta = read_mlp(mlp)
-    if activation is not None:
-        layout = MLPLayout(layout.widths, activation)
+    layout, theta = checked_mlp("detect_hidden_rep", mlp, G, rep_in, rep_out, activation, tol)
     if layout.widths[0] != rep_in.dim or layout.widths[-1] != rep_out.dim:
         raise ValueError(
             f"the MLP maps R^{layout.widths[0]} -> R^{layout.widths[-1]} but rep_in/rep_out have "

@@ -22,8 +22,12 @@ import torch
 from torch import nn
 
 from equirelax.groups.permutation import PermutationGroup
-from equirelax.landscape.detect import DEFAULT_TOL, HiddenRepDetection, detect_hidden_rep
-from equirelax.landscape.slice import MLPLayout, read_mlp
+from equirelax.landscape.detect import (
+    DEFAULT_TOL,
+    HiddenRepDetection,
+    checked_mlp,
+    detect_hidden_rep,
+)
 from equirelax.landscape.subgroups import SubgroupClass, group_table, subgroup_classes
 from equirelax.reps.base import MatrixRep, PermRep, Rep
 
@@ -148,16 +152,9 @@ def detect_subgroup_symmetry(
     among the subgroups of the largest order that fit, the one with the smallest residual is
     returned. ``x``: optional inputs for the function-level equivariance error under H.
     """
-    if not isinstance(G, PermutationGroup):
-        raise TypeError(f"detect_subgroup_symmetry needs a finite PermutationGroup, got {G!r}")
-    for rep, what in ((rep_in, "rep_in"), (rep_out, "rep_out")):
-        if not isinstance(rep, Rep) or rep.group != G:
-            raise ValueError(f"{what} must be a Rep of {G.name}, got {rep!r}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    layout, theta = read_mlp(mlp)
-    if activation is not None:
-        layout = MLPLayout(layout.widths, activation)
+    layout, theta = checked_mlp(
+        "detect_subgroup_symmetry", mlp, G, rep_in, rep_out, activation, tol
+    )
     plain = layout.module(theta)
     classes = subgroup_classes(G)
     trials: list[SubgroupTrial] = []
