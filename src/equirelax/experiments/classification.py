@@ -331,3 +331,18 @@ def command_line(
         else:
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def checked_variants_and_seeds(
+    variants: Sequence[str], seeds: Sequence[int], known: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """``variants`` and ``seeds`` of a study config as tuples, refused (naming what was given)
+    when a variant is not one of ``known`` or when either is empty."""
+    variants = tuple(variants)
+    unknown = [v for v in variants if v not in known]
+    if not variants or unknown:
+        raise ValueError(f"variants must be some of {tuple(known)}, got {variants!r}")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got ()")
+    return variants, seeds

@@ -45,6 +45,7 @@ from equirelax.data.graphs import TARGETS, random_graphs
 from equirelax.experiments.argtypes import non_negative_int, positive_float, positive_int
 from equirelax.experiments.classification import (
     Variant,
+    checked_variants_and_seeds,
     command_line,
     run_comparison,
     training_loader,
@@ -132,13 +133,8 @@ class GraphStudyConfig:
     accelerator: str = "auto"
 
     def __post_init__(self) -> None:
-        self.variants = tuple(self.variants)
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if not self.variants or unknown:
-            raise ValueError(f"variants must be some of {VARIANTS}, got {self.variants!r}")
-        self.seeds = tuple(int(s) for s in self.seeds)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed, got ()")
+        self.variants, self.seeds = checked_variants_and_seeds(self.variants, self.seeds,
+                                                               VARIANTS)
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.schedule not in SCHEDULES:

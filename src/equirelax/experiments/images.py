@@ -64,6 +64,7 @@ from equirelax.data.idx import read_idx
 from equirelax.experiments.argtypes import fraction, non_negative_int, positive_int
 from equirelax.experiments.classification import (
     Variant,
+    checked_variants_and_seeds,
     claim_sentence,
     command_line,
     evaluate_accuracy,
@@ -150,13 +151,8 @@ class ImageStudyConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.group not in ("C4", "D4"):
             raise ValueError(f"group must be 'C4' or 'D4', got {self.group!r}")
-        self.variants = tuple(self.variants)
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if not self.variants or unknown:
-            raise ValueError(f"variants must be some of {VARIANTS}, got {self.variants!r}")
-        self.seeds = tuple(int(s) for s in self.seeds)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed, got ()")
+        self.variants, self.seeds = checked_variants_and_seeds(self.variants, self.seeds,
+                                                               VARIANTS)
         for name in ("train_rotation", "test_rotation", "augment"):
             if getattr(self, name) not in DIGIT_ROTATIONS:
                 raise ValueError(f"{name} must be one of {DIGIT_ROTATIONS}, "

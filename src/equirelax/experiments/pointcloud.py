@@ -63,6 +63,7 @@ from equirelax.experiments.argtypes import (
 from equirelax.experiments.classification import (
     Augment,
     Variant,
+    checked_variants_and_seeds,
     claim_sentence,
     command_line,
     evaluate_accuracy,
@@ -164,13 +165,8 @@ class PointCloudStudyConfig:
     accelerator: str = "auto"
 
     def __post_init__(self) -> None:
-        self.variants = tuple(self.variants)
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if not self.variants or unknown:
-            raise ValueError(f"variants must be some of {VARIANTS}, got {self.variants!r}")
-        self.seeds = tuple(int(s) for s in self.seeds)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed, got ()")
+        self.variants, self.seeds = checked_variants_and_seeds(self.variants, self.seeds,
+                                                               VARIANTS)
         parse_protocol(self.protocol)
         for name in ("num_points", "train_size", "val_size", "test_size", "epochs",
                      "batch_size", "k", "eval_rotations", "devices", "num_nodes"):
