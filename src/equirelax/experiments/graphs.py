@@ -52,7 +52,7 @@ from equirelax.experiments.classification import (
 )
 from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.nbody import paired_interval, verdict
-from equirelax.experiments.options import add_run_options, prepare_run
+from equirelax.experiments.options import add_run_options, folder_flags, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.ign import InvariantGraphNetwork
 from equirelax.nn.linear import EquivariantLinear
@@ -716,7 +716,7 @@ def main(args: argparse.Namespace) -> int:
     out, runs = prepare_run(args, "graphs", preset)
     check_run_settings(runs, cfg)
     start = time.perf_counter()
-    command = command_line("graphs", preset, cfg, PRESETS, OPTIONS)
+    command = command_line("graphs", preset, cfg, PRESETS, OPTIONS) + folder_flags(args)
     result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
     if result is None:  # a DDP process other than rank 0
         return 0

@@ -75,7 +75,7 @@ from equirelax.experiments.classification import (
     write_report,
 )
 from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.options import add_run_options, config_values, prepare_run
+from equirelax.experiments.options import add_run_options, config_values, folder_flags, prepare_run
 from equirelax.experiments.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
@@ -483,7 +483,7 @@ def main(args: argparse.Namespace) -> int:
     preset = preset_name(args)
     out, runs = prepare_run(args, "images", results_name(preset, cfg))
     start = time.perf_counter()
-    command = command_line("images", preset, cfg, PRESETS, OPTIONS)
+    command = command_line("images", preset, cfg, PRESETS, OPTIONS) + folder_flags(args)
     result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
     if result is None:  # a DDP process other than rank 0
         return 0

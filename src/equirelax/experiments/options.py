@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,16 @@ def config_values(args: argparse.Namespace, presets: dict[str, dict], options: d
     if args.relax not in (None, "none"):
         values["schedule"] = args.relax
     return values
+
+
+def folder_flags(args: argparse.Namespace) -> str:
+    """The ``--out`` / ``--runs-dir`` words of a recorded command, for the folders given on the
+    command line (a rerun without them would write into the preset's default folders)."""
+    words = []
+    for flag, value in (("--out", args.out), ("--runs-dir", args.runs_dir)):
+        if value is not None:
+            words += [flag, str(value)]
+    return (" " + shlex.join(words)) if words else ""
 
 
 def prepare_run(args: argparse.Namespace, study: str, name: str) -> tuple[Path, Path]:
