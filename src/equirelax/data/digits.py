@@ -21,7 +21,7 @@ stratified by label and fixed by the seed; each split has its own random stream 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
+
+from equirelax.data.overrides import with_overrides
 
 __all__ = [
     "DIGIT_ROTATIONS",
@@ -169,14 +171,7 @@ def load_rotated_digits(
         progress: show a tqdm progress bar while rotating.
     """
     config = config or DigitsConfig()
-    if overrides:
-        unknown = sorted(set(overrides) - set(DigitsConfig.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"unknown DigitsConfig fields {unknown}; "
-                f"expected some of {sorted(DigitsConfig.__dataclass_fields__)}"
-            )
-        config = DigitsConfig(**{**asdict(config), **overrides})
+    config = with_overrides(config, overrides)
     images, labels = upright_digits(config.image_size, config.digit_size)
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)),

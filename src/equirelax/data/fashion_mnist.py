@@ -23,13 +23,14 @@ rotation cuts off the corners of the image (as in rotated MNIST).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from equirelax.data.digits import DIGIT_ROTATIONS, ImageSplit, rotate_images
 from equirelax.data.idx import read_idx
+from equirelax.data.overrides import with_overrides
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -220,14 +221,7 @@ def load_rotated_fashion_mnist(
         progress: show a tqdm progress bar while rotating.
     """
     config = config or FashionMNISTConfig()
-    if overrides:
-        unknown = sorted(set(overrides) - set(FashionMNISTConfig.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"unknown FashionMNISTConfig fields {unknown}; "
-                f"expected some of {sorted(FashionMNISTConfig.__dataclass_fields__)}"
-            )
-        config = FashionMNISTConfig(**{**asdict(config), **overrides})
+    config = with_overrides(config, overrides)
     folder = find_fashion_mnist(root)["train", "images"].parent
     # uint8 until the images of the splits are chosen: the published training set is 376 MB
     # as float64

@@ -39,6 +39,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from equirelax.data.overrides import with_overrides
+
 __all__ = [
     "ROTATION_KINDS",
     "SHAPE_CLASSES",
@@ -609,14 +611,7 @@ def load_shapes(
         A :class:`ShapeData` whose ``from_cache`` says whether it was read from disk.
     """
     config = config or ShapeConfig()
-    if overrides:
-        unknown = sorted(set(overrides) - set(ShapeConfig.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"unknown ShapeConfig fields {unknown}; "
-                f"expected some of {sorted(ShapeConfig.__dataclass_fields__)}"
-            )
-        config = ShapeConfig(**{**asdict(config), **overrides})
+    config = with_overrides(config, overrides)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path = root / "shapes" / f"shapes-{config.cache_key()}.npz" if use_cache else None
     params = json.dumps(asdict(config), sort_keys=True)
