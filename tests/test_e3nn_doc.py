@@ -6,22 +6,17 @@ between '...'), so the page cannot drift from the messages the library really gi
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-from pathlib import Path
-
 import pytest
+
+from doc_examples import DOCS, python_blocks, run_python_blocks
 
 pytest.importorskip("e3nn")
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "e3nn.md"
-BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-EXPECTED = re.compile(r"print\(err\)\s*#\s*(.+)$", re.MULTILINE)
+DOC = DOCS / "e3nn.md"
 
 
 def blocks() -> list[str]:
-    return BLOCK.findall(DOC.read_text())
+    return python_blocks(DOC)
 
 
 def test_the_page_relaxes_trains_and_hardens_an_e3nn_model():
@@ -38,15 +33,4 @@ def test_the_page_relaxes_trains_and_hardens_an_e3nn_model():
 
 
 def test_examples_run_and_print_the_documented_errors():
-    namespace: dict = {}
-    for i, code in enumerate(blocks()):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            try:
-                exec(compile(code, f"{DOC.name}[block {i}]", "exec"), namespace)
-            except Exception as err:  # pragma: no cover - reported with the block
-                pytest.fail(f"block {i} of {DOC.name} raised {err!r}:\n{code}")
-        printed = out.getvalue()
-        for expected in EXPECTED.findall(code):
-            for fragment in (f.strip() for f in expected.split("...")):
-                assert fragment in printed, (i, fragment, printed)
+    run_python_blocks(DOC)
