@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,8 @@ from hypothesis import strategies as st
 import equirelax as er
 from equirelax.groups import PermutationGroup
 from equirelax.relaxation import FreeLinear, Relaxed
+from equirelax.relaxation.actions import LinearMap
+from equirelax.relaxation.squares import linear_squares
 
 
 @st.composite
@@ -64,6 +68,7 @@ def _check(rep_in, rep_out, bias, rows, seed):
         r(x)
         squares[name] = r.take_squares()
     lie_ref, norm_ref = squares["generic"]
+    _check_gradients(squares, ways)
     for name in ("data", "gram"):
         lie, norm = squares[name]
         assert torch.allclose(norm, norm_ref, rtol=1e-9)
@@ -82,6 +87,17 @@ def _check(rep_in, rep_out, bias, rows, seed):
         assert lie is None or float(lie.detach()) < 1e-20
 
 
+def _check_gradients(squares, ways):
+    """The free weight's gradient of lie² + norm² agrees on every path (the data path of a free
+    term without bias has a hand-written backward, relaxation.squares)."""
+    grads = {}
+    for name, (lie, norm) in squares.items():
+        total = norm if lie is None else lie + norm
+        (grads[name],) = torch.autograd.grad(total, ways[name].free.weight, retain_graph=True)
+    for name in ("data", "gram"):
+        assert torch.allclose(grads[name], grads["generic"], rtol=1e-9, atol=1e-10)
+
+
 @settings(deadline=None)
 @given(perm_group_and_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
 def test_penalty_paths_agree_on_random_permutation_reps(reps, bias, rows, seed):
@@ -92,3 +108,33 @@ def test_penalty_paths_agree_on_random_permutation_reps(reps, bias, rows, seed):
 @given(o3_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
 def test_penalty_paths_agree_on_random_o3_reps(reps, bias, rows, seed):
     _check(*reps, bias, rows, seed)
+
+
+@settings(deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.sampled_from(["gather", "sparse", "dense"]),
+       st.integers(0, 2**16))
+def test_linear_map_adjoint_is_the_transpose(rows, cols, kind, seed):
+    """<m x, g> = <x, adjoint(g)> for gather, sparse and dense maps."""
+    rng = np.random.default_rng(seed)
+    if kind == "gather":
+        m = np.eye(cols)[rng.integers(0, cols, size=rows)]
+    elif kind == "sparse":
+        m = np.zeros((rows, 4 * cols))
+        m[np.arange(rows), rng.integers(0, 4 * cols, size=rows)] = rng.normal(size=rows)
+    else:
+        m = rng.normal(size=(rows, cols))
+    linear = LinearMap(m)
+    assert linear.gather == (kind == "gather")
+    x = torch.from_numpy(rng.normal(size=(3, m.shape[1])))
+    g = torch.from_numpy(rng.normal(size=(3, m.shape[0])))
+    assert torch.allclose(linear.adjoint(g), g @ torch.from_numpy(m), atol=1e-12)
+    assert torch.allclose((linear(x) * g).sum(), (x * linear.adjoint(g)).sum(), atol=1e-10)
+
+
+def test_linear_squares_refuses_rows_with_gradient():
+    G = er.groups.symmetric(3)
+    act = Relaxed(er.nn.EquivariantLinear(er.reps.natural(G), er.reps.natural(G)))
+    rows = torch.randn(4, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="without gradient"):
+        linear_squares(act.free.weight, rows, act.act_in.prepare((3,), identity=True),
+                       act.act_out.prepare((3,)))

@@ -136,6 +136,22 @@ class LinearMap:
             return out
         return x @ t[0].T
 
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """g ↦ g m on the last axis: the transpose of this map, (..., r) -> (..., n). Used by
+        hand-written backward passes (a gather's adjoint is a scatter-add)."""
+        t = self.tensors(g.device, g.dtype)
+        if self.gather or self.sparse:
+            flat = g.reshape(-1, g.shape[-1])
+            out = flat.new_zeros(flat.shape[0], self.shape[1])
+            if self.gather:
+                out.index_add_(1, t[0], flat)
+            else:
+                cols, vals = t
+                for j in range(cols.shape[0]):
+                    out.index_add_(1, cols[j], flat * vals[j])
+            return out.reshape(*g.shape[:-1], self.shape[1])
+        return g @ t[0]
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_tensors"] = {}
@@ -174,6 +190,10 @@ class StackedMatrixMap:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x).unflatten(-1, (self.k, self.n_out))
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """The transpose of the stacked map: g (..., K, n_out) ↦ Σ_k m_kᵀ g_k, (..., n_in)."""
+        return self.apply.adjoint(g.flatten(-2))
 
 
 def matrix_map(m: np.ndarray, shape: tuple[int, ...]) -> TensorMap:

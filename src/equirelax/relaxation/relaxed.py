@@ -38,6 +38,7 @@ from equirelax.relaxation.registry import (
     default_free,
     registration,
 )
+from equirelax.relaxation.squares import linear_squares
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps, is_rep_spec
 
@@ -508,6 +509,12 @@ class Relaxed(nn.Module):
         """
         w = self.free.weight
         x = rows.reshape(rows.shape[0], -1)
+        if k and w.requires_grad and x.dtype == w.dtype and not (
+                torch.compiler.is_compiling()
+                or torch._C._are_functorch_transforms_active()):
+            # one autograd node with a closed-form backward (see relaxation.squares)
+            return linear_squares(w, x, self.act_in.prepare(self.shape_in, identity=True),
+                                  self.act_out.prepare(self.shape_out))
         wx = nn.functional.linear(x, w)
         flat = wx.flatten()
         if not k:
