@@ -14,6 +14,7 @@ go to ``runs/demo`` (the full studies, ``equirelax relax``, write ``docs/results
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from equirelax.experiments.argtypes import non_negative_int, positive_int
@@ -48,12 +49,16 @@ INTRO = (
 )
 
 
+#: Where the demo writes its table, curves and plot unless told otherwise.
+DEFAULT_OUT = Path("runs/demo")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=positive_int, default=len(DEMO.seeds))
     parser.add_argument("--steps", type=positive_int, default=DEMO.steps, help="exact steps")
     parser.add_argument("--escape-steps", type=non_negative_int, default=DEMO.escape_steps,
                         help="relaxed steps of the escape arm (0: leave it out)")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,8 +67,11 @@ def main(args: argparse.Namespace) -> int:
     require_writable({"--out": args.out})
     print(INTRO, flush=True)
     result = relax_comparison(cfg)
-    write_outputs(result, args.out, command=f"equirelax demo --seeds {args.seeds} --steps "
-                                            f"{args.steps} --escape-steps {args.escape_steps}")
+    command = (f"equirelax demo --seeds {args.seeds} --steps {args.steps} --escape-steps "
+               f"{args.escape_steps}")
+    if args.out != DEFAULT_OUT:  # a rerun without it would write into the default folder
+        command += f" --out {shlex.quote(str(args.out))}"
+    write_outputs(result, args.out, command=command)
     print(table(result))
     print(f"\n(results, curves and a plot in {args.out}/)")
     return 0
