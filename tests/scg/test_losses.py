@@ -96,3 +96,21 @@ def test_ablation_switches():
     assert terms["equ"].item() == 0 and terms["sym"].item() == 0
     with pytest.raises(ValueError, match="rot_num"):
         EquivarianceObjective(model, ObjectiveConfig(rot_num=3))
+
+
+def test_spectral_and_direct_objectives_agree_in_value_and_gradient():
+    torch.manual_seed(0)
+    model = ModularAutoencoder(AutoencoderConfig(modules=4, units=2)).double()
+    images = torch.rand(2, 3, 24, 24, dtype=torch.float64)
+    out = []
+    for spectral in (True, False):
+        torch.manual_seed(1)  # same codebook initialisation for both
+        obj = EquivarianceObjective(model, ObjectiveConfig(n_t=3, n_r=4),
+                                    spectral=spectral).double()
+        terms = obj(model, images, generator=torch.Generator().manual_seed(0))
+        model.zero_grad()
+        terms["total"].backward()
+        out.append(({k: v.item() for k, v in terms.items()}, model.kernel.c2.grad.clone()))
+    for key in out[0][0]:
+        assert out[0][0][key] == pytest.approx(out[1][0][key], rel=1e-9, abs=1e-12)
+    torch.testing.assert_close(out[0][1], out[1][1])

@@ -31,7 +31,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from equirelax.scg.autoencoder import ModularAutoencoder
+from equirelax.scg.autoencoder import (
+    ModularAutoencoder,
+    kernel_spectrum,
+    spectral_decode,
+    spectral_encode,
+    spectral_size,
+)
 from equirelax.scg.codebook import PredictionCodebook
 from equirelax.scg.transforms import (
     RigidTransform,
@@ -131,9 +137,12 @@ def symmetry_loss(codebook: PredictionCodebook, temperature: float = 0.1, grid_t
 class EquivarianceObjective(nn.Module):
     """The full stage-1 loss for a :class:`ModularAutoencoder`; owns the codebooks."""
 
-    def __init__(self, autoencoder: ModularAutoencoder, config: ObjectiveConfig | None = None
-                 ) -> None:
+    def __init__(self, autoencoder: ModularAutoencoder, config: ObjectiveConfig | None = None,
+                 spectral: bool = True) -> None:
+        """``spectral``: compute the encoder and decoder convolutions through FFTs (several
+        times faster on CPU for 21x21 kernels; equal to the direct form up to rounding)."""
         super().__init__()
+        self.spectral = spectral
         self.config = config or ObjectiveConfig()
         c = self.config
         K, L = autoencoder.n_modules, autoencoder.units
@@ -176,9 +185,27 @@ class EquivarianceObjective(nn.Module):
                 tr = RigidTransform.sample(b, c.max_translation, rotate=(name == "rot"),
                                            generator=generator)
             plans.append((codebook, tr, warp_images(x, tr)))
-        # One convolution for I and every I', one transposed convolution for every decode.
-        feats = model.encode_normalised(torch.cat([x] + [p[2] for p in plans]), W)
-        f = feats[:b]
+        # One convolution for I and every I', one transposed convolution for every decode;
+        # both through FFTs unless ``spectral`` is off (same values up to float rounding).
+        if self.spectral:
+            h = -(-size // model.stride)
+            spec = kernel_spectrum(W, spectral_size(size, h, W.shape[-1], model.stride))
+
+            def encode(t: torch.Tensor) -> torch.Tensor:
+                return spectral_encode(t, spec, model.stride)
+
+            def decode(t: torch.Tensor) -> torch.Tensor:
+                return spectral_decode(t, spec, model.stride, size)
+        else:
+            def encode(t: torch.Tensor) -> torch.Tensor:
+                return model.encode_normalised(t, W)
+
+            def decode(t: torch.Tensor) -> torch.Tensor:
+                return model.decode_normalised(t, (size, size), W)
+        # split (not slicing): its backward is one concatenation instead of a zero-filled
+        # full-size gradient per slice
+        feats = encode(torch.cat([x] + [p[2] for p in plans])).split(b)
+        f = feats[0]
         need_equ = c.equ > 0 or c.recon_prediction > 0
         zero = x.new_zeros(())
         terms = {k: zero for k in ("recon_transformed", "recon_prediction", "equ", "sym")}
@@ -186,7 +213,7 @@ class EquivarianceObjective(nn.Module):
         masks = []
         preds = []
         for k, (codebook, tr, _) in enumerate(plans):
-            f2 = feats[(k + 1) * b : (k + 2) * b]
+            f2 = feats[k + 1]
             masks.append(image_mask(size, tr, c.mask_radius))
             if c.recon_transformed > 0:
                 to_decode.append(f2)
@@ -202,7 +229,7 @@ class EquivarianceObjective(nn.Module):
                     codebook, c.temperature, c.sym_grid_t, c.sym_grid_r)
         if c.recon_prediction > 0:
             to_decode += preds
-        recs = model.decode_normalised(torch.cat(to_decode), (size, size), W).split(b)
+        recs = decode(torch.cat(to_decode)).split(b)
         terms["recon"] = masked_mse(recs[0], x)
         pos = 1
         if c.recon_transformed > 0:
