@@ -30,14 +30,16 @@ class AutoencoderConfig:
     """Architecture of a modular autoencoder.
 
     ``kernel`` is ``"composite"`` (the bipolar form; effective size ``base + 4 (base - 1)``) or
-    ``"free"`` (a ``kernel_size`` square kernel). ``stride`` 2 as in the published model.
+    ``"free"`` (a ``kernel_size`` square kernel; default 21, the composite kernel's effective
+    size, so that free and composite variants see the same receptive field). ``stride`` 2 as in
+    the published model.
     """
 
     modules: int = 16
     units: int = 4
     kernel: str = "composite"
     base: int = 5
-    kernel_size: int = 13
+    kernel_size: int = 21
     stride: int = 2
 
     def __post_init__(self) -> None:

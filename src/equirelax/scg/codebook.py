@@ -8,9 +8,10 @@ answered by (tri)linear interpolation, so ``M`` is a learned, continuous, steera
 kernel: ``f'^(i)(p) = M^(i)(d(p), theta) f^(i)(n(p))`` predicts a module's transformed features
 from the same module's features only (block-diagonal: modules are independent).
 
-The table is initialised to the identity plus uniform noise of half-width ``init_noise``
-(the published code starts from pure noise; the identity start lets the translation part agree
-with the data from step 0, which matters on a short CPU budget).
+The table is initialised (``init="identity"``, default) to the identity plus uniform noise of
+half-width ``init_noise``, or (``init="random"``) to that noise alone, as the published code does.
+The identity start lets the translation part agree with the data from step 0, which matters on a
+short CPU budget; the random start is the faithful one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 
 import torch
 from torch import nn
+
+CODEBOOK_INITS = ("identity", "random")
 
 
 def translation_weights(offset: torch.Tensor, n_t: int) -> torch.Tensor:
@@ -55,8 +58,12 @@ class PredictionCodebook(nn.Module):
     """
 
     def __init__(self, modules: int, units: int, n_t: int = 5, n_r: int = 8,
-                 init_noise: float = 0.01) -> None:
+                 init_noise: float = 0.01, init: str = "identity") -> None:
         super().__init__()
+        if init not in CODEBOOK_INITS:
+            raise ValueError(f"init must be one of {CODEBOOK_INITS}, got {init!r}")
+        if init_noise < 0:
+            raise ValueError(f"init_noise must be >= 0, got {init_noise}")
         if n_t < 2:
             raise ValueError(f"n_t must be >= 2 (grid end points), got {n_t}")
         if n_r < 0:
@@ -66,12 +73,20 @@ class PredictionCodebook(nn.Module):
         self.modules_, self.units, self.n_t, self.n_r = modules, units, n_t, n_r
         eye = torch.eye(units).expand(max(n_r, 1), n_t, n_t, modules, units, units)
         noise = (torch.rand(eye.shape) * 2 - 1) * init_noise
-        self.table = nn.Parameter(eye + noise)
+        self.table = nn.Parameter(eye + noise if init == "identity" else noise)
 
     @property
     def rotates(self) -> bool:
         """Whether the codebook has a rotation axis."""
         return self.n_r > 0
+
+    def identity_distance(self) -> torch.Tensor:
+        """Per module, the mean over all grid nodes of ``||M(node) - I||_F``: how far the learned
+        transformations moved from the identity (identity start: about
+        ``init_noise * units / sqrt(3)``)."""
+        eye = torch.eye(self.units, dtype=self.table.dtype, device=self.table.device)
+        diff = (self.table.detach() - eye).flatten(0, 2)  # (nodes, K, l, l)
+        return diff.pow(2).sum((-1, -2)).sqrt().mean(0)
 
     def node_offsets(self) -> torch.Tensor:
         """The ``n_t`` translation node positions in ``[-0.5, 0.5]``."""
