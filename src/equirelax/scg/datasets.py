@@ -74,6 +74,17 @@ def split_backgrounds(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return [p for p in ordered if p not in held], held
 
 
+def photo_names(split: str = "train", dirs: Sequence[Path] = BACKGROUND_DIRS) -> list[str]:
+    """Names of the photographs a :class:`CropSampler` of ``split`` draws from (without loading
+    them), for the records of a run."""
+    if split not in ("train", "held_out"):
+        raise ValueError(f"split must be 'train' or 'held_out', got {split!r}")
+    train, held = split_backgrounds(background_photos(dirs))
+    bundled = TRAIN_PHOTOS if split == "train" else HELD_OUT_PHOTOS
+    return list(bundled) + [f"{p.parent.name}/{p.name}"
+                            for p in (train if split == "train" else held)]
+
+
 def _limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     h, w = image.shape[:2]
     if min(h, w) <= max_side:
