@@ -54,7 +54,7 @@ def test_seeds_variants_and_their_errors(tmp_path):
         scg.main(dup)
     missing = _parse("probe", "--quick", "--seeds", "0", "4", "--out", str(tmp_path / "o"),
                      "--runs", str(tmp_path / "r"))
-    with pytest.raises(SystemExit, match="ae_full.pt"):
+    with pytest.raises(SystemExit, match=r"ae_full\.pt"):
         scg.main(missing)
 
 
@@ -63,9 +63,9 @@ def test_ablation_table_gives_mean_and_interval_per_model():
     for seed, base in enumerate((0.2, 0.4, 0.6)):
         for model, shift in (("full", 1.0), ("pca", 0.0)):
             rows.append({"model": model, "seed": seed,
-                         **{c: base + shift for c in scg.ABLATION_COLUMNS}})
+                         **{c: base + shift for c in scg.ABLATION_COLUMNS}, "n_active": 5})
     text = scg._ablation_table(rows, [0, 1, 2])
     lines = text.splitlines()
     assert lines[0].startswith("| model | n_seeds | recon_mse")
     assert lines[2].startswith("| full | 3 | 1.4 [1.") and "1.400 [" in lines[2]
-    assert lines[3].startswith("| pca | 3 | 0.4 [0.")
+    assert lines[3].startswith("| pca | 3 | 0.4 [0.") and "5.0 [5.0, 5.0]" in lines[3]

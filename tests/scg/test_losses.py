@@ -10,6 +10,7 @@ from equirelax.scg.codebook import PredictionCodebook
 from equirelax.scg.losses import (
     EquivarianceObjective,
     ObjectiveConfig,
+    grouped_spectral_conv,
     image_symmetry_loss,
     symmetry_loss,
 )
@@ -150,3 +151,15 @@ def test_image_space_symmetry_option_trains_kernels_and_codebooks():
         ObjectiveConfig(sym_form="kernel")
     with pytest.raises(ValueError, match="codebook_init"):
         ObjectiveConfig(codebook_init="zeros")
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_grouped_spectral_conv_equals_grouped_conv2d(stride):
+    g = torch.Generator().manual_seed(stride)
+    images = torch.randn(2, 4, 3, 17, 17, generator=g, dtype=torch.float64)
+    kernels = torch.randn(4, 3, 7, 7, generator=g, dtype=torch.float64)
+    ref = torch.nn.functional.conv2d(images.reshape(2, 12, 17, 17), kernels, stride=stride,
+                                     padding=3, groups=4)
+    torch.testing.assert_close(grouped_spectral_conv(images, kernels, stride), ref)
+    with pytest.raises(ValueError, match="do not match"):
+        grouped_spectral_conv(images, kernels[:3], stride)

@@ -272,7 +272,7 @@ def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
         cells = []
         for col in ABLATION_COLUMNS:
             mean, lo, hi = bootstrap_mean_ci(np.array([r[col] for r in sub], dtype=float))
-            fmt = "{:.2g}" if col == "recon_mse" else "{:.3f}"
+            fmt = {"recon_mse": "{:.2g}", "n_active": "{:.1f}"}.get(col, "{:.3f}")
             cells.append(f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]")
         lines.append(f"| {m} | {len(sub)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -297,14 +297,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
     out, runs = _dirs(args)
     # probe what exists among the named variants (default: the six standard ones plus rot8)
     wanted = list(dict.fromkeys([*args.variants, "rot8"]))
+    for seed in seeds:  # fail before any data is loaded
+        if not (runs / f"ae_full{_seed_tag(seed)}.pt").exists():
+            raise SystemExit(f"no trained autoencoder ae_full{_seed_tag(seed)}.pt in {runs}; run "
+                             f"`equirelax scg train-autoencoder{' --quick' if args.quick else ''}"
+                             f"{f' --seeds {seed}' if seed else ''}` before `{_command(args)}`")
     held = _held_out(preset.probe_images, 48)
     all_rows = []
     for seed_index, seed in enumerate(seeds):
         trained = _probe_models(runs, wanted, seed)
-        if "full" not in trained:
-            raise SystemExit(f"no trained autoencoder ae_full{_seed_tag(seed)}.pt in {runs}; run "
-                             f"`equirelax scg train-autoencoder{' --quick' if args.quick else ''}"
-                             f"{f' --seeds {seed}' if seed else ''}` before `{_command(args)}`")
         models: dict[str, ModularAutoencoder] = {k: t.model.eval() for k, t in trained.items()}
         models["pca"] = pca_autoencoder(CropSampler(size=preset.ae_crop, seed=seed))
         rows, reports = [], {}

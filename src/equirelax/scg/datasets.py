@@ -48,8 +48,9 @@ _warned_no_backgrounds = False
 
 def backgrounds_message(dirs: Sequence[Path] = BACKGROUND_DIRS) -> str:
     """What to install when no background photographs are found in ``dirs``."""
-    return (f"no background photographs found in {', '.join(str(d) for d in dirs)}; training "
-            f"uses only the {len(TRAIN_PHOTOS)} bundled photographs. For more natural images "
+    return (f"no background photographs found in {', '.join(str(d) for d in dirs)}; using "
+            f"only the photographs bundled with scikit-image, scikit-learn and matplotlib "
+            f"({len(TRAIN_PHOTOS)} for training). For more natural images "
             f"install Debian's {' and '.join(BACKGROUND_PACKAGES)} packages: "
             f"`{BACKGROUND_INSTALL_COMMAND}`")
 
