@@ -62,6 +62,7 @@ BAD_VALUES = [
     (["landscape", "teacher-student"], "--tol", "inf"),
     (["scg", "train-autoencoder"], "--steps", "-5"),
     (["scg", "probe"], "--seed", "-1"),
+    (["scg", "probe"], "--seeds", "-2"),
     (["scg", "evaluate"], "--threads", "0"),
 ]
 

@@ -7,7 +7,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder, tied_decode
+from equirelax.scg.autoencoder import (
+    AutoencoderConfig,
+    ModularAutoencoder,
+    kernel_spectrum,
+    spectral_decode,
+    spectral_encode,
+    spectral_size,
+    tied_decode,
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -60,3 +68,27 @@ def test_shapes_and_bad_input():
         model.module_mask([16])
     with pytest.raises(ValueError, match="kernel must be"):
         AutoencoderConfig(kernel="dense")
+
+
+@settings(max_examples=25, deadline=None)
+@given(stride=st.integers(1, 3), half=st.integers(0, 10), size=st.integers(4, 40),
+       seed=st.integers(0, 1000))
+def test_spectral_convolutions_equal_direct_ones(stride, half, size, seed):
+    k = 2 * half + 1
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, size, size, generator=g, dtype=torch.float64)
+    w = torch.randn(5, 3, k, k, generator=g, dtype=torch.float64)
+    h = -(-size // stride)
+    spec = kernel_spectrum(w, spectral_size(size, h, k, stride))
+    torch.testing.assert_close(spectral_encode(x, spec, stride),
+                               F.conv2d(x, w, stride=stride, padding=half))
+    f = torch.randn(2, 5, h, h, generator=g, dtype=torch.float64)
+    natural = (h - 1) * stride - 2 * half + k
+    if 0 <= size - natural < stride:  # sizes tied_decode accepts
+        torch.testing.assert_close(spectral_decode(f, spec, stride, size),
+                                   tied_decode(f, w, stride, (size, size)))
+
+
+def test_spectral_kernel_longer_than_fft_is_rejected():
+    with pytest.raises(ValueError, match="longer than the FFT"):
+        kernel_spectrum(torch.zeros(1, 3, 9, 9), 8)

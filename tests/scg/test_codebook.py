@@ -65,3 +65,16 @@ def test_identity_codebook_predicts_source_exactly():
     src = torch.randn(2, 6, 5, 5)
     off = torch.rand(2, 5, 5, 2) - 0.5
     torch.testing.assert_close(cb.predict(src, off, torch.rand(2) * 7), src)
+
+
+def test_random_start_and_distance_from_identity():
+    torch.manual_seed(0)
+    ident = PredictionCodebook(modules=3, units=4, n_t=3, n_r=2, init_noise=0.0)
+    assert torch.all(ident.identity_distance() == 0)
+    rand = PredictionCodebook(modules=3, units=4, n_t=3, n_r=2, init_noise=0.01, init="random")
+    assert rand.table.abs().max() <= 0.01
+    # a near-zero table is ||I||_F = 2 away from the identity
+    torch.testing.assert_close(rand.identity_distance(), torch.full((3,), 2.0), atol=0.02,
+                               rtol=0)
+    with pytest.raises(ValueError, match="init"):
+        PredictionCodebook(modules=1, units=1, init="zeros")

@@ -7,7 +7,13 @@ import torch
 
 from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
 from equirelax.scg.codebook import PredictionCodebook
-from equirelax.scg.losses import EquivarianceObjective, ObjectiveConfig, symmetry_loss
+from equirelax.scg.losses import (
+    EquivarianceObjective,
+    ObjectiveConfig,
+    grouped_spectral_conv,
+    image_symmetry_loss,
+    symmetry_loss,
+)
 from equirelax.scg.transforms import RigidTransform
 
 
@@ -96,3 +102,64 @@ def test_ablation_switches():
     assert terms["equ"].item() == 0 and terms["sym"].item() == 0
     with pytest.raises(ValueError, match="rot_num"):
         EquivarianceObjective(model, ObjectiveConfig(rot_num=3))
+
+
+def test_spectral_and_direct_objectives_agree_in_value_and_gradient():
+    torch.manual_seed(0)
+    model = ModularAutoencoder(AutoencoderConfig(modules=4, units=2)).double()
+    images = torch.rand(2, 3, 24, 24, dtype=torch.float64)
+    out = []
+    for spectral in (True, False):
+        torch.manual_seed(1)  # same codebook initialisation for both
+        obj = EquivarianceObjective(model, ObjectiveConfig(n_t=3, n_r=4),
+                                    spectral=spectral).double()
+        terms = obj(model, images, generator=torch.Generator().manual_seed(0))
+        model.zero_grad()
+        terms["total"].backward()
+        out.append(({k: v.item() for k, v in terms.items()}, model.kernel.c2.grad.clone()))
+    for key in out[0][0]:
+        assert out[0][0][key] == pytest.approx(out[1][0][key], rel=1e-9, abs=1e-12)
+    torch.testing.assert_close(out[0][1], out[1][1])
+
+
+def test_image_space_symmetry_loss_vanishes_for_rotated_copies():
+    model, obj = _rotating_toy()
+    images = _framed_images(model)
+    x = model.normalise(images)
+    f = model.encode_normalised(x)
+    cb = obj.rotation_codebook
+    for unit in range(4):
+        loss = image_symmetry_loss(cb, model.weight(), x, f, 1, unit)
+        assert loss.item() < 1e-8
+    # an identity codebook claims every unit is an untransformed copy of every other: wrong
+    with torch.no_grad():
+        cb.table.copy_(torch.eye(4).expand_as(cb.table))
+    assert image_symmetry_loss(cb, model.weight(), x, f, 1, 0).item() > 1e-3
+
+
+def test_image_space_symmetry_option_trains_kernels_and_codebooks():
+    model = ModularAutoencoder(AutoencoderConfig(modules=4, units=2))
+    obj = EquivarianceObjective(model, ObjectiveConfig(n_t=3, n_r=4, sym_form="image",
+                                                       sym_images=2, equ=0.0,
+                                                       recon_prediction=0.0))
+    terms = obj(model, torch.rand(3, 3, 24, 24), generator=torch.Generator().manual_seed(0))
+    assert terms["sym"].item() > 0
+    terms["sym"].backward()
+    assert model.kernel.c2.grad.abs().sum() > 0
+    assert obj.rotation_codebook.table.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="sym_form"):
+        ObjectiveConfig(sym_form="kernel")
+    with pytest.raises(ValueError, match="codebook_init"):
+        ObjectiveConfig(codebook_init="zeros")
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_grouped_spectral_conv_equals_grouped_conv2d(stride):
+    g = torch.Generator().manual_seed(stride)
+    images = torch.randn(2, 4, 3, 17, 17, generator=g, dtype=torch.float64)
+    kernels = torch.randn(4, 3, 7, 7, generator=g, dtype=torch.float64)
+    ref = torch.nn.functional.conv2d(images.reshape(2, 12, 17, 17), kernels, stride=stride,
+                                     padding=3, groups=4)
+    torch.testing.assert_close(grouped_spectral_conv(images, kernels, stride), ref)
+    with pytest.raises(ValueError, match="do not match"):
+        grouped_spectral_conv(images, kernels[:3], stride)

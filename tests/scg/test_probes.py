@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
+from equirelax.scg.codebook import PredictionCodebook
 from equirelax.scg.probes import (
     classify_modules,
     colour_statistics,
     eta_squared,
     grating_responses,
     module_correlation,
+    orientation_coverage,
+    probe_autoencoder,
     summarise_tuning,
 )
 
@@ -77,3 +80,53 @@ def test_eta_squared_extremes():
     groups = np.repeat(np.arange(3), 4)
     assert eta_squared(groups.astype(float), groups) == pytest.approx(1.0)
     assert eta_squared(np.tile(np.arange(4.0), 3), groups) == pytest.approx(0.0)
+
+
+def test_weighted_eta_squared_ignores_zero_weight_groups():
+    groups = np.repeat(np.arange(4), 2)
+    values = np.array([0.0, 0.0, 1.0, 1.0, 5.0, -3.0, 7.0, -9.0])
+    w = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=float)
+    assert eta_squared(values, groups, w) == pytest.approx(1.0)
+    assert eta_squared(values, groups) < 0.5
+    with pytest.raises(ValueError, match="weights"):
+        eta_squared(values, groups, -w)
+
+
+def test_orientation_coverage_full_family_and_single_orientation():
+    family = np.arange(8) * math.pi / 8
+    assert orientation_coverage(family, 8)[0] == pytest.approx(1.0)
+    assert orientation_coverage(np.full(8, 0.3), 8)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def _two_live_two_dead(dead_seed: int) -> ModularAutoencoder:
+    """Modules 0, 1: two units each, one Gabor orientation per module (specialised); modules 2,
+    3: random kernels scaled by 1e-4 (dead: almost no reconstruction energy)."""
+    live = [_gabor_kernel(0.0, 0.2), _gabor_kernel(0.0, 0.2) * 0.8,
+            _gabor_kernel(math.pi / 2, 0.1), _gabor_kernel(math.pi / 2, 0.1) * 0.9]
+    g = torch.Generator().manual_seed(dead_seed)
+    dead = [torch.randn(3, 15, 15, generator=g) * 1e-4 for _ in range(4)]
+    return _free_model(torch.stack(live + dead), 2)
+
+
+def test_dead_modules_cannot_change_energy_weighted_scores():
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = probe_autoencoder(_two_live_two_dead(1), images).summary()
+    b = probe_autoencoder(_two_live_two_dead(2), images).summary()
+    assert a["n_active"] == b["n_active"] == 2
+    assert a["eff_modules"] == pytest.approx(2.0, abs=0.3)
+    for key in ("corr_ratio_w", "eta2_log_freq_w", "eta2_chroma_w", "osi_w"):
+        assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-3), key
+    assert a["osi_w"] > 0.5  # the live Gabor units are oriented
+
+
+def test_probe_groups_and_codebook_distance():
+    model = ModularAutoencoder(AutoencoderConfig(modules=8, units=1, kernel="free",
+                                                 kernel_size=7))
+    cb = PredictionCodebook(modules=1, units=8, n_t=3, n_r=2, init_noise=0.0)
+    report = probe_autoencoder(model, torch.rand(4, 3, 24, 24), group_size=8,
+                               codebooks={"rot": cb})
+    assert len(report.module_types) == 1 and report.energy_share.shape == (1,)
+    s = report.summary()
+    assert s["dist_id_rot"] == 0.0 and math.isnan(s["dist_id_trans"])
+    with pytest.raises(ValueError, match="group_size"):
+        probe_autoencoder(model, torch.rand(2, 3, 24, 24), group_size=3)

@@ -52,9 +52,10 @@ from equirelax.scg.datasets import CropSampler
 from equirelax.scg.diffusion import DiffusionConfig, NoiseSchedule, ddim_sample
 from equirelax.scg.losses import ObjectiveConfig
 from equirelax.scg.pca import pca_autoencoder
-from equirelax.scg.probes import probe_autoencoder
+from equirelax.scg.probes import ProbeReport, probe_autoencoder
 from equirelax.scg.training import (
     TrainConfig,
+    TrainedAutoencoder,
     load_autoencoder,
     train_autoencoder,
     write_history,
@@ -71,7 +72,23 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no_rot": ({}, {"rotation_branch": False}),
     "free": ({"kernel": "free"}, {}),
     "free_no_equ": ({"kernel": "free"}, NO_EQU),
+    # opt-in variants (not trained unless named in --variants):
+    # the paper's orientation setup: one-unit translation modules, 8 per rotation hypercolumn
+    # (rot_num = 8, as the published nv128/vl1/rn8 checkpoint; 64 channels here like the others)
+    "rot8": ({"modules": 64, "units": 1}, {"rot_num": 8}),
+    # the published code's image-space symmetry loss instead of the paper's codebook form
+    "sym_image": ({}, {"sym_form": "image"}),
+    # the published code's pure-noise codebook start instead of identity + noise
+    "random_codebook": ({}, {"codebook_init": "random"}),
 }
+DEFAULT_VARIANTS = ("full", "no_equ", "no_sym", "no_rot", "free", "free_no_equ")
+# channels per probed module where it differs from the model's units: rot8 is probed per
+# hypercolumn of 8 one-unit modules
+PROBE_GROUP = {"rot8": 8}
+# scores of the multi-seed ablation table (summary keys of ProbeReport, plus recon_mse)
+ABLATION_COLUMNS = ("recon_mse", "corr_ratio", "corr_ratio_w", "eta2_chroma_w",
+                    "eta2_log_freq_w", "eta2_lowpass_w", "osi_w", "coverage_w", "n_active",
+                    "eff_modules")
 
 
 @dataclass(frozen=True)
@@ -123,14 +140,35 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["equirelax scg", args.subcommand]
     if args.quick:
         parts.append("--quick")
-    if args.subcommand == "train-autoencoder":
-        if args.steps:
+    if args.subcommand in ("train-autoencoder", "probe"):
+        if args.subcommand == "train-autoencoder" and args.steps:
             parts.append(f"--steps {args.steps}")
-        if list(args.variants) != list(VARIANTS):
+        if list(args.variants) != list(DEFAULT_VARIANTS):
             parts.append("--variants " + " ".join(args.variants))
+        if getattr(args, "seeds", None):
+            parts.append("--seeds " + " ".join(str(x) for x in args.seeds))
     if args.seed:
         parts.append(f"--seed {args.seed}")
     return " ".join(parts)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds of a stage-1 run: ``--seeds`` if given, else ``--seed``."""
+    seeds = list(args.seeds) if getattr(args, "seeds", None) else [args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds must be distinct, got {seeds}")
+    return seeds
+
+
+def _check_variants(names: list[str]) -> None:
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+
+
+def _seed_tag(seed: int) -> str:
+    """File-name suffix of a seed: none for seed 0 (the single-seed files), else ``_seed<k>``."""
+    return "" if seed == 0 else f"_seed{seed}"
 
 
 def _markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.3f}") -> str:
@@ -151,43 +189,102 @@ def _held_out(n: int, size: int, seed: int = 123) -> torch.Tensor:
 # --------------------------------------------------------------------------- stage 1
 
 def cmd_train_autoencoder(args: argparse.Namespace) -> int:
-    """Train the modular autoencoder variants."""
+    """Train the modular autoencoder variants, for one seed or several (``--seeds``)."""
+    from equirelax.scg.datasets import photo_names
     from equirelax.scg.plots import plot_loss_history
 
     preset = PRESETS[_preset_name(args)]
+    _check_variants(args.variants)
+    seeds = _seeds(args)
     out, runs = _dirs(args)
     steps = args.steps or preset.ae_steps
     summary = []
-    for variant in args.variants:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
-        mark(f"autoencoder {variant}")
-        model_over, objective_over = VARIANTS[variant]
-        mc = replace(AutoencoderConfig(), **model_over)
-        oc = replace(ObjectiveConfig(), **objective_over)
-        tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=args.seed)
-        t0 = time.perf_counter()
-        trained = train_autoencoder(mc, oc, tc,
-                                    checkpoint=runs / f"ae_{variant}.pt")
-        seconds = time.perf_counter() - t0
-        write_history(out / f"ae_{variant}_history.csv", trained.history)
-        plot_loss_history(trained.history, out / f"ae_{variant}_loss.png",
-                          title=f"modular autoencoder ({variant})")
-        last = trained.history[-1]
-        summary.append({"variant": variant, "steps": steps, "wall_s_this_run": seconds,
-                        **{k: last[k] for k in ("recon", "equ", "sym", "total")}})
-    path = out / "ae_training.md"
+    for seed in seeds:
+        for variant in args.variants:
+            mark(f"autoencoder {variant} (seed {seed})")
+            model_over, objective_over = VARIANTS[variant]
+            mc = replace(AutoencoderConfig(), **model_over)
+            oc = replace(ObjectiveConfig(), **objective_over)
+            tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=seed)
+            t0 = time.perf_counter()
+            trained = train_autoencoder(mc, oc, tc, checkpoint=runs / f"ae_{variant}"
+                                        f"{_seed_tag(seed)}.pt")
+            seconds = time.perf_counter() - t0
+            tag = _seed_tag(seed)
+            write_history(out / f"ae_{variant}{tag}_history.csv", trained.history)
+            plot_loss_history(trained.history, out / f"ae_{variant}{tag}_loss.png",
+                              title=f"modular autoencoder ({variant}, seed {seed})")
+            last = trained.history[-1]
+            summary.append({"variant": variant, "seed": seed, "steps": steps,
+                            "wall_s_this_run": seconds,
+                            **{k: last[k] for k in ("recon", "equ", "sym", "total")}})
+    path = out / ("ae_training.md" if len(seeds) == 1 else "ae_training_seeds.md")
+    photos = photo_names("train")
     text = (f"# Modular autoencoder training ({_preset_name(args)} preset)\n\n"
-            f"{_smoke(args)}Command: `{_command(args)}`\n\nFinal-step loss terms (one batch):\n\n"
-            + _markdown_table(summary, ["variant", "steps", "wall_s_this_run", "recon", "equ",
-                                        "sym", "total"], "{:.4g}") + "\n")
+            f"{_smoke(args)}Command: `{_command(args)}`\n\n"
+            f"Training photographs ({len(photos)}): {', '.join(photos)}; plus dead leaves.\n\n"
+            "Final-step loss terms (one batch):\n\n"
+            + _markdown_table(summary, ["variant", "seed", "steps", "wall_s_this_run", "recon",
+                                        "equ", "sym", "total"], "{:.4g}") + "\n")
     path.write_text(text)
     print(text)
     return 0
 
 
+def _probe_models(runs: Path, variants: list[str], seed: int) -> dict[str, TrainedAutoencoder]:
+    found = {}
+    for variant in variants:
+        ckpt = runs / f"ae_{variant}{_seed_tag(seed)}.pt"
+        if ckpt.exists():
+            found[variant] = load_autoencoder(ckpt)
+    return found
+
+
+def _orientation_table(report: ProbeReport) -> str:
+    """Per hypercolumn of a rotation-grouped model: OSI, orientation coverage, preferred
+    orientations of its units (degrees), preferred frequency and energy share."""
+    g = report.group_size
+    rows = []
+    for i in range(len(report.module_types)):
+        sl = slice(i * g, (i + 1) * g)
+        pref = np.degrees(report.tuning.preferred_orientation[sl])
+        rows.append({
+            "hypercolumn": i, "type": report.module_types[i],
+            "mean_osi": float(report.tuning.orientation_selectivity[sl].mean()),
+            "coverage": float(report.module_coverage()[i]),
+            "pref_orientations_deg": " ".join(f"{p:.0f}" for p in np.sort(pref)),
+            "pref_freq": float(report.module_frequency[i]),
+            "energy_share": float(report.energy_share[i]),
+        })
+    return _markdown_table(rows, ["hypercolumn", "type", "mean_osi", "coverage",
+                                  "pref_orientations_deg", "pref_freq", "energy_share"])
+
+
+def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
+    """Mean and bootstrap 95 % interval over seeds of every ablation score, per model."""
+    from equirelax.scg.probes import bootstrap_mean_ci
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    lines = ["| model | n_seeds | " + " | ".join(ABLATION_COLUMNS) + " |",
+             "|" + "---|" * (len(ABLATION_COLUMNS) + 2)]
+    for m in models:
+        sub = [r for r in rows if r["model"] == m]
+        cells = []
+        for col in ABLATION_COLUMNS:
+            mean, lo, hi = bootstrap_mean_ci(np.array([r[col] for r in sub], dtype=float))
+            fmt = {"recon_mse": "{:.2g}", "n_active": "{:.1f}"}.get(col, "{:.3f}")
+            cells.append(f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]")
+        lines.append(f"| {m} | {len(sub)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Probe every trained variant and the PCA baseline; tables, figures, module groups."""
+    """Probe every trained variant and the PCA baseline; tables, figures, module groups.
+
+    The first seed gets the full report (tables, figures, ``groups.json``); with several
+    ``--seeds`` every seed is probed and ``ablation_table.md`` gives each score's mean and
+    bootstrap 95 % interval over seeds, per variant.
+    """
     from equirelax.scg.plots import (
         plot_kernel_mosaic,
         plot_module_reconstructions,
@@ -195,38 +292,76 @@ def cmd_probe(args: argparse.Namespace) -> int:
     )
 
     preset = PRESETS[_preset_name(args)]
+    _check_variants(args.variants)
+    seeds = _seeds(args)
     out, runs = _dirs(args)
-    models: dict[str, ModularAutoencoder] = {}
-    for variant in VARIANTS:
-        ckpt = runs / f"ae_{variant}.pt"
-        if ckpt.exists():
-            models[variant] = load_autoencoder(ckpt).model.eval()
-    if "full" not in models:
-        raise SystemExit(f"no trained autoencoder in {runs}; run `{_command(args)}` after "
-                         "`equirelax scg train-autoencoder`")
+    # probe what exists among the named variants (default: the six standard ones plus rot8)
+    wanted = list(dict.fromkeys([*args.variants, "rot8"]))
+    for seed in seeds:  # fail before any data is loaded
+        if not (runs / f"ae_full{_seed_tag(seed)}.pt").exists():
+            raise SystemExit(f"no trained autoencoder ae_full{_seed_tag(seed)}.pt in {runs}; run "
+                             f"`equirelax scg train-autoencoder{' --quick' if args.quick else ''}"
+                             f"{f' --seeds {seed}' if seed else ''}` before `{_command(args)}`")
     held = _held_out(preset.probe_images, 48)
-    models["pca"] = pca_autoencoder(CropSampler(size=preset.ae_crop, seed=args.seed))
-    rows, reports = [], {}
-    for name, model in models.items():
-        with torch.no_grad():
-            rec_mse = float(((model(held) - held) ** 2).mean())
-        report = probe_autoencoder(model, held)
-        reports[name] = report
-        rows.append({"model": name, "recon_mse": rec_mse, **report.summary()})
-        labels = report.module_types
-        plot_kernel_mosaic(model, out / f"kernels_{name}.png", title=f"kernels ({name})",
-                           labels=labels)
-        if name in ("full", "pca"):
-            plot_module_reconstructions(model, held[:3], out / f"modules_{name}.png",
-                                        labels=labels, title=f"per-module reconstructions "
-                                                             f"({name})")
-            plot_tuning_curves(report, model.units, out / f"tuning_{name}.png",
-                               title=f"grating tuning ({name})")
+    all_rows = []
+    for seed_index, seed in enumerate(seeds):
+        trained = _probe_models(runs, wanted, seed)
+        models: dict[str, ModularAutoencoder] = {k: t.model.eval() for k, t in trained.items()}
+        models["pca"] = pca_autoencoder(CropSampler(size=preset.ae_crop, seed=seed))
+        rows, reports = [], {}
+        for name, model in models.items():
+            mark(f"probe {name} (seed {seed})")
+            with torch.no_grad():
+                rec_mse = float(((model(held) - held) ** 2).mean())
+            codebooks = dict(trained[name].objective.branches()) if name in trained else None
+            report = probe_autoencoder(model, held, PROBE_GROUP.get(name), codebooks)
+            reports[name] = report
+            rows.append({"model": name, "seed": seed, "recon_mse": rec_mse, **report.summary()})
+        all_rows += rows
+        if seed_index == 0:
+            _write_probe_report(args, preset, out, models, reports, rows)
+            for name, model in models.items():
+                r = reports[name]
+                plot_kernel_mosaic(model, out / f"kernels_{name}.png", title=f"kernels ({name})",
+                                   labels=r.module_types, group_size=r.group_size)
+                if name in ("full", "pca", "rot8"):
+                    plot_tuning_curves(r, r.group_size, out / f"tuning_{name}.png",
+                                       title=f"grating tuning ({name})")
+                if name in ("full", "pca"):
+                    plot_module_reconstructions(model, held[:3], out / f"modules_{name}.png",
+                                                labels=r.module_types,
+                                                title=f"per-module reconstructions ({name})")
+    if len(seeds) > 1:
+        (out / "probe_seeds.json").write_text(json.dumps(all_rows, indent=1) + "\n")
+        text = (f"# Ablations over seeds ({_preset_name(args)} preset)\n\n{_smoke(args)}"
+                f"Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
+                f"{' --quick' if args.quick else ''} --seeds {' '.join(map(str, seeds))}`). "
+                f"Each cell: mean over seeds [percentile bootstrap 95 % interval of the mean; "
+                f"with {len(seeds)} seeds coarse and too narrow: it shows the spread, not a "
+                "test]. The same held-out crops for every model and seed. `*_w`: each module "
+                "weighted by its share of the reconstruction energy; `n_active`: modules with "
+                ">= 2 % of it; `eff_modules`: exp(entropy) of the shares; `coverage_w`: "
+                "orientation coverage of a module's units (1: a complete orientation family). "
+                "PCA is refitted per seed (its patches depend on the seed).\n\n"
+                + _ablation_table(all_rows, seeds) + "\n")
+        (out / "ablation_table.md").write_text(text)
+        print(text)
+    return 0
+
+
+def _write_probe_report(args: argparse.Namespace, preset: Preset, out: Path,
+                        models: dict[str, ModularAutoencoder], reports: dict[str, ProbeReport],
+                        rows: list[dict]) -> None:
+    """``probe_table.md`` / ``.json``, the per-module table of the full model, the rot8
+    orientation table and ``groups.json`` (module groups for stage 2) of one seed."""
     cols = ["model", "recon_mse", "within_corr", "between_corr", "corr_ratio", "eta2_chroma",
             "eta2_log_freq", "eta2_lowpass", "mean_osi", "mean_gabor_osi", "n_colour",
             "n_brightness", "n_edge", "freq_spread_octaves"]
+    energy_cols = ["model", "n_active", "eff_modules", "max_share", "share_colour",
+                   "share_brightness", "corr_ratio_w", "eta2_chroma_w", "eta2_log_freq_w",
+                   "eta2_lowpass_w", "osi_w", "coverage_w", "dist_id_rot", "dist_id_trans"]
     full = reports["full"]
-    K, L = models["full"].n_modules, models["full"].units
+    K, L = len(full.module_types), full.group_size
     module_rows = []
     for i in range(K):
         sl = slice(i * L, (i + 1) * L)
@@ -238,10 +373,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
             "pref_freq": float(full.module_frequency[i]),
             "osi": float(full.tuning.orientation_selectivity[sl].mean()),
             "energy_share": float(full.energy_share[i]),
+            "dist_id_rot": float(full.identity_distance["rot"][i // max(
+                1, K // len(full.identity_distance["rot"]))])
+            if "rot" in full.identity_distance else float("nan"),
+            "dist_id_trans": float(full.identity_distance["trans"][i])
+            if "trans" in full.identity_distance else float("nan"),
         })
     groups = groups_from_probe(full)
     (out / "groups.json").write_text(json.dumps(groups, indent=1) + "\n")
     (out / "probe_table.json").write_text(json.dumps(rows, indent=1) + "\n")
+    rot8 = ""
+    if "rot8" in reports:
+        rot8 = ("\n## Orientation: the rotation-grouped model (rot8)\n\n"
+                "64 one-unit translation modules, 8 per rotation hypercolumn (`rot_num = 8`); "
+                "probed per hypercolumn. `coverage` is 1 when the preferred orientations of a "
+                "hypercolumn's units spread evenly over 180 degrees (the paper's complete "
+                "orientation families), 0 when they agree. Figure: `tuning_rot8.png`, "
+                "`kernels_rot8.png` (one hypercolumn per row).\n\n"
+                + _orientation_table(reports["rot8"]) + "\n")
     text = (
         f"# Probes of the modular autoencoder and its ablations ({_preset_name(args)} preset)\n\n"
         f"{_smoke(args)}Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
@@ -255,14 +404,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
         "`n_colour/n_brightness/n_edge` module labels; `freq_spread_octaves` range of module "
         "preferred frequencies.\n\n"
         + _markdown_table(rows, cols) + "\n\n"
+        "## Energy-aware scores\n\n"
+        "Modules that carry almost none of the reconstruction cannot inflate these: "
+        "`n_active` modules with >= 2 % of the held-out reconstruction energy; `eff_modules` "
+        "exp(entropy) of the energy shares; `max_share` the largest share; `share_colour` / "
+        "`share_brightness` energy share of the modules with that label; `*_w` the scores above "
+        "with each module weighted by its energy share (pairs of modules by the product); "
+        "`coverage_w` orientation coverage of a module's units; `dist_id_*` mean over codebook "
+        "nodes and modules of ||M - I||_F (how far the learned transformations moved from the "
+        "identity start; ~0.01 x units at the start).\n\n"
+        + _markdown_table(rows, energy_cols) + "\n\n"
         "## Modules of the full model\n\n"
         + _markdown_table(module_rows, ["module", "type", "chroma", "opponency", "lowpass",
-                                        "pref_freq", "osi", "energy_share"]) + "\n\n"
-        f"Module groups used for pattern completion: `{json.dumps(groups)}`\n"
+                                        "pref_freq", "osi", "energy_share", "dist_id_rot",
+                                        "dist_id_trans"]) + "\n"
+        + rot8 +
+        f"\nModule groups used for pattern completion: `{json.dumps(groups)}`\n"
     )
     (out / "probe_table.md").write_text(text)
     print(text)
-    return 0
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -425,8 +585,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=non_negative_int, default=0,
                         help="override the preset's autoencoder steps (train-autoencoder; "
                              "0: the preset's)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
-                        help=f"autoencoder variants to train, from {list(VARIANTS)}")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        help=f"autoencoder variants to train / probe, from {list(VARIANTS)} "
+                             f"(default: {' '.join(DEFAULT_VARIANTS)}; probe also picks up a "
+                             "trained rot8)")
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
+                        help="several seeds for train-autoencoder / probe (the ablation table "
+                             "with bootstrap intervals needs >= 2; e.g. --seeds 0 1 2)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (1 keeps step times stable on shared cores)")
 

@@ -8,9 +8,10 @@ answered by (tri)linear interpolation, so ``M`` is a learned, continuous, steera
 kernel: ``f'^(i)(p) = M^(i)(d(p), theta) f^(i)(n(p))`` predicts a module's transformed features
 from the same module's features only (block-diagonal: modules are independent).
 
-The table is initialised to the identity plus uniform noise of half-width ``init_noise``
-(the published code starts from pure noise; the identity start lets the translation part agree
-with the data from step 0, which matters on a short CPU budget).
+The table is initialised (``init="identity"``, default) to the identity plus uniform noise of
+half-width ``init_noise``, or (``init="random"``) to that noise alone, as the published code does.
+The identity start lets the translation part agree with the data from step 0, which matters on a
+short CPU budget; the random start is the faithful one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,34 @@ import math
 
 import torch
 from torch import nn
+
+CODEBOOK_INITS = ("identity", "random")
+
+
+def translation_weights(offset: torch.Tensor, n_t: int) -> torch.Tensor:
+    """Dense ``(N, n_t * n_t)`` bilinear weights of ``N`` offsets ``(d_x, d_y)`` (clamped to
+    ``[-0.5, 0.5]``) on an ``n_t x n_t`` node grid, flattened ``y``-major; 4 non-zeros per row."""
+    if offset.dim() != 2 or offset.shape[-1] != 2:
+        raise ValueError(f"offset must be (N, 2), got {tuple(offset.shape)}")
+    u = (offset.clamp(-0.5, 0.5) + 0.5) * (n_t - 1)
+    i0 = u.floor().clamp(0, n_t - 2)
+    w1 = u - i0
+    i0 = i0.long()
+    idx = [(i0[:, 1] + dy) * n_t + i0[:, 0] + dx for dy in (0, 1) for dx in (0, 1)]
+    wts = [(w1[:, 1] if dy else 1 - w1[:, 1]) * (w1[:, 0] if dx else 1 - w1[:, 0])
+           for dy in (0, 1) for dx in (0, 1)]
+    out = offset.new_zeros(offset.shape[0], n_t * n_t)
+    return out.scatter_add_(1, torch.stack(idx, 1), torch.stack(wts, 1))
+
+
+def rotation_weights(theta: torch.Tensor, n_r: int) -> torch.Tensor:
+    """Dense ``(N, n_r)`` periodic linear weights of ``N`` angles on ``n_r`` nodes
+    ``2 pi k / n_r``; 2 non-zeros per row."""
+    r = (theta.reshape(-1) % (2 * math.pi)) * (n_r / (2 * math.pi))
+    r0 = r.floor()
+    idx = torch.stack([r0.long() % n_r, (r0.long() + 1) % n_r], 1)
+    out = theta.new_zeros(r.shape[0], n_r)
+    return out.scatter_add_(1, idx, torch.stack([1 - (r - r0), r - r0], 1))
 
 
 class PredictionCodebook(nn.Module):
@@ -29,8 +58,12 @@ class PredictionCodebook(nn.Module):
     """
 
     def __init__(self, modules: int, units: int, n_t: int = 5, n_r: int = 8,
-                 init_noise: float = 0.01) -> None:
+                 init_noise: float = 0.01, init: str = "identity") -> None:
         super().__init__()
+        if init not in CODEBOOK_INITS:
+            raise ValueError(f"init must be one of {CODEBOOK_INITS}, got {init!r}")
+        if init_noise < 0:
+            raise ValueError(f"init_noise must be >= 0, got {init_noise}")
         if n_t < 2:
             raise ValueError(f"n_t must be >= 2 (grid end points), got {n_t}")
         if n_r < 0:
@@ -40,12 +73,20 @@ class PredictionCodebook(nn.Module):
         self.modules_, self.units, self.n_t, self.n_r = modules, units, n_t, n_r
         eye = torch.eye(units).expand(max(n_r, 1), n_t, n_t, modules, units, units)
         noise = (torch.rand(eye.shape) * 2 - 1) * init_noise
-        self.table = nn.Parameter(eye + noise)
+        self.table = nn.Parameter(eye + noise if init == "identity" else noise)
 
     @property
     def rotates(self) -> bool:
         """Whether the codebook has a rotation axis."""
         return self.n_r > 0
+
+    def identity_distance(self) -> torch.Tensor:
+        """Per module, the mean over all grid nodes of ``||M(node) - I||_F``: how far the learned
+        transformations moved from the identity (identity start: about
+        ``init_noise * units / sqrt(3)``)."""
+        eye = torch.eye(self.units, dtype=self.table.dtype, device=self.table.device)
+        diff = (self.table.detach() - eye).flatten(0, 2)  # (nodes, K, l, l)
+        return diff.pow(2).sum((-1, -2)).sqrt().mean(0)
 
     def node_offsets(self) -> torch.Tensor:
         """The ``n_t`` translation node positions in ``[-0.5, 0.5]``."""
@@ -72,30 +113,26 @@ class PredictionCodebook(nn.Module):
             raise ValueError(f"theta shape {tuple(theta.shape)} != offset points "
                              f"{tuple(offset.shape[:-1])}")
         batch_shape = offset.shape[:-1]
-        n_t = self.n_t
-        u = ((offset.reshape(-1, 2).clamp(-0.5, 0.5) + 0.5) * (n_t - 1))
-        i0 = u.floor().clamp(0, n_t - 2)
-        w1 = u - i0  # (N, 2) weight of the upper node
-        i0 = i0.long()
-        if self.rotates:
-            r = (theta.reshape(-1) % (2 * math.pi)) * (self.n_r / (2 * math.pi))
-            r0 = r.floor()
-            wr1 = r - r0
-            r0 = r0.long() % self.n_r
-            r_nodes = [(r0, 1 - wr1), ((r0 + 1) % self.n_r, wr1)]
-        else:
-            zero = torch.zeros(u.shape[0], dtype=torch.long, device=u.device)
-            r_nodes = [(zero, torch.ones(u.shape[0], device=u.device))]
+        weights = self.interpolation_weights(offset.reshape(-1, 2),
+                                             None if theta is None else theta.reshape(-1))
         flat = self.table.reshape(-1, self.modules_ * self.units * self.units)
-        out = 0.0
-        for r_idx, r_w in r_nodes:
-            for dy in (0, 1):
-                wy = w1[:, 1] if dy else 1 - w1[:, 1]
-                for dx in (0, 1):
-                    wx = w1[:, 0] if dx else 1 - w1[:, 0]
-                    idx = (r_idx * n_t + i0[:, 1] + dy) * n_t + i0[:, 0] + dx
-                    out = out + (r_w * wy * wx)[:, None] * flat[idx]
-        return out.reshape(*batch_shape, self.modules_, self.units, self.units)
+        return (weights @ flat).reshape(*batch_shape, self.modules_, self.units, self.units)
+
+    def interpolation_weights(self, offset: torch.Tensor, theta: torch.Tensor | None = None
+                              ) -> torch.Tensor:
+        """Dense ``(N, nodes)`` (tri)linear interpolation weights of ``N`` query points.
+
+        Row ``p`` holds the (at most 8) non-zero weights of point ``p`` on the flattened node
+        grid ``(n_r or 1, n_t, n_t)``, so a lookup is one matrix product with the flattened table.
+        A product is much cheaper on CPU, forward and backward, than gathering and
+        scatter-adding the 8 corner matrices of every point (``index`` / ``index_put``).
+        """
+        wt = translation_weights(offset, self.n_t).to(self.table.dtype)  # (N, n_t^2)
+        if not self.rotates:
+            return wt
+        assert theta is not None
+        wr = rotation_weights(theta, self.n_r).to(self.table.dtype)  # (N, n_r)
+        return (wr[:, :, None] * wt[:, None, :]).reshape(offset.shape[0], -1)
 
     def predict(self, source: torch.Tensor, offset: torch.Tensor,
                 theta: torch.Tensor | None = None) -> torch.Tensor:
@@ -110,10 +147,27 @@ class PredictionCodebook(nn.Module):
             raise ValueError(f"expected {self.modules_ * self.units} channels, got {c}")
         if offset.shape != (b, h, w, 2):
             raise ValueError(f"offset must be {(b, h, w, 2)}, got {tuple(offset.shape)}")
-        th = None
-        if theta is not None:
-            th = theta.reshape(b, 1, 1).expand(b, h, w)
-        M = self.lookup(offset, th)  # (B, h, w, K, l, l)
-        f = source.reshape(b, self.modules_, self.units, h, w).permute(0, 3, 4, 1, 2)
-        pred = torch.einsum("bhwkij,bhwkj->bhwki", M, f)
+        if self.rotates and (theta is None or theta.shape != (b,)):
+            raise ValueError(f"this codebook rotates: theta must be ({b},), got "
+                             f"{None if theta is None else tuple(theta.shape)}")
+        if theta is not None and not self.rotates:
+            raise ValueError("this codebook is translation-only: theta must be None")
+        # theta is one per image: interpolate the table along theta once per image, then along
+        # the offsets per location (a batched product with 4 non-zero weights per row) -- far
+        # cheaper than trilinear weights over all n_r * n_t^2 nodes at every location
+        n2, kll = self.n_t * self.n_t, self.modules_ * self.units * self.units
+        table = self.table.reshape(max(self.n_r, 1), n2 * kll)
+        if self.rotates:
+            assert theta is not None
+            wr = rotation_weights(theta, self.n_r).to(table.dtype)
+            per_image = (wr @ table).reshape(b, n2, kll)
+        else:
+            per_image = table.reshape(1, n2, kll).expand(b, n2, kll)
+        wt = translation_weights(offset.reshape(-1, 2), self.n_t).reshape(b, h * w, n2)
+        M = torch.bmm(wt.to(table.dtype), per_image).reshape(
+            b, h, w, self.modules_, self.units, self.units)
+        f = source.reshape(b, self.modules_, 1, self.units, h, w).permute(0, 4, 5, 1, 2, 3)
+        # a broadcast product and a sum: a batched matmul of millions of tiny l x l matrices is
+        # several times slower on CPU
+        pred = (M * f).sum(-1)  # (B, h, w, K, l)
         return pred.permute(0, 3, 4, 1, 2).reshape(b, c, h, w)

@@ -1,42 +1,118 @@
 """Image sources for the SCG studies that need no download at run time.
 
 The paper trains its modular autoencoder on ImageNet (100 classes) and MNIST and its generator on
-COCO. None of these can be fetched here, so we draw random crops from the colour photographs that
-scikit-image and scikit-learn ship inside their wheels, from procedural "dead-leaves" images
-(occluding coloured discs with power-law radii: natural-image-like 1/f spectra, sharp edges,
-colour and brightness variation) and from scikit-learn's 8x8 digits (the MNIST stand-in).
+COCO. None of these can be fetched here, so we draw random crops from natural colour photographs
+that are already on the machine, from procedural "dead-leaves" images (occluding coloured discs
+with power-law radii: natural-image-like 1/f spectra, sharp edges, colour and brightness
+variation) and from scikit-learn's 8x8 digits (the MNIST stand-in).
+
+Photographs: the natural colour photographs bundled with scikit-image (astronaut, chelsea,
+coffee, rocket, the left view of the stereo motorcycle), scikit-learn (china, flower) and
+matplotlib (grace_hopper), plus, when installed, the nature photographs of Debian's
+``mate-backgrounds`` package (and JPEG photographs of ``gnome-backgrounds`` releases that ship
+them; the 43.x release ships only rendered WebP/SVG art, which is not used). Scientific images
+(hubble_deep_field, immunohistochemistry, retina) and grey images are left out: the study is about
+what emerges from natural colour statistics. Photos larger than ``MAX_SIDE`` on their shorter side
+are downscaled to it, so that a 32-48 px crop covers a similar part of a scene in every source.
 
 Photos are split by name into a training set and a held-out set so that probes and generation
-metrics are measured on images the models never saw.
+metrics are measured on images the models never saw; background photographs are split by sorted
+file name (every ``BACKGROUND_HOLD_OUT_EVERY``-th one is held out).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-TRAIN_PHOTOS: tuple[str, ...] = (
-    "astronaut",
-    "chelsea",
-    "rocket",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "retina",
-    "china",
-)
-HELD_OUT_PHOTOS: tuple[str, ...] = ("coffee", "flower")
+TRAIN_PHOTOS: tuple[str, ...] = ("astronaut", "chelsea", "rocket", "motorcycle", "china")
+HELD_OUT_PHOTOS: tuple[str, ...] = ("coffee", "flower", "grace_hopper")
 SOURCES: tuple[str, ...] = ("photos", "dead_leaves", "digits")
+BACKGROUND_DIRS: tuple[Path, ...] = (
+    Path("/usr/share/backgrounds/mate/nature"),
+    Path("/usr/share/backgrounds/gnome"),
+)
+BACKGROUND_PACKAGES: tuple[str, ...] = ("mate-backgrounds", "gnome-backgrounds")
+BACKGROUND_INSTALL_COMMAND = "sudo apt-get install " + " ".join(BACKGROUND_PACKAGES)
+BACKGROUND_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+BACKGROUND_HOLD_OUT_EVERY = 4
+MAX_SIDE = 512
+_warned_no_backgrounds = False
+
+
+def backgrounds_message(dirs: Sequence[Path] = BACKGROUND_DIRS) -> str:
+    """What to install when no background photographs are found in ``dirs``."""
+    return (f"no background photographs found in {', '.join(str(d) for d in dirs)}; using "
+            f"only the photographs bundled with scikit-image, scikit-learn and matplotlib "
+            f"({len(TRAIN_PHOTOS)} for training). For more natural images "
+            f"install Debian's {' and '.join(BACKGROUND_PACKAGES)} packages: "
+            f"`{BACKGROUND_INSTALL_COMMAND}`")
+
+
+def background_photos(dirs: Sequence[Path] = BACKGROUND_DIRS) -> list[Path]:
+    """The photograph files (JPEG, see ``BACKGROUND_SUFFIXES``) directly inside ``dirs``, sorted
+    by name; missing folders are skipped."""
+    found: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_dir():
+            found += sorted(p for p in d.iterdir()
+                            if p.is_file() and p.suffix.lower() in BACKGROUND_SUFFIXES)
+    return found
+
+
+def split_backgrounds(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Split photographs into (train, held-out): every ``BACKGROUND_HOLD_OUT_EVERY``-th by sorted
+    name is held out (deterministic, independent of which folders exist)."""
+    ordered = sorted(paths, key=lambda p: (p.name, str(p)))
+    held = ordered[BACKGROUND_HOLD_OUT_EVERY - 1 :: BACKGROUND_HOLD_OUT_EVERY]
+    return [p for p in ordered if p not in held], held
+
+
+def photo_names(split: str = "train", dirs: Sequence[Path] = BACKGROUND_DIRS) -> list[str]:
+    """Names of the photographs a :class:`CropSampler` of ``split`` draws from (without loading
+    them), for the records of a run."""
+    if split not in ("train", "held_out"):
+        raise ValueError(f"split must be 'train' or 'held_out', got {split!r}")
+    train, held = split_backgrounds(background_photos(dirs))
+    bundled = TRAIN_PHOTOS if split == "train" else HELD_OUT_PHOTOS
+    return list(bundled) + [f"{p.parent.name}/{p.name}"
+                            for p in (train if split == "train" else held)]
+
+
+def _limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    h, w = image.shape[:2]
+    if min(h, w) <= max_side:
+        return image
+    from PIL import Image
+
+    scale = max_side / min(h, w)
+    pil = Image.fromarray(image)
+    return np.asarray(pil.resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS))
+
+
+def load_image_file(path: Path) -> np.ndarray:
+    """Load a colour photograph file as float32 ``(H, W, 3)`` in [0, 1], shorter side capped at
+    ``MAX_SIDE``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+    return np.ascontiguousarray(_limit_size(image), dtype=np.float32) / 255.0
 
 
 def load_photo(name: str) -> np.ndarray:
     """Return one bundled colour photograph as float32 ``(H, W, 3)`` in [0, 1].
 
-    ``name`` is a scikit-image data function name or ``"china"``/``"flower"`` from
-    ``sklearn.datasets.load_sample_images``.
+    ``name``: a scikit-image data function name, ``"motorcycle"`` (left view of scikit-image's
+    stereo pair), ``"china"``/``"flower"`` from ``sklearn.datasets.load_sample_images``, or
+    ``"grace_hopper"`` from matplotlib's sample data.
     """
     known = TRAIN_PHOTOS + HELD_OUT_PHOTOS
     if name not in known:
@@ -47,11 +123,23 @@ def load_photo(name: str) -> np.ndarray:
         images = load_sample_images()
         index = [f.rsplit("/", 1)[-1].split(".")[0] for f in images.filenames].index(name)
         image = images.images[index]
+    elif name == "grace_hopper":
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
+            from PIL import Image
+
+            image = np.asarray(Image.open(fh).convert("RGB"))
+    elif name == "motorcycle":
+        import skimage.data
+
+        image = skimage.data.stereo_motorcycle()[0]
     else:
         import skimage.data
 
         image = getattr(skimage.data, name)()
-    return np.ascontiguousarray(image[..., :3], dtype=np.float32) / 255.0
+    image = _limit_size(np.ascontiguousarray(image[..., :3]))
+    return np.ascontiguousarray(image, dtype=np.float32) / 255.0
 
 
 def dead_leaves(size: int, rng: np.random.Generator, n_discs: int = 300,
@@ -102,7 +190,10 @@ class CropSampler:
 
     ``weights`` gives the mixing proportion of each source in ``SOURCES`` (photos, dead leaves,
     digits). ``split`` picks the training or the held-out photographs; dead-leaves images come from
-    disjoint seeds in the two splits (the held-out stream uses ``seed + 10**6``).
+    disjoint seeds in the two splits (the held-out stream uses ``seed + 10**6``). Background
+    photographs found in ``background_dirs`` join the bundled ones (split by
+    :func:`split_backgrounds`); ``()`` uses the bundled photographs only. Every photograph is
+    drawn with equal probability; ``photo_names`` lists those in use.
     """
 
     size: int = 32
@@ -110,6 +201,8 @@ class CropSampler:
     split: str = "train"
     seed: int = 0
     n_leaf_images: int = 32
+    background_dirs: Sequence[Path] = BACKGROUND_DIRS
+    photo_names: list[str] = field(default_factory=list, init=False)
     _photos: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _leaves: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _digits: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -130,6 +223,21 @@ class CropSampler:
         names = TRAIN_PHOTOS if self.split == "train" else HELD_OUT_PHOTOS
         if self._p[0] > 0:
             self._photos = [load_photo(n) for n in names]
+            self.photo_names = list(names)
+            found = background_photos(self.background_dirs)
+            train, held = split_backgrounds(found)
+            for path in train if self.split == "train" else held:
+                self._photos.append(load_image_file(path))
+                self.photo_names.append(f"{path.parent.name}/{path.name}")
+            global _warned_no_backgrounds
+            if self.background_dirs and not found and not _warned_no_backgrounds:
+                _warned_no_backgrounds = True
+                warnings.warn(backgrounds_message(self.background_dirs), UserWarning,
+                              stacklevel=2)
+            small = [n for n, im in zip(self.photo_names, self._photos, strict=True)
+                     if min(im.shape[:2]) < self.size]
+            if small:
+                raise ValueError(f"photographs smaller than the crop size {self.size}: {small}")
         if self._p[1] > 0:
             leaf_size = max(4 * self.size, 96)
             self._leaves = [dead_leaves(leaf_size, self._rng) for _ in range(self.n_leaf_images)]

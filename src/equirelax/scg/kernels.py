@@ -57,7 +57,7 @@ def _pad_to(kernel: torch.Tensor, size: int) -> torch.Tensor:
 class FreeKernel(nn.Module):
     """A free ``(modules * units, 3, size, size)`` kernel, Kaiming-normal initialised."""
 
-    def __init__(self, modules: int, units: int, size: int = 13, in_channels: int = 3) -> None:
+    def __init__(self, modules: int, units: int, size: int = 21, in_channels: int = 3) -> None:
         super().__init__()
         if size % 2 == 0 or size < 1:
             raise ValueError(f"kernel size must be odd and positive, got {size}")

@@ -49,10 +49,16 @@ def _kernel_rgb(w: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def plot_kernel_mosaic(model: ModularAutoencoder, path: Path, title: str = "",
-                       labels: list[str] | None = None) -> Path:
-    """Kernel mosaic: one module per row, its units along the row (raw-RGB kernels)."""
+                       labels: list[str] | None = None, group_size: int | None = None) -> Path:
+    """Kernel mosaic: one module per row, its units along the row (raw-RGB kernels).
+
+    ``group_size`` channels per row (default ``model.units``; 8 shows the hypercolumns of a
+    ``rot_num = 8`` model)."""
     w = (model.weight() / model.std.view(1, 3, 1, 1)).numpy()
-    K, L = model.n_modules, model.units
+    L = model.units if group_size is None else group_size
+    if L < 1 or model.channels % L:
+        raise ValueError(f"group_size {L} must divide the {model.channels} channels")
+    K = model.channels // L
     fig, axes = plt.subplots(K, L, figsize=(L * 0.9 + 1.2, K * 0.9 + 0.4), squeeze=False)
     for i in range(K):
         for j in range(L):
