@@ -38,8 +38,10 @@ BACKGROUND_DIRS: tuple[Path, ...] = (
     Path("/usr/share/backgrounds/mate/nature"),
     Path("/usr/share/backgrounds/gnome"),
 )
+#: mate-backgrounds ships a dozen nature photographs (JPEG); recent gnome-backgrounds ship
+#: rendered art (WebP/SVG), so only its older JPEG releases add photographs.
 BACKGROUND_PACKAGES: tuple[str, ...] = ("mate-backgrounds", "gnome-backgrounds")
-BACKGROUND_INSTALL_COMMAND = "sudo apt-get install " + " ".join(BACKGROUND_PACKAGES)
+BACKGROUND_INSTALL_COMMAND = "./dev install-backgrounds (or: sudo apt-get install mate-backgrounds)"
 BACKGROUND_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
 BACKGROUND_HOLD_OUT_EVERY = 4
 MAX_SIDE = 512
@@ -51,7 +53,7 @@ def backgrounds_message(dirs: Sequence[Path] = BACKGROUND_DIRS) -> str:
     return (f"no background photographs found in {', '.join(str(d) for d in dirs)}; using "
             f"only the photographs bundled with scikit-image, scikit-learn and matplotlib "
             f"({len(TRAIN_PHOTOS)} for training). For more natural images "
-            f"install Debian's {' and '.join(BACKGROUND_PACKAGES)} packages: "
+            f"install Debian's {BACKGROUND_PACKAGES[0]} package: "
             f"`{BACKGROUND_INSTALL_COMMAND}`")
 
 
