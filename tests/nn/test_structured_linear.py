@@ -221,14 +221,14 @@ def test_copies_share_the_partition_tensors_and_pickles_apply_the_same_map():
     V = natural(symmetric(6))
     layer = randomised(EquivariantLinear(V + V * V, 2 * (V * V), structured=True))
     twin = copy.deepcopy(layer)
-    assert twin.partition_mobius is layer.partition_mobius
+    assert twin.partition_fold is layer.partition_fold
     assert twin.coefficients is not layer.coefficients
     clone = pickle.loads(pickle.dumps(layer))
     x = torch.randn(3, layer.in_features)
     with torch.no_grad():
         torch.testing.assert_close(clone(x), layer(x), atol=0, rtol=0)
         torch.testing.assert_close(twin(x), layer(x), atol=0, rtol=0)
-    assert "partition_mobius" not in layer.state_dict()
+    assert "partition_fold" not in layer.state_dict()
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

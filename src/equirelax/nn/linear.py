@@ -22,8 +22,7 @@ STRUCTURED_ABOVE = 1 << 16
 STRUCTURED_SAVING = 4
 
 #: The buffers a partition-structured layer applies its map with (see PartitionHomSpace).
-_PARTITION_BUFFERS = ("coefficient_index", "coefficient_back", "mobius", "in_index", "in_back",
-                      "out_index", "out_back")
+_PARTITION_BUFFERS = ("fold", "fold_index", "in_index", "in_back", "out_index", "out_back")
 
 
 def choose_space(rep_in: Rep, rep_out: Rep, structured: bool | None = None) -> HomSpace:
@@ -298,8 +297,8 @@ class EquivariantLinear(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        # pickled before the gather indices (or the partition tensors) were buffers
-        if "weight_index" not in self._buffers or "partition_mobius" not in self._buffers:
+        # pickled before the gather indices (or the current partition tensors) were buffers
+        if "weight_index" not in self._buffers or "partition_fold" not in self._buffers:
             self._register_indices()
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
