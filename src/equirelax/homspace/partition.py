@@ -139,6 +139,11 @@ def _types(rep: Rep, orders: list[int], n: int) -> list[_Type]:
     return [_Type(order, found[order], n) for order in sorted(found, reverse=True)]
 
 
+#: The ways a reduced tensor lands in an output (see ``PartitionHomSpace._assemble``), those
+#: whose adjoint reuses another's after it.
+_KINDS = ("full", "rows", "cols", "diag", "scalar", "diag_scalar")
+
+
 def _placement(out: tuple[int, ...], shared: set[int]) -> str:
     """How the reduced tensor of one partition lands in the output (see ``_assemble``)."""
     if len(out) == 0:
@@ -155,20 +160,28 @@ def _placement(out: tuple[int, ...], shared: set[int]) -> str:
     }[(out[0] in shared, out[1] in shared)]
 
 
-def _reduce(equation: str, x: torch.Tensor) -> torch.Tensor:
+def _reduce(
+    equation: str, x: torch.Tensor, done: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
     """The input reduction of one partition (an einsum on (rows, copies, n, ...) with repeated
-    letters for diagonals and missing ones for sums), by the direct op where there is one."""
+    letters for diagonals and missing ones for sums), by the direct op where there is one; a
+    total sum or trace of an order-2 input from its row sums or diagonal when ``done`` (the
+    reductions made so far) has them."""
     inp, out = equation[2:].split("->zy")
+    done = done or {}
     if inp == out:
         return x
     if len(inp) == 2:
         if inp[0] == inp[1]:
+            if not out and "zyaa->zya" in done:
+                return done["zyaa->zya"].sum(-1)
             diag = x.diagonal(dim1=-2, dim2=-1)
             return diag if out else diag.sum(-1)
         if out == inp[::-1]:
             return x.transpose(-2, -1)
         if not out:
-            return x.sum((-2, -1))
+            partial = done.get("zyab->zya", done.get("zyab->zyb"))
+            return x.sum((-2, -1)) if partial is None else partial.sum(-1)
         return x.sum(-1) if out == inp[0] else x.sum(-2)
     if len(inp) == 1 and not out:
         return x.sum(-1)
@@ -210,10 +223,17 @@ class _Pair:
         for kind, items in found.items():
             self.groups.append(_Group(kind, len(self.partitions), [eq for _, eq in items]))
             self.partitions.extend(rgs for rgs, _ in items)
+        #: its distinct reductions, fewer sums first (a total then reuses a partial sum)
+        self.equations = sorted(
+            dict.fromkeys(eq for group in self.groups for eq in group.equations),
+            key=len,
+            reverse=True,
+        )
         where = {rgs: i for i, rgs in enumerate(set_partitions(p + q))}
         perm = [where[rgs] for rgs in self.partitions]
         self.mobius = mobius(p + q)[np.ix_(perm, perm)]  # in this pair's partition order
         self.size = t_out.copies * t_in.copies * len(self.partitions)
+        self.one_copy = t_out.copies == t_in.copies == 1
 
 
 class PartitionHomSpace(HomSpace):
@@ -253,6 +273,18 @@ class PartitionHomSpace(HomSpace):
         self.out_index = self._sorting_index(self.types_out, rep_out.dim, inverse=True)
         #: every order <= 1 (copies of V and trivial summands): applied by :meth:`_lean`
         self.lean = all(typ.order <= 1 for typ in (*self.types_in, *self.types_out))
+        #: per output type, the placement kinds its pairs use, in the order their adjoints
+        #: are computed in the backward (see ``_placement_adjoint``)
+        self.adjoint_kinds = [
+            [
+                kind
+                for kind in _KINDS
+                if any(g.kind == kind for p in self.pairs if p.out_position == i for g in p.groups)
+            ]
+            for i in range(len(self.types_out))
+        ]
+        #: some pair has one copy on each side (its coefficients are scalar weights)
+        self.one_copy = any(pair.one_copy for pair in self.pairs)
         self.pair_start = np.cumsum([0, *(pair.size for pair in self.pairs)])[:-1].tolist()
         self._fold_rows, self._fold_weights = self._fold_entries(self._layout())
 
@@ -517,15 +549,9 @@ class PartitionHomSpace(HomSpace):
     def _reductions(self, pair: _Pair, x_in: torch.Tensor) -> list[list[torch.Tensor]]:
         """Per group of the pair, the reduced inputs of its partitions."""
         reduced: dict[str, torch.Tensor] = {}
-        out = []
-        for group in pair.groups:
-            parts = []
-            for eq in group.equations:
-                if eq not in reduced:
-                    reduced[eq] = _reduce(eq, x_in)
-                parts.append(reduced[eq])
-            out.append(parts)
-        return out
+        for eq in pair.equations:  # a total reuses a partial sum: O(n), not O(n²)
+            reduced[eq] = _reduce(eq, x_in, reduced)
+        return [[reduced[eq] for eq in group.equations] for group in pair.groups]
 
     def _generic(self, d: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
         """W x by partitions: per pair and group, the reduced inputs mixed over channels with
@@ -533,9 +559,14 @@ class PartitionHomSpace(HomSpace):
         lead = x.shape[:-1]
         inputs, rows = self._inputs(x, t)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        scalars = d.unbind() if self.one_copy else ()
         for pair in self.pairs:
             into = placed[pair.out_position]
             for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
+                if pair.one_copy:  # scalar weights: a weighted sum, no stack or matmul
+                    for part, w in zip(parts, scalars[group.d_start : group.d_stop]):
+                        _accumulate(into, group.kind, part, w)
+                    continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
         outs = [self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_out, placed)]
@@ -570,8 +601,12 @@ class PartitionHomSpace(HomSpace):
             )
             start += size
         adjoints: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        for found, kinds, g_out in zip(adjoints, self.adjoint_kinds, grads_out):
+            for kind in kinds:  # totals and traces after the sums and diagonals they reuse
+                found[kind] = _placement_adjoint(kind, g_out, found)
         into_input: list[dict[str, torch.Tensor]] = [{} for _ in self.types_in]
-        grad_d = []
+        grad_d: list[torch.Tensor] = []  # 0-dim (one copy) or flat blocks, in d's layout
+        scalars = d.unbind() if self.one_copy and need_x else ()
         for pair in self.pairs:
             found = adjoints[pair.out_position]
             reductions = (
@@ -580,8 +615,16 @@ class PartitionHomSpace(HomSpace):
                 else [None] * len(pair.groups)
             )
             for group, parts in zip(pair.groups, reductions):
-                if group.kind not in found:
-                    found[group.kind] = _placement_adjoint(group.kind, grads_out[pair.out_position])
+                if pair.one_copy:  # scalar weights: dot products and weighted sums
+                    g_kind, acc = found[group.kind], into_input[pair.in_position]
+                    if need_d:
+                        grad_d.extend(_dot(g_kind, part) for part in parts)
+                    if need_x:
+                        weights = scalars[group.d_start : group.d_stop]
+                        for eq, w in zip(group.equations, weights):
+                            kind, flip = _reduction_adjoint(eq)
+                            _accumulate(acc, kind, g_kind.transpose(-2, -1) if flip else g_kind, w)
+                    continue
                 gz = found[group.kind].reshape(rows, pair.t_out.copies, -1)
                 m_i, q = pair.t_in.copies, group.stop - group.start
                 if need_d:
@@ -603,7 +646,13 @@ class PartitionHomSpace(HomSpace):
             if t["in_back"] is not None:
                 gx = gx.index_select(-1, t["in_back"])
             grad_x = gx.reshape(x.shape)
-        return (torch.cat(grad_d) if need_d else None), grad_x
+        grad = None
+        if need_d:
+            if all(piece.dim() == 0 for piece in grad_d):
+                grad = torch.stack(grad_d)
+            else:
+                grad = torch.cat([piece.reshape(-1) for piece in grad_d])
+        return grad, grad_x
 
     def _mix(self, mix: torch.Tensor, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
         """Σ over the group's reductions and input copies of mix (m_o, q·m_i) times the
@@ -619,27 +668,45 @@ class PartitionHomSpace(HomSpace):
     ) -> torch.Tensor:
         """The output of one type (rows, copies · n^order) from its placed pieces:
         ``full`` has every output axis, ``rows``/``cols`` vary along the first / second axis
-        only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal."""
+        only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal.
+
+        Few passes over the n² entries: the constant is folded into a line term, the first
+        two terms make a fresh tensor that the others (and the diagonal) are added to in
+        place, and the diagonal is never embedded into a matrix of zeros."""
         n, order = self.n, typ.order
         shape = (rows, typ.copies, *[n] * order)
-        y = kinds.get("full")
+        full, scalar, diag = kinds.get("full"), kinds.get("scalar"), None
+        terms = [full] if full is not None else []
         if order == 2:
-            terms = [kinds["rows"][..., :, None]] if "rows" in kinds else []
-            terms += [kinds["cols"][..., None, :]] if "cols" in kinds else []
+            line_r, line_c = kinds.get("rows"), kinds.get("cols")
+            if scalar is not None and (line_r is not None or line_c is not None):
+                if line_r is not None:
+                    line_r = line_r + scalar[..., None]
+                else:
+                    line_c = line_c + scalar[..., None]  # type: ignore[operator]
+                scalar = None
+            terms += [line_r[..., :, None]] if line_r is not None else []
+            terms += [line_c[..., None, :]] if line_c is not None else []
             diag = kinds.get("diag")
             if "diag_scalar" in kinds:
-                scalar = kinds["diag_scalar"][..., None]
-                diag = scalar.expand(*scalar.shape[:-1], n) if diag is None else diag + scalar
+                on_diag = kinds["diag_scalar"][..., None]
+                diag = on_diag.expand(*on_diag.shape[:-1], n) if diag is None else diag + on_diag
+        if scalar is not None:
+            terms.append(scalar.reshape(rows, typ.copies, *[1] * order))
+        if not terms:
+            y = torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
+            return y.reshape(rows, -1)
+        if len(terms) == 1:
+            y = terms[0].expand(shape)
             if diag is not None:
-                terms.append(torch.diag_embed(diag))
-            for term in terms:
-                y = term if y is None else y + term
-        if "scalar" in kinds:
-            scalar = kinds["scalar"].reshape(rows, typ.copies, *[1] * order)
-            y = scalar if y is None else y + scalar
-        if y is None:
-            y = like.new_zeros(shape)
-        return y.expand(shape).reshape(rows, -1)
+                y = y.clone(memory_format=torch.contiguous_format)  # fresh, to add in place
+        else:  # two terms span every axis (full, or a row and a column term): fresh
+            y = terms[0] + terms[1]
+            for term in terms[2:]:
+                y = y.add_(term)
+        if diag is not None:
+            y.diagonal(dim1=-2, dim2=-1).add_(diag)
+        return y.reshape(rows, -1)
 
     # -- the HomSpace interface --------------------------------------------------------------
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -757,6 +824,24 @@ def _stacked(parts: list[torch.Tensor], rows: int) -> torch.Tensor:
     return torch.stack(parts, dim=1).reshape(rows, len(parts) * parts[0].shape[1], -1)
 
 
+def _accumulate(
+    into: dict[str, torch.Tensor], kind: str, part: torch.Tensor, weight: torch.Tensor
+) -> None:
+    """into[kind] += weight · part (one fused op once there is a term)."""
+    if kind in into:
+        into[kind] = torch.addcmul(into[kind], part, weight)
+    else:
+        into[kind] = part * weight
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ a · b over every entry (same shapes): one pass with no temporary when both are
+    contiguous."""
+    if a.is_contiguous() and b.is_contiguous():
+        return torch.dot(a.view(-1), b.view(-1))
+    return (a * b).sum()
+
+
 def _lean_mix(a: torch.Tensor, xv: torch.Tensor) -> torch.Tensor:
     """A·X over the copies: (rows, m_o, n) from a (m_o, m_i) and xv (rows, m_i, n); a
     broadcast scale for one copy each side. (einsum: ~10% faster forward + backward than a
@@ -792,14 +877,22 @@ def _tail(group: _Group, n: int) -> tuple[int, ...]:
     return (n,) * group.shared
 
 
-def _placement_adjoint(kind: str, g: torch.Tensor) -> torch.Tensor:
+def _placement_adjoint(
+    kind: str, g: torch.Tensor, done: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """The adjoint of placing a reduced tensor as ``kind`` into an output of order
-    g.dim() - 2: what of ``g`` (rows, copies, n, ...) lands on it."""
+    g.dim() - 2: what of ``g`` (rows, copies, n, ...) lands on it (a total from the row or
+    column sums, a trace from the diagonal, when ``done`` has them)."""
     order = g.dim() - 2
     if kind == "full":
         return g
     if kind == "scalar":
+        partial = done.get("rows", done.get("cols")) if order == 2 else None
+        if partial is not None:
+            return partial.sum(-1)
         return g.sum(tuple(range(2, 2 + order))) if order else g
+    if kind == "diag_scalar" and "diag" in done:
+        return done["diag"].sum(-1)
     if kind == "rows":
         return g.sum(-1)
     if kind == "cols":
