@@ -283,6 +283,12 @@ class PartitionHomSpace(HomSpace):
             ]
             for i in range(len(self.types_out))
         ]
+        #: (n, V copies in, V copies out, trivial in, trivial out): the lean path's shapes
+        v_in = sum(typ.copies for typ in self.types_in if typ.order == 1)
+        v_out = sum(typ.copies for typ in self.types_out if typ.order == 1)
+        self.lean_dims = (
+            n, v_in, v_out, self.shape[1] - v_in * n, self.shape[0] - v_out * n
+        )
         #: some pair has one copy on each side (its coefficients are scalar weights)
         self.one_copy = any(pair.one_copy for pair in self.pairs)
         self.pair_start = np.cumsum([0, *(pair.size for pair in self.pairs)])[:-1].tolist()
@@ -479,7 +485,9 @@ class PartitionHomSpace(HomSpace):
     def _fold(self, coefficients: torch.Tensor, t: dict) -> torch.Tensor:
         """The coefficients of the "at least" maps in the forward's layout (see
         :meth:`_layout`): one product with the fold matrix, or one gather and weighted sum."""
-        fold = t["fold"].to(coefficients.dtype)
+        fold = t["fold"]
+        if fold.dtype != coefficients.dtype:
+            fold = fold.to(coefficients.dtype)
         if t["fold_index"] is None:
             return coefficients @ fold
         return (coefficients[t["fold_index"]] * fold).sum(-1)
@@ -493,45 +501,17 @@ class PartitionHomSpace(HomSpace):
         return self._lean(d, x, t) if self.lean else self._generic(d, x, t)
 
     def _lean(self, d: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
-        """W x when every order is <= 1: X (rows, m_i, n) the V copies, x_T (rows, t_i) the
-        trivial ones, s = Σ_k X[:, :, k] their sums,
-
-            y_V = A·X + broadcast(B s + C x_T),   y_T = E s + F x_T,
-
-        with A (m_o, m_i) and K = [[B, C], [E, F]] read from ``d`` as views. The few ops are
-        plain autograd ops (measured cheaper than one custom autograd node for so few), which
-        also serve compiled code and ``torch.func``."""
-        n = self.n
-        v_in = self.types_in[0].copies if self.types_in[0].order == 1 else 0
-        v_out = self.types_out[0].copies if self.types_out[0].order == 1 else 0
-        t_in, t_out = self.shape[1] - v_in * n, self.shape[0] - v_out * n
-        flat = x.reshape(-1, self.shape[1])
+        """W x when every order is <= 1 (see :func:`_lean_map`), on the input and output in
+        type order (V copies, then trivial ones), by plain autograd ops: for so few ops one
+        custom autograd node (backward: the transposed map and two small products) was
+        measured no faster for one copy and 10-20% slower for 8-16 copies."""
+        flat = x if x.dim() == 2 else x.reshape(-1, self.shape[1])  # a view is a node too
         if t["in_index"] is not None:
             flat = flat.index_select(-1, t["in_index"])
-        rows, a_size = flat.shape[0], v_out * v_in
-        k = d[a_size:].view(v_out + t_out, v_in + t_in)
-        z = flat
-        if v_in:
-            xv = (flat[:, : v_in * n] if t_in else flat).view(rows, v_in, n)
-            z = xv.sum(-1)
-            if t_in:
-                z = torch.cat([z, flat[:, v_in * n :]], dim=-1)
-        u = z * k if k.shape == (1, 1) else z @ k.T  # (rows, v_out + t_out)
-        if not v_out:
-            y = u
-        else:
-            broadcast = (u[:, :v_out] if t_out else u).unsqueeze(-1)
-            if v_in:
-                a = d[:a_size].view(v_out, v_in)
-                yv = _lean_mix(a, xv) + broadcast
-            else:
-                yv = broadcast.expand(rows, v_out, n)
-            y = yv.reshape(rows, v_out * n)
-            if t_out:
-                y = torch.cat([y, u[:, v_out:]], dim=-1)
+        y = _lean_map(d, flat, self.lean_dims)
         if t["out_index"] is not None:
             y = y.index_select(-1, t["out_index"])
-        return y.reshape(*x.shape[:-1], self.shape[0])
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.shape[0])
 
     def _inputs(self, x: torch.Tensor, t: dict) -> tuple[list[torch.Tensor], int]:
         """The input split by type: (rows, copies, n, ...) each, and the number of rows."""
@@ -824,6 +804,51 @@ def _stacked(parts: list[torch.Tensor], rows: int) -> torch.Tensor:
     return torch.stack(parts, dim=1).reshape(rows, len(parts) * parts[0].shape[1], -1)
 
 
+def _lean_map(
+    d: torch.Tensor, flat: torch.Tensor, dims: tuple[int, int, int, int, int]
+) -> torch.Tensor:
+    """The lean map on ``flat`` (rows, d_in) in type order: X (rows, m_i, n) the V copies,
+    x_T (rows, t_i) the trivial ones, s = Σ_k X[:, :, k] their sums,
+
+        y_V = A·X + broadcast(B s + C x_T),   y_T = E s + F x_T,
+
+    with A (m_o, m_i) and K = [[B, C], [E, F]] read from ``d`` as views; y (rows, d_out) in
+    type order."""
+    n, v_in, v_out, t_in, t_out = dims
+    if v_in == v_out == 1 and not t_in and not t_out:  # V -> V: y = a x + b Σ x, four ops
+        a, b = d.unbind()
+        return torch.addcmul(flat.sum(-1, keepdim=True) * b, flat, a)
+    rows, a_size = flat.shape[0], v_out * v_in
+    a_flat, k_flat = d.split([a_size, d.shape[0] - a_size])
+    k = k_flat.view(v_out + t_out, v_in + t_in)
+    z = _lean_sums(flat, n, v_in, t_in)
+    u = z * k if k.shape == (1, 1) else z @ k.T  # (rows, v_out + t_out)
+    if not v_out:
+        return u
+    broadcast = (u[:, :v_out] if t_out else u).unsqueeze(-1)
+    if v_in:
+        xv = (flat[:, : v_in * n] if t_in else flat).view(rows, v_in, n)
+        a = a_flat.view(v_out, v_in)
+        if a_size == 1:
+            yv = torch.addcmul(broadcast, xv, a)
+        else:
+            yv = torch.einsum("oi,rin->ron", a, xv) + broadcast
+    else:
+        yv = broadcast.expand(rows, v_out, n)
+    y = yv.reshape(rows, v_out * n)
+    if t_out:
+        y = torch.cat([y, u[:, v_out:]], dim=-1)
+    return y
+
+
+def _lean_sums(flat: torch.Tensor, n: int, v: int, t: int) -> torch.Tensor:
+    """[Σ_k X[:, :, k], x_T] (rows, v + t) of ``flat`` (rows, v·n + t) in type order."""
+    if not v:
+        return flat
+    z = (flat[:, : v * n] if t else flat).view(flat.shape[0], v, n).sum(-1)
+    return torch.cat([z, flat[:, v * n :]], dim=-1) if t else z
+
+
 def _accumulate(
     into: dict[str, torch.Tensor], kind: str, part: torch.Tensor, weight: torch.Tensor
 ) -> None:
@@ -840,15 +865,6 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_contiguous() and b.is_contiguous():
         return torch.dot(a.view(-1), b.view(-1))
     return (a * b).sum()
-
-
-def _lean_mix(a: torch.Tensor, xv: torch.Tensor) -> torch.Tensor:
-    """A·X over the copies: (rows, m_o, n) from a (m_o, m_i) and xv (rows, m_i, n); a
-    broadcast scale for one copy each side. (einsum: ~10% faster forward + backward than a
-    broadcast ``matmul`` for 16 copies of n = 32, measured.)"""
-    if a.shape == (1, 1):
-        return xv * a
-    return torch.einsum("oi,rin->ron", a, xv)
 
 
 def _letters(rgs: tuple[int, ...]) -> str:
