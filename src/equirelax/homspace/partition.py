@@ -539,17 +539,24 @@ class PartitionHomSpace(HomSpace):
         lead = x.shape[:-1]
         inputs, rows = self._inputs(x, t)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
+        weighted: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.types_out]
         scalars = d.unbind() if self.one_copy else ()
         for pair in self.pairs:
             into = placed[pair.out_position]
             for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
                 if pair.one_copy:  # scalar weights: a weighted sum, no stack or matmul
                     for part, w in zip(parts, scalars[group.d_start : group.d_stop]):
-                        _accumulate(into, group.kind, part, w)
+                        if group.kind == "full":  # added in _assemble, with no temporary
+                            weighted[pair.out_position].append((part, w))
+                        else:
+                            _accumulate(into, group.kind, part, w)
                     continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
-        outs = [self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_out, placed)]
+        outs = [
+            self._assemble(typ, kinds, rows, x, more)
+            for typ, kinds, more in zip(self.types_out, placed, weighted)
+        ]
         y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         if t["out_index"] is not None:
             y = y.index_select(-1, t["out_index"])
@@ -585,6 +592,7 @@ class PartitionHomSpace(HomSpace):
             for kind in kinds:  # totals and traces after the sums and diagonals they reuse
                 found[kind] = _placement_adjoint(kind, g_out, found)
         into_input: list[dict[str, torch.Tensor]] = [{} for _ in self.types_in]
+        weighted: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.types_in]
         grad_d: list[torch.Tensor] = []  # 0-dim (one copy) or flat blocks, in d's layout
         scalars = d.unbind() if self.one_copy and need_x else ()
         for pair in self.pairs:
@@ -603,7 +611,11 @@ class PartitionHomSpace(HomSpace):
                         weights = scalars[group.d_start : group.d_stop]
                         for eq, w in zip(group.equations, weights):
                             kind, flip = _reduction_adjoint(eq)
-                            _accumulate(acc, kind, g_kind.transpose(-2, -1) if flip else g_kind, w)
+                            piece = g_kind.transpose(-2, -1) if flip else g_kind
+                            if kind == "full":
+                                weighted[pair.in_position].append((piece, w))
+                            else:
+                                _accumulate(acc, kind, piece, w)
                     continue
                 gz = found[group.kind].reshape(rows, pair.t_out.copies, -1)
                 m_i, q = pair.t_in.copies, group.stop - group.start
@@ -620,7 +632,8 @@ class PartitionHomSpace(HomSpace):
         grad_x = None
         if need_x:
             outs = [
-                self._assemble(typ, kinds, rows, x) for typ, kinds in zip(self.types_in, into_input)
+                self._assemble(typ, kinds, rows, x, more)
+                for typ, kinds, more in zip(self.types_in, into_input, weighted)
             ]
             gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
             if t["in_back"] is not None:
@@ -644,15 +657,22 @@ class PartitionHomSpace(HomSpace):
         return _channel_mix(mix, _stacked(parts, rows)).reshape(rows, mix.shape[0], *tail)
 
     def _assemble(
-        self, typ: _Type, kinds: dict[str, torch.Tensor], rows: int, like: torch.Tensor
+        self,
+        typ: _Type,
+        kinds: dict[str, torch.Tensor],
+        rows: int,
+        like: torch.Tensor,
+        weighted: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """The output of one type (rows, copies · n^order) from its placed pieces:
         ``full`` has every output axis, ``rows``/``cols`` vary along the first / second axis
-        only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal.
+        only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal;
+        ``weighted``: more full pieces, as (full-size part, scalar weight) pairs.
 
-        Few passes over the n² entries: the constant is folded into a line term, the first
-        two terms make a fresh tensor that the others (and the diagonal) are added to in
-        place, and the diagonal is never embedded into a matrix of zeros."""
+        Few passes over the n^order entries: the constant is folded into a line term, the
+        first two terms (or the first weighted part and a term, in one addcmul) make a fresh
+        tensor that the others (and the diagonal) are added to in place, and the diagonal is
+        never embedded into a matrix of zeros."""
         n, order = self.n, typ.order
         shape = (rows, typ.copies, *[n] * order)
         full, scalar, diag = kinds.get("full"), kinds.get("scalar"), None
@@ -673,10 +693,18 @@ class PartitionHomSpace(HomSpace):
                 diag = on_diag.expand(*on_diag.shape[:-1], n) if diag is None else diag + on_diag
         if scalar is not None:
             terms.append(scalar.reshape(rows, typ.copies, *[1] * order))
-        if not terms:
+        if weighted:  # full-size parts times scalars: the first makes a fresh tensor
+            (part, w), rest = weighted[0], weighted[1:]
+            y = torch.addcmul(terms[0], part, w) if terms else part * w
+            in_place = not torch._C._are_functorch_transforms_active()  # vmap: no rule
+            for part, w in rest:
+                y = y.addcmul_(part, w) if in_place else torch.addcmul(y, part, w)
+            for term in terms[1:]:
+                y = y.add_(term)
+        elif not terms:
             y = torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
             return y.reshape(rows, -1)
-        if len(terms) == 1:
+        elif len(terms) == 1:
             y = terms[0].expand(shape)
             if diag is not None:
                 y = y.clone(memory_format=torch.contiguous_format)  # fresh, to add in place
