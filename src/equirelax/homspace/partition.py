@@ -15,6 +15,11 @@ extraction and sums on the input, a channel mix, and a broadcast or diagonal emb
 output: O(n^max(p, q)) per map instead of O(n^(p+q)). Copies (m·ρ → m'·ρ') share the partition
 structure: each D_Q mixes channels with an (m', m) matrix, so the cost is a channel mix on the
 reduced tensors plus one structured op per copy, never a Kronecker-expanded matrix.
+
+Per call the cost is mostly the number of ops (each one's dispatch and autograd bookkeeping)
+and of passes over the n^k entries, so the reordering and Möbius transform of all pairs are one
+precomputed fold, reps of orders <= 1 take a lean path of a few ops, and order 2 shares its
+reductions and adds its full-size pieces into one output tensor.
 """
 
 from __future__ import annotations
@@ -458,11 +463,14 @@ class PartitionHomSpace(HomSpace):
     ) -> torch.Tensor:
         """W x for features ``x`` (..., d_in), W = Σ c_P B_P, without forming W.
 
-        ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them. When a
-        gradient is wanted, eager code runs one autograd node whose backward is the adjoint map
-        (the same partition structure, reversed) and the coefficients' gradient, both from the
-        input kept for backward: a fraction of the bookkeeping of recording every small op.
-        Compiled code and ``torch.func`` transforms record the ops themselves.
+        ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them. The
+        orbit coefficients are first folded into the coefficients of the "at least" maps (one
+        product or gather, :meth:`_fold`). Orders <= 1 then take the lean path (:meth:`_lean`,
+        a few plain ops). Otherwise, when a gradient is wanted, eager code runs one autograd
+        node whose backward is the adjoint map (the same partition structure, reversed) and
+        the folded coefficients' gradient, both from the input kept for backward: a fraction
+        of the bookkeeping of recording every small op. Compiled code and ``torch.func``
+        transforms record the ops themselves.
         """
         if coefficients.shape != (self.dim,):
             raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
