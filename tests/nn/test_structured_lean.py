@@ -26,6 +26,7 @@ LEAN = {
     "V + T -> V + T": (V + T, V + T),
     "T + 2V + T -> V + 3T": (T + 2 * V + T, V + 3 * T),
     "2T -> 3V": (2 * T, 3 * V),
+    "V + T -> T + 2V + T": (V + T, T + 2 * V + T),
     "2V -> T": (2 * V, T),
     "T -> 2T": (T, 2 * T),
 }
@@ -120,3 +121,26 @@ def test_lean_path_compiles_to_one_graph_and_vmaps():
     torch.testing.assert_close(compiled(x), fast(x), atol=1e-12, rtol=0)
     per_row = torch.func.vmap(fast)(x)
     torch.testing.assert_close(per_row, fast(x), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["V + T -> T + 2V + T", "T + 2V + T -> V + 3T", "V -> V"])
+def test_lean_bias_joins_the_copy_constants_and_apply_adds_any_bias(case):
+    """The layer's bias is added inside the lean map (bias_fold puts it in type order);
+    ``apply(..., bias=)`` adds the same b = fixed_space(rep_out).weight(bias) on any path."""
+    rep_in, rep_out = LEAN[case]
+    fast, dense = pair(rep_in, rep_out, torch.float64, seed=3)
+    assert (fast.partition_bias_fold is None) == (case != "V + T -> T + 2V + T")
+    x = torch.randn(4, rep_in.dim, dtype=torch.float64)
+    torch.testing.assert_close(fast(x), dense(x), atol=1e-12, rtol=0)
+    no_bias, _ = pair(rep_in, rep_out, torch.float64, seed=3, bias=False)
+    b = dense.bias
+    torch.testing.assert_close(no_bias(x) + b, dense(x), atol=1e-12, rtol=0)
+    generic = PartitionHomSpace(V * V + V, rep_out)
+    c = torch.randn(generic.dim, dtype=torch.float64)
+    xg = torch.randn(3, generic.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(
+        generic.apply(c, xg, bias=fast.bias_coefficients.detach()),
+        generic.apply(c, xg) + b,
+        atol=1e-12,
+        rtol=0,
+    )

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from equirelax.groups.permutation import PermutationGroup
-from equirelax.homspace.space import HomSpace, _cached
+from equirelax.homspace.space import HomSpace, _cached, fixed_space
 from equirelax.reps.base import Rep
 
 #: Largest tensor order (k of V^⊗k) applied by partitions.
@@ -367,6 +367,19 @@ class PartitionHomSpace(HomSpace):
                     b += 1
         return rows, weights
 
+    def bias_fold(self) -> np.ndarray | None:
+        """For the lean path: the (bias dim, m_o + t_o) matrix taking the coefficients of the
+        equivariant bias (``fixed_space(rep_out)``, one per summand: a constant on each copy
+        of V or trivial entry) to the constant of each output copy in type order; None when
+        that is the identity (summands already in type order)."""
+        space = fixed_space(self.rep_out)
+        eye = torch.eye(space.dim, dtype=torch.float64)
+        basis = np.stack([space.weight(e).reshape(-1).numpy() for e in eye])
+        n, _, v_out, _, _ = self.lean_dims
+        index = np.concatenate([typ.index() for typ in self.types_out])  # type order -> flat
+        m = basis[:, np.concatenate([index[: v_out * n : n], index[v_out * n :]])]
+        return None if m.shape == (len(m),) * 2 and np.array_equal(m, np.eye(len(m))) else m
+
     def fold_matrix(self) -> np.ndarray:
         """The (dim, dim) matrix M with folded = c @ M (dense form of :meth:`_fold_entries`)."""
         m = np.zeros((self.dim, self.dim))
@@ -421,9 +434,10 @@ class PartitionHomSpace(HomSpace):
         in ``dtype``, default torch's; its entries are small integers, exact in any float
         type): the (dim, dim) matrix M of folded = c @ M up to ``FOLD_DENSE_UP_TO``
         coefficients, else the (dim, B) weights of the gather ``fold_index`` (None for the
-        matrix); and the input / output sorting gathers with their inverses (None when not
-        needed). A module holds them as non-persistent buffers so that they follow ``.to()``
-        and are ordinary inputs of compiled graphs."""
+        matrix); for the lean path, ``bias_fold`` (see :meth:`bias_fold`); and the input /
+        output sorting gathers with their inverses (None when not needed). A module holds
+        them as non-persistent buffers so that they follow ``.to()`` and are ordinary inputs
+        of compiled graphs."""
 
         def tensor(a: np.ndarray | None) -> torch.Tensor | None:
             return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
@@ -433,9 +447,12 @@ class PartitionHomSpace(HomSpace):
 
         dense = self.dim <= FOLD_DENSE_UP_TO
         fold = self.fold_matrix() if dense else self._fold_weights
+        bias_fold = self.bias_fold() if self.lean else None
+        dtype = dtype or torch.get_default_dtype()
         return {
-            "fold": tensor(fold).to(dtype or torch.get_default_dtype()),  # type: ignore[union-attr]
+            "fold": tensor(fold).to(dtype),  # type: ignore[union-attr]
             "fold_index": None if dense else tensor(self._fold_rows),
+            "bias_fold": None if bias_fold is None else tensor(bias_fold).to(dtype),
             "in_index": tensor(self.in_index),
             "in_back": tensor(back(self.in_index)),
             "out_index": tensor(self.out_index),
@@ -460,8 +477,12 @@ class PartitionHomSpace(HomSpace):
         coefficients: torch.Tensor,
         x: torch.Tensor,
         tensors: dict[str, torch.Tensor | None] | None = None,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """W x for features ``x`` (..., d_in), W = Σ c_P B_P, without forming W.
+        """W x (+ b) for features ``x`` (..., d_in), W = Σ c_P B_P, without forming W.
+
+        ``bias``: coefficients of an equivariant bias b (``fixed_space(rep_out)``); the lean
+        path adds them to its per-copy constants (no pass over the output), others add b.
 
         ``tensors``: :meth:`index_tensors` on x's device, when the caller holds them. The
         orbit coefficients are first folded into the coefficients of the "at least" maps (one
@@ -480,9 +501,13 @@ class PartitionHomSpace(HomSpace):
             )
         t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
         d = self._fold(coefficients, t)
+        if self.lean:
+            return self._lean(d, x, t, bias)
+        if bias is not None:
+            b = fixed_space(self.rep_out).weight(bias).reshape(-1)
+            return self.apply(coefficients, x, t) + b
         if (
-            self.lean
-            or torch.compiler.is_compiling()
+            torch.compiler.is_compiling()
             or not torch.is_grad_enabled()
             or not (d.requires_grad or x.requires_grad)
             or torch._C._are_functorch_transforms_active()
@@ -508,7 +533,9 @@ class PartitionHomSpace(HomSpace):
         """W x from the folded coefficients ``d``, by the lean or the generic path."""
         return self._lean(d, x, t) if self.lean else self._generic(d, x, t)
 
-    def _lean(self, d: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
+    def _lean(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """W x when every order is <= 1 (see :func:`_lean_map`), on the input and output in
         type order (V copies, then trivial ones), by plain autograd ops: for so few ops one
         custom autograd node (backward: the transposed map and two small products) was
@@ -516,7 +543,10 @@ class PartitionHomSpace(HomSpace):
         flat = x if x.dim() == 2 else x.reshape(-1, self.shape[1])  # a view is a node too
         if t["in_index"] is not None:
             flat = flat.index_select(-1, t["in_index"])
-        y = _lean_map(d, flat, self.lean_dims)
+        if bias is not None and t["bias_fold"] is not None:
+            fold = t["bias_fold"]
+            bias = bias @ (fold if fold.dtype == bias.dtype else fold.to(bias.dtype))
+        y = _lean_map(d, flat, self.lean_dims, bias)
         if t["out_index"] is not None:
             y = y.index_select(-1, t["out_index"])
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.shape[0])
@@ -841,7 +871,10 @@ def _stacked(parts: list[torch.Tensor], rows: int) -> torch.Tensor:
 
 
 def _lean_map(
-    d: torch.Tensor, flat: torch.Tensor, dims: tuple[int, int, int, int, int]
+    d: torch.Tensor,
+    flat: torch.Tensor,
+    dims: tuple[int, int, int, int, int],
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The lean map on ``flat`` (rows, d_in) in type order: X (rows, m_i, n) the V copies,
     x_T (rows, t_i) the trivial ones, s = Σ_k X[:, :, k] their sums,
@@ -849,16 +882,20 @@ def _lean_map(
         y_V = A·X + broadcast(B s + C x_T),   y_T = E s + F x_T,
 
     with A (m_o, m_i) and K = [[B, C], [E, F]] read from ``d`` as views; y (rows, d_out) in
-    type order."""
+    type order. ``bias`` (m_o + t_o), the constant of each output copy, is added to the
+    broadcast and trivial terms (rows × copies entries, not the whole output)."""
     n, v_in, v_out, t_in, t_out = dims
     if v_in == v_out == 1 and not t_in and not t_out:  # V -> V: y = a x + b Σ x, four ops
         a, b = d.unbind()
-        return torch.addcmul(flat.sum(-1, keepdim=True) * b, flat, a)
+        u = flat.sum(-1, keepdim=True) * b
+        return torch.addcmul(u if bias is None else u + bias, flat, a)
     rows, a_size = flat.shape[0], v_out * v_in
     a_flat, k_flat = d.split([a_size, d.shape[0] - a_size])
     k = k_flat.view(v_out + t_out, v_in + t_in)
     z = _lean_sums(flat, n, v_in, t_in)
     u = z * k if k.shape == (1, 1) else z @ k.T  # (rows, v_out + t_out)
+    if bias is not None:
+        u = u + bias
     if not v_out:
         return u
     broadcast = (u[:, :v_out] if t_out else u).unsqueeze(-1)
