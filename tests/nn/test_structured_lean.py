@@ -144,3 +144,14 @@ def test_lean_bias_joins_the_copy_constants_and_apply_adds_any_bias(case):
         atol=1e-12,
         rtol=0,
     )
+
+
+def test_spaces_pickled_before_the_fold_are_rebuilt():
+    space = PartitionHomSpace(V + T, T + 2 * V)
+    old = {k: v for k, v in space.__dict__.items() if k not in ("lean_dims", "lean", "_fold_rows")}
+    old["_device_cache"] = {}
+    revived = PartitionHomSpace.__new__(PartitionHomSpace)
+    revived.__setstate__(old)
+    c = torch.randn(space.dim, dtype=torch.float64)
+    x = torch.randn(2, space.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(revived.apply(c, x), space.apply(c, x), atol=0, rtol=0)

@@ -387,6 +387,11 @@ class PartitionHomSpace(HomSpace):
         np.add.at(m, (self._fold_rows, cols), self._fold_weights)
         return m
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "lean_dims" not in state:  # pickled before the fold and the lean path: rebuild
+            self.__init__(self.rep_in, self.rep_out)  # type: ignore[misc]
+
     def _number_orbits(self) -> None:
         """Give each (output copy, input copy, partition) its dense orbit label: the rank of
         its first entry in the row-major weight. ``coefficient_index`` lists the labels pair
