@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -221,14 +222,14 @@ def test_copies_share_the_partition_tensors_and_pickles_apply_the_same_map():
     V = natural(symmetric(6))
     layer = randomised(EquivariantLinear(V + V * V, 2 * (V * V), structured=True))
     twin = copy.deepcopy(layer)
-    assert twin.partition_mobius is layer.partition_mobius
+    assert twin.partition_fold is layer.partition_fold
     assert twin.coefficients is not layer.coefficients
     clone = pickle.loads(pickle.dumps(layer))
     x = torch.randn(3, layer.in_features)
     with torch.no_grad():
         torch.testing.assert_close(clone(x), layer(x), atol=0, rtol=0)
         torch.testing.assert_close(twin(x), layer(x), atol=0, rtol=0)
-    assert "partition_mobius" not in layer.state_dict()
+    assert "partition_fold" not in layer.state_dict()
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -248,3 +249,29 @@ def test_compiled_forward_is_one_graph_and_equals_eager(mode):
         compiled(x).pow(2).sum().backward()
         for p, q in zip(layer.parameters(), twin.parameters()):
             torch.testing.assert_close(q.grad, p.grad, atol=1e-10, rtol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_torch_func_transforms_equal_eager(channels):
+    """vmap over samples and grad through functional_call give the eager outputs and
+    gradients (the order-2 assembly adds in place into tensors it made)."""
+    V = natural(symmetric(5))
+    layer = randomised(
+        EquivariantLinear(channels * (V * V) + V, V * V + trivial(V.group), structured=True)
+    ).double()
+    x = torch.randn(4, layer.in_features, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. an in-place op with no batching rule
+        torch.testing.assert_close(torch.func.vmap(layer)(x), layer(x), atol=1e-12, rtol=0)
+    params = dict(layer.named_parameters())
+
+    def loss(p, xs):
+        return torch.func.functional_call(layer, p, (xs,)).pow(2).sum()
+
+    grads = torch.func.grad(loss)(params, x)
+    layer(x).pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, atol=1e-10, rtol=1e-12)
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x[:, None])
+    total = sum(per_sample["coefficients"])
+    torch.testing.assert_close(total, grads["coefficients"], atol=1e-10, rtol=1e-12)

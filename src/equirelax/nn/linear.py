@@ -22,8 +22,8 @@ STRUCTURED_ABOVE = 1 << 16
 STRUCTURED_SAVING = 4
 
 #: The buffers a partition-structured layer applies its map with (see PartitionHomSpace).
-_PARTITION_BUFFERS = ("coefficient_index", "coefficient_back", "mobius", "in_index", "in_back",
-                      "out_index", "out_back")
+_PARTITION_BUFFERS = ("fold", "fold_index", "bias_fold", "in_index", "in_back", "out_index",
+                      "out_back")
 
 
 def choose_space(rep_in: Rep, rep_out: Rep, structured: bool | None = None) -> HomSpace:
@@ -218,6 +218,10 @@ class EquivariantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.rep_in, type(self).__name__)
         if self.structured:
+            if self.hom.lean:  # type: ignore[attr-defined]
+                # the bias joins the per-copy constants: no pass over the output
+                return self.hom.apply(  # type: ignore[call-arg]
+                    self.coefficients, x, self._partition_tensors(), self.bias_coefficients)
             y = self.hom.apply(self.coefficients, x, self._partition_tensors())  # type: ignore
             if self.bias_space is not None and self.bias_space.dim == 1:
                 return y + self.bias_coefficients  # one orbit: a constant bias, broadcast
@@ -298,8 +302,8 @@ class EquivariantLinear(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        # pickled before the gather indices (or the partition tensors) were buffers
-        if "weight_index" not in self._buffers or "partition_mobius" not in self._buffers:
+        # pickled before the gather indices (or the current partition tensors) were buffers
+        if "weight_index" not in self._buffers or "partition_bias_fold" not in self._buffers:
             self._register_indices()
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
