@@ -446,14 +446,17 @@ def _plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
                 ax = axes[r, 2 * i + j]
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if p is None:
-                    ax.axis("off")
+                if p is None:  # keep the axes (for the row label), hide the frame
+                    for spine in ax.spines.values():
+                        spine.set_visible(False)
                 else:
                     ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
                 if r == 0:
-                    ax.set_title(f"image {i + 1}: " + ("condition" if j == 0 else "image"),
+                    ax.set_title(f"image {i + 1}: " + ("condition" if j == 0 else "source"),
                                  fontsize=9)
-                if 2 * i + j == 1 or (j == 0 and i == 0 and p is not None):
+                elif r == 1 and j == 1:
+                    ax.set_title("generation", fontsize=9)
+                if i == 0 and j == 0:
                     ax.set_ylabel(row if len(row) <= 12 else row.split(" ")[0], fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=80)
