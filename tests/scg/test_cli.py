@@ -118,3 +118,13 @@ def test_generate_rejects_bad_input(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA is not available"):
             scg.main(_parse("generate", "--image", str(image), "--device", "cuda"))
+
+
+def test_generate_unwritable_output_fails_before_loading(tmp_path):
+    from equirelax.experiments.guards import OutputError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="--output"):
+        scg.main(_parse("generate", "--image", str(tmp_path / "x.png"), "--checkpoint",
+                        str(tmp_path / "none.pt"), "--output", str(blocker / "out.png")))

@@ -169,6 +169,10 @@ def test_hint_standardisation():
     torch.testing.assert_close(normed.std((0, 2, 3)), torch.ones(3), atol=1e-4, rtol=1e-4)
     x, t = torch.randn(6, 3, 16, 16), torch.randint(50, (6,))
     torch.testing.assert_close(ctl(x, t, hints), base(x, t))  # still starts at the base
+    # once the zero layers have moved, the output depends on the hint
+    for z in [*ctl.branch.zero, ctl.branch.hint[-1]]:
+        torch.nn.init.normal_(z.weight, std=0.1)
+    assert not torch.allclose(ctl(x, t, hints), ctl(x, t, hints.flip(0)))
     with pytest.raises(ValueError, match="expected hints"):
         ctl.branch.fit_hint(torch.rand(2, 1, 16, 16))
     with pytest.raises(ValueError, match="expected a hint"):

@@ -347,7 +347,7 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt")
     rows = [{"model": "base (unconditional)", "steps": preset.diff_steps,
              "wall_s_this_run": time.perf_counter() - t0, "loss": _tail_mean(hist, "loss"),
-             "base_loss": float("nan")}]
+             "base_loss": "—"}]
     plot_loss_history(hist, out / "diffusion_base_loss.png", title="base diffusion model")
     ctl_cfg = replace(base_cfg, steps=preset.control_steps, lr=preset.control_lr)
     controls = {}
@@ -639,6 +639,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise SystemExit("generate needs --image PATH")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available here")
+    output = Path(args.output) if args.output else \
+        Path(args.image).with_name(Path(args.image).stem + f"_scg_{args.condition}.png")
+    require_writable({"--output": output.parent})
     ckpt = Path(args.checkpoint) if args.checkpoint else \
         Path(args.runs) / _preset_name(args) / GENERATOR_FILE
     try:
@@ -653,8 +656,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     steps = args.sample_steps or PRESETS[_preset_name(args)].sample_steps
     steps = min(steps, model.base.config.steps)
     hint, gen = model.complete(image, args.condition, noise, steps)
-    output = Path(args.output) if args.output else \
-        Path(args.image).with_name(Path(args.image).stem + f"_scg_{args.condition}.png")
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
     for ax, title, p in zip(axes, ("source (32x32)", f"condition: {args.condition}",
                                    "generation"), (image[0], _display(hint[0]), gen[0]),
