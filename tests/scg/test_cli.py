@@ -1,8 +1,11 @@
-"""The scg study's command-line wiring (no training here: that is what --quick runs are for)."""
+"""The scg study's command-line wiring; stage 2 end to end with tiny models (seconds)."""
 
 import argparse
+import json
 
+import numpy as np
 import pytest
+import torch
 
 from equirelax.experiments import scg
 
@@ -69,3 +72,95 @@ def test_ablation_table_gives_mean_and_interval_per_model():
     assert lines[0].startswith("| model | n_seeds | recon_mse")
     assert lines[2].startswith("| full | 3 | 1.4 [1.") and "1.400 [" in lines[2]
     assert lines[3].startswith("| pca | 3 | 0.4 [0.") and "5.0 [5.0, 5.0]" in lines[3]
+
+
+def _tiny_stage1(out, runs):
+    """A one-step autoencoder and its module groups, where train-completion looks for them."""
+    from equirelax.scg.autoencoder import AutoencoderConfig
+    from equirelax.scg.losses import ObjectiveConfig
+    from equirelax.scg.training import TrainConfig, train_autoencoder
+
+    out.mkdir(parents=True)
+    runs.mkdir(parents=True)
+    train_autoencoder(AutoencoderConfig(modules=4, units=2), ObjectiveConfig(),
+                      TrainConfig(steps=1, batch=2), checkpoint=runs / "ae_full.pt",
+                      progress=False)
+    (out / "groups.json").write_text(json.dumps({"brightness": [0, 1], "colour": [2]}))
+
+
+TINY = scg.Preset(ae_steps=1, ae_crop=32, probe_images=4, diff_base=8, diff_steps=2,
+                  control_steps=2, diff_batch=2, eval_images=3, sample_steps=2,
+                  noise_levels=(0.0, 0.2), eval_seeds=2)
+
+
+def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setitem(scg.PRESETS, "quick", TINY)
+    out, runs = tmp_path / "o", tmp_path / "r"
+    _tiny_stage1(out / "quick", runs / "quick")
+    common = ["--quick", "--out", str(out), "--runs", str(runs)]
+    assert scg.main(_parse("train-completion", *common)) == 0
+    assert (runs / "quick" / scg.GENERATOR_FILE).exists()
+    assert "base_loss" in (out / "quick" / "completion_training.md").read_text()
+    assert scg.main(_parse("evaluate", *common)) == 0
+    table = (out / "quick" / "generation_table.md").read_text()
+    for row in ("grey image", "none (frozen base)", "decode-only brightness", "| canny |"):
+        assert row in table
+    data = json.loads((out / "quick" / "generation_table.json").read_text())
+    assert data["n_seeds"] == 2 and data["n_images"] == 3
+    assert {d["baseline"] for d in data["differences"]} >= {"grey image", "canny",
+                                                            "decode-only colour"}
+    for fig in ("generation_grid.png", "generation_grid_zero_shot.png", "robustness.png"):
+        assert (out / "quick" / fig).exists()
+
+    # generate from a file written here, with the generator file alone (runs folder moved away)
+    rng = np.random.default_rng(0)
+    image = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image)
+    alone = tmp_path / "elsewhere" / "gen.pt"
+    alone.parent.mkdir()
+    (runs / "quick" / scg.GENERATOR_FILE).rename(alone)
+    png = tmp_path / "side_by_side.png"
+    assert scg.main(_parse("generate", "--image", str(image), "--checkpoint", str(alone),
+                           "--condition", "canny", "--output", str(png),
+                           "--sample-steps", "2")) == 0
+    with Image.open(png) as im:
+        assert im.size[0] > 2 * im.size[1]  # three panels side by side
+    default_png = image.with_name("photo_scg_brightness.png")
+    assert scg.main(_parse("generate", "--image", str(image), "--checkpoint", str(alone))) == 0
+    assert default_png.exists()
+
+
+def test_generate_rejects_bad_input(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(SystemExit, match="needs --image"):
+        scg.main(_parse("generate"))
+    with pytest.raises(SystemExit, match="no generator file"):
+        scg.main(_parse("generate", "--image", str(image), "--checkpoint",
+                        str(tmp_path / "none.pt")))
+    (tmp_path / "bad.txt").write_text("not an image")
+    with pytest.raises(SystemExit, match="not an image"):
+        scg._load_image(tmp_path / "bad.txt")
+    with pytest.raises(SystemExit, match="no such file"):
+        scg._load_image(tmp_path / "missing.png")
+    torch.save({"x": 1}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match="not a generator file"):
+        scg.main(_parse("generate", "--image", str(image), "--checkpoint",
+                        str(tmp_path / "ckpt.pt")))
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA is not available"):
+            scg.main(_parse("generate", "--image", str(image), "--device", "cuda"))
+
+
+def test_generate_unwritable_output_fails_before_loading(tmp_path):
+    from equirelax.experiments.guards import OutputError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="--output"):
+        scg.main(_parse("generate", "--image", str(tmp_path / "x.png"), "--checkpoint",
+                        str(tmp_path / "none.pt"), "--output", str(blocker / "out.png")))

@@ -8,8 +8,12 @@ Subcommands, each with ``--quick`` (minutes on 2 CPU cores) or the default full 
   tables, kernel mosaics, per-module reconstructions, tuning curves; module groups for stage 2.
 * ``train-completion``: pre-train the small diffusion model, then one control branch per module
   group and one on Canny edges.
-* ``evaluate``: PSNR/SSIM of generations against held-out sources, a noise-robustness curve,
-  zero-shot conditions (line drawings, low resolution, haze); one table and a figure grid.
+* ``evaluate``: PSNR/SSIM of generations against held-out sources beside four baselines (grey
+  image, the module group's own decode, the unconditional model, Canny), with paired bootstrap
+  intervals; a noise-robustness curve, zero-shot conditions (line drawings, low resolution,
+  haze); tables and figure grids.
+* ``generate``: complete one image file (``--image``) from one condition with the generator file
+  that ``train-completion`` writes (one self-contained file: configs and weights); ``--device``.
 
 Results go to ``docs/results/scg/<preset>/`` (small files, committed); checkpoints to
 ``runs/scg/<preset>/``. Every table names the command that produced it.
@@ -33,8 +37,11 @@ from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
 from equirelax.scg.completion import (
     CompletionTrainConfig,
     generate,
+    generate_unconditional,
     load_base_diffusion,
     load_control,
+    load_generator,
+    save_generator,
     similarity,
     train_base_diffusion,
     train_control,
@@ -49,8 +56,9 @@ from equirelax.scg.conditions import (
     line_drawing,
 )
 from equirelax.scg.datasets import CropSampler
-from equirelax.scg.diffusion import DiffusionConfig, NoiseSchedule, ddim_sample
+from equirelax.scg.diffusion import DiffusionConfig
 from equirelax.scg.losses import ObjectiveConfig
+from equirelax.scg.metrics import paired_bootstrap, psnr, ssim
 from equirelax.scg.pca import pca_autoencoder
 from equirelax.scg.probes import ProbeReport, probe_autoencoder
 from equirelax.scg.training import (
@@ -105,6 +113,9 @@ class Preset:
     eval_images: int
     sample_steps: int
     noise_levels: tuple[float, ...]
+    diff_lr: float = 2e-3
+    control_lr: float = 1e-3
+    eval_seeds: int = 2
 
 
 PRESETS = {
@@ -112,8 +123,8 @@ PRESETS = {
                     control_steps=600, diff_batch=16, eval_images=16, sample_steps=10,
                     noise_levels=(0.0, 0.1, 0.2, 0.4)),
     "full": Preset(ae_steps=3000, ae_crop=40, probe_images=256, diff_base=32, diff_steps=3000,
-                   control_steps=800, diff_batch=32, eval_images=64, sample_steps=25,
-                   noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4)),
+                   control_steps=800, diff_batch=32, eval_images=64, sample_steps=20,
+                   noise_levels=(0.0, 0.1, 0.2, 0.4)),
 }
 
 
@@ -147,8 +158,14 @@ def _command(args: argparse.Namespace) -> str:
             parts.append("--variants " + " ".join(args.variants))
         if getattr(args, "seeds", None):
             parts.append("--seeds " + " ".join(str(x) for x in args.seeds))
+    if args.subcommand == "evaluate" and args.eval_seeds:
+        parts.append(f"--eval-seeds {args.eval_seeds}")
     if args.seed:
         parts.append(f"--seed {args.seed}")
+    if args.out != "docs/results/scg":
+        parts.append(f"--out {args.out}")
+    if args.runs != "runs/scg":
+        parts.append(f"--runs {args.runs}")
     return " ".join(parts)
 
 
@@ -427,41 +444,225 @@ def _write_probe_report(args: argparse.Namespace, preset: Preset, out: Path,
 
 # --------------------------------------------------------------------------- stage 2
 
-def _conditions(out: Path, runs: Path) -> dict:
+GENERATOR_FILE = "scg_generator.pt"
+
+
+def _groups_and_autoencoder(out: Path, runs: Path) -> tuple[dict[str, list[int]],
+                                                             ModularAutoencoder]:
     groups_path = out / "groups.json"
     if not groups_path.exists():
         raise SystemExit(f"{groups_path} missing: run `equirelax scg probe` first")
     groups = json.loads(groups_path.read_text())
     ae = load_autoencoder(runs / "ae_full.pt").model.eval()
+    return groups, ae
+
+
+def _conditions(groups: dict[str, list[int]], ae: ModularAutoencoder) -> dict:
     conds = {name: ModuleGroupCondition(ae, mods) for name, mods in groups.items()}
     conds["canny"] = canny_condition
     return conds
 
 
+def _plot_control_loss(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    """Smoothed loss of a control branch and of the frozen base model on the same batches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from equirelax.scg.plots import save_figure
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, [h["smoothed"] for h in history], label="control branch")
+    if "smoothed_base_loss" in history[0]:
+        ax.plot(steps, [h["smoothed_base_loss"] for h in history], "k--",
+                label="frozen base, no condition")
+    ax.set_xlabel("step", fontsize=10)
+    ax.set_ylabel("loss (smoothed)", fontsize=10)
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=80)
+
+
+def _tail_mean(history: list[dict[str, float]], key: str, n: int = 8) -> float:
+    return float(np.mean([h[key] for h in history[-n:]]))
+
+
 def cmd_train_completion(args: argparse.Namespace) -> int:
-    """Pre-train the diffusion model, then one control branch per condition."""
+    """Pre-train the diffusion model, then one control branch per condition; write the
+    self-contained generator file and a table of final losses (branch vs frozen base)."""
     from equirelax.scg.plots import plot_loss_history
 
     preset = PRESETS[_preset_name(args)]
     out, runs = _dirs(args)
-    conds = _conditions(out, runs)
+    groups, ae = _groups_and_autoencoder(out, runs)
+    conds = _conditions(groups, ae)
     dc = DiffusionConfig(base=preset.diff_base)
     base_cfg = CompletionTrainConfig(steps=preset.diff_steps, batch=preset.diff_batch,
-                                     seed=args.seed)
+                                     lr=preset.diff_lr, seed=args.seed)
     mark("the base diffusion model")
+    t0 = time.perf_counter()
     base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt")
+    rows = [{"model": "base (unconditional)", "steps": preset.diff_steps,
+             "wall_s_this_run": time.perf_counter() - t0, "loss": _tail_mean(hist, "loss"),
+             "base_loss": "—"}]
     plot_loss_history(hist, out / "diffusion_base_loss.png", title="base diffusion model")
-    ctl_cfg = replace(base_cfg, steps=preset.control_steps, lr=1e-3)
+    ctl_cfg = replace(base_cfg, steps=preset.control_steps, lr=preset.control_lr)
+    controls = {}
     for name, cond in conds.items():
         mark(f"control branch {name}")
-        _, h = train_control(base, cond, ctl_cfg, checkpoint=runs / f"control_{name}.pt",
-                             name=name)
-        plot_loss_history(h, out / f"control_{name}_loss.png", title=f"control branch ({name})")
+        t0 = time.perf_counter()
+        controls[name], h = train_control(base, cond, ctl_cfg,
+                                          checkpoint=runs / f"control_{name}.pt", name=name)
+        rows.append({"model": f"control {name}", "steps": preset.control_steps,
+                     "wall_s_this_run": time.perf_counter() - t0,
+                     "loss": _tail_mean(h, "loss"), "base_loss": _tail_mean(h, "base_loss")})
+        _plot_control_loss(h, out / f"control_{name}_loss.png", f"control branch ({name})")
+    path = save_generator(runs / GENERATOR_FILE, base, controls, ae, groups)
+    text = (f"# Pattern-completion training ({_preset_name(args)} preset)\n\n{_smoke(args)}"
+            f"Command: `{_command(args)}`. Diffusion model: {dc.schedule} schedule, "
+            f"{dc.steps} steps, {dc.prediction}-prediction, width {dc.base}, batch "
+            f"{preset.diff_batch}. `loss`: the training loss ({dc.prediction}-MSE) averaged "
+            "over the last 8 logged batches (one every 25 steps); `base_loss`: the frozen "
+            "base model, without the condition, on the same noised batches.\n\n"
+            + _markdown_table(rows, ["model", "steps", "wall_s_this_run", "loss", "base_loss"],
+                              "{:.4g}")
+            + f"\n\nGenerator file (configs + weights, for `equirelax scg generate`): "
+              f"`{path}`\n")
+    (out / "completion_training.md").write_text(text)
+    print(text)
     return 0
 
 
+def _scores(images: torch.Tensor, source: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-image grey/colour PSNR and SSIM of ``images`` against ``source``."""
+    return {"psnr_grey": psnr(images, source, grey=True), "ssim_grey": ssim(images, source, True),
+            "psnr_colour": psnr(images, source), "ssim_colour": ssim(images, source)}
+
+
+def _mean_scores(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-image scores averaged over noise seeds."""
+    return {k: np.mean([r[k] for r in runs], axis=0) for k in runs[0]}
+
+
+GREY, NONE = "grey image", "none (frozen base)"
+METRICS = ("psnr_grey", "ssim_grey", "psnr_colour", "ssim_colour")
+
+
+def _difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str],
+                      groups: dict[str, list[int]], metric: str, seed: int
+                      ) -> tuple[str, list[dict]]:
+    """Markdown table (and records) of each condition's mean paired difference to each baseline
+    with its bootstrap 95 % interval over images."""
+    baselines = [(GREY, lambda n: GREY), (NONE, lambda n: NONE),
+                 ("decode-only (same group)", lambda n: f"decode-only {n}" if n in groups
+                  else None),
+                 ("canny", lambda n: "canny" if n != "canny" else None)]
+    lines = ["| condition | " + " | ".join(f"- {b}" for b, _ in baselines) + " |",
+             "|---|" + "---|" * len(baselines)]
+    records = []
+    for name in names:
+        cells = []
+        for _label, pick in baselines:
+            other = pick(name)
+            if other is None:
+                cells.append("—")
+                continue
+            mean, lo, hi = paired_bootstrap(scores[name][metric], scores[other][metric],
+                                            seed=seed)
+            cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            records.append({"condition": name, "baseline": other, "metric": metric,
+                            "mean_diff": mean, "ci_low": lo, "ci_high": hi})
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), records
+
+
+def _plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
+                          none_img: torch.Tensor, path: Path, n_img: int = 3) -> Path:
+    """Clean inputs: one row per condition (plus the source and the unconditional base),
+    for each of ``n_img`` images its condition and its generation side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from equirelax.scg.plots import save_figure
+
+    rows = ["source", NONE, *names]
+    fig, axes = plt.subplots(len(rows), 2 * n_img, squeeze=False,
+                             figsize=(2 * n_img * 1.35 + 0.9, len(rows) * 1.35 + 0.5))
+    for r, row in enumerate(rows):
+        for i in range(n_img):
+            if row == "source":
+                panels = [None, source[i]]
+            elif row == NONE:
+                panels = [None, none_img[i]]
+            else:
+                hint, img = samples[("noise_0", row)]
+                panels = [_display(hint[i]), img[i]]
+            for j, p in enumerate(panels):
+                ax = axes[r, 2 * i + j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if p is None:  # keep the axes (for the row label), hide the frame
+                    for spine in ax.spines.values():
+                        spine.set_visible(False)
+                else:
+                    ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"image {i + 1}: " + ("condition" if j == 0 else "source"),
+                                 fontsize=9)
+                elif r == 1 and j == 1:
+                    ax.set_title("generation", fontsize=9)
+                if i == 0 and j == 0:
+                    ax.set_ylabel(row if len(row) <= 12 else row.split(" ")[0], fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=80)
+
+
+def _display(hint: torch.Tensor) -> torch.Tensor:
+    """A condition scaled to [0, 1] for display."""
+    return (hint - hint.min()) / (hint.max() - hint.min()).clamp_min(1e-12)
+
+
+def _plot_zero_shot_grid(source: torch.Tensor, settings: dict[str, torch.Tensor], samples: dict,
+                         names: list[str], show: list[str], path: Path, n_img: int = 2) -> Path:
+    """Corrupted and zero-shot inputs: per setting and image, the source, the input given to
+    the condition extractors, and each branch's generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from equirelax.scg.plots import save_figure
+
+    cols = ["source", "input", *names]
+    n_rows = len(show) * n_img
+    fig, axes = plt.subplots(n_rows, len(cols), squeeze=False,
+                             figsize=(len(cols) * 1.35 + 0.9, n_rows * 1.35 + 0.5))
+    for si, setting in enumerate(show):
+        for i in range(n_img):
+            r = si * n_img + i
+            panels = [source[i], settings[setting][i]] + [samples[(setting, n)][1][i]
+                                                          for n in names]
+            for c, p in enumerate(panels):
+                ax = axes[r, c]
+                ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(cols[c], fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(setting, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=80)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Similarity of generations to sources: clean, under noise, and zero-shot inputs."""
+    """Similarity of generations to sources, with baselines and paired bootstrap intervals:
+    clean inputs, inputs under noise, and zero-shot inputs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -471,12 +672,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     preset = PRESETS[_preset_name(args)]
     out, runs = _dirs(args)
-    conds = _conditions(out, runs)
+    groups, ae = _groups_and_autoencoder(out, runs)
+    conds = _conditions(groups, ae)
     base = load_base_diffusion(runs / "diffusion_base.pt")
     models = {name: load_control(base, runs / f"control_{name}.pt") for name in conds}
+    names = list(models)
     source = _held_out(preset.eval_images, 32, seed=args.seed + 77)
-    gen = torch.Generator().manual_seed(args.seed + 5)
-    noise = torch.randn(source.shape, generator=gen)
+    n_seeds = args.eval_seeds or preset.eval_seeds
+    noises = [torch.randn(source.shape, generator=torch.Generator().manual_seed(args.seed + 5 + k))
+              for k in range(n_seeds)]
     settings: dict[str, torch.Tensor] = {}
     for s in preset.noise_levels:
         settings[f"noise_{s:g}"] = add_gaussian_noise(
@@ -484,83 +688,147 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings["line_drawing"] = line_drawing(source)
     settings["low_res_x4"] = blur_downsample(source, 4)
     settings["haze"] = haze(source, 0.5, 0.9)
-    rows, samples = [], {}
-    # reference: the frozen base model from the same noise, no condition at all
-    dc = base.config
-    schedule = NoiseSchedule(dc.steps, dc.beta_start, dc.beta_end)
-    free_run = (ddim_sample(base, tuple(noise.shape), schedule, steps=preset.sample_steps,
-                            noise=noise) + 1) / 2
-    free_scores = similarity(free_run, source)
+    grey_scores = _scores(torch.full_like(source, 0.5), source)
+    free_runs = [generate_unconditional(base, n, preset.sample_steps) for n in noises]
+    none_scores = _mean_scores([_scores(img, source) for img in free_runs])
+    all_scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    samples: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
     for setting, inputs in settings.items():
-        rows.append({"setting": setting, "condition": "none (frozen base)", **free_scores})
-        for name, model in models.items():
+        mark(f"evaluate {setting}")
+        sc = {GREY: grey_scores, NONE: none_scores}
+        for name in names:
             hint = conds[name](inputs)
-            out_img = generate(model, hint, noise, preset.sample_steps)
-            rows.append({"setting": setting, "condition": name, **similarity(out_img, source)})
-            samples[(setting, name)] = (hint, out_img)
-    (out / "generation_table.json").write_text(json.dumps(rows, indent=1) + "\n")
-    cols = ["condition", "psnr_grey", "ssim_grey", "psnr_colour", "ssim_colour"]
-    parts = [f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
-             f"preset)\n\n{_smoke(args)}Command: `{_command(args)}` (after `train-completion`). "
-             f"{preset.eval_images} held-out 32x32 crops; DDIM with {preset.sample_steps} steps "
-             "from the same noise for every condition. Each condition is extracted from the "
-             "(possibly corrupted) input; the generation is compared with the clean source. "
-             "`none (frozen base)`: the unconditional base model from the same noise, the level "
-             "a control branch that ignored its condition would reach.\n"]
-    for setting in settings:
-        sub = [r for r in rows if r["setting"] == setting]
-        parts.append(f"\n## {setting}\n\n" + _markdown_table(sub, cols) + "\n")
+            gens = [generate(models[name], hint, n, preset.sample_steps) for n in noises]
+            sc[name] = _mean_scores([_scores(g, source) for g in gens])
+            samples[(setting, name)] = (hint, gens[0])
+            if name in groups:
+                decoded = ae.decode_modules(inputs, groups[name]).clamp(0, 1)
+                sc[f"decode-only {name}"] = _scores(decoded, source)
+        all_scores[setting] = sc
+    rows, diffs = [], []
+    parts = [
+        f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
+        f"preset)\n\n{_smoke(args)}Command: `{_command(args)}` (after `train-completion`). "
+        f"{preset.eval_images} held-out 32x32 crops (photos never used in training and "
+        f"held-out dead leaves); DDIM with {preset.sample_steps} steps, eta 0, from "
+        f"{n_seeds} noise seeds shared by every condition; each image's score is the mean "
+        "over seeds. Each condition is extracted from the (possibly corrupted) input; the "
+        "output is compared with the clean source.\n\nRows: a generation steered by a "
+        "branch (`<condition>`); baselines `grey image` (constant 0.5), "
+        f"`{NONE}` (the unconditional base model from the same noise), `decode-only "
+        "<group>` (the module group decoded by the stage-1 decoder, no generator: what the "
+        "condition itself already says about the image) and `canny` (the branch trained on "
+        "Canny edges).\n\nDifference tables: mean paired difference (condition - baseline) "
+        "over images with its bootstrap 95 % interval (2,000 resamples of the images); an "
+        "interval that excludes 0 is a difference this sample resolves.\n"]
+    for setting, sc in all_scores.items():
+        order = [GREY, NONE] + [k for n in names for k in (n, f"decode-only {n}") if k in sc]
+        sub = [{"setting": setting, "method": k, **{m: float(np.mean(sc[k][m]))
+                                                   for m in METRICS}} for k in order]
+        rows += sub
+        parts.append(f"\n## {setting}\n\n" + _markdown_table(
+            sub, ["method", *METRICS]) + "\n")
+        for metric in ("psnr_grey", "ssim_grey"):
+            table, rec = _difference_table(sc, names, groups, metric, args.seed)
+            diffs += [{"setting": setting, **r} for r in rec]
+            parts.append(f"\nDifference in {metric}:\n\n{table}\n")
+    (out / "generation_table.json").write_text(
+        json.dumps({"means": rows, "differences": diffs, "n_images": preset.eval_images,
+                    "n_seeds": n_seeds}, indent=1) + "\n")
     # robustness curve
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     levels = list(preset.noise_levels)
-    for name in models:
-        p = [next(r["psnr_grey"] for r in rows
-                  if r["setting"] == f"noise_{s:g}" and r["condition"] == name) for s in levels]
-        q = [next(r["ssim_grey"] for r in rows
-                  if r["setting"] == f"noise_{s:g}" and r["condition"] == name) for s in levels]
-        style = "k--" if name == "canny" else "-"
-        axes[0].plot(levels, p, style, marker="o", label=name)
-        axes[1].plot(levels, q, style, marker="o", label=name)
-    axes[0].axhline(free_scores["psnr_grey"], color="grey", ls=":", label="none (base)")
-    axes[1].axhline(free_scores["ssim_grey"], color="grey", ls=":", label="none (base)")
-    axes[0].set_xlabel("input noise std")
-    axes[0].set_ylabel("grey PSNR (dB)")
-    axes[1].set_xlabel("input noise std")
-    axes[1].set_ylabel("grey SSIM")
-    axes[1].legend(fontsize=6)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name in names:
+        for ax, m in zip(axes, ("psnr_grey", "ssim_grey"), strict=True):
+            ax.plot(levels, [float(np.mean(all_scores[f"noise_{s:g}"][name][m]))
+                             for s in levels], "k--" if name == "canny" else "-", marker="o",
+                    label=name)
+    for ax, m in zip(axes, ("psnr_grey", "ssim_grey"), strict=True):
+        ax.axhline(float(np.mean(grey_scores[m])), color="tab:grey", ls="-.", label=GREY)
+        ax.axhline(float(np.mean(none_scores[m])), color="tab:grey", ls=":", label=NONE)
+        ax.set_xlabel("input noise std", fontsize=10)
+        ax.set_ylabel(m.replace("_", " "), fontsize=10)
+    axes[1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     save_figure(fig, out / "robustness.png", dpi=80)
-    # figure grid: for 3 images, per setting subset, hint and generation per condition
-    show = [s for s in settings if s in ("noise_0", "line_drawing", "low_res_x4", "haze")] + \
-        [f"noise_{levels[-1]:g}"]
-    names = list(models)
-    n_img = 2
-    fig, axes = plt.subplots(n_img * len(show), 2 + 2 * len(names),
-                             figsize=((2 + 2 * len(names)) * 0.8, n_img * len(show) * 0.85))
-    for si, setting in enumerate(show):
-        for i in range(n_img):
-            r = si * n_img + i
-            panels = [("source", source[i]), (setting[:10], settings[setting][i])]
-            for name in names:
-                hint, img = samples[(setting, name)]
-                h = hint[i]
-                h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
-                panels += [(f"{name[:8]} c", h), (f"{name[:8]} gen", img[i])]
-            for c, (title, p) in enumerate(panels):
-                ax = axes[r, c]
-                ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(title, fontsize=5)
-    fig.tight_layout()
-    save_figure(fig, out / "generation_grid.png", dpi=50)
+    _plot_generation_grid(source, samples, names, free_runs[0], out / "generation_grid.png")
+    show = [s for s in ("line_drawing", "low_res_x4", "haze", f"noise_{levels[-1]:g}")
+            if s in settings]
+    _plot_zero_shot_grid(source, settings, samples, names, show,
+                         out / "generation_grid_zero_shot.png")
     parts.append("\nFigures: `robustness.png` (grey PSNR/SSIM vs input noise), "
-                 "`generation_grid.png` (source, input, then condition and generation per "
-                 "branch).\n")
+                 "`generation_grid.png` (clean inputs: condition and generation per branch, "
+                 "first noise seed), `generation_grid_zero_shot.png` (source, corrupted or "
+                 "zero-shot input, generation per branch).\n")
     text = "".join(parts)
     (out / "generation_table.md").write_text(text)
     print(text)
+    return 0
+
+
+def _load_image(path: Path, size: int = 32) -> torch.Tensor:
+    """An image file as a ``(1, 3, size, size)`` tensor in [0, 1]: centre-cropped to a square,
+    then resized (area-averaging Lanczos)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SystemExit(f"--image {path}: no such file")
+    try:
+        img = Image.open(path).convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise SystemExit(f"--image {path}: not an image PIL can read ({err})") from err
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size),
+                                                                Image.Resampling.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Complete one image file from one condition; write source | condition | generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from equirelax.scg.plots import save_figure
+
+    if not args.image:
+        raise SystemExit("generate needs --image PATH")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
+    output = Path(args.output) if args.output else \
+        Path(args.image).with_name(Path(args.image).stem + f"_scg_{args.condition}.png")
+    require_writable({"--output": output.parent})
+    ckpt = Path(args.checkpoint) if args.checkpoint else \
+        Path(args.runs) / _preset_name(args) / GENERATOR_FILE
+    try:
+        model = load_generator(ckpt, device=args.device)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err)) from err
+    if args.condition not in model.controls:
+        raise SystemExit(f"--condition {args.condition!r}: {ckpt} has branches "
+                         f"{sorted(model.controls)}")
+    image = _load_image(Path(args.image))
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(args.seed))
+    steps = args.sample_steps or PRESETS[_preset_name(args)].sample_steps
+    steps = min(steps, model.base.config.steps)
+    hint, gen = model.complete(image, args.condition, noise, steps)
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    for ax, title, p in zip(axes, ("source (32x32)", f"condition: {args.condition}",
+                                   "generation"), (image[0], _display(hint[0]), gen[0]),
+                            strict=True):
+        ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    save_figure(fig, output, dpi=100)
+    scores = similarity(gen, image)
+    print(f"wrote {output}  (grey PSNR {scores['psnr_grey']:.2f} dB, grey SSIM "
+          f"{scores['ssim_grey']:.3f} against the resized source)")
     return 0
 
 
@@ -571,6 +839,7 @@ COMMANDS = {
     "probe": cmd_probe,
     "train-completion": cmd_train_completion,
     "evaluate": cmd_evaluate,
+    "generate": cmd_generate,
 }
 
 
@@ -594,13 +863,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "with bootstrap intervals needs >= 2; e.g. --seeds 0 1 2)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (1 keeps step times stable on shared cores)")
+    parser.add_argument("--eval-seeds", type=non_negative_int, default=0,
+                        help="noise seeds per image (evaluate; 0: the preset's)")
+    parser.add_argument("--image", default="", help="image file to complete (generate)")
+    parser.add_argument("--condition", default="brightness",
+                        help="which branch steers the generation: a module group from "
+                             "groups.json or canny (generate)")
+    parser.add_argument("--checkpoint", default="",
+                        help="generator file (generate; default: <runs>/<preset>/"
+                             f"{GENERATOR_FILE})")
+    parser.add_argument("--output", default="",
+                        help="PNG to write (generate; default: next to the image)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device for the diffusion model (generate): cpu or cuda")
+    parser.add_argument("--sample-steps", type=non_negative_int, default=0,
+                        help="DDIM steps (generate; 0: the preset's)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run one SCG subcommand (its folders checked writable first); a ``--quick`` run says,
     on the terminal and in its tables, that it is a smoke test."""
     name = _preset_name(args)
-    require_writable({"--out": Path(args.out) / name, "--runs": Path(args.runs) / name})
+    if args.subcommand != "generate":  # generate reads a file and writes one PNG
+        require_writable({"--out": Path(args.out) / name, "--runs": Path(args.runs) / name})
     if args.quick:
         print(SMOKE_TEST_NOTE, flush=True)
     threads = torch.get_num_threads()

@@ -44,3 +44,24 @@ def ssim(generated: torch.Tensor, source: torch.Tensor, grey: bool = False) -> n
                                              s.permute(1, 2, 0).double().numpy(),
                                              data_range=1.0, channel_axis=2))
     return np.asarray(out)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired items (images) and its percentile bootstrap interval.
+
+    ``a`` and ``b`` hold one score per image (already averaged over noise seeds); images are
+    resampled with replacement ``n_boot`` times. Returns ``(mean, low, high)``.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(f"need two 1-D arrays of equal length >= 2, got shapes {a.shape}, "
+                         f"{b.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    d = a - b
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(n_boot, d.size))
+    means = d[idx].mean(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(d.mean()), float(low), float(high)
