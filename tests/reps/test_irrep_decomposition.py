@@ -11,15 +11,7 @@ import equirelax as er
 from equirelax.groups import SO, O
 from equirelax.reps import IrrepLabel, decompose, split_into_irreps, standard_irrep, vector
 from equirelax.reps.irrep_decomposition import is_irreducible
-
-GROUPS = {"SO(2)": SO(2), "O(2)": O(2), "SO(3)": SO(3), "O(3)": O(3)}
-
-
-def tensor_power(G, k: int) -> er.reps.Rep:
-    rep = vector(G)
-    for _ in range(k - 1):
-        rep = rep * vector(G)
-    return rep
+from lie_tensor_powers import GROUPS, tensor_power
 
 
 def so3_multiplicity(k: int, l: int) -> int:
