@@ -10,6 +10,12 @@ from equirelax.groups.catalogue import (
     from_name,
     symmetric,
 )
+from equirelax.groups.haar import (
+    haar_orthogonal_torch,
+    haar_rotations,
+    haar_rotations_torch,
+    quaternions_to_matrices,
+)
 from equirelax.groups.lie import SO, MatrixLieGroup, O
 from equirelax.groups.permutation import MAX_ELEMENTS, PermutationGroup
 from equirelax.groups.subgroups import (
@@ -39,8 +45,12 @@ __all__ = [
     "dihedral",
     "direct_product",
     "from_name",
+    "haar_orthogonal_torch",
+    "haar_rotations",
+    "haar_rotations_torch",
     "identify_subgroup",
     "normaliser",
+    "quaternions_to_matrices",
     "subgroup_classes",
     "symmetric",
     "transitive_pieces",
