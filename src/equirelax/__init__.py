@@ -11,8 +11,8 @@ on first use so that ``import equirelax`` stays fast.
 import importlib
 from types import ModuleType
 
-from equirelax import groups, homspace, nn, relaxation, reps, testing
-from equirelax.equivariance import equivariance_error, lie_derivative_error
+from equirelax import checks, groups, homspace, nn, relaxation, reps, testing
+from equirelax.checks import equivariance_error, lie_derivative_error
 from equirelax.homspace import hom
 from equirelax.relaxation import harden, relax
 
@@ -46,6 +46,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
+    "checks",
     "equivariance_error",
     "groups",
     "harden",

@@ -31,7 +31,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from equirelax.equivariance import equivariance_error
+from equirelax.checks import equivariance_error
 from equirelax.groups.permutation import PermutationGroup
 from equirelax.groups.subgroups import (
     TransitivePiece,
