@@ -19,11 +19,15 @@ augmentation; the matrix formula of :func:`quaternions_to_matrices`) and ``scala
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
 from equirelax.groups.base import rng_from
+
+if TYPE_CHECKING:  # the torch samplers import torch when called: groups itself needs numpy only
+    import torch
 
 #: The ways the torch sampler can turn Gaussian draws into rotations.
 TORCH_METHODS = ("quaternion", "qr")
@@ -84,6 +88,8 @@ def haar_rotations(
 
 
 def _quaternion_rotations(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    import torch
+
     q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
     q = q / q.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
@@ -98,6 +104,8 @@ def _quaternion_rotations(n: int, generator: torch.Generator | None) -> torch.Te
 
 
 def _qr_rotations(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    import torch
+
     q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
     improper = torch.linalg.det(q) < 0
@@ -109,7 +117,7 @@ def haar_rotations_torch(
     n: int,
     *,
     generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     method: str = "quaternion",
 ) -> torch.Tensor:
@@ -118,30 +126,34 @@ def haar_rotations_torch(
     For training-time augmentation, where the stream must come from a ``torch.Generator``.
     ``method``: ``"quaternion"`` (Gaussian quaternions read as (w, x, y, z)) or ``"qr"`` (QR of
     a Gaussian matrix). The matrices are built in float64 and then cast, so they are orthogonal
-    to the precision of ``dtype``.
+    to the precision of ``dtype`` (float32 when None).
     """
+    import torch
+
     _check_count(n)
     if method not in TORCH_METHODS:
         raise ValueError(f"method must be one of {TORCH_METHODS}, got {method!r}")
     draw = _quaternion_rotations if method == "quaternion" else _qr_rotations
-    return draw(int(n), generator).to(dtype=dtype, device=device)
+    return draw(int(n), generator).to(dtype=dtype or torch.float32, device=device)
 
 
 def haar_orthogonal_torch(
     n: int,
     *,
     generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     method: str = "quaternion",
 ) -> torch.Tensor:
     """``n`` Haar-random elements of O(3): rotations from :func:`haar_rotations_torch`, each
     times the parity -I with probability 1/2 (drawn after the rotations, one uniform per matrix).
     """
+    import torch
+
     rot = haar_rotations_torch(n, generator=generator, dtype=torch.float64, method=method)
     flip = torch.rand(int(n), generator=generator) < 0.5
     rot[flip] = -rot[flip]
-    return rot.to(dtype=dtype, device=device)
+    return rot.to(dtype=dtype or torch.float32, device=device)
 
 
 __all__ = [
