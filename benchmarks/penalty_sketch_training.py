@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 import equirelax as er
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
-    parse_group,
-    parse_rep,
     reference_teacher,
     symmetric_data,
 )
+from equirelax.groups import from_name as parse_group
 from equirelax.relaxation import harden, relax
+from equirelax.reps import parse as parse_rep
 
 RESULTS = Path(__file__).parent / "results"
 

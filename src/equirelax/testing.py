@@ -1,4 +1,8 @@
-"""A pytest-friendly equivariance assertion that users call on their own modules."""
+"""A pytest-friendly equivariance assertion that users call on their own modules.
+
+It runs the measurements of :mod:`equirelax.checks` (one checker for single- and multi-input
+models) in several dtypes against per-dtype tolerances.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from equirelax.equivariance import ZeroOutputWarning, equivariance_error, lie_derivative_error
+from equirelax.checks import (
+    ArgumentType,
+    Positions,
+    ZeroOutputWarning,
+    equivariance_error,
+    lie_derivative_error,
+)
 from equirelax.reps.base import Rep
 
 #: Relative tolerances by dtype (the error is computed in float64 from the model's outputs).
@@ -20,10 +30,10 @@ TOLERANCES: dict[torch.dtype, float] = {
 
 
 def assert_equivariant(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor | None = None,
-    rep_in: Rep | None = None,
-    rep_out: Rep | None = None,
+    model: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
+    x: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
+    rep_in: Rep | Positions | tuple[ArgumentType, ...] | None = None,
+    rep_out: Rep | Positions | tuple[ArgumentType, ...] | None = None,
     elements: np.ndarray | None = None,
     dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32),
     tolerance: float | dict[torch.dtype, float] | None = None,
@@ -33,7 +43,9 @@ def assert_equivariant(
     """Assert ``model`` is equivariant in each dtype; return the measured relative errors.
 
     Checks every element of small finite groups (a sample otherwise) and, for Lie groups, the
-    Lie derivative along every algebra generator. ``x`` defaults to a seeded Gaussian batch.
+    Lie derivative along every algebra generator. ``x`` defaults to a seeded Gaussian batch for
+    a single-input model; a multi-input model gets a tuple ``x`` and one type per argument in
+    ``rep_in``/``rep_out`` (see :func:`equirelax.checks.equivariance_error`).
 
     A NaN or inf in the input, the output or a transformed output raises ``ValueError`` (a
     non-finite model is never reported equivariant); an identically zero output passes but warns
@@ -44,6 +56,9 @@ def assert_equivariant(
     if rep_in is None or rep_out is None:
         raise ValueError("pass rep_in and rep_out, or give the model rep_in/rep_out attributes")
     if x is None:
+        if not isinstance(rep_in, Rep):
+            raise ValueError(f"pass x for a model whose rep_in is {rep_in!r}: a default input "
+                             "is drawn only for a single Rep")
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(batch, rep_in.dim, generator=gen, dtype=torch.float64)
     errors: dict[torch.dtype, float] = {}
@@ -64,4 +79,4 @@ def assert_equivariant(
     return errors
 
 
-__all__ = ["TOLERANCES", "ZeroOutputWarning", "assert_equivariant"]
+__all__ = ["TOLERANCES", "Positions", "ZeroOutputWarning", "assert_equivariant"]

@@ -7,8 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from equirelax.data import shapes
@@ -17,12 +15,11 @@ from equirelax.data.shapes import (
     ShapeConfig,
     load_shapes,
     parse_protocol,
-    quaternions_to_matrices,
-    random_rotations,
-    random_rotations_torch,
     random_z_rotations,
+    rotations_of_kind,
     sample_shape,
 )
+from equirelax.groups.haar import haar_rotations
 
 SMALL = {"num_points": 64, "train_size": 30, "val_size": 15, "test_size": 30}
 
@@ -134,59 +131,6 @@ def _assert_rotations(rot: np.ndarray, atol: float = 1e-12) -> None:
     np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=atol)
 
 
-@settings(max_examples=50, deadline=None)
-@given(
-    st.lists(
-        st.floats(-10, 10, allow_nan=False, allow_infinity=False), min_size=4, max_size=4
-    ).filter(lambda q: np.linalg.norm(q) > 1e-3)
-)
-def test_quaternions_give_rotations_and_double_cover(q: list[float]) -> None:
-    q = np.array(q)
-    rot = quaternions_to_matrices(q)
-    _assert_rotations(rot[None])
-    np.testing.assert_allclose(quaternions_to_matrices(-q), rot, atol=1e-12)
-
-
-def test_quaternion_axis_angle_convention() -> None:
-    angle = 0.7
-    rot = quaternions_to_matrices(np.array([math.cos(angle / 2), 0, 0, math.sin(angle / 2)]))
-    expected = np.array(
-        [[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]]
-    )
-    np.testing.assert_allclose(rot, expected, atol=1e-12)
-
-
-def _haar_moments(rot: np.ndarray) -> tuple[float, float, np.ndarray]:
-    trace = np.trace(rot, axis1=-2, axis2=-1)
-    return float(trace.mean()), float((trace**2).mean()), rot.mean(axis=0)
-
-
-def test_random_rotations_are_haar() -> None:
-    rot = random_rotations(40000, np.random.default_rng(0))
-    _assert_rotations(rot)
-    # Haar on SO(3): E[tr R] = 0, E[(tr R)^2] = 1 (one trivial irrep in V⊗V), E[R] = 0.
-    mean_tr, mean_tr2, mean_rot = _haar_moments(rot)
-    assert abs(mean_tr) < 0.03 and abs(mean_tr2 - 1.0) < 0.05
-    assert np.abs(mean_rot).max() < 0.02
-    # The rotation angle has density (1 - cos θ)/π, so P(θ < π/2) = (π/2 - 1)/π.
-    angle = np.arccos(np.clip((np.trace(rot, axis1=1, axis2=2) - 1) / 2, -1, 1))
-    expected = (math.pi / 2 - 1) / math.pi
-    assert abs((angle < math.pi / 2).mean() - expected) < 0.01
-
-
-def test_random_rotations_torch_are_haar() -> None:
-    rot = random_rotations_torch(40000, generator=torch.Generator().manual_seed(0))
-    assert rot.dtype == torch.float32 and rot.shape == (40000, 3, 3)
-    rot64 = random_rotations_torch(
-        40000, generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    ).numpy()
-    _assert_rotations(rot64)
-    np.testing.assert_allclose(rot.numpy(), rot64, atol=1e-6)
-    mean_tr, mean_tr2, mean_rot = _haar_moments(rot64)
-    assert abs(mean_tr) < 0.03 and abs(mean_tr2 - 1.0) < 0.05
-    assert np.abs(mean_rot).max() < 0.02
-
-
 def test_random_z_rotations_fix_the_z_axis() -> None:
     rot = random_z_rotations(1000, np.random.default_rng(0))
     _assert_rotations(rot)
@@ -195,11 +139,15 @@ def test_random_z_rotations_fix_the_z_axis() -> None:
     assert angle.min() < -3.0 and angle.max() > 3.0
 
 
-def test_rotation_counts_are_checked() -> None:
+def test_rotation_kinds() -> None:
+    rng = np.random.default_rng(0)
+    assert np.array_equal(rotations_of_kind("none", 2, rng), np.stack([np.eye(3)] * 2))
+    np.testing.assert_array_equal(rotations_of_kind("so3", 4, np.random.default_rng(1)),
+                                  haar_rotations(4, np.random.default_rng(1)))
+    with pytest.raises(ValueError, match="rotation kind must be one of"):
+        rotations_of_kind("so2", 1, rng)
     with pytest.raises(ValueError, match="non-negative integer"):
-        random_rotations(-1, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="non-negative integer"):
-        random_rotations_torch(2.5)  # type: ignore[arg-type]
+        random_z_rotations(-1, rng)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from equirelax.experiments import teacher_student as ts
 
 
 def test_symmetric_data_is_closed_under_the_group():
-    G = ts.parse_group("S3")
+    G = er.groups.from_name("S3")
     x = ts.symmetric_data(G, 5, seed=0)
     assert x.shape == (5 * 6, 3)
     rows = {tuple(r.tolist()) for r in x}
@@ -19,19 +19,11 @@ def test_symmetric_data_is_closed_under_the_group():
 
 
 def test_reference_teacher_is_the_network_of_the_notes():
-    G = ts.parse_group("S3")
+    G = er.groups.from_name("S3")
     teacher = ts.reference_teacher(G, er.reps.natural(G), "tanh")
     x = torch.randn(7, 3, dtype=torch.float64)
     expected = (1.5 * torch.tanh(2 * x - 0.7 * x.sum(-1, keepdim=True) + 0.3)).sum(-1) + 0.1
     assert torch.allclose(teacher(x).squeeze(-1), expected)
-
-
-def test_parse_errors():
-    with pytest.raises(ValueError, match="group must look like"):
-        ts.parse_group("Q8")
-    with pytest.raises(ValueError, match="unknown rep 'cubic'"):
-        ts.parse_rep(ts.parse_group("S3"), "2*cubic")
-    assert ts.parse_rep(ts.parse_group("S4"), "2*natural+trivial").dim == 9
 
 
 @pytest.mark.parametrize("escape_steps", [0, 30])

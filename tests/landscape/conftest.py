@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import equirelax as er
-from equirelax.experiments.teacher_student import parse_group, parse_rep
+from equirelax.groups import from_name as parse_group
+from equirelax.reps import parse as parse_rep
 
 
 def planted_network(group: str, spec: str, activation: str = "tanh", seed: int = 0,

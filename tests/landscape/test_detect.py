@@ -5,15 +5,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.experiments.teacher_student import parse_group, parse_rep
+from equirelax.groups import from_name as parse_group
+from equirelax.groups.subgroups import transitive_pieces
 from equirelax.landscape import (
     EquivariantSubspace,
     detect_hidden_rep,
     hidden_symmetry_group,
     permute_hidden,
     read_mlp,
-    transitive_pieces,
 )
+from equirelax.reps import parse as parse_rep
 
 CASES = [
     ("S3", "natural"),

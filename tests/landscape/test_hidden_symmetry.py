@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.experiments.teacher_student import parse_group, parse_rep
+from equirelax.groups import from_name as parse_group
 from equirelax.landscape import (
     EquivariantSubspace,
     centraliser_generators,
@@ -15,6 +15,7 @@ from equirelax.landscape import (
     permute_hidden,
     read_mlp,
 )
+from equirelax.reps import parse as parse_rep
 
 
 @pytest.mark.parametrize("group", ["S3", "C4", "C5", "D4", "A4", "S4"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import equirelax as er
+from equirelax.groups.subgroups import transitive_pieces
 from equirelax.landscape import (
     detect_hidden_rep,
     effective_mlp,
@@ -13,7 +14,6 @@ from equirelax.landscape import (
     project_onto,
     project_onto_detected,
     read_mlp,
-    transitive_pieces,
 )
 from equirelax.relaxation import harden, relax
 

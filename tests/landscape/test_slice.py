@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.experiments.teacher_student import parse_group, parse_rep, symmetric_data
+from equirelax.experiments.teacher_student import symmetric_data
+from equirelax.groups import from_name as parse_group
 from equirelax.landscape import (
     EquivariantSubspace,
     MLPLayout,
@@ -14,6 +15,7 @@ from equirelax.landscape import (
     plain_mlp,
     read_mlp,
 )
+from equirelax.reps import parse as parse_rep
 
 
 @pytest.mark.parametrize(("spec", "dim"), [("natural", 5), ("3*trivial", 10)])

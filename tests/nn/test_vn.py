@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.data.shapes import quaternions_to_matrices, random_rotations_torch
+from equirelax.groups.haar import haar_rotations_torch as random_rotations_torch
+from equirelax.groups.haar import quaternions_to_matrices
 from equirelax.nn.vn import (
     PointNet,
     VNBatchNorm,

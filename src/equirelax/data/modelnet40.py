@@ -31,8 +31,7 @@ import numpy as np
 from equirelax.data.shapes import (
     PointCloudSplit,
     parse_protocol,
-    random_rotations,
-    random_z_rotations,
+    rotations_of_kind,
 )
 
 __all__ = [
@@ -139,14 +138,6 @@ class ModelNet40Data:
         return len(self.class_names)
 
 
-def _rotations(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    if kind == "so3":
-        return random_rotations(n, rng)
-    if kind == "z":
-        return random_z_rotations(n, rng)
-    return np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
-
-
 def load_modelnet40(
     path: str | os.PathLike,
     num_points: int = 300,
@@ -210,7 +201,7 @@ def load_modelnet40(
     for number, (name, points, labels, kind) in enumerate(plan, start=1):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(number,)))
         points = points[:, :num_points].astype(np.float64)
-        rot = _rotations(kind, len(points), rng)
+        rot = rotations_of_kind(kind, len(points), rng)
         rotated = np.einsum("nij,npj->npi", rot, points)
         splits[name] = PointCloudSplit(rotated, labels, rot)
     return ModelNet40Data(

@@ -19,8 +19,8 @@ rotations come from separate random streams, so the canonical shapes of a split 
 the protocol and the SO(3) test set is the same under both protocols.
 
 Generated data sets are cached on disk, keyed by every generation parameter (see
-:func:`load_shapes`). Rotations are Haar-distributed, drawn from normalised Gaussian quaternions
-(:func:`random_rotations`, :func:`random_rotations_torch`).
+:func:`load_shapes`). SO(3) rotations are Haar-distributed, drawn by
+:func:`equirelax.groups.haar.haar_rotations` (normalised Gaussian quaternions).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from equirelax.data.overrides import with_overrides
+from equirelax.groups.haar import haar_rotations
 
 __all__ = [
     "ROTATION_KINDS",
@@ -50,10 +51,8 @@ __all__ = [
     "default_cache_dir",
     "load_shapes",
     "parse_protocol",
-    "quaternions_to_matrices",
-    "random_rotations",
-    "random_rotations_torch",
     "random_z_rotations",
+    "rotations_of_kind",
     "sample_shape",
 ]
 
@@ -71,39 +70,9 @@ _PROTOCOL_ALIASES = {"so(3)": "so3", "so3": "so3", "z": "z", "none": "none", "i"
 # --------------------------------------------------------------------------------------------
 
 
-def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(..., 3, 3)`` of quaternions ``(..., 4)`` ordered (w, x, y, z).
-
-    The quaternions are normalised first; ``q`` and ``-q`` give the same matrix.
-    """
-    q = np.asarray(q, dtype=np.float64)
-    if q.shape[-1] != 4:
-        raise ValueError(f"quaternions need a last axis of size 4, got shape {q.shape}")
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=-2,
-    )
-
-
 def _check_count(n: int, name: str = "n") -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
-
-
-def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` rotation matrices drawn uniformly (Haar measure) from SO(3), shape ``(n, 3, 3)``.
-
-    A standard Gaussian vector in R^4, normalised, is uniform on the unit 3-sphere, and the unit
-    quaternions double-cover SO(3) with the Haar measure as image, so the matrices are uniform.
-    """
-    _check_count(n)
-    return quaternions_to_matrices(rng.standard_normal((n, 4)))
 
 
 def random_z_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,38 +86,19 @@ def random_z_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def random_rotations_torch(
-    n: int,
-    *,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Torch version of :func:`random_rotations` (Haar on SO(3)), for augmentation in training.
-
-    The matrices are built in float64 and then cast, so they are orthogonal to the precision of
-    ``dtype``.
-    """
-    _check_count(n)
-    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    rot = torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        dim=-2,
-    )
-    return rot.to(dtype=dtype, device=device)
-
-
 _ROTATION_SAMPLERS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
     "none": lambda n, rng: np.broadcast_to(np.eye(3), (n, 3, 3)).copy(),
     "z": random_z_rotations,
-    "so3": random_rotations,
+    "so3": haar_rotations,
 }
+
+
+def rotations_of_kind(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rotations ``(n, 3, 3)`` of one of :data:`ROTATION_KINDS`: identities (``"none"``),
+    uniform rotations about z (``"z"``) or Haar rotations of SO(3) (``"so3"``)."""
+    if kind not in _ROTATION_SAMPLERS:
+        raise ValueError(f"rotation kind must be one of {ROTATION_KINDS}, got {kind!r}")
+    return _ROTATION_SAMPLERS[kind](n, rng)
 
 
 def parse_protocol(protocol: str) -> tuple[str, str]:
@@ -569,7 +519,7 @@ def _generate_split(
             config.classes[label], config.num_points, shape_rng, config.noise_std
         )
         bar.update(1)
-    rotations = _ROTATION_SAMPLERS[rotation](size, rot_rng)
+    rotations = rotations_of_kind(rotation, size, rot_rng)
     rotated = np.einsum("nij,npj->npi", rotations, points)
     return {
         "points": rotated.astype(np.float32),

@@ -47,12 +47,12 @@ from equirelax.experiments.argtypes import (
     positive_int,
 )
 from equirelax.experiments.teacher_student import (
-    parse_group,
-    parse_rep,
     reference_teacher,
     symmetric_data,
     train_student,
 )
+from equirelax.groups import from_name as parse_group
+from equirelax.groups.subgroups import describe_pieces, transitive_pieces
 from equirelax.landscape import (
     EquivariantSubspace,
     MLPLayout,
@@ -66,10 +66,9 @@ from equirelax.landscape import (
     mse_loss,
     project_onto_detected,
     read_mlp,
-    transitive_pieces,
 )
-from equirelax.landscape.subgroups import describe_pieces
 from equirelax.relaxation import harden, relax
+from equirelax.reps import parse as parse_rep
 
 RESULT_KIND = "landscape-teacher-student"
 

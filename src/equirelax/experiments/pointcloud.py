@@ -50,8 +50,6 @@ from equirelax.data.shapes import (
     ShapeData,
     load_shapes,
     parse_protocol,
-    random_rotations,
-    random_rotations_torch,
     random_z_rotations,
 )
 from equirelax.experiments.argtypes import (
@@ -77,6 +75,8 @@ from equirelax.experiments.classification import (
 from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.options import add_run_options, config_values, folder_flags, prepare_run
 from equirelax.experiments.runner import RunConfig
+from equirelax.groups.haar import haar_rotations as random_rotations
+from equirelax.groups.haar import haar_rotations_torch as random_rotations_torch
 from equirelax.nn.vn import PointNet, VNLinear, VNMaxPool, VNPointNet
 
 VARIANTS = ("exact", "relaxed", "baseline")

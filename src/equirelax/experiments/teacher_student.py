@@ -25,40 +25,10 @@ from tqdm.auto import tqdm
 import equirelax as er
 from equirelax.experiments import guards
 from equirelax.groups import PermutationGroup
+from equirelax.groups import from_name as parse_group
 from equirelax.relaxation import harden, relax
 from equirelax.reps import Rep
-
-
-def parse_group(name: str) -> PermutationGroup:
-    """'S3', 'A4', 'C5', 'D4' -> the group acting on its natural points."""
-    kinds = {"S": er.groups.symmetric, "A": er.groups.alternating, "C": er.groups.cyclic,
-             "D": er.groups.dihedral}
-    if len(name) < 2 or name[0].upper() not in kinds or not name[1:].isdigit():
-        raise ValueError(f"group must look like S3, A4, C5 or D4; got {name!r}")
-    return kinds[name[0].upper()](int(name[1:]))
-
-
-def parse_rep(G: PermutationGroup, spec: str) -> Rep:
-    """A hidden rep from a spec: '+'-separated terms 'k*name' with name in natural, trivial,
-    regular, or 'G/H' given as the order of a point stabiliser chain, e.g. '3*trivial',
-    'natural', '2*natural+trivial', 'regular'."""
-    terms = []
-    for term in spec.replace(" ", "").split("+"):
-        k, _, name = term.rpartition("*")
-        mult = int(k) if k else 1
-        if name == "natural":
-            rep = er.reps.natural(G)
-        elif name == "trivial":
-            rep = er.reps.trivial(G)
-        elif name == "regular":
-            rep = er.reps.regular(G)
-        elif name == "pairs":  # action on ordered pairs of distinct points
-            rep = er.reps.quotient(G, G.stabilizer(0).stabilizer(1))
-        else:
-            raise ValueError(f"unknown rep {name!r} in {spec!r}; use natural, trivial, regular "
-                             "or pairs, with multiplicities like 3*trivial")
-        terms.append(mult * rep)
-    return er.reps.direct_sum(terms)
+from equirelax.reps import parse as parse_rep
 
 
 @dataclass

@@ -1,9 +1,13 @@
-"""The standard finite groups as permutation groups, and direct products."""
+"""The standard finite groups as permutation groups, direct products, and groups by name."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from equirelax.groups.base import Group
+from equirelax.groups.lie import SO, O
 from equirelax.groups.permutation import PermutationGroup
 
 
@@ -60,3 +64,36 @@ def direct_product(G1: PermutationGroup, G2: PermutationGroup) -> PermutationGro
     gens = [np.concatenate([g, np.arange(n1, n1 + n2)]) for g in G1.generators]
     gens += [np.concatenate([np.arange(n1), g + n1]) for g in G2.generators]
     return PermutationGroup(gens, degree=n1 + n2, name=f"{G1.name}x{G2.name}")
+
+
+#: The finite families :func:`from_name` reads: a letter and a number, e.g. ``S4``, ``D4``.
+_FAMILIES = {"S": symmetric, "A": alternating, "C": cyclic, "D": dihedral}
+#: The Lie groups :func:`from_name` reads, by their canonical names.
+_LIE_GROUPS = {"SO(2)": lambda: SO(2), "SO(3)": lambda: SO(3), "O(2)": lambda: O(2),
+               "O(3)": lambda: O(3)}
+_LIE_PATTERN = re.compile(r"^(SO|O)\(?([23])\)?$")
+_FINITE_PATTERN = re.compile(r"^([SACD])(\d+)$")
+
+
+def from_name(name: str) -> Group:
+    """The group a short name stands for, so that configs and command lines can name groups.
+
+    Finite groups as a family letter and a number, acting on their natural points:
+    ``"S4"`` (symmetric), ``"A5"`` (alternating), ``"C5"`` (cyclic), ``"D4"`` (dihedral, order
+    8); Lie groups as ``"SO(2)"``, ``"SO(3)"``, ``"O(2)"``, ``"O(3)"`` (``"SO3"`` too). Letters
+    are read case-insensitively.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a group name must be a string such as 'S4' or 'SO(3)', got "
+                        f"{type(name).__name__} {name!r}")
+    key = name.strip().upper()
+    lie = _LIE_PATTERN.match(key)
+    if lie:
+        return _LIE_GROUPS[f"{lie.group(1)}({lie.group(2)})"]()
+    finite = _FINITE_PATTERN.match(key)
+    if finite:
+        return _FAMILIES[finite.group(1)](int(finite.group(2)))
+    raise ValueError(
+        f"unknown group name {name!r}: expected S<n>, A<n>, C<n> or D<n> (e.g. 'S3', 'A4', "
+        f"'C5', 'D4'), or one of {', '.join(_LIE_GROUPS)}"
+    )

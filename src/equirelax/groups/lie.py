@@ -14,6 +14,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from equirelax.groups.base import Group, rng_from
+from equirelax.groups.haar import haar_rotations
 
 _SO3_ALGEBRA = np.array(
     [
@@ -73,20 +74,14 @@ class MatrixLieGroup(Group):
         return self.contains(g)  # type: ignore[arg-type]
 
     def sample(self, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        """``n`` Haar-random elements: rotations from :func:`groups.haar.haar_rotations`, each
+        times the reflection (O(2)) or parity (O(3)) with probability 1/2."""
         rng = rng_from(seed)
-        rot = self._sample_rotations(n, rng)
+        rot = haar_rotations(n, rng, dim=self.n, scalar_first=False)
         if self._discrete:
             flip = rng.integers(0, 2, size=n).astype(bool)
             rot[flip] = np.einsum("ij,njk->nik", self._discrete[0], rot[flip])
         return rot
-
-    def _sample_rotations(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.n == 2:
-            t = rng.uniform(0.0, 2 * np.pi, size=n)
-            c, s = np.cos(t), np.sin(t)
-            return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-        q = rng.standard_normal((n, 4))
-        return Rotation.from_quat(q / np.linalg.norm(q, axis=1, keepdims=True)).as_matrix()
 
     def decompose(self, g: np.ndarray) -> tuple[list[int], np.ndarray]:
         """Factor g = (product of discrete generators) · exp(Σ c_k A_k); return both parts."""

@@ -8,8 +8,8 @@ between the two pictures (``slice``), computes the hidden symmetries that keep a
 (``subgroup_symmetry``), projects weights onto a slice (``project``; also the hardening mode
 ``harden(relaxed, mode="detected")``, which ``harden`` imports when asked for), and splits the
 Hessian at a point of E_ρ into equivariant and non-equivariant curvature (``hessian``).
-``subgroups`` enumerates subgroups of small groups up to conjugacy, which names the transitive
-pieces [G/H].
+The subgroup lattices these name hidden reps with (``[G/H]``) are group theory and live in
+``equirelax.groups.subgroups``.
 """
 
 from equirelax.landscape.detect import (
@@ -53,35 +53,21 @@ from equirelax.landscape.subgroup_symmetry import (
     SubgroupTrial,
     detect_subgroup_symmetry,
 )
-from equirelax.landscape.subgroups import (
-    GroupTable,
-    SubgroupClass,
-    TransitivePiece,
-    describe_pieces,
-    identify_subgroup,
-    normaliser,
-    subgroup_classes,
-    transitive_pieces,
-)
 
 __all__ = [
     "DEFAULT_TOL",
     "Classification",
     "EquivariantSubspace",
-    "GroupTable",
     "HessianSplit",
     "HiddenRepDetection",
     "HiddenSymmetry",
     "IsotypicBlock",
     "LayerMatch",
     "MLPLayout",
-    "SubgroupClass",
     "SubgroupSymmetry",
     "SubgroupTrial",
-    "TransitivePiece",
     "activation_kind",
     "centraliser_generators",
-    "describe_pieces",
     "detect_hidden_rep",
     "detect_subgroup_symmetry",
     "effective_mlp",
@@ -90,16 +76,12 @@ __all__ = [
     "harden_detected",
     "hessian_split",
     "hidden_symmetry_group",
-    "identify_subgroup",
     "isotypic_blocks",
     "mse_loss",
-    "normaliser",
     "permute_hidden",
     "plain_mlp",
     "project_onto",
     "project_onto_detected",
     "read_mlp",
     "split_hessian",
-    "subgroup_classes",
-    "transitive_pieces",
 ]

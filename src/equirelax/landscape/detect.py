@@ -31,16 +31,16 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from equirelax.equivariance import equivariance_error
+from equirelax.checks import equivariance_error
 from equirelax.groups.permutation import PermutationGroup
-from equirelax.landscape.slice import EquivariantSubspace, MLPLayout, read_mlp
-from equirelax.landscape.subgroups import (
+from equirelax.groups.subgroups import (
     TransitivePiece,
     describe_pieces,
     evaluate_images,
     group_table,
     transitive_pieces,
 )
+from equirelax.landscape.slice import EquivariantSubspace, MLPLayout, read_mlp
 from equirelax.reps.base import MatrixRep, PermRep, Rep
 
 #: σ(−z) = −σ(z): a neuron and its negative compute the same function up to the output sign.

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from equirelax.groups.subgroups import group_table
 from equirelax.landscape.slice import EquivariantSubspace, MLPLayout
-from equirelax.landscape.subgroups import group_table
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from equirelax.groups.permutation import PermutationGroup
+from equirelax.groups.subgroups import TransitivePiece, describe_pieces, transitive_pieces
 from equirelax.landscape.slice import MLPLayout
-from equirelax.landscape.subgroups import TransitivePiece, describe_pieces, transitive_pieces
 from equirelax.reps.base import PermRep, Rep
 
 

@@ -28,9 +28,9 @@ from equirelax.landscape.slice import (
 from equirelax.nn.activation import PointwiseActivation
 from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.mlp import EquivariantMLP
-from equirelax.relaxation.model import RelaxedModel
 from equirelax.relaxation.registry import registration
 from equirelax.relaxation.relaxed import Relaxed
+from equirelax.relaxation.relaxed_model import RelaxedModel
 from equirelax.reps.base import Rep
 
 

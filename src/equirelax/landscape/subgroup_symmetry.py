@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from equirelax.groups.permutation import PermutationGroup
+from equirelax.groups.subgroups import SubgroupClass, group_table, subgroup_classes
 from equirelax.landscape.detect import (
     DEFAULT_TOL,
     HiddenRepDetection,
     checked_mlp,
     detect_hidden_rep,
 )
-from equirelax.landscape.subgroups import SubgroupClass, group_table, subgroup_classes
 from equirelax.reps.base import MatrixRep, PermRep, Rep
 
 

@@ -5,14 +5,10 @@ to an exactly equivariant model of the original architecture.
 """
 
 from equirelax.relaxation.actions import FeatureAction, pair_actions
-from equirelax.relaxation.model import (
-    RelaxedModel,
-    harden,
-    register_harden_mode,
-    relax,
-)
+from equirelax.relaxation.hardening import harden, harden_modes, register_harden_mode
 from equirelax.relaxation.registry import FreeLinear, Registration, register, registration
 from equirelax.relaxation.relaxed import Relaxed
+from equirelax.relaxation.relaxed_model import RelaxedModel, relax
 from equirelax.relaxation.schedule import SCHEDULES, Schedule, make_schedule
 
 
@@ -34,6 +30,7 @@ __all__ = [
     "RelaxedModel",
     "Schedule",
     "harden",
+    "harden_modes",
     "make_schedule",
     "pair_actions",
     "register",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from equirelax.relaxation.model import RelaxedModel
+from equirelax.relaxation.relaxed_model import RelaxedModel
 
 
 class LightningCallback(pl.Callback):

@@ -18,12 +18,14 @@ from equirelax.reps.catalogue import (
     trivial,
     vector,
 )
+from equirelax.reps.expression import NAMED_REPS, parse
 from equirelax.reps.irrep_decomposition import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
 from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
 from equirelax.reps.spec import as_reps, is_rep_spec
 
 __all__ = [
+    "NAMED_REPS",
     "Decomposition",
     "IrrepLabel",
     "MatrixRep",
@@ -37,6 +39,7 @@ __all__ = [
     "is_rep_spec",
     "multiple",
     "natural",
+    "parse",
     "permutation_matrix",
     "quotient",
     "regular",

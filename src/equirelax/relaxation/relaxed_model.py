@@ -1,4 +1,4 @@
-"""relax(model) and harden(model): train in a relaxed space, finish exactly equivariant.
+"""relax(model): train in a relaxed space; :class:`RelaxedModel`, the model it returns.
 
 ``relax`` wraps every equivariant layer of a model (every module that declares ``rep_in`` and
 ``rep_out`` and has no such module inside it, or registered types) in :class:`Relaxed`, and
@@ -6,8 +6,8 @@ returns a :class:`RelaxedModel` that owns the schedule θ(t) and sums the penalt
 
     loss = task_loss + relaxed.penalty()      # then optimizer.step(); relaxed.step()
 
-``harden`` returns the original architecture (same classes, same state_dict keys) with the
-relaxation removed, so the deployed model is exactly equivariant and costs nothing extra.
+:mod:`relaxation.hardening` turns the trained model back into the original, exactly equivariant
+architecture.
 """
 
 from __future__ import annotations
@@ -346,72 +346,3 @@ def _replace(module: nn.Module, prefix: str, wants, wrap) -> None:
             setattr(module, name, wrap(child))
         else:
             _replace(child, full, wants, wrap)
-
-
-_HARDEN_MODES: dict[str, Callable[[RelaxedModel], nn.Module]] = {}
-
-#: Hardening modes implemented in a higher layer, named here as "module:function" and imported
-#: when the mode is first asked for. Relaxation sits below landscape and must not import it
-#: at import time (imports go downward); resolving the name inside :func:`harden` keeps the mode
-#: available without ``import equirelax.landscape`` first (no import side effect).
-_LAZY_HARDEN_MODES: dict[str, str] = {
-    "detected": "equirelax.landscape.project:harden_detected",
-}
-
-
-def _harden_mode(name: str) -> Callable[[RelaxedModel], nn.Module] | None:
-    """The function of a registered or lazily named hardening mode (None for drop/project)."""
-    if name in _HARDEN_MODES:
-        return _HARDEN_MODES[name]
-    if name in _LAZY_HARDEN_MODES:
-        import importlib
-
-        module, _, attr = _LAZY_HARDEN_MODES[name].partition(":")
-        fn = getattr(importlib.import_module(module), attr)
-        _HARDEN_MODES[name] = fn
-        return fn
-    return None
-
-
-def register_harden_mode(name: str, fn: Callable[[RelaxedModel], nn.Module]) -> None:
-    """Add a hardening mode: ``fn`` gets a copy of the relaxed model and returns the exact one."""
-    if name in ("drop", "project"):
-        raise ValueError(f"{name!r} is a built-in hardening mode")
-    if not callable(fn):
-        raise TypeError(f"a hardening mode needs a callable fn(relaxed) -> module, got {fn!r}")
-    _LAZY_HARDEN_MODES.pop(name, None)
-    _HARDEN_MODES[name] = fn
-
-
-def harden(model: RelaxedModel | nn.Module, mode: str = "drop") -> nn.Module:
-    """The exactly equivariant model: the original architecture, no relaxation left.
-
-    ``mode="drop"`` removes the free terms (the paper); ``"project"`` first folds θ · P(W), the
-    equivariant part of each free term, into its layer's own weights; other modes are those
-    added with :func:`register_harden_mode`. The relaxed model is left unchanged.
-    """
-    known = ["drop", "project", *_HARDEN_MODES,
-             *(m for m in _LAZY_HARDEN_MODES if m not in _HARDEN_MODES)]
-    if mode not in known:
-        raise ValueError(f"unknown hardening mode {mode!r}; expected one of {known}")
-    if mode not in ("drop", "project"):
-        if not isinstance(model, RelaxedModel):
-            raise TypeError(f"hardening mode {mode!r} needs the RelaxedModel returned by relax(), "
-                            f"got {type(model).__name__}")
-        fn = _harden_mode(mode)
-        assert fn is not None  # known modes only
-        return fn(copy.deepcopy(model))
-    work = copy.deepcopy(model)
-    inner = work._modules["model"] if isinstance(work, RelaxedModel) else work
-    if isinstance(inner, Relaxed):
-        return inner.harden(mode)
-    _unwrap(inner, mode)
-    return inner
-
-
-def _unwrap(module: nn.Module, mode: str) -> None:
-    for name, child in list(module.named_children()):
-        if isinstance(child, Relaxed):
-            setattr(module, name, child.harden(mode))
-        else:
-            _unwrap(child, mode)

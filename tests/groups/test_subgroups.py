@@ -4,8 +4,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.landscape import identify_subgroup, normaliser, subgroup_classes, transitive_pieces
-from equirelax.landscape.subgroups import GroupTable, evaluate_images, group_table
+from equirelax.groups.subgroups import (
+    GroupTable,
+    evaluate_images,
+    group_table,
+    identify_subgroup,
+    normaliser,
+    subgroup_classes,
+    transitive_pieces,
+)
 
 # (group, number of subgroups, number of conjugacy classes of subgroups): standard tables
 KNOWN = [
@@ -72,9 +79,7 @@ def test_large_groups_are_refused_with_their_order():
 
 @given(st.sampled_from(["C5", "D5", "S3", "D4", "A4"]), st.integers(0, 10_000))
 def test_coset_actions_decompose_into_their_own_subgroup(name, seed):
-    from equirelax.experiments.teacher_student import parse_group
-
-    G = parse_group(name)
+    G = er.groups.from_name(name)
     classes = subgroup_classes(G)
     cls = classes[seed % len(classes)]
     rep = er.reps.quotient(G, cls.representative)

@@ -143,11 +143,6 @@ class SubgroupClass:
     members: frozenset[int]
 
     @property
-    def is_normal(self) -> bool:
-        """True when H is normal in G (its class holds one subgroup)."""
-        return self.conjugates == 1
-
-    @property
     def coset_count(self) -> int:
         """|G/H|: the number of neurons of the transitive representation [G/H]."""
         return self.normaliser_order * self.conjugates // self.order

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import equirelax as er
-from equirelax.equivariance import ALL_ELEMENTS_LIMIT, DEFAULT_SAMPLES, default_elements
+from equirelax.checks import ALL_ELEMENTS_LIMIT, DEFAULT_SAMPLES, default_elements
 from equirelax.groups import SO, O, dihedral, symmetric
 from equirelax.nn import EquivariantLinear, EquivariantMLP
 from equirelax.reps import natural, regular, trivial, vector
@@ -267,3 +267,208 @@ def test_empty_input_and_empty_element_list_raise():
     with pytest.raises(ValueError, match="at least one group element, got none"):
         er.equivariance_error(torch.nn.Identity(), torch.randn(2, 4), V, V,
                               elements=np.zeros((0, 4), dtype=np.int64))
+
+
+# -- multi-input and multi-output models ------------------------------------------------------
+from equirelax.checks import Positions  # noqa: E402
+
+
+class Particles(torch.nn.Module):
+    """An E(3)-equivariant step of particles: positions (B, N, 3), velocities (B, N, 3) and
+    charges (B, N) -> new positions (B, N, 3); refuses inputs of another rank, as graph models
+    do. ``shift`` breaks translation equivariance, ``tilt`` rotation equivariance."""
+
+    def __init__(self, shift: float = 0.0, tilt: float = 0.0, energy: bool = False):
+        super().__init__()
+        self.shift, self.tilt, self.energy = shift, tilt, energy
+
+    def forward(self, loc, vel, charges):
+        assert loc.dim() == 3 and vel.shape == loc.shape and charges.shape == loc.shape[:2]
+        centre = loc.mean(dim=1, keepdim=True)
+        rel = loc - centre
+        pull = (charges[..., None] * rel).sum(dim=1, keepdim=True)
+        moved = loc + 0.1 * vel + 0.01 * torch.tanh(rel.norm(dim=-1, keepdim=True)) * pull
+        moved = moved + self.shift * loc + self.tilt * loc[..., :1]
+        if self.energy:
+            return moved, (vel**2).sum(dim=(1, 2))
+        return moved
+
+
+def _particles(batch=4, n=5, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(1)
+    loc = torch.randn(batch, n, 3, generator=gen, dtype=dtype)
+    vel = torch.randn(batch, n, 3, generator=gen, dtype=dtype)
+    charges = torch.randint(0, 2, (batch, n), generator=gen).to(dtype) * 2 - 1
+    return loc, vel, charges
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("group", [O, SO], ids=["O3", "SO3"])
+def test_a_multi_input_model_of_positions_is_checked_with_translations(group, dtype):
+    V = vector(group(3))
+    kinds = dict(rep_in=(Positions(V), V, None), rep_out=Positions(V))
+    tiny = 1e-13 if dtype == torch.float64 else 1e-5
+    assert er.equivariance_error(Particles(), _particles(), dtype=dtype, **kinds) < tiny
+    assert er.equivariance_error(Particles(tilt=0.3), _particles(), dtype=dtype, **kinds) > 1e-2
+    # a model that moves with rotations but not translations: caught only through Positions
+    not_translating = Particles(shift=0.5)
+    assert er.equivariance_error(not_translating, _particles(), dtype=dtype, **kinds) > 1e-2
+    assert er.equivariance_error(not_translating, _particles(), rep_in=(V, V, None), rep_out=V,
+                                 dtype=dtype) < tiny
+    if group is SO:
+        assert er.lie_derivative_error(Particles(), _particles(), dtype=dtype, **kinds) < tiny
+        assert er.lie_derivative_error(Particles(tilt=0.3), _particles(), **kinds) > 1e-2
+
+
+def test_several_outputs_are_compared_together():
+    V = vector(O(3))
+    model = Particles(energy=True)
+    rep_out = (Positions(V), None)  # the energy is invariant
+    args = dict(rep_in=(Positions(V), V, None), rep_out=rep_out)
+    assert er.equivariance_error(model, _particles(), **args) < 1e-13
+    assert er.lie_derivative_error(model, _particles(), **args) < 1e-13
+
+    def broken(loc, vel, charges):
+        moved, energy = model(loc, vel, charges)
+        return moved, energy + loc[:, 0, 0]
+
+    assert er.equivariance_error(broken, _particles(), **args) > 1e-2
+    with pytest.raises(ValueError, match=r"the model returned 2 output\(s\), but rep_out "
+                                         r"declares 1"):
+        er.equivariance_error(model, _particles(), rep_in=args["rep_in"], rep_out=Positions(V))
+
+
+def test_model_declared_argument_types_are_used():
+    V = vector(O(3))
+    model = Particles()
+    model.rep_in, model.rep_out = (Positions(V), V, None), Positions(V)
+    assert er.equivariance_error(model, _particles()) < 1e-13
+    assert er.testing.assert_equivariant(model, _particles(), dtypes=(torch.float64,))
+
+
+def test_multi_input_finite_group_model_every_element():
+    G = symmetric(4)
+    V = natural(G)
+
+    def gated(a, b):  # equivariant: elementwise product with an invariant of b
+        return a * b.sum(-1, keepdim=True) + b
+
+    x = (torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64))
+    assert er.equivariance_error(gated, x, (V, V), V) < 1e-14
+    assert er.equivariance_error(lambda a, b: a * b[..., :1], x, (V, V), V) > 0.1
+    errors = er.testing.assert_equivariant(gated, x, (V, V), V)
+    assert set(errors) == {torch.float64, torch.float32}
+
+
+def test_flattening_wrappers_are_no_longer_needed_and_give_the_same_bits():
+    """A model of clouds (B, N, 3): the checker acts on the trailing (N, 3) axes and stacks
+    elements into the batch, exactly as a hand-written flattening wrapper did."""
+    n, G = 6, SO(3)
+    rep_in, rep_out = n * vector(G), 2 * er.reps.trivial(G)
+    torch.manual_seed(3)
+    head = torch.nn.Linear(1, 2).double()
+
+    def cloud_model(points):
+        assert points.dim() == 3
+        return head(points.norm(dim=-1).sum(dim=-1, keepdim=True)) + 0.01 * points[:, :1, 0]
+
+    points = torch.randn(4, n, 3, dtype=torch.float64)
+    elements = G.sample(8, seed=0)
+
+    def flat(x):
+        lead = x.shape[:-1]
+        return cloud_model(x.reshape(-1, n, 3)).reshape(*lead, -1)
+
+    wrapped = er.equivariance_error(flat, points.reshape(4, -1), rep_in, rep_out,
+                                    elements=elements)
+    direct = er.equivariance_error(cloud_model, points, rep_in, rep_out, elements=elements)
+    assert direct == wrapped and direct > 1e-4
+
+
+def test_images_are_acted_on_through_their_pixel_axes():
+    """A rep of the pixels of a 1 x 3 x 3 image acts on its (H, W) axes: rotating by 90 degrees."""
+    G = er.groups.cyclic(4)
+    turn = np.rot90(np.arange(9).reshape(3, 3)).reshape(-1)
+    pixels = er.reps.PermRep(G, [turn])
+
+    def image_model(images):  # (B, 1, 3, 3) -> (B, 1, 3, 3), a rotation-equivariant blur
+        assert images.dim() == 4
+        padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
+        cross = torch.tensor([[0.0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=images.dtype)
+        return torch.nn.functional.conv2d(padded, cross[None, None])
+
+    images = torch.randn(5, 1, 3, 3, dtype=torch.float64)
+    assert er.equivariance_error(image_model, images, pixels, pixels) < 1e-14
+
+    def skewed(images):
+        return image_model(images) + images[..., :1, :]
+
+    assert er.equivariance_error(skewed, images, pixels, pixels) > 0.1
+
+
+def test_stacking_on_a_new_axis_and_in_the_batch_agree():
+    rep_in, rep_out = s4_pair()
+    layer = EquivariantLinear(rep_in, rep_out).double()
+    x = torch.randn(8, rep_in.dim, dtype=torch.float64)
+    dense_layer = dense(rep_in, rep_out).double()
+    for model in (layer, dense_layer):
+        a = er.equivariance_error(model, x, rep_in, rep_out, stack="new_axis")
+        b = er.equivariance_error(model, x, rep_in, rep_out, stack="batch")
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15)
+
+
+def test_arguments_that_cannot_be_batched_are_passed_as_given_with_chunk_one():
+    V = vector(SO(3))
+    edges = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+
+    def graph_model(x, edge_index):  # (N, 3) nodes, (2, E) edges: sum of neighbour offsets
+        assert edge_index.shape == (2, 4)
+        out = torch.zeros_like(x)
+        return out.index_add(0, edge_index[1], x[edge_index[0]] - x[edge_index[1]])
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    args = dict(rep_in=(V, None), rep_out=V, chunk=1)
+    assert er.equivariance_error(graph_model, (x, edges), **args) < 1e-14
+    assert er.equivariance_error(graph_model, (x, edges), dtype=torch.float32, **args) < 1e-6
+    assert er.lie_derivative_error(graph_model, (x, edges), (V, None), V) < 1e-14
+
+
+def test_multi_input_non_finite_values_are_refused_naming_the_argument():
+    V = vector(O(3))
+    loc, vel, charges = _particles()
+    vel[0, 0, 0] = float("nan")
+    args = dict(rep_in=(Positions(V), V, None), rep_out=Positions(V))
+    with pytest.raises(ValueError, match=r"the input x\[1\] must be finite, got 1 NaN"):
+        er.equivariance_error(Particles(), (loc, vel, charges), **args)
+    with pytest.raises(ValueError, match=r"the input x\[1\] must be finite"):
+        er.lie_derivative_error(Particles(), (loc, vel, charges), **args)
+
+    def nan_on_moved(loc, vel, charges):
+        out = Particles()(loc, vel, charges)
+        return out * float("nan") if loc.shape[0] > 4 else out
+
+    with pytest.raises(ValueError, match=r"transformed output f\(ρ_in\(g\) x\) for element 0"):
+        er.equivariance_error(nan_on_moved, _particles(), **args)
+
+
+def test_multi_input_declarations_are_checked():
+    V = vector(O(3))
+    loc, vel, charges = _particles()
+    with pytest.raises(ValueError, match=r"takes 3 argument\(s\) by rep_in, but x holds 2"):
+        er.equivariance_error(Particles(), (loc, vel), (V, V, None), V)
+    with pytest.raises(TypeError, match=r"rep_in\[1\] must be a Rep, Positions\(rep\) or None, "
+                                        r"got str"):
+        er.equivariance_error(Particles(), (loc, vel, charges), (V, "1o", None), V)
+    with pytest.raises(ValueError, match=r"x\[0\] must have shape \(\.\.\., 6\) for "
+                                         r"rep_in\[0\] Positions"):
+        er.equivariance_error(Particles(), (loc, vel, charges), (Positions(2 * V), V, None), V)
+    with pytest.raises(ValueError, match="every entry is None"):
+        er.equivariance_error(Particles(), (loc, vel, charges), (None, None, None), (None,))
+    with pytest.raises(ValueError, match="different groups"):
+        er.equivariance_error(Particles(), (loc, vel, charges), (V, vector(SO(3)), None), V)
+    with pytest.raises(ValueError, match=r"stack must be one of .*, got 'sideways'"):
+        er.equivariance_error(Particles(), (loc, vel, charges), (V, V, None), V, stack="sideways")
+    with pytest.raises(TypeError, match="Positions needs a Rep, got str"):
+        Positions("1o")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pass x for a model whose rep_in is"):
+        er.testing.assert_equivariant(Particles(), rep_in=(V, V, None), rep_out=V)
