@@ -1,8 +1,8 @@
 """Benchmark: vectorised charged-particle generation against the per-simulation loop.
 
 Times :func:`equirelax.data.nbody.generate_split` on ``--sims`` simulations of the full
-protocol (5000 steps each, the training part of the stream) and
-:func:`equirelax.data.nbody.simulate_reference_loop` on the first ``--loop-sims`` of them,
+protocol (5000 steps each, the training part of the stream) and the tests' per-simulation
+oracle ``tests.helpers.nbody_reference.simulate_reference_loop`` on the first ``--loop-sims``,
 checks that both give the same trajectories on those, and, as a check of the data against
 the literature, fits the learned-scalar linear baseline ``x(40) = x(30) + c v(30)`` of the EGNN
 paper on the default training split (3000) and evaluates it on the default test split (2000).
@@ -29,8 +29,11 @@ from equirelax.data.nbody import (
     ChargedParticlesConfig,
     generate_split,
     nbody_datasets,
-    simulate_reference_loop,
 )
+
+# the per-simulation loop is the test suite's oracle: import it from the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.nbody_reference import simulate_reference_loop
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nbody_generation.json"
 

@@ -31,6 +31,12 @@ Inductor (``torch.compile``) kernels are cached in a fresh folder for each run
 compiled under one ``ATEN_CPU_CAPABILITY`` / thread setting was served under another and
 computed garbage (compiled outputs off by up to 1e37 under ``ATEN_CPU_CAPABILITY=avx2`` with
 2 threads after a run with 1 thread; the same test passes with a fresh cache).
+
+Fixtures that test modules opt into with ``pytestmark = pytest.mark.usefixtures(...)``:
+``fresh_dynamo`` (the torch.compile tests) and ``one_thread`` (the particle-model tests). Helper
+code that tests import lives in the ``tests.helpers`` package (``from tests.helpers.particles
+import ...``), importable because pytest puts the repository root on ``sys.path``
+(``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="equirelax-inductor-"))
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -154,3 +160,26 @@ def cayley() -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
 def not_a_homomorphism() -> type[NotAHomomorphismError]:
     """The error :func:`cayley_enumeration` raises for images that define no homomorphism."""
     return NotAHomomorphismError
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """A clean Dynamo state around the test: compiled graphs and guards of earlier tests would
+    otherwise be reused (or counted by a counting backend)."""
+    import torch
+
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the whole module (small graphs: one thread is fastest and does
+    not oversubscribe shared cores); the previous count is restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

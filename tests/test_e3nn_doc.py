@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from doc_examples import DOCS, python_blocks, run_python_blocks
+from tests.helpers.doc_examples import DOCS, python_blocks, run_python_blocks
 
 pytest.importorskip("e3nn")
 

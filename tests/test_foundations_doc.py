@@ -6,7 +6,7 @@ between '...'), so the page cannot drift from the messages the library really gi
 
 from __future__ import annotations
 
-from doc_examples import DOCS, python_blocks, run_python_blocks
+from tests.helpers.doc_examples import DOCS, python_blocks, run_python_blocks
 
 DOC = DOCS / "foundations.md"
 

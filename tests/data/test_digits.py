@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +154,36 @@ def test_bad_arguments_fail_early() -> None:
         rotate_images(np.zeros((2, 4, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         rotate_images(np.zeros((1, 4, 4)), np.array([np.nan]))
+
+
+def test_import_does_not_load_scikit_learn_or_scikit_image() -> None:
+    """The optional packages load only when the data are asked for (in a fresh interpreter:
+    this one has imported them already)."""
+    code = (
+        "import sys, equirelax.data.digits\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skimage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("module", "package"),
+    [("sklearn.datasets", "scikit-learn"), ("skimage.transform", "scikit-image")],
+)
+def test_missing_optional_package_is_named_when_data_are_asked_for(
+    monkeypatch, module: str, package: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import of it fails as if not installed
+    with pytest.raises(ModuleNotFoundError, match=rf"needs {package} .*equirelax\[data\]"):
+        upright_digits()
+
+
+def test_right_angles_need_no_scikit_image(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "skimage.transform", None)
+    images = np.arange(32.0).reshape(2, 4, 4)
+    out = rotate_images(images, np.array([90.0, -180.0]))
+    np.testing.assert_array_equal(out, np.stack([np.rot90(images[0]), np.rot90(images[1], 2)]))
+    with pytest.raises(ModuleNotFoundError, match="scikit-image"):
+        rotate_images(images, np.array([0.0, 45.0]))

@@ -8,7 +8,7 @@ import torch
 
 from equirelax.data import fashion_mnist as fm
 from equirelax.data.idx import write_idx
-from fake_fashion_mnist import write_fake_fashion_mnist
+from tests.helpers.fake_fashion_mnist import write_fake_fashion_mnist
 
 
 @pytest.mark.parametrize("compress", [True, False])

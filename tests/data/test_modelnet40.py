@@ -11,7 +11,7 @@ from equirelax.data import modelnet40 as mn
 
 h5py = pytest.importorskip("h5py")
 
-from fake_modelnet40 import write_fake_modelnet40  # noqa: E402 (after the skip)
+from tests.helpers.fake_modelnet40 import write_fake_modelnet40  # noqa: E402 (after the skip)
 
 
 def test_reads_the_published_layout_in_file_order(tmp_path) -> None:

@@ -20,8 +20,8 @@ from equirelax.data.nbody import (
     integrate,
     load_split,
     nbody_datasets,
-    simulate_reference_loop,
 )
+from tests.helpers.nbody_reference import simulate_reference_loop
 
 # A short protocol so that the tests stay fast; physics and bookkeeping are the same.
 # 49 frames as in the default protocol, 20 integrator steps apart instead of 100.

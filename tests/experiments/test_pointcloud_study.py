@@ -8,18 +8,18 @@ import shlex
 
 import pytest
 import torch
-from three_way import (
-    assert_exact_relaxed_baseline,
-    assert_same_batches,
-    assert_same_dropout,
-    record_training,
-)
 
 from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
 from equirelax.experiments import pointcloud as pc
 from equirelax.experiments.guards import SMOKE_TEST_NOTE
 from equirelax.nn.vn import PointNet, VNPointNet
+from tests.helpers.three_way import (
+    assert_exact_relaxed_baseline,
+    assert_same_batches,
+    assert_same_dropout,
+    record_training,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +197,7 @@ def test_tiny_modelnet40_comparison_end_to_end(tmp_path) -> None:
     """``--data PATH --points N`` runs the three arms on ModelNet40's HDF5 layout (a tiny file
     written here) with the paper's VN-PointNet settings, SO(3) rotations in train and test."""
     pytest.importorskip("h5py")
-    from fake_modelnet40 import write_fake_modelnet40
+    from tests.helpers.fake_modelnet40 import write_fake_modelnet40
 
     folder = write_fake_modelnet40(tmp_path / "data", {"train": [24, 16], "test": [12]},
                                    points=64)

@@ -18,7 +18,7 @@ import equirelax as er
 from equirelax.groups import SO, O
 from equirelax.homspace import BlockHomSpace
 from equirelax.reps import IrrepLabel, sign, standard_irrep, trivial, vector
-from lie_tensor_powers import GROUPS, tensor_power
+from tests.helpers.lie_tensor_powers import GROUPS, tensor_power
 
 
 def expected_dim(name: str, k: int) -> int:

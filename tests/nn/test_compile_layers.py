@@ -13,10 +13,12 @@ import pytest
 import torch
 
 import equirelax as er
-from compiling import CountingBackend, fresh_dynamo  # noqa: F401 (fresh_dynamo: autouse)
 from equirelax.groups import symmetric
 from equirelax.nn import EquivariantLinear, EquivariantMLP
 from equirelax.reps import natural, regular, trivial
+from tests.helpers.compiling import CountingBackend
+
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
 G = symmetric(3)
 

@@ -7,19 +7,20 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from particles import (  # noqa: F401 (one_thread: autouse fixture)
+
+import equirelax as er
+from equirelax.nn.egnn import EGNN, EGNNLayer, EGNNNodeUpdate, fully_connected_edges
+from equirelax.relaxation import harden, relax
+from tests.helpers.particles import (
     fit_losses,
     make_free_equivariant,
-    one_thread,
     orthogonal,
     particles,
     randomise_free,
     relative_error,
 )
 
-import equirelax as er
-from equirelax.nn.egnn import EGNN, EGNNLayer, EGNNNodeUpdate, fully_connected_edges
-from equirelax.relaxation import harden, relax
+pytestmark = pytest.mark.usefixtures("one_thread")  # a fixture of tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,6 @@ import torch
 from e3nn import o3
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from particles import (  # noqa: F401 (one_thread: autouse fixture)
-    fit_losses,
-    make_free_equivariant,
-    one_thread,
-    orthogonal,
-    particles,
-    randomise_free,
-    relative_error,
-)
 
 import equirelax as er
 from equirelax.nn.segnn import (
@@ -26,6 +17,16 @@ from equirelax.nn.segnn import (
     balanced_hidden_irreps,
 )
 from equirelax.relaxation import harden, relax
+from tests.helpers.particles import (
+    fit_losses,
+    make_free_equivariant,
+    orthogonal,
+    particles,
+    randomise_free,
+    relative_error,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # a fixture of tests/conftest.py
 
 
 @pytest.fixture(scope="module")

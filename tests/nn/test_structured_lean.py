@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import equirelax.homspace.partition as partition
-from compiling import fresh_dynamo  # noqa: F401 (autouse)
 from equirelax.groups import symmetric
 from equirelax.homspace.partition import PartitionHomSpace
 from equirelax.homspace.space import OrbitHomSpace
 from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, trivial
+
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
 G = symmetric(6)
 V, T = natural(G), trivial(G)

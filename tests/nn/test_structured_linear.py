@@ -14,12 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from compiling import fresh_dynamo  # noqa: F401 (autouse)
 from equirelax.groups import dihedral, symmetric
 from equirelax.homspace.partition import PartitionHomSpace, tensor_orders
 from equirelax.homspace.space import OrbitHomSpace
 from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, regular, trivial
+
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
 
 def power(G, k):

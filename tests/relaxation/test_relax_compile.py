@@ -9,10 +9,12 @@ import pytest
 import torch
 
 import equirelax as er
-from compiling import CountingBackend, fresh_dynamo  # noqa: F401 (fresh_dynamo: autouse)
 from equirelax.groups import symmetric
 from equirelax.nn import EquivariantMLP
 from equirelax.reps import natural, regular, trivial
+from tests.helpers.compiling import CountingBackend
+
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
 
 def relaxed_mlp(penalty_method: str = "auto", dtype: torch.dtype = torch.float32,

@@ -11,7 +11,7 @@ import equirelax as er
 from equirelax.groups import SO, O
 from equirelax.reps import IrrepLabel, decompose, split_into_irreps, standard_irrep, vector
 from equirelax.reps.irrep_decomposition import is_irreducible
-from lie_tensor_powers import GROUPS, tensor_power
+from tests.helpers.lie_tensor_powers import GROUPS, tensor_power
 
 
 def so3_multiplicity(k: int, l: int) -> int:

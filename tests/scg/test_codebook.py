@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equirelax.scg.codebook import PredictionCodebook
+import equirelax as er
+from equirelax.scg.codebook import PredictionCodebook, rotation_weights, translation_weights
 
 
 def _codebook(n_r: int) -> PredictionCodebook:
@@ -78,3 +79,31 @@ def test_random_start_and_distance_from_identity():
                                rtol=0)
     with pytest.raises(ValueError, match="init"):
         PredictionCodebook(modules=1, units=1, init="zeros")
+
+
+@pytest.mark.parametrize("n_r", [1, 4, 8])
+def test_rotation_axis_is_the_natural_set_of_the_cyclic_group(n_r):
+    """What the rotation axis is in the library's vocabulary: its ``n_r`` nodes are the points
+    of ``natural(cyclic(n_r))`` and the interpolation weights are C_n_r-equivariant (turning the
+    query by ``2 pi j / n_r`` permutes them as the element that shifts by ``j``). The matrices
+    stored at the nodes are free parameters, not the images of a representation (see the scg
+    paragraph of docs/architecture.md)."""
+    G = er.groups.cyclic(n_r)
+    V = er.reps.natural(G)
+    theta = torch.tensor([0.0, 0.3, 1.0, 2.5, 4.0, -1.7], dtype=torch.float64)
+    weights = rotation_weights(theta, n_r)
+    for g in G.elements():
+        j = int(g[0])  # the element that sends node k to node k + j
+        turned = rotation_weights(theta + 2 * math.pi * j / n_r, n_r)
+        expected = weights @ torch.as_tensor(V.matrix(g)).T
+        torch.testing.assert_close(turned, expected, atol=1e-12, rtol=0)
+
+
+def test_translation_axis_is_an_interval_not_a_group():
+    """The offsets ``(d_x, d_y)`` live on ``[-0.5, 0.5]`` with both end nodes stored (not
+    identified): an offset beyond half a feature is clamped, not wrapped, so no action of Z^2
+    (or of the torus) permutes the translation nodes."""
+    n_t = 5
+    edge = translation_weights(torch.tensor([[0.5, 0.0], [-0.5, 0.0], [0.9, 0.0]]), n_t)
+    assert not torch.equal(edge[0], edge[1])
+    torch.testing.assert_close(edge[2], edge[0])

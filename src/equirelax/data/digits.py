@@ -16,18 +16,22 @@ Rotations, chosen separately for the training and the test split:
 Angles are counter-clockwise as displayed (row 0 at the top), the convention of ``np.rot90`` and
 ``torch.rot90(x, 1, dims=(-2, -1))`` used by :mod:`equirelax.nn.gconv`. The train/test split is
 stratified by label and fixed by the seed; each split has its own random stream for angles.
+
+scikit-learn (the digits, the stratified split) and scikit-image (resizing, rotation by angles
+other than multiples of 90°) are optional (the ``data`` extra) and imported only when they are
+needed: importing this module is cheap, and a missing package is named (with how to install it)
+only when the data are asked for.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
-from skimage.transform import resize, rotate
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -46,6 +50,18 @@ __all__ = [
 DIGIT_ROTATIONS = ("none", "c4", "continuous")
 
 
+def _optional(module: str, package: str) -> ModuleType:
+    """Import ``module`` of the optional dependency ``package``, or raise
+    ``ModuleNotFoundError`` saying which package the rotated digits need and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"the rotated-digits data set needs {package} (could not import {module}): "
+            f"`pip install {package}` (or `pip install 'equirelax[data]'`)"
+        ) from err
+
+
 def _check_int(value: object, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -58,9 +74,12 @@ def upright_digits(image_size: int = 28, digit_size: int = 20) -> tuple[np.ndarr
     """
     _check_int(digit_size, "digit_size", 8)
     _check_int(image_size, "image_size", digit_size)
-    raw = load_digits()
+    raw = _optional("sklearn.datasets", "scikit-learn").load_digits()
     small = raw.images.astype(np.float64) / 16.0
-    big = resize(small, (len(small), digit_size, digit_size), order=1, anti_aliasing=False)
+    transform = _optional("skimage.transform", "scikit-image")
+    big = transform.resize(
+        small, (len(small), digit_size, digit_size), order=1, anti_aliasing=False
+    )
     big = np.clip(big, 0.0, 1.0)
     before = (image_size - digit_size) // 2
     after = image_size - digit_size - before
@@ -83,12 +102,14 @@ def rotate_images(images: np.ndarray, angles: np.ndarray, progress: bool = False
     if not np.isfinite(angles).all():
         raise ValueError("angles must be finite")
     out = np.empty(images.shape, dtype=np.float64)
+    transform = None  # scikit-image, imported at the first angle that is no multiple of 90°
     for i in tqdm(range(len(images)), desc="digits: rotating", disable=not progress):
         quarter = angles[i] / 90.0
         if math.isclose(quarter, round(quarter), abs_tol=1e-12):
             out[i] = np.rot90(images[i], round(float(quarter)) % 4)
         else:
-            out[i] = rotate(images[i], angles[i], order=1, mode="constant", cval=0.0)
+            transform = transform or _optional("skimage.transform", "scikit-image")
+            out[i] = transform.rotate(images[i], angles[i], order=1, mode="constant", cval=0.0)
     return out
 
 
@@ -173,7 +194,8 @@ def load_rotated_digits(
     config = config or DigitsConfig()
     config = with_overrides(config, overrides)
     images, labels = upright_digits(config.image_size, config.digit_size)
-    train_idx, test_idx = train_test_split(
+    model_selection = _optional("sklearn.model_selection", "scikit-learn")
+    train_idx, test_idx = model_selection.train_test_split(
         np.arange(len(labels)),
         test_size=config.test_fraction,
         stratify=labels,

@@ -25,10 +25,10 @@ step by step:
 
 The integrator is vectorised over simulations with torch (float64): the pair differences and
 the force accumulation are small matrix products with a fixed +-1 incidence matrix over the
-``n (n - 1) / 2`` unordered pairs. :func:`simulate_reference_loop` is a plain per-simulation
-numpy version that follows the protocol operation by operation; it is slow and exists to check
-and benchmark the vectorised one (they agree to rounding, which the chaotic dynamics amplify
-over long horizons, see ``docs/data_nbody.md``).
+``n (n - 1) / 2`` unordered pairs. The test suite checks it against a plain per-simulation
+numpy version that follows the protocol operation by operation (``simulate_reference_loop`` in
+``tests/helpers/nbody_reference.py``; they agree to rounding, which the chaotic dynamics
+amplify over long horizons, see ``docs/data_nbody.md``).
 
 Note on symmetry: component-wise force clipping is done in the fixed coordinate axes, so the
 simulated dynamics are exactly rotation-covariant only while no force component is clipped.
@@ -68,7 +68,6 @@ __all__ = [
     "integrate",
     "load_split",
     "nbody_datasets",
-    "simulate_reference_loop",
 ]
 
 #: Bumped whenever the generated numbers could change for the same parameters; part of the
@@ -421,63 +420,6 @@ def _integrate_chunk(
         out_vel.permute(3, 0, 2, 1).numpy(),
         clipped.numpy(),
     )
-
-
-def simulate_reference_loop(
-    config: ChargedParticlesConfig, count: int, *, skip: int = 0, progress: bool = False
-) -> Trajectories:
-    """Per-simulation numpy implementation of the protocol, one operation after the other.
-
-    Slow (one Python-level step loop per simulation); kept to check :func:`generate_split`
-    against an independent, literal reading of the protocol, and as the benchmark baseline.
-    Draws the same random stream (skipping ``skip`` simulations first).
-    """
-    rng = np.random.RandomState(config.seed)
-    for _ in range(skip):
-        _draw_one(config, rng)
-    n, dt = config.n_particles, config.dt
-    max_force = config.effective_max_force
-    frames = config.n_frames
-    out_loc = np.zeros((count, frames, n, 3))
-    out_vel = np.zeros((count, frames, n, 3))
-    all_charges = np.zeros((count, n))
-    clipped = np.zeros(count, dtype=np.int64)
-
-    def force(loc: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, bool]:
-        # loc: (3, n); squared distances by the norm expansion, as the protocol does
-        sq = (loc.T**2).sum(axis=1)
-        dist2 = sq[:, None] + sq[None, :] - 2 * loc.T.dot(loc)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            size = config.interaction_strength * edges / np.power(dist2, 1.5)
-        np.fill_diagonal(size, 0.0)
-        diffs = np.stack([np.subtract.outer(loc[k], loc[k]) for k in range(3)])
-        f = (size[None] * diffs).sum(axis=-1)
-        was_clipped = bool(np.any(np.abs(f) > max_force))
-        f[f > max_force] = max_force
-        f[f < -max_force] = -max_force
-        return f, was_clipped
-
-    for s in tqdm(range(count), desc="reference loop", disable=not progress, leave=False):
-        charges, loc_t, vel_t, noise_loc, noise_vel = _draw_one(config, rng)
-        loc_t, vel_t = clamp_to_box(loc_t, vel_t, config.box_size)
-        loc, vel = loc_t.T.copy(), vel_t.T.copy()  # (3, n)
-        edges = np.outer(charges, charges)
-        f, c = force(loc, edges)
-        clipped[s] += c
-        vel += dt * f
-        counter = 0
-        for i in range(1, config.n_steps):
-            loc += dt * vel
-            if i % config.sample_every == 0:
-                out_loc[s, counter], out_vel[s, counter] = loc.T, vel.T
-                counter += 1
-            f, c = force(loc, edges)
-            clipped[s] += c
-            vel += dt * f
-        out_loc[s] += noise_loc.transpose(0, 2, 1) * config.observation_noise
-        out_vel[s] += noise_vel.transpose(0, 2, 1) * config.observation_noise
-        all_charges[s] = charges
-    return Trajectories(out_loc, out_vel, all_charges, clipped)
 
 
 def generate_split(

@@ -275,10 +275,6 @@ class ProbeReport:
         """Per unit: its module's energy share divided by the module size (sums to ~1)."""
         return np.repeat(self.energy_share, self.group_size) / self.group_size
 
-    def module_osi(self) -> np.ndarray:
-        """Mean grating OSI of each module's units."""
-        return self.tuning.orientation_selectivity.reshape(-1, self.group_size).mean(1)
-
     def module_coverage(self) -> np.ndarray:
         """Orientation coverage of each module (:func:`orientation_coverage`)."""
         return orientation_coverage(self.tuning.preferred_orientation, self.group_size)

@@ -1,10 +1,9 @@
-"""Helpers of the torch.compile tests: a backend that counts graphs, and a fixture that
-starts every test from a clean Dynamo state (compiled graphs and guards of earlier tests would
-otherwise be reused or counted)."""
+"""A torch.compile backend that counts graphs, for the compile tests (which also ask for the
+``fresh_dynamo`` fixture of ``tests/conftest.py``, so that graphs and guards of earlier tests are
+neither reused nor counted)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 
@@ -17,10 +16,3 @@ class CountingBackend:
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: list) -> object:
         self.graphs += 1
         return gm.forward
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()

@@ -1,22 +1,12 @@
 """Shared pieces of the EGNN and SEGNN tests: random O(3) elements, particle batches, errors,
-a short fit, the free terms of a relaxed model, and a one-thread fixture (autouse in every test
-module that imports it)."""
+a short fit and the free terms of a relaxed model. (The tests run on one thread: the
+``one_thread`` fixture of ``tests/conftest.py``.)"""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import equirelax as er
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small graphs: one thread is fastest and avoids oversubscribing shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def orthogonal(seed: int, reflect: bool, dtype: torch.dtype) -> torch.Tensor:
