@@ -18,6 +18,7 @@ from equirelax.reps.catalogue import (
     trivial,
     vector,
 )
+from equirelax.reps.grid import grid
 from equirelax.reps.irrep_decomposition import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
 from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
@@ -32,6 +33,7 @@ __all__ = [
     "as_reps",
     "decompose",
     "direct_sum",
+    "grid",
     "irrep",
     "irreps",
     "is_rep_spec",
