@@ -217,3 +217,17 @@ def test_check_features_accepts_any_size_where_the_shape_names_an_axis() -> None
 def test_input_reps_refuses_a_module_without_reps() -> None:
     with pytest.raises(TypeError, match="Linear declares no input representations"):
         input_reps(nn.Linear(2, 2))
+
+
+def test_the_registry_holds_only_layers_we_did_not_write() -> None:
+    """Our layers reach relaxation through their own hooks (dense_map, fold_equivariant), read
+    by registration(); the registry itself names only foreign layer types."""
+    from equirelax.relaxation import registry
+
+    layer = er.nn.EquivariantLinear(V, V)
+    registry.registration(layer)  # registers the layers of optional libraries already loaded
+    assert all(not t.__module__.startswith("equirelax.") for t in registry._REGISTRY)
+    reg = registry.registration(layer)
+    assert reg.dense is type(layer).dense_map and reg.fold is type(layer).fold_equivariant
+    assert registry.registration(er.nn.VNLinear(2, 2)) is None
+    assert registry.registration(nn.Linear(2, 2)).dense is not None

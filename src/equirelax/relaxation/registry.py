@@ -138,13 +138,19 @@ def _register_deferred() -> None:
 
 
 def registration(layer: nn.Module) -> Registration | None:
-    """The registration of the layer's type (or of its closest registered base class)."""
+    """How to relax the layer: the registration of its type (or of its closest registered base
+    class), else the affine hooks it offers itself (``dense_map``/``fold_equivariant``, see
+    :mod:`equirelax.nn.module`) as a registration, else None."""
     if _DEFERRED:
         _register_deferred()
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
-    return None
+    dense = getattr(type(layer), "dense_map", None)
+    fold = getattr(type(layer), "fold_equivariant", None)
+    if dense is None and fold is None:
+        return None
+    return Registration(dense=dense, fold=fold)
 
 
 def declares_reps(layer: nn.Module) -> bool:

@@ -113,14 +113,6 @@ def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
                              f"{own.dim}, but the {side} rep passed, {rep!r}, has dim {rep.dim}")
 
 
-def _affine_hooks(layer: nn.Module, reg: Registration) -> tuple:
-    """The layer's ``(dense, fold)`` functions, each taking the layer first (None where it has
-    none): a registration's, else its own ``dense_map``/``fold_equivariant`` methods."""
-    dense = reg.dense if reg.dense is not None else getattr(type(layer), "dense_map", None)
-    fold = reg.fold if reg.fold is not None else getattr(type(layer), "fold_equivariant", None)
-    return dense, fold
-
-
 class Relaxed(nn.Module):
     """Relax one equivariant layer: ``layer(x) + theta * free(x)`` with recorded penalties.
 
@@ -148,7 +140,7 @@ class Relaxed(nn.Module):
       (``harden(mode="project")``).
 
     A registration (:func:`~equirelax.relaxation.register`) of the layer's type takes
-    precedence over the layer's own hooks.
+    precedence over the layer's own hooks (see :func:`~equirelax.relaxation.registry.registration`).
     """
 
     def __init__(
@@ -230,7 +222,7 @@ class Relaxed(nn.Module):
                 actions = default_actions(layer, rep_in, rep_out, (self.shape_in,
                                                                    self.shape_out))
         self.act_in, self.act_out = actions
-        self._dense, self._fold = _affine_hooks(layer, reg)
+        self._dense, self._fold = reg.dense, reg.fold
         flat = self.shape_in == (rep_in.dim,) and self.shape_out == (rep_out.dim,)
         # a layer applied by structure (no dense weight) is not fused with a dense free term
         self.fused = (self._dense is not None and isinstance(free, FreeLinear) and flat
@@ -556,8 +548,8 @@ class Relaxed(nn.Module):
         super().__setstate__(state)
         if theta is not None:
             self.theta = theta
-        self._dense, self._fold = _affine_hooks(self.layer, registration(self.layer)
-                                                or Registration())
+        reg = registration(self.layer) or Registration()
+        self._dense, self._fold = reg.dense, reg.fold
         if self._gram_cache is None:  # pickled when the Gram penalty was not kept
             self._prepare_penalties()
 
