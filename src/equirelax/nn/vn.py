@@ -15,10 +15,9 @@ commutes with any R acting on the xyz axis. Its dense matrix on the flattened fe
 them with the Lie-derivative penalty of the constraint-relaxation paper without this module
 knowing about relaxation. The nonlinearity, batch norm and pooling
 use only rotation-invariant quantities (inner products, norms), so every module here is exactly
-SO(3)-equivariant and :class:`VNPointNet` gives SO(3)-invariant logits. Cross products in the
-k-NN lift make the point-cloud models SO(3)- but not O(3)-equivariant.
-
-The whole classifier built from them is :class:`equirelax.models.VNPointNet`.
+SO(3)-equivariant, and the classifier built from them, :class:`equirelax.models.VNPointNet`,
+gives SO(3)-invariant logits. Cross products in the k-NN lift make the point-cloud models
+SO(3)- but not O(3)-equivariant.
 """
 
 from __future__ import annotations
