@@ -48,8 +48,8 @@ class _NBody(torch.nn.Module):
 
 def _model(kind: str) -> tuple[torch.nn.Module, int]:
     if kind in ("SEGNN N-body (4 layers, 32x0e+32x1o)", "EGNN N-body (4 layers, 64)"):
-        from equirelax.nn.egnn import EGNN
-        from equirelax.nn.segnn import SEGNN
+        from equirelax.models import EGNN
+        from equirelax.models.segnn import SEGNN
 
         torch.manual_seed(0)
         net = SEGNN(num_layers=4) if kind.startswith("SEGNN") else EGNN(num_layers=4)

@@ -14,7 +14,7 @@ from equirelax.cli import build_parser
 from equirelax.data.digits import upright_digits
 from equirelax.experiments import images as im
 from equirelax.experiments.guards import SMOKE_TEST_NOTE
-from equirelax.nn.gconv import CNN, GCNN
+from equirelax.models import CNN, GCNN
 from tests.helpers.fake_fashion_mnist import write_fake_fashion_mnist
 from tests.helpers.three_way import (
     assert_exact_relaxed_baseline,
@@ -77,7 +77,7 @@ def test_rotated_test_sets() -> None:
 @pytest.mark.parametrize("group", ["C4", "D4"])
 def test_invariance_error_tells_gcnn_from_cnn(group: str) -> None:
     x = torch.rand(3, 1, 8, 8)
-    gcnn = GCNN(group, 1, 10, channels=(2, 3), pool_after=(0,)).eval()
+    gcnn = GCNN(group, 1, 10, channels=(2, 3), pool_after=(0,), image_size=8).eval()
     cnn = CNN(1, 10, channels=(4, 4), pool_after=(0,)).eval()
     assert im.invariance_error(gcnn, x, group) < 1e-12
     assert im.invariance_error(cnn, x, group) > 1e-3

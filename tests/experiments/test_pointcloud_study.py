@@ -13,7 +13,7 @@ from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
 from equirelax.experiments import pointcloud as pc
 from equirelax.experiments.guards import SMOKE_TEST_NOTE
-from equirelax.nn.vn import PointNet, VNPointNet
+from equirelax.models import PointNet, VNPointNet
 from tests.helpers.three_way import (
     assert_exact_relaxed_baseline,
     assert_same_batches,

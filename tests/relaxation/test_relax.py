@@ -417,7 +417,7 @@ def test_relax_sets_the_penalty_method_and_fails_early():
     assert torch.allclose(squares["auto"], squares["gram"], rtol=1e-10)
     with pytest.raises(ValueError, match="penalty_method must be"):
         relax(model, total_steps=4, penalty_method="exact")
-    from equirelax.nn.gconv import GCNN
+    from equirelax.models import GCNN
 
     convs = GCNN("C4", in_channels=1, num_classes=2, channels=(2,), pool_after=(), image_size=6)
     with pytest.raises(ValueError, match=r"(Lifting|Group)Conv2d has its own free term"):

@@ -1,6 +1,6 @@
 """``equirelax graphs``: an invariant graph network on random graphs, exact vs relaxed.
 
-A 2-index S_n model (:class:`~equirelax.nn.ign.InvariantGraphNetwork`: 2 → 2 layers on
+A 2-index S_n model (:class:`~equirelax.models.InvariantGraphNetwork`: 2 → 2 layers on
 c · (V ⊗ V), a 2 → 0 layer and an MLP head) regresses an exactly computed property of random
 graphs with n nodes (:mod:`equirelax.data.graphs`: Erdős–Rényi and stochastic-block graphs;
 the triangle density, or the number of connected components). Its equivariant layers are
@@ -54,7 +54,7 @@ from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.nbody import paired_interval, verdict
 from equirelax.experiments.options import add_run_options, folder_flags, prepare_run
 from equirelax.experiments.runner import RunConfig
-from equirelax.nn.ign import InvariantGraphNetwork
+from equirelax.models import InvariantGraphNetwork
 from equirelax.nn.linear import EquivariantLinear
 from equirelax.relaxation import SCHEDULES
 

@@ -12,13 +12,13 @@ of the group-convolution literature, on two data sets (``--dataset``):
 Three variants are trained from the same seeds with the same data, augmentation, optimizer and
 number of steps:
 
-* ``exact``: :class:`~equirelax.nn.gconv.GCNN` for C4 or D4, exactly invariant to the group on
+* ``exact``: :class:`~equirelax.models.GCNN` for C4 or D4, exactly invariant to the group on
   the pixel grid throughout;
 * ``relaxed``: the same model relaxed with the public API (``relax(model, "triangular", ...)``):
   every lifting / group convolution gets a free ``conv2d`` term ``θ(t) W`` with the generator
   penalty ``Σ_s ||W(s·x) − s·(W x)||²`` (quarter turn, and mirror for D4) and the norm penalty,
   λ = 0.01; validated and tested as the hardened, exactly invariant model;
-* ``baseline``: a plain :class:`~equirelax.nn.gconv.CNN`, invariant only through rotation
+* ``baseline``: a plain :class:`~equirelax.models.CNN`, invariant only through rotation
   augmentation.
 
 Every training batch is rotated by fresh random angles (continuous by default) for all variants;
@@ -77,7 +77,8 @@ from equirelax.experiments.classification import (
 from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.options import add_run_options, config_values, folder_flags, prepare_run
 from equirelax.experiments.runner import RunConfig
-from equirelax.nn.gconv import CNN, GCNN, ImageGroup
+from equirelax.models import CNN, GCNN
+from equirelax.reps.grid import grid, grid_group
 
 VARIANTS = ("exact", "relaxed", "baseline")
 DATASETS = ("digits", "fashion-mnist")
@@ -313,9 +314,8 @@ def invariance_error(model: nn.Module, images: torch.Tensor, group: str,
                      num_classes: int = 10) -> float:
     """``max_g ||f(g·x) − f(x)|| / ||f(x)||`` over every element of C4 / D4, in float64,
     measured with ``er.equivariance_error`` on flattened images (pixel permutation reps)."""
-    G = ImageGroup(group)
     side = images.shape[-1]
-    rep_in = G.field_rep(images.shape[1], side, regular=False)
+    rep_in = grid(group, side, images.shape[1])
     rep_out = num_classes * er.reps.trivial(rep_in.group)
     model = copy.deepcopy(model).double().eval()
     shape = images.shape[1:]
@@ -380,7 +380,7 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
         sets.description,
         "Test accuracy is that of the model with the best validation loss (validated as the "
         "exact model; for `relaxed`, the hardened model, θ = 0). The invariance error is "
-        f"max over the {ImageGroup(cfg.group).order} elements of {cfg.group} of "
+        f"max over the {grid_group(cfg.group).order} elements of {cfg.group} of "
         "||f(g·x) − f(x)|| / ||f(x)|| on 16 upright test images in float64 "
         "(`er.equivariance_error`); the worst seed is shown.",
     ]

@@ -254,11 +254,11 @@ def build_model(name: str, layers: int, egnn_hidden: int = 64,
                 segnn_hidden: str = "32x0e+32x1o") -> nn.Module:
     """EGNN or SEGNN with ``layers`` message-passing layers (the paper's sizes by default)."""
     if name == "egnn":
-        from equirelax.nn.egnn import EGNN
+        from equirelax.models import EGNN
 
         return EGNN(hidden_features=egnn_hidden, num_layers=layers)
     if name == "segnn":
-        from equirelax.nn.segnn import SEGNN
+        from equirelax.models.segnn import SEGNN
 
         return SEGNN(hidden_irreps=segnn_hidden, num_layers=layers)
     raise ValueError(f"model must be one of {MODELS}, got {name!r}")

@@ -8,12 +8,12 @@ or, for a user who has ModelNet40's ``modelnet40_ply_hdf5_2048`` folder, on Mode
 VN-ReLU, max over points; Adam at lr 1e-3, batch 24, 200 epochs). Three variants are trained
 from the same seeds with the same data, augmentation, optimizer and number of steps:
 
-* ``exact``: :class:`~equirelax.nn.vn.VNPointNet`, exactly SO(3)-invariant throughout;
+* ``exact``: :class:`~equirelax.models.VNPointNet`, exactly SO(3)-invariant throughout;
 * ``relaxed``: the same model relaxed with the public API (``relax(model, "triangular", ...)``:
   every VN linear map gets a free dense term ``θ(t) W`` on the flattened (channel, xyz)
   features, with the Lie-derivative and norm penalties, λ = 0.01 as in the paper), validated
   and tested as the hardened, exactly invariant model;
-* ``baseline``: a plain :class:`~equirelax.nn.vn.PointNet`, invariant only through rotation
+* ``baseline``: a plain :class:`~equirelax.models.PointNet`, invariant only through rotation
   augmentation.
 
 Every training batch is rotated by fresh random rotations of the protocol's training kind (SO(3)
@@ -77,7 +77,8 @@ from equirelax.experiments.options import add_run_options, config_values, folder
 from equirelax.experiments.runner import RunConfig
 from equirelax.groups.haar import haar_rotations as random_rotations
 from equirelax.groups.haar import haar_rotations_torch as random_rotations_torch
-from equirelax.nn.vn import PointNet, VNLinear, VNMaxPool, VNPointNet
+from equirelax.models import PointNet, VNPointNet
+from equirelax.nn.vn import VNLinear, VNMaxPool
 
 VARIANTS = ("exact", "relaxed", "baseline")
 TEST_ROTATIONS = ("so3", "z", "none")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from equirelax.groups.permutation import point_orbits
-from equirelax.nn.linear import check_features
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.catalogue import trivial
 
@@ -40,7 +40,7 @@ def activation_function(name: str | Callable) -> Callable[[torch.Tensor], torch.
     return _ACTIVATIONS[name]
 
 
-class PointwiseActivation(nn.Module):
+class PointwiseActivation(EquivariantModule):
     """σ applied entrywise. Equivariant only when ``rep`` permutes coordinates, so other reps are
     refused: use :class:`NormActivation` for them."""
 
@@ -67,7 +67,7 @@ class PointwiseActivation(nn.Module):
         return f"{self.name} on {self.rep_in!r}"
 
 
-class NormActivation(nn.Module):
+class NormActivation(EquivariantModule):
     """x_i ↦ x_i · σ(||x_i|| + b_i) / ||x_i|| on each summand i of an orthogonal rep.
 
     The norm of each summand is invariant, so the gate is invariant and the map is equivariant
@@ -97,7 +97,7 @@ class NormActivation(nn.Module):
         return x * gate[..., self.segment]
 
 
-class InvariantPool(nn.Module):
+class InvariantPool(EquivariantModule):
     """Mean over each orbit of a permutation rep: an invariant vector, one entry per orbit."""
 
     relaxable = False

@@ -1,4 +1,4 @@
-"""EGNN (Satorras, Hoogeboom & Welling, ICML 2021), the N-body variant with velocities.
+"""EGNN layers (Satorras, Hoogeboom & Welling, ICML 2021), the N-body variant with velocities.
 
 E(n)-equivariant message passing on fully connected graphs of point particles. Each layer
 (``EGNNLayer``) updates invariant node features ``h`` and positions ``x``:
@@ -15,7 +15,8 @@ of (positions, velocities) and under permutations of the particles; no centring 
 
 Batching: a batch of B graphs with the same number N of particles is passed as dense tensors
 ``(B, N, 3)``; internally nodes are flattened to ``B * N`` rows and the directed edges of every
-graph are listed once, messages are summed with ``index_add_``.
+graph are listed once, messages are summed with ``index_add_``. The whole model is
+:class:`equirelax.models.EGNN`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import torch
 from torch import nn
 
 from equirelax.groups import lie as lie_groups
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps import trivial, vector
 
 __all__ = [
-    "EGNN",
     "EGNNLayer",
     "EGNNNodeUpdate",
     "check_particle_inputs",
@@ -56,27 +57,28 @@ def check_particle_inputs(
     loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor
 ) -> torch.Tensor:
     """Validate ``loc``/``vel`` (B, N, 3) and ``charges`` (B, N) or (B, N, 1); return (B, N)."""
-    if loc.dim() != 3 or loc.shape[-1] != 3:
-        raise ValueError(f"loc must have shape (batch, particles, 3), got {tuple(loc.shape)}")
-    if vel.shape != loc.shape:
+    check_features(loc, ("N", 3), "loc (positions)", leading=1, floating=True)
+    batch, n = loc.shape[:2]
+    check_features(vel, (n, 3), "vel (velocities, shaped like loc)", leading=1)
+    if vel.shape[0] != batch:
         raise ValueError(f"vel must have shape {tuple(loc.shape)} like loc, got {tuple(vel.shape)}")
-    if loc.shape[1] < 2:
-        raise ValueError(f"need at least 2 particles per graph, got {loc.shape[1]}")
-    if charges.dim() == 3 and charges.shape[-1] == 1:
+    if n < 2:
+        raise ValueError(f"need at least 2 particles per graph, got {n}")
+    if isinstance(charges, torch.Tensor) and charges.dim() == 3 and charges.shape[-1] == 1:
         charges = charges[..., 0]
-    if charges.shape != loc.shape[:2]:
+    check_features(charges, (n,), "charges", leading=1)
+    if charges.shape[0] != batch:
         raise ValueError(
-            f"charges must have shape {tuple(loc.shape[:2])} or {(*loc.shape[:2], 1)}, "
-            f"got {tuple(charges.shape)}"
+            f"charges must have shape {(batch, n)} or {(batch, n, 1)}, got {tuple(charges.shape)}"
         )
-    if not (loc.dtype == vel.dtype and loc.is_floating_point()):
+    if loc.dtype != vel.dtype:
         raise ValueError(
             f"loc and vel must share one floating dtype, got {loc.dtype} and {vel.dtype}"
         )
     return charges.to(loc.dtype)
 
 
-class EGNNNodeUpdate(nn.Module):
+class EGNNNodeUpdate(EquivariantModule):
     """The node part of an EGNN layer as one map on per-node features, with its O(3) actions.
 
     Input, per node, the concatenation ``[h_i, sum_j m_ij, v_i, a_i]`` of ``2 * hidden``
@@ -108,11 +110,7 @@ class EGNNNodeUpdate(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``(..., 2H + 6) -> (..., H + 3)``: ``[h, sum_j m, v, a] -> [dh, dx]``."""
         hidden = self.hidden_features
-        if features.shape[-1] != 2 * hidden + 6:
-            raise ValueError(
-                f"features must have last dimension 2 * {hidden} + 6 = {2 * hidden + 6} "
-                f"([h, sum_j m_ij, v, a]), got {tuple(features.shape)}"
-            )
+        check_features(features, self.rep_in, f"{type(self).__name__} ([h, sum_j m_ij, v, a])")
         h, messages = features[..., :hidden], features[..., : 2 * hidden]
         v, a = features[..., 2 * hidden : 2 * hidden + 3], features[..., 2 * hidden + 3 :]
         dh = self.node_mlp(messages)
@@ -176,41 +174,3 @@ class EGNNLayer(nn.Module):
         dh, dx = out[:, : self.hidden_features], out[:, self.hidden_features :]
         h = h + dh if self.residual else dh
         return h, x + dx
-
-
-class EGNN(nn.Module):
-    """EGNN for the charged N-body task: predict particle positions after a fixed time.
-
-    ``forward(loc, vel, charges)`` takes positions and velocities ``(B, N, 3)`` and charges
-    ``(B, N)`` (or ``(B, N, 1)``) of B fully connected graphs and returns the predicted positions
-    ``(B, N, 3)``. Defaults follow the paper's N-body setting: 64 hidden features, 4 layers.
-    """
-
-    def __init__(self, hidden_features: int = 64, num_layers: int = 4) -> None:
-        super().__init__()
-        if hidden_features < 1 or num_layers < 1:
-            raise ValueError(
-                "hidden_features and num_layers must be >= 1, got "
-                f"hidden_features={hidden_features}, num_layers={num_layers}"
-            )
-        self.hidden_features = hidden_features
-        self.num_layers = num_layers
-        self.embedding = nn.Linear(1, hidden_features)
-        self.layers = nn.ModuleList(
-            EGNNLayer(hidden_features, edge_features=2) for _ in range(num_layers)
-        )
-
-    def forward(self, loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
-        """Predicted positions (B, N, 3) from positions, velocities (B, N, 3), charges (B, N)."""
-        charges = check_particle_inputs(loc, vel, charges)
-        batch, n = loc.shape[:2]
-        receivers, senders = fully_connected_edges(batch, n, device=loc.device)
-        x = loc.reshape(batch * n, 3)
-        v = vel.reshape(batch * n, 3)
-        q = charges.reshape(batch * n, 1)
-        squared_distance = (x[receivers] - x[senders]).square().sum(dim=-1, keepdim=True)
-        edge_attr = torch.cat([q[receivers] * q[senders], squared_distance], dim=-1)
-        h = self.embedding(v.norm(dim=-1, keepdim=True))
-        for layer in self.layers:
-            h, x = layer(h, x, v, edge_attr, receivers, senders)
-        return x.reshape(batch, n, 3)

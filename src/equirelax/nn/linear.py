@@ -11,6 +11,7 @@ from torch import nn
 
 from equirelax.homspace.partition import PartitionHomSpace, partition_hom
 from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace, fixed_space, hom
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps
 
@@ -50,23 +51,12 @@ def choose_space(rep_in: Rep, rep_out: Rep, structured: bool | None = None) -> H
     return hom(rep_in, rep_out)
 
 
-def check_features(x: torch.Tensor, rep: Rep, where: str) -> None:
-    """Fail early, naming both sizes, when the last axis of ``x`` does not match ``rep``."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{where} expects a torch.Tensor, got {type(x).__name__}")
-    if x.dim() == 0 or x.shape[-1] != rep.dim:
-        got = tuple(x.shape)
-        raise ValueError(
-            f"{where} expects inputs of shape (..., {rep.dim}) for {rep!r}, got shape {got}"
-        )
-
-
 #: Inference with the eval cache applies a blockwise layer through its cached dense weight while
 #: that product needs fewer multiply-adds than this (EquivariantLinear._cached_weight_is_cheaper).
 CACHED_DENSE_BELOW = 1 << 26
 
 
-class EquivariantLinear(nn.Module):
+class EquivariantLinear(EquivariantModule):
     """y = W x + b with W equivariant (W ∈ hom(rep_in, rep_out)) and b fixed by rep_out.
 
     The trainable parameters are the coefficients of W and b in their bases. The dense ``weight``
@@ -204,6 +194,23 @@ class EquivariantLinear(nn.Module):
                 w, b = self._materialise()
             self._cache = _EvalCache(params, w, b)
         return self._cache.weight, self._cache.bias
+
+    def dense_map(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The relaxation hook for affine layers: the dense weight and bias (see
+        :mod:`equirelax.nn.module`), i.e. :meth:`weight_and_bias`."""
+        return self.weight_and_bias()
+
+    def fold_equivariant(self, w: torch.Tensor, b: torch.Tensor | None) -> None:
+        """Add an equivariant dense ``(w, b)`` into the coefficients (the relaxation hook of
+        ``harden(mode="project")``): their coefficients in this layer's bases."""
+        with torch.no_grad():
+            self.coefficients.add_(self.hom.coefficients(w.to(self.coefficients.dtype)))
+            if b is not None:
+                if self.bias_space is None:
+                    raise ValueError("cannot fold a bias into an EquivariantLinear built with "
+                                     "bias=False; relax it with free_bias=False")
+                bc = self.bias_space.coefficients(b.reshape(-1, 1).to(self.coefficients.dtype))
+                self.bias_coefficients.add_(bc)
 
     @property
     def weight(self) -> torch.Tensor:

@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from equirelax.nn.activation import NormActivation, PointwiseActivation
-from equirelax.nn.linear import EquivariantLinear, check_features
+from equirelax.nn.linear import EquivariantLinear
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps, is_rep_spec
 
 
-class EquivariantMLP(nn.Module):
+class EquivariantMLP(EquivariantModule):
     """rep_in -> hidden_reps[0] -> ... -> rep_out, each step an :class:`EquivariantLinear`.
 
     Hidden layers use a pointwise ``activation`` when their rep is a permutation rep (the common

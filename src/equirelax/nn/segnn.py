@@ -1,4 +1,7 @@
-"""SEGNN (Brandstetter, Hesselink, van der Pol, Bekkers & Welling, ICLR 2022) for charged N-body.
+"""SEGNN layers (Brandstetter, Hesselink, van der Pol, Bekkers & Welling, ICLR 2022).
+
+The whole model for charged N-body is :class:`equirelax.models.SEGNN`; this module holds its
+steerable layers and message-passing layer, and describes the model they make up.
 
 Steerable E(3)-equivariant graph network built on e3nn. Node features are steerable vectors
 (direct sums of O(3) irreps, e.g. ``32x0e+32x1o``); every map is a *steerable linear layer*:
@@ -35,7 +38,7 @@ other map by name (``relax(model, layers=[...])``).
 
 from __future__ import annotations
 
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import torch
 from e3nn import o3
@@ -43,11 +46,10 @@ from e3nn.nn import Gate
 from torch import nn
 
 from equirelax.groups import lie as lie_groups
-from equirelax.nn.egnn import check_particle_inputs, fully_connected_edges
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps import Rep, irreps
 
 __all__ = [
-    "SEGNN",
     "SEGNNLayer",
     "SteerableGatedLinear",
     "SteerableLinear",
@@ -72,30 +74,22 @@ def _o3_rep(spec: str) -> Rep:
     return irreps(lie_groups.O(3), spec)
 
 
-def _check_features(x: torch.Tensor, irreps: o3.Irreps, name: str) -> None:
-    if x.shape[-1] != irreps.dim:
-        raise ValueError(
-            f"{name} must have last dimension {irreps.dim} ({irreps}), got {tuple(x.shape)}"
-        )
-
-
-class _IrrepsActions:
-    """``rep_in``/``rep_out``: O(3) acting on a layer's ``irreps_in`` (the feature input ``x``)
-    and ``irreps_out`` (its output)."""
+class _Steerable(EquivariantModule):
+    """A steerable map ``f(x, attr)``: ``reps_in`` are O(3) on ``irreps_in`` and
+    ``irreps_attr``, ``rep_in`` (what relaxation acts on, the feature ``x``) the first of them,
+    ``rep_out`` O(3) on ``irreps_out``; set by :meth:`_declare` once the irreps are known."""
 
     irreps_in: o3.Irreps
+    irreps_attr: o3.Irreps
     irreps_out: o3.Irreps
 
-    @cached_property
-    def rep_in(self) -> Rep:
-        return _o3_rep(str(self.irreps_in))
-
-    @cached_property
-    def rep_out(self) -> Rep:
-        return _o3_rep(str(self.irreps_out))
+    def _declare(self) -> None:
+        self.reps_in = (_o3_rep(str(self.irreps_in)), _o3_rep(str(self.irreps_attr)))
+        self.rep_in = self.reps_in[0]
+        self.rep_out = _o3_rep(str(self.irreps_out))
 
 
-class SteerableLinear(_IrrepsActions, nn.Module):
+class SteerableLinear(_Steerable):
     """Steerable linear layer ``x -> TP(x, attr) + b``: linear in x, conditioned on attr.
 
     The tensor product is e3nn's fully connected one, ``irreps_in x irreps_attr ->
@@ -121,6 +115,7 @@ class SteerableLinear(_IrrepsActions, nn.Module):
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_attr = o3.Irreps(irreps_attr)
+        self._declare()
         self.tp = o3.FullyConnectedTensorProduct(
             self.irreps_in, self.irreps_attr, self.irreps_out
         )
@@ -158,8 +153,9 @@ class SteerableLinear(_IrrepsActions, nn.Module):
         self.bias = nn.Parameter((2 * torch.rand(len(bound)) - 1) * bound_t)
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
-        _check_features(x, self.irreps_in, "x")
-        _check_features(attr, self.irreps_attr, "attr")
+        check_features(x, self.rep_in, f"{type(self).__name__} x ({self.irreps_in})")
+        check_features(attr, self.reps_in[1],
+                       f"{type(self).__name__} attr ({self.irreps_attr})")
         out = self.tp(x, attr) * self.output_scale.to(x.dtype)
         if self.bias.numel():
             full = torch.zeros(self.irreps_out.dim, dtype=out.dtype, device=out.device)
@@ -167,7 +163,7 @@ class SteerableLinear(_IrrepsActions, nn.Module):
         return out
 
 
-class SteerableGatedLinear(_IrrepsActions, nn.Module):
+class SteerableGatedLinear(_Steerable):
     """Steerable linear layer followed by a gated nonlinearity.
 
     The linear part (``self.linear``) maps ``irreps_in`` to scalars, one gate scalar per
@@ -210,6 +206,7 @@ class SteerableGatedLinear(_IrrepsActions, nn.Module):
         self.irreps_in = self.linear.irreps_in
         self.irreps_attr = self.linear.irreps_attr
         self.irreps_out = self.gate.irreps_out
+        self._declare()
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.linear(x, attr))
@@ -259,84 +256,3 @@ class SEGNNLayer(nn.Module):
         aggregated = torch.zeros_like(x).index_add_(0, receivers, m)
         update = self.update_gated(torch.cat([x, aggregated], dim=-1), node_attr)
         return x + self.update(update, node_attr)
-
-
-class SEGNN(nn.Module):
-    """SEGNN for the charged N-body task: predict particle positions after a fixed time.
-
-    ``forward(loc, vel, charges)`` takes positions and velocities ``(B, N, 3)`` and charges
-    ``(B, N)`` (or ``(B, N, 1)``) of B fully connected graphs and returns predicted positions
-    ``(B, N, 3)`` (input position plus a predicted ``1x1o`` displacement).
-
-    Defaults are the paper's N-body configuration: hidden irreps ``32x0e+32x1o``, attributes up
-    to l = 1, 4 layers.
-    """
-
-    input_irreps = o3.Irreps("1x1o+1x1o+1x0e")
-    output_irreps = o3.Irreps("1x1o")
-
-    def __init__(
-        self,
-        hidden_irreps: o3.Irreps | str = "32x0e+32x1o",
-        num_layers: int = 4,
-        lmax_attr: int = 1,
-    ) -> None:
-        super().__init__()
-        if num_layers < 1 or lmax_attr < 1:
-            raise ValueError(
-                "num_layers and lmax_attr must be >= 1, got "
-                f"num_layers={num_layers}, lmax_attr={lmax_attr}"
-            )
-        self.hidden_irreps = o3.Irreps(hidden_irreps)
-        self.num_layers = num_layers
-        self.lmax_attr = lmax_attr
-        self.attr_irreps = o3.Irreps.spherical_harmonics(lmax_attr)
-        attr = self.attr_irreps
-        self.embedding = SteerableLinear(
-            self.input_irreps, self.hidden_irreps, attr, relaxable=False
-        )
-        self.layers = nn.ModuleList(
-            SEGNNLayer(self.hidden_irreps, attr, attr, message_scalars=2)
-            for _ in range(num_layers)
-        )
-        self.head_gated = SteerableGatedLinear(
-            self.hidden_irreps, self.hidden_irreps, attr, relaxable=False
-        )
-        self.head = SteerableLinear(self.hidden_irreps, self.output_irreps, attr, relaxable=False)
-
-    def node_update_layers(self) -> list[tuple[str, nn.Module]]:
-        """``(name, module)`` of every node-update map (two per layer), in order."""
-        return [
-            (name, module)
-            for name, module in self.named_modules()
-            if name.endswith((".update_gated", ".update"))
-        ]
-
-    def _spherical_harmonics(self, vectors: torch.Tensor) -> torch.Tensor:
-        return o3.spherical_harmonics(
-            self.attr_irreps, vectors, normalize=True, normalization="integral"
-        )
-
-    def forward(self, loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
-        """Predicted positions (B, N, 3) from positions, velocities (B, N, 3), charges (B, N)."""
-        charges = check_particle_inputs(loc, vel, charges)
-        batch, n = loc.shape[:2]
-        receivers, senders = fully_connected_edges(batch, n, device=loc.device)
-        centred = (loc - loc.mean(dim=1, keepdim=True)).reshape(batch * n, 3)
-        v = vel.reshape(batch * n, 3)
-        q = charges.reshape(batch * n, 1)
-        rel = centred[receivers] - centred[senders]
-        edge_attr = self._spherical_harmonics(rel)
-        incoming = torch.zeros(batch * n, edge_attr.shape[-1], dtype=loc.dtype, device=loc.device)
-        node_attr = incoming.index_add_(0, receivers, edge_attr) / (n - 1)
-        node_attr = node_attr + self._spherical_harmonics(v)
-        message_scalars = torch.cat(
-            [rel.norm(dim=-1, keepdim=True), q[receivers] * q[senders]], dim=-1
-        )
-        x = torch.cat([centred, v, v.norm(dim=-1, keepdim=True)], dim=-1)
-        h = self.embedding(x, node_attr)
-        for layer in self.layers:
-            h = layer(h, node_attr, edge_attr, message_scalars, receivers, senders)
-        h = self.head_gated(h, node_attr)
-        displacement = self.head(h, node_attr)
-        return loc + displacement.reshape(batch, n, 3)

@@ -15,17 +15,15 @@ commutes with any R acting on the xyz axis. Its dense matrix on the flattened fe
 them with the Lie-derivative penalty of the constraint-relaxation paper without this module
 knowing about relaxation. The nonlinearity, batch norm and pooling
 use only rotation-invariant quantities (inner products, norms), so every module here is exactly
-SO(3)-equivariant and :class:`VNPointNet` gives SO(3)-invariant logits. Cross products in the
-k-NN lift make the point-cloud models SO(3)- but not O(3)-equivariant.
-
-:class:`PointNet` is the plain (non-equivariant) baseline.
+SO(3)-equivariant, and the classifier built from them, :class:`equirelax.models.VNPointNet`,
+gives SO(3)-invariant logits. Cross products in the k-NN lift make the point-cloud models
+SO(3)- but not O(3)-equivariant.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -33,19 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from equirelax.groups import SO
+from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps import Rep, vector
 
 __all__ = [
     "EPS",
-    "PointNet",
     "VNBatchNorm",
-    "VNFeatureTransform",
     "VNLeakyReLU",
     "VNLinear",
     "VNLinearLeakyReLU",
     "VNMaxPool",
     "VNMeanPool",
-    "VNPointNet",
     "VNStdFeature",
     "knn_vector_lift",
     "vector_features_rep",
@@ -97,18 +93,27 @@ def _check_positive(value: int, name: str) -> None:
 
 
 def _check_vectors(x: torch.Tensor, channels: int | None, where: str, min_dim: int = 2) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{where} expects a torch.Tensor, got {type(x).__name__}")
-    expected = f"(..., {channels if channels is not None else 'C'}, 3)"
-    if x.dim() < min_dim or x.shape[-1] != 3 or (channels is not None and x.shape[-2] != channels):
-        raise ValueError(
-            f"{where} expects vector features of shape {expected}, got {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"{where} expects a floating-point tensor, got {x.dtype}")
+    """``x`` must be vector features ``(..., C, 3)`` (``min_dim`` = 3: with an axis to pool)."""
+    shape = ("P",) * (min_dim - 2) + ("C" if channels is None else channels, 3)
+    check_features(x, shape, where, floating=True)
 
 
-class VNLinear(nn.Module):
+class _VectorFeatures(EquivariantModule):
+    """SO(3) acting on vector features ``(..., C, 3)``: ``rep_in``/``rep_out`` are
+    ``C * vector(SO(3))`` on the features flattened to ``c*3 + k`` (set by :meth:`_declare`),
+    ``feature_shapes`` the trailing shapes ``((C_in, 3), (C_out, 3))``."""
+
+    def _declare(self, in_channels: int, out_channels: int) -> None:
+        self.rep_in: Rep = vector_features_rep(in_channels)
+        self.rep_out: Rep = vector_features_rep(out_channels)
+
+    @property
+    def feature_shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Trailing shapes of input and output features: ``((C_in, 3), (C_out, 3))``."""
+        return (self.rep_in.dim // 3, 3), (self.rep_out.dim // 3, 3)
+
+
+class VNLinear(_VectorFeatures):
     """Channel-mixing linear map ``y[..., o, :] = Σ_c W[o, c] x[..., c, :]`` (no bias).
 
     A bias would be a fixed vector and break equivariance, so there is none.
@@ -125,6 +130,7 @@ class VNLinear(nn.Module):
         _check_positive(in_channels, "in_channels")
         _check_positive(out_channels, "out_channels")
         self.in_channels, self.out_channels = in_channels, out_channels
+        self._declare(in_channels, out_channels)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
         self.reset_parameters()
 
@@ -144,21 +150,6 @@ class VNLinear(nn.Module):
         """The map on flattened features (index ``c*3 + k``): ``kron(W, I_3)``, (3·out, 3·in)."""
         eye = torch.eye(3, dtype=self.weight.dtype, device=self.weight.device)
         return torch.kron(self.weight, eye)
-
-    @property
-    def rep_in(self) -> Rep:
-        """SO(3) on the flattened input: ``in_channels * vector(SO(3))``."""
-        return vector_features_rep(self.in_channels)
-
-    @property
-    def rep_out(self) -> Rep:
-        """SO(3) on the flattened output: ``out_channels * vector(SO(3))``."""
-        return vector_features_rep(self.out_channels)
-
-    @property
-    def feature_shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Trailing shapes of input and output features: ``((C_in, 3), (C_out, 3))``."""
-        return (self.in_channels, 3), (self.out_channels, 3)
 
     def group_actions(self) -> dict[str, list]:
         """How SO(3) acts on the raw input and output tensors: no discrete generators, and the
@@ -192,7 +183,7 @@ def vn_leaky_relu(
     return x - ((1.0 - negative_slope) * coef) * direction
 
 
-class VNLeakyReLU(nn.Module):
+class VNLeakyReLU(_VectorFeatures):
     """VN leaky ReLU whose directions are a learned :class:`VNLinear` of the input itself."""
 
     def __init__(
@@ -203,6 +194,7 @@ class VNLeakyReLU(nn.Module):
         if not 0.0 <= negative_slope < 1.0:
             raise ValueError(f"negative_slope must lie in [0, 1), got {negative_slope}")
         self.channels = channels
+        self._declare(channels, channels)
         self.negative_slope = negative_slope
         self.map_to_dir = VNLinear(channels, 1 if share_nonlinearity else channels)
 
@@ -211,17 +203,20 @@ class VNLeakyReLU(nn.Module):
         return vn_leaky_relu(x, self.map_to_dir(x), self.negative_slope)
 
 
-class VNBatchNorm(nn.Module):
+class VNBatchNorm(_VectorFeatures):
     """Batch norm of vector lengths: each vector is rescaled to its batch-normalised norm.
 
     Statistics are taken per channel over every leading axis (batch, points, neighbours). The
     norms are invariant, so the rescaled vectors stay equivariant in train and eval mode.
     """
 
+    relaxable = False  # a per-channel rescaling: constraint relaxation leaves it alone
+
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         _check_positive(channels, "channels")
         self.channels = channels
+        self._declare(channels, channels)
         self.bn = nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -231,7 +226,7 @@ class VNBatchNorm(nn.Module):
         return x * (normed / norm).unsqueeze(-1)
 
 
-class VNLinearLeakyReLU(nn.Module):
+class VNLinearLeakyReLU(_VectorFeatures):
     """VNLinear → (VN batch norm) → VN leaky ReLU, the basic VN block.
 
     As in the original VN code, the directions come from the block's *input*:
@@ -251,6 +246,7 @@ class VNLinearLeakyReLU(nn.Module):
         if not 0.0 <= negative_slope < 1.0:
             raise ValueError(f"negative_slope must lie in [0, 1), got {negative_slope}")
         self.in_channels, self.out_channels = in_channels, out_channels
+        self._declare(in_channels, out_channels)
         self.negative_slope = negative_slope
         self.map_to_feat = VNLinear(in_channels, out_channels)
         self.batchnorm = VNBatchNorm(out_channels) if batch_norm else nn.Identity()
@@ -355,224 +351,3 @@ def knn_vector_lift(points: torch.Tensor, k: int) -> torch.Tensor:
     centre = points.unsqueeze(2).expand_as(neighbours)
     cross = torch.linalg.cross(neighbours, centre, dim=-1)
     return torch.stack([neighbours - centre, centre, cross], dim=-2)
-
-
-def _classifier_head(
-    in_features: int, hidden: Sequence[int], num_classes: int, dropout: float
-) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = in_features
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout)]
-        width = h
-    layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
-
-
-def _check_cloud(points: torch.Tensor, where: str) -> None:
-    if not isinstance(points, torch.Tensor):
-        raise TypeError(f"{where} expects a torch.Tensor, got {type(points).__name__}")
-    if points.dim() != 3 or points.shape[-1] != 3 or points.shape[1] < 1:
-        raise ValueError(f"{where} expects points of shape (B, N, 3), got {tuple(points.shape)}")
-    if not points.is_floating_point():
-        raise TypeError(f"{where} expects a floating-point tensor, got {points.dtype}")
-
-
-def _check_widths(widths: Sequence[int], name: str, count: int) -> tuple[int, ...]:
-    widths = tuple(widths)
-    if len(widths) != count or any(
-        isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
-    ):
-        raise ValueError(f"{name} must be {count} positive integers, got {widths!r}")
-    return widths
-
-
-def _check_pooling(pooling: str, name: str) -> None:
-    if pooling not in ("mean", "max"):
-        raise ValueError(f"{name} must be 'mean' or 'max', got {pooling!r}")
-
-
-def _vn_pool(pooling: str, channels: int) -> nn.Module:
-    return VNMeanPool() if pooling == "mean" else VNMaxPool(channels)
-
-
-class VNFeatureTransform(nn.Module):
-    """The VN-PointNet feature transform: a global equivariant feature of ``channels`` vectors
-    computed from the per-point features ``(B, N, channels, 3)``, returned as
-    ``(B, channels, 3)``.
-
-    VN-PointNet concatenates it to every point's features (the equivariant form of PointNet's
-    feature transform network). Layers, with ``widths = (W1, W2, W3, W4, W5)``: three per-point
-    VN blocks (channels → W1 → W2 → W3), pooling over the points (``"mean"``, or
-    :class:`VNMaxPool`), two VN blocks on the pooled vectors (W3 → W4 → W5) and a
-    :class:`VNLinear` back to ``channels``. The original's widths are 64/3, 128/3, 1024/3,
-    512/3, 256/3 = (21, 42, 341, 170, 85), with ``negative_slope = 0`` (ReLU).
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        widths: Sequence[int] = (21, 42, 341, 170, 85),
-        pooling: str = "mean",
-        negative_slope: float = 0.0,
-        share_nonlinearity: bool = False,
-    ) -> None:
-        super().__init__()
-        _check_positive(channels, "channels")
-        w1, w2, w3, w4, w5 = _check_widths(widths, "widths", 5)
-        _check_pooling(pooling, "pooling")
-        self.channels, self.pooling = channels, pooling
-        kwargs = {"share_nonlinearity": share_nonlinearity, "negative_slope": negative_slope}
-        self.conv1 = VNLinearLeakyReLU(channels, w1, **kwargs)
-        self.conv2 = VNLinearLeakyReLU(w1, w2, **kwargs)
-        self.conv3 = VNLinearLeakyReLU(w2, w3, **kwargs)
-        self.pool = _vn_pool(pooling, w3)
-        self.fc1 = VNLinearLeakyReLU(w3, w4, **kwargs)
-        self.fc2 = VNLinearLeakyReLU(w4, w5, **kwargs)
-        self.fc3 = VNLinear(w5, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_vectors(x, self.channels, type(self).__name__, min_dim=3)
-        x = self.pool(self.conv3(self.conv2(self.conv1(x))))
-        return self.fc3(self.fc2(self.fc1(x)))
-
-
-class VNPointNet(nn.Module):
-    """VN-PointNet classifier with SO(3)-invariant logits, as in the Vector Neurons code.
-
-    ``points (B, N, 3) -> logits (B, num_classes)``. Layers, with ``channels = (C1, C2, C3)``:
-
-    1. centre each cloud at its centroid (translation invariance; optional);
-    2. k-NN lift to 3 vector channels per edge (:func:`knn_vector_lift`), ``conv_pos``
-       (VN block 3 → C1) per edge, pooling over the k neighbours (``pooling``);
-    3. ``conv1`` (C1 → C1); with ``feature_transform``, the global feature of a
-       :class:`VNFeatureTransform` (widths C1, C2, C3, C3/2, C3/4, pooling ``pooling`` over
-       points) concatenated to every point (2·C1 channels);
-    4. ``conv2`` (→ C2), ``conv3`` (:class:`VNLinear` C2 → C3 with :class:`VNBatchNorm`);
-    5. concatenation with the cloud mean (2·C3 channels), :class:`VNStdFeature` to invariant
-       features (2·C3·3 per point), ``point_pooling`` over points;
-    6. an MLP head (``head_hidden``, batch norm, ReLU, dropout).
-
-    The defaults are the Vector Neurons classifier that the constraint-relaxation paper
-    relaxes: widths (21, 42, 341) (64/3, 128/3, 1024/3), k = 20, the feature transform on,
-    ``negative_slope = 0`` (VN-ReLU) in every VN block, mean pooling over neighbours and in the
-    feature transform (the code's ``--pooling mean``), max over points of the invariant
-    features. ``feature_transform=False``, ``negative_slope=0.2``, ``point_pooling="mean"`` give
-    the lighter model of equirelax's earlier studies; ``pooling="max"`` uses
-    :class:`VNMaxPool`.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        channels: Sequence[int] = (21, 42, 341),
-        k: int = 20,
-        pooling: str = "mean",
-        head_hidden: Sequence[int] = (512, 256),
-        dropout: float = 0.4,
-        negative_slope: float = 0.0,
-        share_nonlinearity: bool = False,
-        center: bool = True,
-        feature_transform: bool = True,
-        point_pooling: str = "max",
-    ) -> None:
-        super().__init__()
-        _check_positive(num_classes, "num_classes")
-        _check_positive(k, "k")
-        c1, c2, c3 = _check_widths(channels, "channels", 3)
-        head_hidden = _check_widths(head_hidden, "head_hidden", len(tuple(head_hidden)))
-        _check_pooling(pooling, "pooling")
-        _check_pooling(point_pooling, "point_pooling")
-        if 2 * c3 < 4:
-            raise ValueError(f"channels[2] must be >= 2 for the invariant frame, got {c3}")
-        if feature_transform and c3 < 4:
-            raise ValueError(
-                f"channels[2] must be >= 4 for the feature transform (widths C3/2, C3/4), "
-                f"got {c3}"
-            )
-        self.num_classes, self.k, self.pooling, self.center = num_classes, k, pooling, center
-        self.point_pooling = point_pooling
-        kwargs = {"share_nonlinearity": share_nonlinearity, "negative_slope": negative_slope}
-        self.conv_pos = VNLinearLeakyReLU(3, c1, **kwargs)
-        self.neighbour_pool = _vn_pool(pooling, c1)
-        self.conv1 = VNLinearLeakyReLU(c1, c1, **kwargs)
-        self.feature_transform = (
-            VNFeatureTransform(c1, (c1, c2, c3, c3 // 2, c3 // 4), pooling, **kwargs)
-            if feature_transform
-            else None
-        )
-        self.conv2 = VNLinearLeakyReLU(2 * c1 if feature_transform else c1, c2, **kwargs)
-        self.conv3 = VNLinear(c2, c3)
-        self.bn3 = VNBatchNorm(c3)
-        self.std_feature = VNStdFeature(2 * c3, normalize_frame=False, **kwargs)
-        self.head = _classifier_head(2 * c3 * 3, head_hidden, num_classes, dropout)
-
-    def invariant_features(self, points: torch.Tensor) -> torch.Tensor:
-        """The pooled SO(3)-invariant global feature ``(B, 6·C3)`` fed to the head."""
-        _check_cloud(points, type(self).__name__)
-        if points.shape[1] < self.k:
-            raise ValueError(
-                f"{type(self).__name__} with k = {self.k} needs at least {self.k} points per "
-                f"cloud, got {points.shape[1]}"
-            )
-        if self.center:
-            points = points - points.mean(dim=1, keepdim=True)
-        x = self.neighbour_pool(self.conv_pos(knn_vector_lift(points, self.k)))  # (B, N, C1, 3)
-        x = self.conv1(x)
-        if self.feature_transform is not None:
-            glob = self.feature_transform(x).unsqueeze(1).expand_as(x)  # (B, N, C1, 3)
-            x = torch.cat([x, glob], dim=-2)
-        x = self.conv2(x)
-        x = self.bn3(self.conv3(x))  # (B, N, C3, 3)
-        x = torch.cat([x, x.mean(dim=1, keepdim=True).expand_as(x)], dim=-2)
-        invariant, _ = self.std_feature(x)  # (B, N, 2·C3, 3)
-        invariant = invariant.flatten(-2)
-        if self.point_pooling == "mean":
-            return invariant.mean(dim=1)
-        return invariant.amax(dim=1)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.head(self.invariant_features(points))
-
-
-class PointNet(nn.Module):
-    """Plain PointNet classifier (not rotation-invariant), the baseline for :class:`VNPointNet`.
-
-    ``points (B, N, 3) -> logits (B, num_classes)``: a shared per-point MLP with batch norm
-    (``channels``), max pooling over points, and the same head as :class:`VNPointNet`. It is
-    invariant to permutations of the points only; rotation robustness has to come from
-    augmentation.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        channels: Sequence[int] = (64, 128, 1024),
-        head_hidden: Sequence[int] = (512, 256),
-        dropout: float = 0.4,
-        center: bool = True,
-    ) -> None:
-        super().__init__()
-        _check_positive(num_classes, "num_classes")
-        channels = _check_widths(channels, "channels", len(tuple(channels)))
-        head_hidden = _check_widths(head_hidden, "head_hidden", len(tuple(head_hidden)))
-        if not channels:
-            raise ValueError("channels must name at least one width, got ()")
-        self.num_classes, self.center = num_classes, center
-        layers: list[nn.Module] = []
-        width = 3
-        for i, c in enumerate(channels):
-            layers += [nn.Linear(width, c), nn.BatchNorm1d(c)]
-            if i < len(channels) - 1:
-                layers.append(nn.ReLU())
-            width = c
-        self.point_mlp = nn.Sequential(*layers)
-        self.head = _classifier_head(width, head_hidden, num_classes, dropout)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        _check_cloud(points, type(self).__name__)
-        if self.center:
-            points = points - points.mean(dim=1, keepdim=True)
-        b, n, _ = points.shape
-        features = self.point_mlp(points.reshape(b * n, 3)).reshape(b, n, -1)
-        return self.head(features.amax(dim=1))

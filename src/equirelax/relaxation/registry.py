@@ -1,9 +1,12 @@
-"""Which layer types ``relax`` knows, and how: their actions, free term, dense weight and folding.
+"""Layers we did not write, taught to ``relax``: their actions, free term, dense weight, folding.
 
 The relaxation machinery knows nothing about architectures. A module takes part because it
-declares ``rep_in``/``rep_out`` (and is linear in its input), or because its type was registered
-here with functions that say how to read its actions and weights. Layers of optional libraries
-(e3nn's ``o3.Linear`` and tensor products) are registered when the library is first seen loaded.
+follows the equivariant-module protocol (:mod:`equirelax.nn.module`: it declares
+``rep_in``/``rep_out`` and offers hooks such as ``dense_map``/``fold_equivariant`` as methods,
+found by duck typing), or because its type was registered here with functions that say the same
+from outside: ``torch.nn.Linear`` below, and the layers of optional libraries (e3nn's
+``o3.Linear`` and tensor products), registered when the library is first seen loaded. equirelax's
+own layers are never registered.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from equirelax.nn.linear import EquivariantLinear
 from equirelax.relaxation.actions import FeatureAction, pair_actions
 from equirelax.reps.base import Rep
 
@@ -136,17 +138,24 @@ def _register_deferred() -> None:
 
 
 def registration(layer: nn.Module) -> Registration | None:
-    """The registration of the layer's type (or of its closest registered base class)."""
+    """How to relax the layer: the registration of its type (or of its closest registered base
+    class), else the affine hooks it offers itself (``dense_map``/``fold_equivariant``, see
+    :mod:`equirelax.nn.module`) as a registration, else None."""
     if _DEFERRED:
         _register_deferred()
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
-    return None
+    dense = getattr(type(layer), "dense_map", None)
+    fold = getattr(type(layer), "fold_equivariant", None)
+    if dense is None and fold is None:
+        return None
+    return Registration(dense=dense, fold=fold)
 
 
 def declares_reps(layer: nn.Module) -> bool:
-    """True when a module says what it acts on and does not opt out of relaxation."""
+    """True when a module says what it acts on (``rep_in``/``rep_out``; for a multi-input layer
+    ``rep_in`` is its feature argument's) and does not opt out of relaxation."""
     return (
         isinstance(getattr(layer, "rep_in", None), Rep)
         and isinstance(getattr(layer, "rep_out", None), Rep)
@@ -167,27 +176,6 @@ def default_actions(layer: nn.Module, rep_in: Rep, rep_out: Rep, shapes=None):
     """Actions of the reps' generators and Lie algebra on (possibly shaped) features."""
     shape_in, shape_out = shapes if shapes is not None else (None, None)
     return pair_actions(rep_in, rep_out, shape_in, shape_out)
-
-
-def _fold_equivariant_linear(layer: EquivariantLinear, w: torch.Tensor, b: torch.Tensor | None):
-    with torch.no_grad():
-        coeffs = layer.hom.coefficients(w.to(layer.coefficients.dtype))
-        layer.coefficients.add_(coeffs)
-        if b is not None:
-            if layer.bias_space is None:
-                raise ValueError("cannot fold a bias into an EquivariantLinear built with "
-                                 "bias=False; relax it with free_bias=False")
-            bc = layer.bias_space.coefficients(b.reshape(-1, 1).to(layer.coefficients.dtype))
-            layer.bias_coefficients.add_(bc)
-
-
-def _dense_equivariant_linear(
-    layer: EquivariantLinear,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return layer.weight_and_bias()
-
-
-register(EquivariantLinear, dense=_dense_equivariant_linear, fold=_fold_equivariant_linear)
 
 
 def _fold_linear(layer: nn.Linear, w: torch.Tensor, b: torch.Tensor | None) -> None:

@@ -13,9 +13,10 @@ penalties are built from:
 They are evaluated on the rows, or, for the default dense free term, from the rows' Gram matrix
 in weight space (``gram``), whichever costs less for the batch.
 
-When the equivariant part is itself an affine map with a dense weight (an ``EquivariantLinear``,
-or a registered linear layer) the two are fused: one matmul with W_eq + θ W, so the relaxed layer
-costs the exact layer's matmul plus O(d_in · d_out) extra work.
+When the equivariant part is itself an affine map with a dense weight (a layer with a
+``dense_map()`` hook, e.g. ``EquivariantLinear``, or a registered linear layer) the two are
+fused: one matmul with W_eq + θ W, so the relaxed layer costs the exact layer's matmul plus
+O(d_in · d_out) extra work.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from equirelax.homspace.space import fixed_space, hom
-from equirelax.nn.linear import check_features
+from equirelax.nn.module import check_features
 from equirelax.relaxation.actions import FeatureAction
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
@@ -117,7 +118,9 @@ class Relaxed(nn.Module):
 
     Works for any layer whose input/output actions are known: pass ``rep_in``/``rep_out`` (and
     ``shapes`` when features are not flat vectors) for a layer that does not declare them, or
-    ``register`` its type. A layer may also describe itself, without importing this package:
+    ``register`` its type. A layer may also describe itself, without importing this package,
+    by the equivariant-module protocol (:mod:`equirelax.nn.module`), whose hooks are found by
+    duck typing:
 
     * ``rep_in``, ``rep_out``: the representations on its input and output features;
     * ``feature_shapes``: ``(input trailing shape, output trailing shape)`` when features are not
@@ -130,7 +133,14 @@ class Relaxed(nn.Module):
       tensor maps of the discrete generators / Lie algebra on its raw input and output (paired
       by position), used by the penalties when the actions are not matrices on flat features;
       optionally ``"matrices_in"``/``"matrices_out"``: the same maps as dense matrices on the
-      flattened features (discrete first), which enables the Gram path of a dense free term.
+      flattened features (discrete first), which enables the Gram path of a dense free term;
+    * ``dense_map() -> (W, b)``: the dense weight and bias of an affine layer (the fused
+      forward, one matmul with ``W_eq + θ W``);
+    * ``fold_equivariant(W, b)``: add an equivariant ``(W, b)`` into its own parameters
+      (``harden(mode="project")``).
+
+    A registration (:func:`~equirelax.relaxation.register`) of the layer's type takes
+    precedence over the layer's own hooks (see :func:`~equirelax.relaxation.registry.registration`).
     """
 
     def __init__(
@@ -212,11 +222,10 @@ class Relaxed(nn.Module):
                 actions = default_actions(layer, rep_in, rep_out, (self.shape_in,
                                                                    self.shape_out))
         self.act_in, self.act_out = actions
-        self._dense = reg.dense
-        self._fold = reg.fold
+        self._dense, self._fold = reg.dense, reg.fold
         flat = self.shape_in == (rep_in.dim,) and self.shape_out == (rep_out.dim,)
         # a layer applied by structure (no dense weight) is not fused with a dense free term
-        self.fused = (reg.dense is not None and isinstance(free, FreeLinear) and flat
+        self.fused = (self._dense is not None and isinstance(free, FreeLinear) and flat
                       and not getattr(layer, "structured", False))
         self.theta = 0.0
         self.projected_eval = True
@@ -527,8 +536,8 @@ class Relaxed(nn.Module):
 
     def __getstate__(self) -> dict:
         # recorded penalty terms belong to the current graph: copies and pickles start afresh.
-        # The registered dense/fold hooks are looked up again on loading: a registration made
-        # with lambdas would make the module unpicklable
+        # The dense/fold hooks are looked up again on loading: a registration made with lambdas
+        # would make the module unpicklable
         state = self.__dict__.copy()
         state["_lie_sq"], state["_norm_sq"] = [], []
         state["_dense"] = state["_fold"] = None
@@ -618,7 +627,8 @@ class Relaxed(nn.Module):
         if self._fold is None:
             raise ValueError(
                 f"harden(mode='project') needs to fold weights into {type(self.layer).__name__}: "
-                "register it with a fold= function, or use mode='drop'"
+                "give it a fold_equivariant(W, b) method or register it with a fold= function, "
+                "or use mode='drop'"
             )
         coefficients = self._low_rank_projection()
         if coefficients is not None:  # fold the coefficients of P(U Vᵀ): no dense W, no fold

@@ -19,6 +19,7 @@ from equirelax.reps.catalogue import (
     vector,
 )
 from equirelax.reps.expression import NAMED_REPS, parse
+from equirelax.reps.grid import grid
 from equirelax.reps.irrep_decomposition import Decomposition, decompose, split_into_irreps
 from equirelax.reps.irreps import irrep, irreps
 from equirelax.reps.real_irreps import IrrepLabel, standard_irrep
@@ -34,6 +35,7 @@ __all__ = [
     "as_reps",
     "decompose",
     "direct_sum",
+    "grid",
     "irrep",
     "irreps",
     "is_rep_spec",

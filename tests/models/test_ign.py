@@ -10,7 +10,7 @@ import torch
 
 import equirelax as er
 from equirelax.homspace.partition import PartitionHomSpace
-from equirelax.nn.ign import InvariantGraphNetwork
+from equirelax.models import InvariantGraphNetwork
 from equirelax.relaxation.registry import FreeLowRank
 
 

@@ -23,35 +23,10 @@ from torch import nn
 
 from equirelax.groups import symmetric
 from equirelax.nn.activation import PointwiseActivation
-from equirelax.nn.linear import EquivariantLinear, check_features
+from equirelax.nn.linear import EquivariantLinear
+from equirelax.nn.module import EquivariantModule, check_features
+from equirelax.nn.normalization import EntryBatchNorm
 from equirelax.reps import natural, trivial
-from equirelax.reps.base import Rep
-
-
-class EntryBatchNorm(nn.Module):
-    """Batch normalisation of c channels of V ⊗ V: each channel is standardised with the mean
-    and variance of its n² entries over the batch (running estimates in eval mode).
-
-    The statistics of a channel are invariant under relabelling the nodes, so the map is
-    equivariant. It keeps 2 → 2 features at unit scale: the orbit basis's sums over rows,
-    columns and the whole matrix multiply a feature's mean by up to n², which at n = 50 made
-    the untrained network's outputs orders of magnitude larger than the target."""
-
-    relaxable = False  # an affine map per channel: constraint relaxation leaves it alone
-
-    def __init__(self, rep: Rep, channels: int) -> None:
-        super().__init__()
-        if rep.dim % channels:
-            raise ValueError(f"{rep!r} (dim {rep.dim}) is not {channels} equal channels")
-        self.rep_in = self.rep_out = rep
-        self.channels = channels
-        self.norm = nn.BatchNorm1d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_features(x, self.rep_in, type(self).__name__)
-        lead = x.shape[:-1]
-        y = self.norm(x.reshape(-1, self.channels, self.rep_in.dim // self.channels))
-        return y.reshape(*lead, -1)
 
 
 def _positive(name: str, value: object) -> int:
@@ -60,7 +35,7 @@ def _positive(name: str, value: object) -> int:
     return value
 
 
-class InvariantGraphNetwork(nn.Module):
+class InvariantGraphNetwork(EquivariantModule):
     """S_n-invariant regression on n-node graphs: 2 → 2 layers, a 2 → 0 layer and an MLP head.
 
     ``channels`` are the widths of the 2 → 2 layers (at least one), ``invariant_channels`` the
