@@ -98,11 +98,13 @@ def config_from_args(args: argparse.Namespace, config: type, presets: Mapping[st
                      preset_name: str, **overrides: Any) -> Any:
     """The config of a command: the dataclass defaults, the preset ``preset_name``'s values,
     every option given on the command line, then ``overrides`` (values a study derives from
-    other options). Paths become text, so that the config is plain JSON."""
+    other options). Paths become text and lists tuples, so that a config compares equal to the
+same settings however they were given."""
     if preset_name not in presets:
         raise ValueError(f"preset must be one of {sorted(presets)}, got {preset_name!r}")
     values: dict[str, Any] = {**presets[preset_name], **given_options(args, config), **overrides}
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+    values = {k: str(v) if isinstance(v, Path) else tuple(v) if isinstance(v, list) else v
+              for k, v in values.items()}
     return config(**values)
 
 
