@@ -322,7 +322,6 @@ class ClassificationStudy:
     run: Callable[..., dict | None]
     summary_lines: Callable[[Any, dict], list[str]]
     preset_help: str = "standard"
-    penalty_rows_help: str = "rows of each layer input the penalties are evaluated on"
 
 
 #: config fields set by the kit's shared options rather than one option each
@@ -341,9 +340,6 @@ def configure_study(parser: argparse.ArgumentParser, study: ClassificationStudy)
                                        f"--model {study.models[0]}: the exact model")
     add_variants_option(parser, study.variants)
     add_config_options(parser, study.config, exclude=KIT_FIELDS)
-    for action in parser._actions:  # the study's own words for the penalty rows
-        if action.dest == "penalty_rows":
-            action.help = study.penalty_rows_help
     add_common_options(parser, study.name, seeds_default=None, threads_default=2)
 
 

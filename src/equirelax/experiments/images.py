@@ -450,8 +450,7 @@ STUDY = ClassificationStudy(
     name="images", config=ImageStudyConfig, presets=PRESETS, variants=VARIANTS,
     models=("gcnn", "cnn"), preset_name=preset_name, results_name=results_name,
     check=check_data, run=run_study, summary_lines=summary_lines,
-    preset_help="standard for digits, fashion for Fashion-MNIST",
-    penalty_rows_help="images of each layer input the penalties are evaluated on")
+    preset_help="standard for digits, fashion for Fashion-MNIST")
 
 
 def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:

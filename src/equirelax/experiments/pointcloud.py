@@ -425,8 +425,7 @@ STUDY = ClassificationStudy(
     name="pointcloud", config=PointCloudStudyConfig, presets=PRESETS, variants=VARIANTS,
     models=("vn-pointnet", "pointnet"), preset_name=preset_name, results_name=results_name,
     check=check_data, run=run_study, summary_lines=summary_lines,
-    preset_help="standard; paper with --data",
-    penalty_rows_help="rows of each layer input the penalties are evaluated on")
+    preset_help="standard; paper with --data")
 
 
 def config_from_args(args: argparse.Namespace) -> PointCloudStudyConfig:

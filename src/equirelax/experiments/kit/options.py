@@ -79,15 +79,15 @@ def add_common_options(
     lightning: bool = True,
     seeds_default: Sequence[int] | None = (0,),
     threads_default: int = 2,
-    out_default: str | None = None,
+    folder_name: str = "<preset>",
 ) -> None:
     """Add the shared options of ``equirelax <study>``.
 
     ``seeds_default=None`` makes ``--seeds`` default to the preset's seeds.
     ``training=False`` (a study that trains nothing) leaves out ``--runs-dir`` and ``--fresh``;
     ``lightning=False`` leaves out ``--devices``, ``--accelerator`` and ``--num-nodes``.
-    ``out_default`` is how the help names the default results folder (default
-    ``docs/results/<study>/<preset>``)."""
+    ``folder_name`` is how the help names the last part of the default folders
+    (``docs/results/<study>/<preset>``, ``runs/<study>/<preset>``)."""
     seeds = parser.add_argument(
         "--seeds", nargs="+", type=seed_values, action=SeedsAction, metavar="SEED",
         default=None if seeds_default is None else tuple(seeds_default),
@@ -96,12 +96,11 @@ def add_common_options(
         preset_default(seeds)
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="results folder: tables, JSON, plots (default: "
-             f"{out_default or f'docs/results/{study}/<preset>'})")
+        help=f"results folder: tables, JSON, plots (default: docs/results/{study}/{folder_name})")
     if training:
         parser.add_argument(
             "--runs-dir", dest="runs_dir", type=Path, default=None,
-            help=f"checkpoints and logs (default: runs/{study}/<preset>)")
+            help=f"checkpoints and logs (default: runs/{study}/{folder_name})")
         parser.add_argument(
             "--fresh", action="store_true",
             help="delete earlier checkpoints of these runs instead of resuming them")

@@ -79,14 +79,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="runs trained at the same time, each in its own process (several small runs per "
         "GPU, or one per CPU core); the tables are written when all have ended")
     add("--shard", help=argparse.SUPPRESS)  # "i/k": the i-th of k processes started by --jobs
+    # one torch thread per process by default: these small graphs run fastest on one
     add_common_options(parser, "nbody", seeds_default=None, threads_default=1,
-                       out_default="docs/results/nbody/<tag>")
-    for action in parser._actions:  # the folders are named by the tag, not the preset
-        if action.dest == "runs_dir":
-            action.help = "checkpoints and logs (default: runs/nbody/<tag>)"
-        if action.dest == "threads":
-            action.help = ("torch threads per process (0: torch's own choice); small graphs "
-                           "run fastest on one")
+                       folder_name="<tag>")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
