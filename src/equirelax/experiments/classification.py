@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -37,6 +36,7 @@ from equirelax.experiments.kit.options import (
     add_relax_option,
     add_variants_option,
 )
+from equirelax.experiments.kit.plots import plot_seed_curves
 from equirelax.experiments.kit.runner import (
     EpochShuffle,
     RunConfig,
@@ -245,36 +245,9 @@ def write_report(
 
 def plot_curves(out_dir: Path, records: Sequence[dict], title: str) -> Path:
     """Validation accuracy and training loss per epoch, mean over seeds with min/max band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    variants = list(dict.fromkeys(r["variant"] for r in records))
-    for name in variants:
-        runs = [r for r in records if r["variant"] == name]
-        for ax, key in zip(axes, ("val_acc", "train_loss")):
-            curves = [dict(r["curves"][key]) for r in runs]
-            epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-            if not epochs:
-                continue
-            values = np.array([[c[e] for e in epochs] for c in curves])
-            x = np.asarray(epochs) + 1
-            (line,) = ax.plot(x, values.mean(0), marker="o", label=name)
-            ax.fill_between(x, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
-    axes[0].set(xlabel="epoch", ylabel="validation accuracy (exact model)", title=title)
-    axes[1].set(xlabel="epoch", ylabel="training loss (task only)", yscale="log")
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plot_seed_curves(out_dir, records, title, [
+        ("val_acc", "validation accuracy (exact model)", None),
+        ("train_loss", "training loss (task only)", "log")])
 
 
 def checked_variants_and_seeds(

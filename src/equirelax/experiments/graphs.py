@@ -61,6 +61,7 @@ from equirelax.experiments.kit.options import (
     chosen_preset,
     schedule_names,
 )
+from equirelax.experiments.kit.plots import plot_seed_curves
 from equirelax.experiments.kit.runner import RunConfig
 from equirelax.experiments.kit.runs import check_run_settings, prepare_folders
 from equirelax.experiments.kit.tables import (
@@ -420,40 +421,9 @@ def report_lines(
 def plot_curves(out_dir: Path, records: Sequence[dict], title: str) -> Path:
     """Validation loss (the exact model's) and training loss per epoch, mean over seeds with
     a min/max band, per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for arm in dict.fromkeys(r["variant"] for r in records):
-        runs = [r for r in records if r["variant"] == arm]
-        for ax, key in zip(axes, ("val_loss", "train_loss")):
-            curves = [dict(r["curves"][key]) for r in runs]
-            epochs = sorted(set.intersection(*(set(c) for c in curves)))
-            if not epochs:
-                continue
-            values = np.array([[c[e] for e in epochs] for c in curves])
-            x = np.asarray(epochs) + 1
-            (line,) = ax.plot(x, values.mean(0), marker="o", label=arm)
-            ax.fill_between(x, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
-    axes[0].set(
-        xlabel="epoch",
-        ylabel="validation MSE (standardised, exact model)",
-        title=title,
-        yscale="log",
-    )
-    axes[1].set(xlabel="epoch", ylabel="training loss (task only)", yscale="log")
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plot_seed_curves(out_dir, records, title, [
+        ("val_loss", "validation MSE (standardised, exact model)", "log"),
+        ("train_loss", "training loss (task only)", "log")])
 
 
 # ------------------------------------------------------------------------------------------

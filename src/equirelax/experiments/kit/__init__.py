@@ -10,6 +10,7 @@
 * :mod:`~equirelax.experiments.kit.commands`: the command that reproduces a run;
 * :mod:`~equirelax.experiments.kit.tables`: summaries over seeds, paired comparisons,
   markdown tables and the results files;
+* :mod:`~equirelax.experiments.kit.plots`: training curves over seeds;
 * :mod:`~equirelax.experiments.kit.runs`: run folders (checked, ``--fresh``, settings,
   training time over resumes);
 * :mod:`~equirelax.experiments.kit.guards`: errors, interruptions and writable folders;
