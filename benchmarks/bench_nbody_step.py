@@ -37,7 +37,7 @@ from equirelax.experiments.nbody import (
     mse,
     predict,
 )
-from equirelax.experiments.runner import RunConfig, fit
+from equirelax.experiments.kit.runner import RunConfig, fit
 from equirelax.relaxation import relax
 
 RESULTS = Path(__file__).parent / "results"

@@ -4,8 +4,12 @@ Each study lives in ``equirelax.experiments.<module>`` and defines ``configure(p
 ``main(args) -> int``; this file only maps names to modules, so an optional study whose
 dependencies are missing fails when it is asked for, not when another one runs.
 
+``equirelax --version`` prints the version; every study's ``--help`` shows the defaults.
+The words of the command are kept on the parsed namespace (``args.argv``): each study records
+them with its results (:func:`~equirelax.experiments.kit.commands.record_command`).
+
 Every study gets the same endings here: bad options are usage errors (status 2, from argparse);
-a :class:`~equirelax.experiments.guards.StudyError` prints its one-line message and exits
+a :class:`~equirelax.experiments.kit.guards.StudyError` prints its one-line message and exits
 with its status; SIGTERM and Ctrl-C end the command with status 143 / 130 and the line
 ``interrupted at ...; rerun the same command to resume`` instead of a traceback (or, under
 SIGTERM, a silent exit with status 0). A study module may set ``ON_RERUN`` to say what rerunning
@@ -18,7 +22,9 @@ import argparse
 import importlib
 import sys
 
-from equirelax.experiments import guards
+from equirelax import __version__
+from equirelax.experiments.kit import guards
+from equirelax.experiments.kit.options import DefaultsHelpFormatter
 
 STUDIES: dict[str, tuple[str, str]] = {
     "demo": ("equirelax.experiments.demo", "short demo: exact vs relaxed training, with a table"),
@@ -39,9 +45,11 @@ STUDIES: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; imports only the study that is asked for."""
     parser = argparse.ArgumentParser(prog="equirelax", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"equirelax {__version__}")
     sub = parser.add_subparsers(dest="study", metavar="STUDY")
     for name, (module, help_text) in STUDIES.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=DefaultsHelpFormatter)
         if only == name:
             importlib.import_module(module).configure(p)
     return parser
@@ -68,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.study is None:
         build_parser().print_help()
         return 0
+    args.argv = argv  # the words as typed: the command each study records with its results
     module = importlib.import_module(STUDIES[args.study][0])
     prefix = f"equirelax {args.study}"
     guards.mark(None)

@@ -7,7 +7,7 @@ import pytest
 
 from equirelax.cli import build_parser
 from equirelax.experiments import images, pointcloud
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 
 STUDIES = [("pointcloud", pointcloud), ("images", images)]
 

@@ -17,7 +17,7 @@ import pytest
 from test_nbody_study import tiny
 
 from equirelax.cli import main as cli_main
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, OutputError, require_writable
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, OutputError, require_writable
 
 BAD_VALUES = [
     (["relax"], "--steps", "-5"),

@@ -9,7 +9,7 @@ import torch
 
 from equirelax.cli import main
 from equirelax.experiments import graphs
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 
 
 @pytest.fixture(autouse=True)

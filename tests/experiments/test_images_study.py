@@ -14,7 +14,7 @@ from three_way import assert_exact_relaxed_baseline, assert_same_batches, record
 from equirelax.cli import build_parser
 from equirelax.data.digits import upright_digits
 from equirelax.experiments import images as im
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 from equirelax.nn.gconv import CNN, GCNN
 from fake_fashion_mnist import write_fake_fashion_mnist
 

@@ -19,7 +19,7 @@ import pytest
 from test_nbody_study import ROOT, run_json, tiny
 
 from equirelax.cli import main as cli_main
-from equirelax.experiments import guards
+from equirelax.experiments.kit import guards
 from equirelax.experiments.nbody import epochs_checkpointed
 
 NAME = "egnn-L2-n40-exact-s0"

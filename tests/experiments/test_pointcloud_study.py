@@ -18,7 +18,7 @@ from three_way import (
 from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
 from equirelax.experiments import pointcloud as pc
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 from equirelax.nn.vn import PointNet, VNPointNet
 
 
@@ -296,7 +296,7 @@ def test_arms_see_the_same_batches_and_a_resumed_comparison_equals_an_uninterrup
     import lightning.pytorch as pl
 
     from equirelax.experiments import classification
-    from equirelax.experiments.guards import RunInterruptedError
+    from equirelax.experiments.kit.guards import RunInterruptedError
 
     monkeypatch.setenv("EQUIRELAX_CACHE", str(tmp_path / "cache"))
 

@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import equirelax as er
-from equirelax.experiments.guards import CheckpointError, RunInterruptedError
-from equirelax.experiments.runner import RunConfig, fit, read_curve
+from equirelax.experiments.kit.guards import CheckpointError, RunInterruptedError
+from equirelax.experiments.kit.runner import RunConfig, fit, read_curve
 
 
 def _setup(seed=0):
@@ -134,7 +134,7 @@ def test_last_checkpoint_is_the_latest_epoch_even_without_improvement(tmp_path):
 def _shuffled_setup():
     """The relaxed S4 regression with its training order drawn by EpochShuffle (4 batches an
     epoch), so a run can stop and resume between two batches."""
-    from equirelax.experiments.runner import EpochShuffle
+    from equirelax.experiments.kit.runner import EpochShuffle
 
     model, train, val = _setup()
     train = DataLoader(train.dataset, batch_size=16, sampler=EpochShuffle(64, seed=0))
@@ -208,7 +208,7 @@ def test_seed_each_step_keeps_penalty_draws_off_the_global_generator():
     rows are a function of (seed, step), as a resumed run needs."""
     from types import SimpleNamespace
 
-    from equirelax.experiments.runner import SeedEachStep
+    from equirelax.experiments.kit.runner import SeedEachStep
     from equirelax.relaxation import relax
 
     model, _, _ = _setup()

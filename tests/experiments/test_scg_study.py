@@ -157,7 +157,7 @@ def test_generate_rejects_bad_input(tmp_path):
 
 
 def test_generate_unwritable_output_fails_before_loading(tmp_path):
-    from equirelax.experiments.guards import OutputError
+    from equirelax.experiments.kit.guards import OutputError
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

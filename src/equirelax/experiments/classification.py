@@ -3,9 +3,9 @@ point-cloud and image studies: the training of every arm through the runner, acc
 test sets, summaries with paired differences, the markdown report, curves and command lines.
 
 Every random draw of training is a function of (seed, epoch, step), never of torch's global
-generator as it happens to stand: the batch order (:class:`~equirelax.experiments.runner.
+generator as it happens to stand: the batch order (:class:`~equirelax.experiments.kit.runner.
 EpochShuffle`), the augmentation of each batch (:class:`SeededAugmentation`) and the dropout
-masks (:class:`~equirelax.experiments.runner.SeedEachStep`). So the arms of one seed see the
+masks (:class:`~equirelax.experiments.kit.runner.SeedEachStep`). So the arms of one seed see the
 same samples, rotations and masks although relaxing a model draws random numbers, and a run
 resumed from a checkpoint continues as it would have.
 """
@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from equirelax.experiments.guards import SMOKE_TEST_NOTE
-from equirelax.experiments.runner import (
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.runner import (
     EpochShuffle,
     RunConfig,
     SeedEachStep,

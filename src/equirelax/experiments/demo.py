@@ -17,8 +17,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from equirelax.experiments.argtypes import non_negative_int, positive_int
-from equirelax.experiments.guards import require_writable
+from equirelax.experiments.kit.argtypes import non_negative_int, positive_int
+from equirelax.experiments.kit.guards import require_writable
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     relax_comparison,

@@ -14,8 +14,8 @@ applied by partitions (no dense weight); two arms are trained from the same seed
   the deployed model is the exact architecture, exactly invariant.
 
 Both arms of a seed see the same graphs, the same batches in the same order and the same
-initial weights (the runner's :class:`~equirelax.experiments.runner.EpochShuffle` and
-:class:`~equirelax.experiments.runner.SeedEachStep`); the loss is the MSE of the target
+initial weights (the runner's :class:`~equirelax.experiments.kit.runner.EpochShuffle` and
+:class:`~equirelax.experiments.kit.runner.SeedEachStep`); the loss is the MSE of the target
 standardised on the training set. Each run is checkpointed every epoch and resumes when the
 command is rerun. The report (``results.md``, ``results.json``, ``curves.png``) gives, per
 arm, the test MSE / Var(y), the invariance error of the deployed model under random node
@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from equirelax.data.graphs import TARGETS, random_graphs
-from equirelax.experiments.argtypes import non_negative_int, positive_float, positive_int
+from equirelax.experiments.kit.argtypes import non_negative_int, positive_float, positive_int
 from equirelax.experiments.classification import (
     Variant,
     checked_variants_and_seeds,
@@ -50,10 +50,10 @@ from equirelax.experiments.classification import (
     run_comparison,
     training_loader,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
 from equirelax.experiments.nbody import paired_interval, verdict
-from equirelax.experiments.options import add_run_options, folder_flags, prepare_run
-from equirelax.experiments.runner import RunConfig
+from equirelax.experiments.kit.options import add_run_options, folder_flags, prepare_run
+from equirelax.experiments.kit.runner import RunConfig
 from equirelax.nn.ign import InvariantGraphNetwork
 from equirelax.nn.linear import EquivariantLinear
 from equirelax.relaxation import SCHEDULES

@@ -61,7 +61,7 @@ from equirelax.data.fashion_mnist import (
     upright_fashion_mnist,
 )
 from equirelax.data.idx import read_idx
-from equirelax.experiments.argtypes import fraction, non_negative_int, positive_int
+from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_int
 from equirelax.experiments.classification import (
     Variant,
     checked_variants_and_seeds,
@@ -74,9 +74,9 @@ from equirelax.experiments.classification import (
     training_loader,
     write_report,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.options import add_run_options, config_values, folder_flags, prepare_run
-from equirelax.experiments.runner import RunConfig
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
+from equirelax.experiments.kit.options import add_run_options, config_values, folder_flags, prepare_run
+from equirelax.experiments.kit.runner import RunConfig
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
 VARIANTS = ("exact", "relaxed", "baseline")

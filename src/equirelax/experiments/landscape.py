@@ -39,8 +39,8 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
-from equirelax.experiments import guards
-from equirelax.experiments.argtypes import (
+from equirelax.experiments.kit import guards
+from equirelax.experiments.kit.argtypes import (
     non_negative_float,
     non_negative_int,
     positive_float,

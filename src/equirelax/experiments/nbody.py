@@ -46,14 +46,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from equirelax.data.nbody import NBodyDataset, NBodySample
-from equirelax.experiments.argtypes import (
+from equirelax.experiments.kit.argtypes import (
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, require_writable
-from equirelax.experiments.runner import (
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, require_writable
+from equirelax.experiments.kit.runner import (
     EpochShuffle,
     RunConfig,
     fit,
@@ -378,7 +378,7 @@ def load_selected_model(cfg: StudyConfig, run_dir: Path, model_name: str, arm: s
                         layers: int) -> nn.Module:
     """The model a run selected (its best-validation checkpoint), exact: a relaxed arm's is
     hardened, as it was tested."""
-    from equirelax.experiments.runner import load_checkpoint
+    from equirelax.experiments.kit.runner import load_checkpoint
     from equirelax.relaxation import harden, relax
 
     model = build_model(model_name, layers, cfg.egnn_hidden, cfg.segnn_hidden)

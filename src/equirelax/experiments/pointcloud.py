@@ -54,7 +54,7 @@ from equirelax.data.shapes import (
     random_rotations_torch,
     random_z_rotations,
 )
-from equirelax.experiments.argtypes import (
+from equirelax.experiments.kit.argtypes import (
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -74,9 +74,9 @@ from equirelax.experiments.classification import (
     training_loader,
     write_report,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.options import add_run_options, config_values, folder_flags, prepare_run
-from equirelax.experiments.runner import RunConfig
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
+from equirelax.experiments.kit.options import add_run_options, config_values, folder_flags, prepare_run
+from equirelax.experiments.kit.runner import RunConfig
 from equirelax.nn.vn import PointNet, VNLinear, VNMaxPool, VNPointNet
 
 VARIANTS = ("exact", "relaxed", "baseline")

@@ -11,14 +11,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from equirelax.experiments.argtypes import (
+from equirelax.experiments.kit.argtypes import (
     fraction,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, require_writable
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, require_writable
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     relax_comparison,

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equirelax.experiments.argtypes import non_negative_int, positive_int
-from equirelax.experiments.guards import SMOKE_TEST_NOTE, mark, require_writable
+from equirelax.experiments.kit.argtypes import non_negative_int, positive_int
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, mark, require_writable
 from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
 from equirelax.scg.completion import (
     CompletionTrainConfig,

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
-from equirelax.experiments import guards
+from equirelax.experiments.kit import guards
 from equirelax.groups import PermutationGroup
 from equirelax.relaxation import harden, relax
 from equirelax.reps import Rep

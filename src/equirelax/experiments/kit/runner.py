@@ -13,9 +13,9 @@ Interruptions: SIGTERM (a scheduler ending a job) and Ctrl-C stop training at th
 current batch; ``fit`` then writes ``last.ckpt`` where an exact resume is possible (at an epoch
 boundary, or within an epoch when the training loader draws its order from an
 :class:`EpochShuffle`, whose position is stored in the checkpoint) and raises
-:class:`~equirelax.experiments.guards.RunInterruptedError` ("interrupted at epoch k; rerun the same
-command to resume"), which the command line turns into a non-zero exit status. A second Ctrl-C
-stops at once. Under DDP an interrupted run resumes from its last end-of-epoch checkpoint.
+:class:`~equirelax.experiments.kit.guards.RunInterruptedError` ("interrupted at epoch k; rerun
+the same command to resume"), which the command line turns into a non-zero exit status. A second
+Ctrl-C stops at once. Under DDP an interrupted run resumes from its last end-of-epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from equirelax.experiments import guards
+from equirelax.experiments.kit import guards
 from equirelax.relaxation import LightningCallback, RelaxedModel, harden, relax
 
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]
@@ -249,7 +249,7 @@ class SeedEachStep(pl.Callback):
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint on the CPU; a file that cannot be read (truncated by a killed job,
-    corrupt) raises :class:`~equirelax.experiments.guards.CheckpointError` naming it and
+    corrupt) raises :class:`~equirelax.experiments.kit.guards.CheckpointError` naming it and
     saying how to start the run afresh."""
     path = Path(path)
     try:
@@ -417,7 +417,7 @@ class _SignalBridge(pl.Callback):
 
 def _run_trainer(trainer: pl.Trainer, method: str, checkpoint: Path, *args, **kwargs) -> Any:
     """``trainer.fit`` / ``trainer.test`` with SIGTERM and Ctrl-C turned into
-    :class:`~equirelax.experiments.guards.RunInterruptedError` (the checkpoint is written by
+    :class:`~equirelax.experiments.kit.guards.RunInterruptedError` (the checkpoint is written by
     :class:`LatestCheckpoint` where an exact resume is possible)."""
     bridge = next(cb for cb in trainer.callbacks if isinstance(cb, _SignalBridge))
     bridge.active, bridge.pending, bridge.forwarded = False, None, False

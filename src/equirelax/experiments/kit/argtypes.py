@@ -68,5 +68,36 @@ def fraction(text: str) -> float:
     return value
 
 
-__all__ = ["fraction", "non_negative_float", "non_negative_int", "positive_float",
-           "positive_int"]
+def seed_values(text: str) -> tuple[int, ...]:
+    """One word of ``--seeds``: a seed value ``7`` (an integer >= 0) or an inclusive range
+    ``0-29`` (low <= high), as a tuple of seed values."""
+    low, dash, high = text.partition("-")
+    if not dash:
+        return (non_negative_int(text),)
+    try:
+        first, last = int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a seed (an integer >= 0) or a range such as 0-29, got {text!r}") from None
+    if first < 0 or last < first:
+        raise argparse.ArgumentTypeError(
+            f"a range of seeds LOW-HIGH needs 0 <= LOW <= HIGH, got {text!r}")
+    return tuple(range(first, last + 1))
+
+
+class SeedsAction(argparse.Action):
+    """``--seeds 0 1 2`` or ``--seeds 0-29``: the words (each parsed by :func:`seed_values`)
+    joined into one tuple of distinct seed values, in the order given; a seed named twice is a
+    usage error (status 2)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values, option_string: str | None = None) -> None:
+        seeds = tuple(seed for word in values for seed in word)
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise argparse.ArgumentError(self, f"each seed once, got {repeated} more than once")
+        setattr(namespace, self.dest, seeds)
+
+
+__all__ = ["SeedsAction", "fraction", "non_negative_float", "non_negative_int",
+           "positive_float", "positive_int", "seed_values"]
