@@ -1,4 +1,5 @@
-"""The scg study's command-line wiring; stage 2 end to end with tiny models (seconds)."""
+"""`equirelax scg`: the study's command-line wiring; stage 2 end to end with tiny models
+(seconds)."""
 
 import argparse
 import json
