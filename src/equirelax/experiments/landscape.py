@@ -866,4 +866,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="equirelax landscape", description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     configure(p)
-    sys.exit(main(p.parse_args()))
+    parsed = p.parse_args()
+    parsed.argv = ["landscape", *sys.argv[1:]]  # the command recorded with the results
+    sys.exit(main(parsed))

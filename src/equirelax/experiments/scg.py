@@ -232,7 +232,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     path = out / ("ae_training.md" if len(seeds) == 1 else "ae_training_seeds.md")
     photos = photo_names("train")
     text = (f"# Modular autoencoder training ({_preset_name(args)} preset)\n\n"
-            f"{_smoke(args)}Command: `{record_command(args)}`\n\n"
+            f"{_smoke(args)}Command: `{args.recorded_command}`\n\n"
             f"Training photographs ({len(photos)}): {', '.join(photos)}; plus dead leaves.\n\n"
             "Final-step loss terms (one batch):\n\n"
             + _markdown_table(summary, ["variant", "seed", "steps", "wall_s_this_run", "recon",
@@ -312,7 +312,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             raise SystemExit(f"no trained autoencoder ae_full{_seed_tag(seed)}.pt in {runs}; run "
                              f"`equirelax scg train-autoencoder{_quick_flag(args)}"
                              f"{f' --seeds {seed}' if seed else ''}` before "
-                             f"`{record_command(args)}`")
+                             f"`{args.recorded_command}`")
     held = _held_out(preset.probe_images, 48)
     all_rows = []
     for seed_index, seed in enumerate(seeds):
@@ -345,7 +345,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if len(seeds) > 1:
         (out / "probe_seeds.json").write_text(json.dumps(all_rows, indent=1) + "\n")
         text = (f"# Ablations over seeds ({_preset_name(args)} preset)\n\n{_smoke(args)}"
-                f"Command: `{record_command(args)}` (after `equirelax scg train-autoencoder"
+                f"Command: `{args.recorded_command}` (after `equirelax scg train-autoencoder"
                 f"{_quick_flag(args)} --seeds {' '.join(map(str, seeds))}`). "
                 f"Each cell: mean over seeds [percentile bootstrap 95 % interval of the mean; "
                 f"with {len(seeds)} seeds coarse and too narrow: it shows the spread, not a "
@@ -404,7 +404,7 @@ def _write_probe_report(args: argparse.Namespace, preset: Preset, out: Path,
                 + _orientation_table(reports["rot8"]) + "\n")
     text = (
         f"# Probes of the modular autoencoder and its ablations ({_preset_name(args)} preset)\n\n"
-        f"{_smoke(args)}Command: `{record_command(args)}` (after `equirelax scg "
+        f"{_smoke(args)}Command: `{args.recorded_command}` (after `equirelax scg "
         f"train-autoencoder{_quick_flag(args)}`). Held-out: {preset.probe_images} crops of 48x48 "
         "from photos never used in training and fresh dead-leaves images.\n\n"
         "Columns: `recon_mse` held-out reconstruction MSE (pixels in [0,1]); `within_corr` / "
@@ -469,9 +469,8 @@ def _plot_control_loss(history: list[dict[str, float]], path: Path, title: str) 
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(steps, [h["smoothed"] for h in history], label="control branch")
-    if "smoothed_base_loss" in history[0]:
-        ax.plot(steps, [h["smoothed_base_loss"] for h in history], "k--",
-                label="frozen base, no condition")
+    ax.plot(steps, [h["smoothed_base_loss"] for h in history], "k--",
+            label="frozen base, no condition")
     ax.set_xlabel("step", fontsize=10)
     ax.set_ylabel("loss (smoothed)", fontsize=10)
     ax.set_title(title, fontsize=11)
@@ -521,7 +520,7 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
         _plot_control_loss(h, out / f"control_{name}_loss.png", f"control branch ({name})")
     path = save_generator(runs / GENERATOR_FILE, base, controls, ae, groups)
     text = (f"# Pattern-completion training ({_preset_name(args)} preset)\n\n{_smoke(args)}"
-            f"Command: `{record_command(args)}`. Diffusion model: {dc.schedule} schedule, "
+            f"Command: `{args.recorded_command}`. Diffusion model: {dc.schedule} schedule, "
             f"{dc.steps} steps, {dc.prediction}-prediction, width {dc.base}, batch "
             f"{preset.diff_batch}. `loss`: the training loss ({dc.prediction}-MSE) averaged "
             "over the last 8 logged batches (one every 25 steps); `base_loss`: the frozen "
@@ -707,7 +706,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows, diffs = [], []
     parts = [
         f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
-        f"preset)\n\n{_smoke(args)}Command: `{record_command(args)}` (after `train-completion`). "
+        f"preset)\n\n{_smoke(args)}Command: `{args.recorded_command}` (after `train-completion`). "
         f"{preset.eval_images} held-out 32x32 crops (photos never used in training and "
         f"held-out dead leaves); DDIM with {preset.sample_steps} steps, eta 0, from "
         f"{n_seeds} noise seeds shared by every condition; each image's score is the mean "
@@ -882,9 +881,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                           help="autoencoder steps"))
         if name in ("train-autoencoder", "probe"):
             p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
-                           default=list(DEFAULT_VARIANTS),
-                           help="autoencoder variants to train / probe (probe also picks up a "
-                                "trained rot8)")
+                           default=list(DEFAULT_VARIANTS), metavar="VARIANT",
+                           help=f"autoencoder variants to train / probe, from {list(VARIANTS)} "
+                                "(probe also picks up a trained rot8)")
         if name == "evaluate":
             preset_default(p.add_argument("--eval-seeds", type=positive_int, default=None,
                                           help="noise seeds per image"))
@@ -908,6 +907,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run one SCG subcommand (its folders checked writable first); a ``--quick`` run says,
     on the terminal and in its tables, that it is a smoke test."""
+    args.recorded_command = record_command(args)  # before main fills in defaults
     name = _preset_name(args)
     args.out = args.out or Path("docs/results/scg") / name
     args.runs_dir = args.runs_dir or Path("runs/scg") / name
@@ -936,4 +936,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="equirelax scg", description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     configure(p)
-    sys.exit(main(p.parse_args()))
+    parsed = p.parse_args()
+    parsed.argv = ["scg", *sys.argv[1:]]  # the command recorded with the results
+    sys.exit(main(parsed))
