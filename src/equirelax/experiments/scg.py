@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from equirelax.experiments.kit import tables
 from equirelax.experiments.kit.argtypes import (
     SeedsAction,
     non_negative_int,
@@ -181,14 +182,11 @@ def _seed_tag(seed: int) -> str:
 
 
 def _markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.3f}") -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r[c]
-            cells.append(fmt.format(v) if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The study kit's markdown table of ``columns`` of ``rows``, floats written with
+    ``fmt``."""
+    cells = [[fmt.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns]
+             for r in rows]
+    return "\n".join(tables.markdown_table(cells, columns))
 
 
 def _held_out(n: int, size: int, seed: int = 123) -> torch.Tensor:
@@ -276,8 +274,7 @@ def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
     from equirelax.scg.probes import bootstrap_mean_ci
 
     models = list(dict.fromkeys(r["model"] for r in rows))
-    lines = ["| model | n_seeds | " + " | ".join(ABLATION_COLUMNS) + " |",
-             "|" + "---|" * (len(ABLATION_COLUMNS) + 2)]
+    table_rows = []
     for m in models:
         sub = [r for r in rows if r["model"] == m]
         cells = []
@@ -285,8 +282,9 @@ def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
             mean, lo, hi = bootstrap_mean_ci(np.array([r[col] for r in sub], dtype=float))
             fmt = {"recon_mse": "{:.2g}", "n_active": "{:.1f}"}.get(col, "{:.3f}")
             cells.append(f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]")
-        lines.append(f"| {m} | {len(sub)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table_rows.append([m, len(sub), *cells])
+    return "\n".join(tables.markdown_table(table_rows, ["model", "n_seeds",
+                                                        *ABLATION_COLUMNS]))
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -558,9 +556,7 @@ def _difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str]
                  ("decode-only (same group)", lambda n: f"decode-only {n}" if n in groups
                   else None),
                  ("canny", lambda n: "canny" if n != "canny" else None)]
-    lines = ["| condition | " + " | ".join(f"- {b}" for b, _ in baselines) + " |",
-             "|---|" + "---|" * len(baselines)]
-    records = []
+    rows, records = [], []
     for name in names:
         cells = []
         for _label, pick in baselines:
@@ -573,8 +569,9 @@ def _difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str]
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             records.append({"condition": name, "baseline": other, "metric": metric,
                             "mean_diff": mean, "ci_low": lo, "ci_high": hi})
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), records
+        rows.append([name, *cells])
+    columns = ["condition", *(f"- {b}" for b, _ in baselines)]
+    return "\n".join(tables.markdown_table(rows, columns)), records
 
 
 def _plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
