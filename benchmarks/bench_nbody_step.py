@@ -30,14 +30,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from equirelax.data.nbody import NBodyDataset
+from equirelax.experiments.kit.runner import EpochShuffle, RunConfig, fit
 from equirelax.experiments.nbody import (
-    EpochShuffle,
     RandomRotations,
     build_model,
     mse,
     predict,
 )
-from equirelax.experiments.kit.runner import RunConfig, fit
 from equirelax.relaxation import relax
 
 RESULTS = Path(__file__).parent / "results"

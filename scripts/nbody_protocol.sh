@@ -17,12 +17,12 @@ case "${1:-}" in
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 \
             --tag paper-egnn
         ./dev nbody "${common[@]}" --model egnn --train-size 100 --tag paper-egnn \
-            --arms exact relaxed no-schedule no-lie weak-penalty no-penalty
+            --variants exact relaxed no-schedule no-lie weak-penalty no-penalty
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 1000 \
             --tag paper-egnn
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 300 \
-            --first-seed 2 --seeds 1 --tag paper-segnn
-        ./dev nbody "${common[@]}" --model egnn --train-size 3000 --seeds 1 --tag paper-egnn-n3000
+            --seeds 2 --tag paper-segnn
+        ./dev nbody "${common[@]}" --model egnn --train-size 3000 --seeds 0 --tag paper-egnn-n3000
         ;;
     segnn)
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 100 300 \
@@ -34,10 +34,10 @@ case "${1:-}" in
         ./dev nbody "${common[@]}" --model egnn --sweep train-size --sweep-values 100 300 1000 \
             --tag paper-egnn --report-only
         ./dev nbody "${common[@]}" --model egnn --train-size 100 --tag paper-egnn \
-            --arms exact relaxed no-schedule no-lie weak-penalty no-penalty --report-only
+            --variants exact relaxed no-schedule no-lie weak-penalty no-penalty --report-only
         ./dev nbody "${common[@]}" --model segnn --sweep train-size --sweep-values 100 300 \
             --tag paper-segnn --report-only
-        ./dev nbody "${common[@]}" --model egnn --train-size 3000 --seeds 1 --tag paper-egnn-n3000 \
+        ./dev nbody "${common[@]}" --model egnn --train-size 3000 --seeds 0 --tag paper-egnn-n3000 \
             --report-only
         ;;
     *) echo "usage: $0 egnn|segnn|report" >&2; exit 2 ;;

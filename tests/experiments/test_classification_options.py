@@ -7,6 +7,7 @@ import pytest
 
 from equirelax.cli import build_parser
 from equirelax.experiments import images, pointcloud
+from equirelax.experiments.kit.commands import record_command
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 
 STUDIES = [("pointcloud", pointcloud), ("images", images)]
@@ -21,9 +22,10 @@ def test_parallel_options_reach_the_runner_and_other_ranks_write_nothing(
     argv = [name, "--quick", "--devices", "2", "--num-nodes", "3", "--accelerator", "gpu",
             "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
     args = build_parser(name).parse_args(argv)
+    args.argv = argv  # as the command line stores it
     cfg = study.config_from_args(args)
     assert (cfg.devices, cfg.num_nodes, cfg.accelerator) == (2, 3, "gpu")
-    command = study.command_line(name, "quick", cfg, study.PRESETS, study.OPTIONS)
+    command = record_command(args)
     assert "--devices 2 --num-nodes 3 --accelerator gpu" in command
     seen = {}
 

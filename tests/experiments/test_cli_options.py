@@ -33,7 +33,7 @@ BAD_VALUES = [
     (["demo"], "--escape-steps", "-3"),
     (["nbody"], "--epochs", "0"),
     (["nbody"], "--seeds", "-1"),
-    (["nbody"], "--first-seed", "-1"),
+    (["nbody"], "--seeds", "many"),
     (["nbody"], "--batch-size", "0"),
     (["nbody"], "--egnn-hidden", "0"),
     (["nbody"], "--lr", "nan"),
@@ -44,10 +44,10 @@ BAD_VALUES = [
     (["pointcloud"], "--seeds", "-1"),
     (["pointcloud"], "--batch-size", "-2"),
     (["pointcloud"], "--lr", "-0.1"),
-    (["pointcloud"], "--num-points", "0"),
+    (["pointcloud"], "--points", "0"),  # reported as --num-points/--points
     (["pointcloud"], "--noise", "-1"),
     (["pointcloud"], "--devices", "0"),
-    (["pointcloud"], "--threads", "0"),
+    (["pointcloud"], "--threads", "-1"),
     (["images"], "--epochs", "-1"),
     (["images"], "--seeds", "-3"),
     (["images"], "--train-fraction", "0"),
@@ -85,8 +85,10 @@ def test_values_in_range_still_parse(command):
 
 
 FOLDER_OPTIONS = [
-    (["nbody", "--arms", "exact"], "--runs-dir"),
-    (["nbody"], "--results-dir"),
+    (["nbody", "--variants", "exact"], "--runs-dir"),
+    (["nbody"], "--out"),
+    (["graphs"], "--out"),
+    (["graphs", "--quick"], "--runs-dir"),
     (["pointcloud", "--quick"], "--out"),
     (["pointcloud"], "--runs-dir"),
     (["images"], "--out"),
@@ -169,7 +171,7 @@ def test_quick_landscape_is_marked_as_a_smoke_test(tmp_path, capsys):
 
 def test_quick_nbody_is_marked_as_a_smoke_test(tmp_path, capsys):
     cache = tmp_path / "cache"
-    assert cli_main(tiny(tmp_path, cache, "--arms", "exact", "--epochs", "1")) == 0
+    assert cli_main(tiny(tmp_path, cache, "--variants", "exact", "--epochs", "1")) == 0
     out = tmp_path / "res" / "quick"
     _assert_smoke(capsys.readouterr().out, out / "results.md", out / "results.json")
 

@@ -38,7 +38,7 @@ def test_tiny_run_writes_the_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "out"
     payload = json.loads((out / "results.json").read_text())
     assert payload["smoke_test"] == SMOKE_TEST_NOTE
-    assert payload["command"].startswith("equirelax graphs --preset quick")
+    assert payload["command"].startswith("equirelax graphs --quick")
     assert "--nodes 8" in payload["command"] and "--free-rank 2" in payload["command"]
     records = payload["records"]
     assert sorted((r["variant"], r["seed"]) for r in records) == [

@@ -14,6 +14,7 @@ from three_way import assert_exact_relaxed_baseline, assert_same_batches, record
 from equirelax.cli import build_parser
 from equirelax.data.digits import upright_digits
 from equirelax.experiments import images as im
+from equirelax.experiments.kit.commands import record_command
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 from equirelax.nn.gconv import CNN, GCNN
 from fake_fashion_mnist import write_fake_fashion_mnist
@@ -80,14 +81,18 @@ def test_invariance_error_tells_gcnn_from_cnn(group: str) -> None:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    return build_parser("images").parse_args(["images", *argv])
+    """The namespace of ``equirelax images ARGV``, with the words the command line keeps."""
+    args = build_parser("images").parse_args(["images", *argv])
+    args.argv = ["images", *argv]
+    return args
 
 
 def test_config_and_the_reproducing_command() -> None:
-    cfg = im.config_from_args(_parse(["--quick", "--group", "D4", "--epochs", "3",
-                                      "--channels", "2", "4", "--augment", "c4"]))
+    args = _parse(["--quick", "--group", "D4", "--epochs", "3", "--channels", "2", "4",
+                   "--augment", "c4"])
+    cfg = im.config_from_args(args)
     assert cfg.group == "D4" and cfg.channels == (2, 4) and cfg.augment == "c4"
-    words = shlex.split(im.command_line("images", "quick", cfg, im.PRESETS, im.OPTIONS))
+    words = shlex.split(record_command(args))
     assert im.config_from_args(_parse(words[2:])) == cfg
     assert im.config_from_args(_parse(["--model", "cnn"])).variants == ("baseline",)
     one = im.config_from_args(_parse(["--model", "gcnn", "--relax", "cosine"]))
@@ -128,7 +133,7 @@ def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     records = {r["variant"]: r for r in result["records"]}
     assert_exact_relaxed_baseline(records)
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "D4 invariance error" in table and "equirelax images --preset quick" in table
+    assert "D4 invariance error" in table and "equirelax images --quick --group D4" in table
     # a --quick run says, in its report and its JSON, that it is a smoke test
     assert f"**{SMOKE_TEST_NOTE}**" in table and result["smoke_test"] == SMOKE_TEST_NOTE
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
@@ -158,11 +163,11 @@ def test_fashion_preset_and_results_folder() -> None:
     assert im.results_name("fashion", cfg) == "fashion"
     assert im.preset_name(_parse([])) == "standard"
     assert im.config_from_args(_parse([])).dataset == "digits"
-    quick = im.config_from_args(_parse(["--quick", "--dataset", "fashion-mnist", "--group",
-                                        "D4"]))
+    quick_args = _parse(["--quick", "--dataset", "fashion-mnist", "--group", "D4"])
+    quick = im.config_from_args(quick_args)
     assert im.results_name("quick", quick) == "quick_d4_fashion-mnist"
     assert im.results_name("standard", im.ImageStudyConfig()) == "standard"
-    words = shlex.split(im.command_line("images", "quick", quick, im.PRESETS, im.OPTIONS))
+    words = shlex.split(record_command(quick_args))
     assert im.config_from_args(_parse(words[2:])) == quick
 
 
@@ -230,6 +235,6 @@ def test_tiny_fashion_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     assert result["settings"]["dataset"] == "fashion-mnist"
     table = (tmp_path / "out" / "results.md").read_text()
     assert "Rotated Fashion-MNIST" in table and "40 training and 10 validation" in table
-    assert "equirelax images --preset fashion" in table and "smoke_test" not in result
+    assert "equirelax images --dataset fashion-mnist" in table and "smoke_test" not in result
     command = shlex.split(result["command"])
     assert im.config_from_args(_parse(command[2:])) == im.config_from_args(_parse(argv))

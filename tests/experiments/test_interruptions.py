@@ -51,7 +51,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def test_sigterm_during_training_exits_non_zero_and_the_same_command_resumes(tmp_path, cache):
-    args = tiny(tmp_path, cache, "--arms", "exact", "--epochs", "200", "--tag", "term")
+    args = tiny(tmp_path, cache, "--variants", "exact", "--epochs", "200", "--tag", "term")
     run_dir = tmp_path / "runs" / "term" / NAME
     proc = _start(args, tmp_path)
     _wait_for(run_dir / "checkpoints" / "last.ckpt", proc, timeout=240)  # epoch 0 is done
@@ -77,7 +77,7 @@ def test_sigterm_during_training_exits_non_zero_and_the_same_command_resumes(tmp
 
 
 def test_a_truncated_checkpoint_names_the_file_and_how_to_start_afresh(tmp_path, cache, capsys):
-    args = tiny(tmp_path, cache, "--arms", "exact", "--epochs", "2", "--tag", "broken")
+    args = tiny(tmp_path, cache, "--variants", "exact", "--epochs", "2", "--tag", "broken")
     assert cli_main([*args, "--stop-after", "1"]) == 0
     last = tmp_path / "runs" / "broken" / NAME / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])

@@ -18,6 +18,8 @@ from three_way import (
 from equirelax.cli import build_parser
 from equirelax.data.shapes import load_shapes
 from equirelax.experiments import pointcloud as pc
+from equirelax.experiments.classification import claim_sentence
+from equirelax.experiments.kit.commands import record_command
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 from equirelax.nn.vn import PointNet, VNPointNet
 
@@ -122,26 +124,29 @@ def _records(exact: list[float], relaxed: list[float]) -> list[dict]:
 
 def test_summary_and_claim_verdicts() -> None:
     summary = pc.summarise(_records([0.5, 0.6, 0.7], [0.6, 0.71, 0.79]), ["acc"],
-                           claim_metric="acc")
+                           difference="acc")
     assert summary["variants"]["exact"]["acc"]["mean"] == pytest.approx(0.6)
     assert summary["variants"]["exact"]["acc"]["std"] == pytest.approx(0.1)
     assert summary["variants"]["relaxed"]["acc"]["max"] == pytest.approx(0.79)
     claim = summary["claim"]
     assert claim["differences"] == pytest.approx([0.1, 0.11, 0.09])
     assert claim["wins"] == 3 and claim["losses"] == 0
-    assert "improved" in pc.claim_sentence(claim)
+    assert "improved" in claim_sentence(claim)
     worse = pc.summarise(_records([0.6, 0.7, 0.8], [0.5, 0.61, 0.69]), ["acc"],
-                         claim_metric="acc")["claim"]
-    assert "worse" in pc.claim_sentence(worse) and worse["losses"] == 3
+                         difference="acc")["claim"]
+    assert "worse" in claim_sentence(worse) and worse["losses"] == 3
     mixed = pc.summarise(_records([0.6, 0.7, 0.8], [0.65, 0.66, 0.8]), ["acc"],
-                         claim_metric="acc")["claim"]
-    assert "does not show" in pc.claim_sentence(mixed)
-    single = pc.summarise(_records([0.6], [0.7]), ["acc"], claim_metric="acc")["claim"]
-    assert "Too few seeds" in pc.claim_sentence(single)
+                         difference="acc")["claim"]
+    assert "does not show" in claim_sentence(mixed)
+    single = pc.summarise(_records([0.6], [0.7]), ["acc"], difference="acc")["claim"]
+    assert "Too few seeds" in claim_sentence(single)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    return build_parser("pointcloud").parse_args(["pointcloud", *argv])
+    """The namespace of ``equirelax pointcloud ARGV``, with the words the command line keeps."""
+    args = build_parser("pointcloud").parse_args(["pointcloud", *argv])
+    args.argv = ["pointcloud", *argv]
+    return args
 
 
 def test_config_from_args_and_the_reproducing_command() -> None:
@@ -150,9 +155,8 @@ def test_config_from_args_and_the_reproducing_command() -> None:
     cfg = pc.config_from_args(args)
     assert cfg.epochs == 3 and cfg.seeds == (4, 5) and cfg.channels == (4, 6, 8)
     assert cfg.noise_std == 0.05 and cfg.train_size == pc.PRESETS["quick"]["train_size"]
-    command = pc.command_line("pointcloud", "quick", cfg, pc.PRESETS, pc.OPTIONS)
-    words = shlex.split(command)
-    assert words[:4] == ["equirelax", "pointcloud", "--preset", "quick"]
+    words = shlex.split(record_command(args))
+    assert words[:3] == ["equirelax", "pointcloud", "--quick"]
     assert pc.config_from_args(_parse(words[2:])) == cfg  # the command reproduces the config
     one = pc.config_from_args(_parse(["--model", "vn-pointnet", "--relax", "linear"]))
     assert one.variants == ("relaxed",) and one.schedule == "linear"
@@ -170,15 +174,16 @@ def test_data_selects_the_paper_preset_and_its_results_folder(tmp_path) -> None:
     assert pc.preset_name(_parse([])) == "standard"
     assert pc.results_name("standard", pc.PointCloudStudyConfig()) == "standard"
     # the VN settings are flags, and the reproducing command carries them both ways
-    light = pc.config_from_args(_parse(["--data", str(tmp_path), "--no-feature-transform",
-                                        "--negative-slope", "0.2", "--point-pooling", "mean",
-                                        "--pooling", "max"]))
+    light_args = _parse(["--data", str(tmp_path), "--no-feature-transform",
+                         "--negative-slope", "0.2", "--point-pooling", "mean", "--pooling", "max"])
+    light = pc.config_from_args(light_args)
     assert not light.feature_transform and light.pooling == "max"
-    words = shlex.split(pc.command_line("pointcloud", "paper", light, pc.PRESETS, pc.OPTIONS))
+    words = shlex.split(record_command(light_args))
     assert "--no-feature-transform" in words and "--data" in words
     assert pc.config_from_args(_parse(words[2:])) == light
-    on = pc.config_from_args(_parse(["--quick", "--feature-transform"]))
-    words = shlex.split(pc.command_line("pointcloud", "quick", on, pc.PRESETS, pc.OPTIONS))
+    on_args = _parse(["--quick", "--feature-transform"])
+    on = pc.config_from_args(on_args)
+    words = shlex.split(record_command(on_args))
     assert "--feature-transform" in words and pc.config_from_args(_parse(words[2:])) == on
 
 
@@ -215,7 +220,7 @@ def test_tiny_modelnet40_comparison_end_to_end(tmp_path) -> None:
     assert table.startswith("# ModelNet40") and "32/8/12 train/val/test clouds" in table
     assert "feature transform on" in table and "smoke_test" not in result
     words = shlex.split(result["command"])
-    assert words[:4] == ["equirelax", "pointcloud", "--preset", "paper"]
+    assert words[:4] == ["equirelax", "pointcloud", "--data", str(folder)]
     assert pc.config_from_args(_parse(words[2:])) == pc.config_from_args(_parse(argv))
 
 
@@ -253,7 +258,7 @@ def test_tiny_comparison_end_to_end(tmp_path, monkeypatch) -> None:
     for r in records.values():
         assert 0 <= r["test_acc_so3"] <= 1 and r["curves"]["val_acc"]
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| relaxed |" in table and "equirelax pointcloud --preset quick" in table
+    assert "| relaxed |" in table and "equirelax pointcloud --quick --seeds 0" in table
     assert "paper's claim" in table
     # a --quick run says, in its report and its JSON, that it is a smoke test
     assert f"**{SMOKE_TEST_NOTE}**" in table and result["smoke_test"] == SMOKE_TEST_NOTE

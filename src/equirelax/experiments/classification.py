@@ -1,6 +1,7 @@
 """Exact vs relaxed vs baseline comparisons of classifiers over seeds, shared by the
 point-cloud and image studies: the training of every arm through the runner, accuracy on
-test sets, summaries with paired differences, the markdown report, curves and command lines.
+test sets, the markdown report and curves, and the command line both studies share
+(:class:`ClassificationStudy`: options, configuration, folders, the run and its summary).
 
 Every random draw of training is a function of (seed, epoch, step), never of torch's global
 generator as it happens to stand: the batch order (:class:`~equirelax.experiments.kit.runner.
@@ -12,11 +13,11 @@ resumed from a checkpoint continues as it would have.
 
 from __future__ import annotations
 
-import json
+import argparse
 import math
-import shlex
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
+from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.kit.config import add_config_options, config_from_args
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError
+from equirelax.experiments.kit.options import (
+    add_common_options,
+    add_preset_options,
+    add_relax_option,
+    add_variants_option,
+)
 from equirelax.experiments.kit.runner import (
     EpochShuffle,
     RunConfig,
@@ -36,6 +45,14 @@ from equirelax.experiments.kit.runner import (
     parameter_count,
     read_curve,
     step_seed,
+)
+from equirelax.experiments.kit.runs import TrainingClock, prepare_folders
+from equirelax.experiments.kit.tables import (
+    command_lines,
+    format_mean_std,
+    markdown_table,
+    settings_table,
+    write_results,
 )
 
 #: A random transformation of a batch of inputs, drawn from the generator it is given.
@@ -129,13 +146,7 @@ def run_comparison(
                       out_dir=str(runs_dir / variant.name / f"seed{seed}"), progress=progress)
         train, val = loaders(seed)
         out = Path(cfg.out_dir)
-        # training time over every (re)start of this run, kept beside its checkpoints
-        timing = out / "training_seconds.json"
-        before = 0.0
-        if timing.exists():
-            before = json.loads(timing.read_text())["seconds"]
-        elif (out / "results.json").exists():  # a completed fit from before this file existed
-            before = json.loads((out / "results.json").read_text())["fit_seconds"]
+        clock = TrainingClock(out)  # training time over every (re)start of this run
         callbacks: list[pl.Callback] = [SeedEachStep(seed)]
         if augment is not None:
             callbacks.append(SeededAugmentation(seed, augment))
@@ -144,8 +155,7 @@ def run_comparison(
         if not task.trainer.is_global_zero:
             rank_zero = False
             continue
-        seconds = before + result["fit_seconds"]
-        timing.write_text(json.dumps({"seconds": seconds}))
+        seconds = clock.add(result["fit_seconds"])
         exact = task.exact_model().eval()
         records.append({
             "variant": variant.name,
@@ -163,40 +173,6 @@ def run_comparison(
             **evaluate(exact),
         })
     return records if rank_zero else None
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-
-
-def summarise(records: Sequence[dict], metrics: Sequence[str], reference: str = "exact",
-              challenger: str = "relaxed", claim_metric: str | None = None) -> dict:
-    """Mean and standard deviation over seeds of each metric per variant, and the paired
-    difference ``challenger − reference`` on ``claim_metric`` (the paper's claim)."""
-    by_variant: dict[str, list[dict]] = {}
-    for r in records:
-        by_variant.setdefault(r["variant"], []).append(r)
-    summary: dict[str, Any] = {"variants": {}}
-    for name, runs in by_variant.items():
-        summary["variants"][name] = {}
-        for m in metrics:
-            values = [r[m] for r in runs]
-            mean, std = _mean_std(values)
-            summary["variants"][name][m] = {"mean": mean, "std": std, "max": max(values)}
-        summary["variants"][name]["seeds"] = [r["seed"] for r in runs]
-    if claim_metric and reference in by_variant and challenger in by_variant:
-        ref = {r["seed"]: r[claim_metric] for r in by_variant[reference]}
-        diffs = [r[claim_metric] - ref[r["seed"]] for r in by_variant[challenger]
-                 if r["seed"] in ref]
-        mean, std = _mean_std(diffs)
-        sem = std / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-        summary["claim"] = {
-            "metric": claim_metric, "reference": reference, "challenger": challenger,
-            "differences": diffs, "mean": mean, "std": std, "sem": sem,
-            "wins": int(sum(d > 0 for d in diffs)), "losses": int(sum(d < 0 for d in diffs)),
-        }
-    return summary
 
 
 def claim_sentence(claim: dict) -> str:
@@ -224,11 +200,6 @@ def claim_sentence(claim: dict) -> str:
     return text + f"Mean / standard error = {t:+.2f}. " + verdict
 
 
-def format_mean_std(stat: dict, digits: int = 3) -> str:
-    """``mean ± std`` of a summary statistic."""
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
 def write_report(
     out_dir: Path,
     title: str,
@@ -242,20 +213,13 @@ def write_report(
 ) -> None:
     """Write ``results.json`` (records, summary, settings) and ``results.md`` (the table);
     ``smoke_test`` (a ``--quick`` run) heads both with the smoke-test note."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command, "settings": settings, "summary": summary,
-               "records": list(records)}
-    if smoke_test:
-        payload = {"smoke_test": SMOKE_TEST_NOTE, **payload}
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str))
     lines = [f"# {title}", ""]
     if smoke_test:
         lines += [f"**{SMOKE_TEST_NOTE}**", ""]
-    lines += ["Written by the script; reproduce with:", "", "```", command, "```", ""]
-    header = "| variant | " + " | ".join(label for _, label in columns) + " |"
-    lines += [header, "|" + "---|" * (len(columns) + 1)]
+    lines += command_lines(command)
+    rows = []
     for name, stats in summary["variants"].items():
-        cells = []
+        cells = [name]
         for key, _ in columns:
             s = stats[key]
             if key.startswith("equivariance_error"):
@@ -264,17 +228,19 @@ def write_report(
                 cells.append(f"{s['mean']:.0f}")
             else:
                 cells.append(format_mean_std(s))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines += markdown_table(rows, ["variant", *(label for _, label in columns)])
     lines += ["", "Mean ± standard deviation over seeds "
               f"{', '.join(str(s) for s in next(iter(summary['variants'].values()))['seeds'])}."]
     if "claim" in summary:
         lines += ["", "**The paper's claim** (relaxation improves the test accuracy of the "
                   "exactly equivariant model at the same budget): "
                   + claim_sentence(summary["claim"])]
-    lines += ["", *notes, "", "Settings:", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {json.dumps(v, default=str)} |" for k, v in settings.items()]
+    lines += ["", *notes, "", "Settings:", "", *settings_table(settings)]
     lines += ["", "Training curves: `curves.png`; every run: `results.json`.", ""]
-    (out_dir / "results.md").write_text("\n".join(lines))
+    write_results(out_dir, "results", {"settings": settings, "summary": summary,
+                                       "records": list(records)},
+                  lines, command, smoke_test=smoke_test)
 
 
 def plot_curves(out_dir: Path, records: Sequence[dict], title: str) -> Path:
@@ -311,28 +277,6 @@ def plot_curves(out_dir: Path, records: Sequence[dict], title: str) -> Path:
     return path
 
 
-def command_line(
-    study: str, preset: str, cfg: Any, presets: dict[str, dict], options: dict[str, str]
-) -> str:
-    """The command that reproduces ``cfg``: the preset, then every field that differs from it
-    (``options`` maps config fields to command-line flags; a boolean field's flag is a
-    ``BooleanOptionalAction``, written ``--flag`` or ``--no-flag``)."""
-    words = ["equirelax", study, "--preset", preset]
-    defaults = type(cfg)(**presets[preset])
-    for f in fields(cfg):
-        value, default = getattr(cfg, f.name), getattr(defaults, f.name)
-        if value == default or f.name not in options:
-            continue
-        flag = options[f.name]
-        if isinstance(value, (tuple, list)):
-            words += [flag, *map(str, value)]
-        elif isinstance(value, bool):  # a BooleanOptionalAction flag: --x or --no-x
-            words += [flag] if value else [f"--no-{flag.removeprefix('--')}"]
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
-
-
 def checked_variants_and_seeds(
     variants: Sequence[str], seeds: Sequence[int], known: Sequence[str]
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -346,3 +290,106 @@ def checked_variants_and_seeds(
     if not seeds:
         raise ValueError("seeds must name at least one seed, got ()")
     return variants, seeds
+
+
+# ------------------------------------------------------------------------------------------
+# The command line both classification studies share
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassificationStudy:
+    """What a classification study plugs into the shared command line.
+
+    ``config``: its dataclass (fields with the metadata of :mod:`~equirelax.experiments.kit.
+    config`; ``variants``, ``seeds``, ``schedule``, ``devices``, ``num_nodes`` and
+    ``accelerator`` come from the kit's options); ``models``: the choices of ``--model``, the
+    equivariant one first, ``models[1]`` the unconstrained baseline; ``preset_name(args)``: the
+    preset a command runs; ``results_name(preset, cfg)``: its folder name; ``check(cfg)``:
+    fails early (a :class:`StudyError`) on missing data, before any folder is made;
+    ``run(cfg, out, runs, command, progress, smoke_test)``: trains, evaluates and writes the
+    report, returning ``{"records", "summary"}`` (``None`` in DDP processes other than rank 0);
+    ``summary_lines(cfg, summary)``: what the command prints per variant."""
+
+    name: str
+    config: type
+    presets: dict[str, dict[str, Any]]
+    variants: tuple[str, ...]
+    models: tuple[str, str]
+    preset_name: Callable[[argparse.Namespace], str]
+    results_name: Callable[[str, Any], str]
+    check: Callable[[Any], None]
+    run: Callable[..., dict | None]
+    summary_lines: Callable[[Any, dict], list[str]]
+    preset_help: str = "standard"
+    penalty_rows_help: str = "rows of each layer input the penalties are evaluated on"
+
+
+#: config fields set by the kit's shared options rather than one option each
+KIT_FIELDS = ("variants", "seeds", "schedule", "devices", "num_nodes", "accelerator")
+
+
+def configure_study(parser: argparse.ArgumentParser, study: ClassificationStudy) -> None:
+    """The options of ``equirelax <study>``: the preset, ``--model``/``--relax``/``--variants``
+    (which arms), one option per config field, and the kit's shared options."""
+    add_preset_options(parser, study.presets, None, study.preset_help)
+    parser.add_argument(
+        "--model", choices=study.models, default=None,
+        help=f"train one model only ({study.models[0]}: exact, or relaxed with --relax; "
+             f"{study.models[1]}: the baseline) instead of the three-way comparison")
+    add_relax_option(parser, help_text="relaxation schedule of the relaxed variant; none with "
+                                       f"--model {study.models[0]}: the exact model")
+    add_variants_option(parser, study.variants)
+    add_config_options(parser, study.config, exclude=KIT_FIELDS)
+    for action in parser._actions:  # the study's own words for the penalty rows
+        if action.dest == "penalty_rows":
+            action.help = study.penalty_rows_help
+    add_common_options(parser, study.name, seeds_default=None, threads_default=2)
+
+
+def study_config(args: argparse.Namespace, study: ClassificationStudy) -> Any:
+    """The configuration of a command: the preset, then every option given; ``--model`` picks
+    one variant (``exact`` or, with a schedule, ``relaxed``; the baseline's model:
+    ``baseline``) and ``--relax`` the schedule (``none``: no relaxation)."""
+    overrides: dict[str, Any] = {}
+    for key in ("variants", "seeds"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    for key in ("devices", "num_nodes", "accelerator"):
+        overrides[key] = getattr(args, key)
+    if args.model is not None:
+        if args.model == study.models[1]:
+            overrides["variants"] = ("baseline",)
+        else:
+            overrides["variants"] = ("exact",) if args.relax == "none" else ("relaxed",)
+    if args.relax not in (None, "none"):
+        overrides["schedule"] = args.relax
+    try:
+        return config_from_args(args, study.config, study.presets, study.preset_name(args),
+                                **overrides)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def run_study_command(args: argparse.Namespace, study: ClassificationStudy) -> int:
+    """``equirelax <study>``: check the data, prepare the folders, run the comparison, print
+    its summary."""
+    cfg = study_config(args, study)
+    study.check(cfg)
+    preset = study.preset_name(args)
+    out, runs = prepare_folders(args, study.name, study.results_name(preset, cfg),
+                                smoke_test=preset == "quick")
+    start = time.perf_counter()
+    result = study.run(cfg, out, runs, record_command(args), args.progress,
+                       smoke_test=preset == "quick")
+    if result is None:  # a DDP process other than rank 0
+        return 0
+    summary = result["summary"]
+    for line in study.summary_lines(cfg, summary):
+        print(line)
+    if "claim" in summary:
+        print(claim_sentence(summary["claim"]))
+    print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
+    if preset == "quick":
+        print(SMOKE_TEST_NOTE)
+    return 0

@@ -28,11 +28,10 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +41,37 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from equirelax.data.graphs import TARGETS, random_graphs
-from equirelax.experiments.kit.argtypes import non_negative_int, positive_float, positive_int
 from equirelax.experiments.classification import (
+    KIT_FIELDS,
     Variant,
     checked_variants_and_seeds,
-    command_line,
     run_comparison,
     training_loader,
 )
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.nbody import paired_interval, verdict
-from equirelax.experiments.kit.options import add_run_options, folder_flags, prepare_run
+from equirelax.experiments.kit.argtypes import non_negative_int, positive_float
+from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.kit.config import add_config_options
+from equirelax.experiments.kit.config import config_from_args as build_config
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError
+from equirelax.experiments.kit.options import (
+    add_common_options,
+    add_preset_options,
+    add_relax_option,
+    add_variants_option,
+    chosen_preset,
+    schedule_names,
+)
 from equirelax.experiments.kit.runner import RunConfig
+from equirelax.experiments.kit.runs import check_run_settings, prepare_folders
+from equirelax.experiments.kit.tables import (
+    command_lines,
+    markdown_table,
+    settings_table,
+    write_results,
+)
+from equirelax.experiments.kit.tables import summarise as summarise_runs
 from equirelax.nn.ign import InvariantGraphNetwork
 from equirelax.nn.linear import EquivariantLinear
-from equirelax.relaxation import SCHEDULES
 
 VARIANTS = ("exact", "relaxed")
 
@@ -95,39 +110,44 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "standard"
 
 
-class UsageError(StudyError):
-    """Options that are each valid but do not fit together (exit status 2, as argparse's)."""
-
-    status = 2
+def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
+    """A config field with its command-line option's metadata (see kit.config)."""
+    return field(default=default, metadata={"help": help_text, **meta})
 
 
 @dataclass
 class GraphStudyConfig:
-    """Every setting of a graph comparison (defaults: the ``standard`` preset)."""
+    """Every setting of a graph comparison (defaults: the ``standard`` preset); each field is an
+    option of ``equirelax graphs``."""
 
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    target: str = "triangles"
-    nodes: int = 100
-    degree_range: tuple[float, float] = (1.0, 8.0)
-    train_size: int = 1024
-    val_size: int = 256
-    test_size: int = 512
-    data_seed: int = 0
-    channels: tuple[int, ...] = (8, 8, 8)
-    invariant_channels: int = 32
-    head_hidden: tuple[int, ...] = (64,)
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    target: str = _opt("triangles", "graph property to predict (triangles: the triangle "
+                                    "density; components: the number of connected components)",
+                       choices=TARGETS)
+    nodes: int = _opt(100, "nodes per graph")
+    degree_range: tuple[float, float] = _opt((1.0, 8.0), "mean degree of each graph, uniform "
+                                                         "in [LOW, HIGH]",
+                                             type=positive_float, metavar=("LOW", "HIGH"))
+    train_size: int = _opt(1024, "training graphs")
+    val_size: int = _opt(256, "validation graphs")
+    test_size: int = _opt(512, "test graphs")
+    data_seed: int = _opt(0, "seed of the graphs", type=non_negative_int)
+    channels: tuple[int, ...] = _opt((8, 8, 8), "widths of the 2 -> 2 layers")
+    invariant_channels: int = _opt(32, "width of the 2 -> 0 layer")
+    head_hidden: tuple[int, ...] = _opt((64,), "hidden widths of the MLP head")
+    epochs: int = _opt(20, "training epochs")
+    batch_size: int = _opt(16, "training batch size")
+    lr: float = _opt(1e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = _opt(0.0, "Adam weight decay")
     schedule: str = "triangular"
-    free_rank: int = 8
-    lie_weight: float = 1e-2
-    norm_weight: float = 1e-2
-    relax_init_std: float = 1e-3
-    penalty_rows: int | None = None
-    eval_permutations: int = 8
+    free_rank: int = _opt(8, "rank r of the relaxed arm's free terms W = U Vᵀ")
+    lie_weight: float = _opt(1e-2, "weight of the Lie-derivative penalty")
+    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = _opt(None, "rows of each layer input the penalties are "
+                                          "evaluated on (none: all)")
+    eval_permutations: int = _opt(8, "random relabellings of the invariance error")
     devices: int = 1
     num_nodes: int = 1
     accelerator: str = "auto"
@@ -137,8 +157,8 @@ class GraphStudyConfig:
                                                                VARIANTS)
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule not in schedule_names():
+            raise ValueError(f"schedule must be one of {schedule_names()}, got {self.schedule!r}")
         for name in (
             "nodes",
             "train_size",
@@ -278,15 +298,6 @@ def test_metrics(model: nn.Module, splits: GraphSplits, batch_size: int) -> dict
 # ------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=float)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "max": float(arr.max()),
-    }
-
-
 #: metrics compared as paired ratios relaxed / exact (lower is better for each)
 PAIRED = (("test_rel_mse", "test MSE / Var(y)"), ("best_val_loss", "best validation loss"))
 #: per-arm columns of the table: record key, heading
@@ -306,30 +317,8 @@ def summarise(records: Sequence[dict]) -> dict[str, Any]:
     """Per arm, mean / std / max over seeds of every column; for the relaxed arm, the paired
     ratios relaxed / exact per seed, their geometric mean with a 95% t-interval and what the
     interval says (``better``: below 1, ``worse``: above 1, ``no difference shown``)."""
-    by_arm: dict[str, dict[int, dict]] = {}
-    for r in records:
-        by_arm.setdefault(r["variant"], {})[r["seed"]] = r
-    summary: dict[str, Any] = {"variants": {}, "paired": {}}
-    for arm, runs in by_arm.items():
-        stats = {key: _mean_std([r[key] for r in runs.values()]) for key, _ in COLUMNS}
-        summary["variants"][arm] = {**stats, "seeds": sorted(runs)}
-    if "exact" in by_arm and "relaxed" in by_arm:
-        exact, relaxed = by_arm["exact"], by_arm["relaxed"]
-        seeds = sorted(set(exact) & set(relaxed))
-        for key, _ in PAIRED:
-            ratios = [relaxed[s][key] / exact[s][key] for s in seeds]
-            if not ratios:
-                continue
-            geo, low, high = paired_interval(ratios)
-            summary["paired"][key] = {
-                "seeds": seeds,
-                "ratios": ratios,
-                "geometric_mean": geo,
-                "ci95": [low, high],
-                "relaxed_lower": int(sum(q < 1 for q in ratios)),
-                "verdict": verdict(low, high, len(ratios)),
-            }
-    return summary
+    return summarise_runs(records, [key for key, _ in COLUMNS],
+                          ratios=[key for key, _ in PAIRED])
 
 
 def _cell(key: str, stat: dict[str, float]) -> str:
@@ -356,13 +345,11 @@ def report_lines(
     lines = ["# Graphs: invariant graph network, exact vs relaxed (low-rank free terms)", ""]
     if smoke_test:
         lines += [f"**{SMOKE_TEST_NOTE}**", ""]
-    lines += ["Written by the script; reproduce with:", "", "```", command, "```", ""]
-    lines += [
-        "| arm | " + " | ".join(h for _, h in COLUMNS) + " |",
-        "|" + "---|" * (len(COLUMNS) + 1),
-    ]
-    for arm, stats in summary["variants"].items():
-        lines.append(f"| {arm} | " + " | ".join(_cell(k, stats[k]) for k, _ in COLUMNS) + " |")
+    lines += command_lines(command)
+    lines += markdown_table(
+        [[arm, *(_cell(k, stats[k]) for k, _ in COLUMNS)]
+         for arm, stats in summary["variants"].items()],
+        ["arm", *(h for _, h in COLUMNS)])
     seeds = next(iter(summary["variants"].values()))["seeds"]
     lines += ["", f"Mean ± standard deviation over seeds {', '.join(map(str, seeds))}."]
     if summary["paired"]:
@@ -422,9 +409,7 @@ def report_lines(
         "",
         "Settings:",
         "",
-        "| setting | value |",
-        "|---|---|",
-        *(f"| {k} | {json.dumps(v)} |" for k, v in asdict(cfg).items()),
+        *settings_table(asdict(cfg)),
         "",
         "Validation curves: `curves.png`; every run: `results.json`.",
         "",
@@ -483,27 +468,9 @@ _RUN_SETTINGS = tuple(
 )
 
 
-def check_run_settings(runs_dir: Path, cfg: GraphStudyConfig) -> None:
-    """Refuse to resume checkpoints trained with other settings (they would be continued
-    silently); record the settings of a new run folder."""
-    path = runs_dir / "study_settings.json"
-    settings = json.loads(json.dumps({k: getattr(cfg, k) for k in _RUN_SETTINGS}))
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = [
-            f"{k}: {saved.get(k)!r} then, {v!r} now"
-            for k, v in settings.items()
-            if saved.get(k) != v
-        ]
-        if changed:
-            raise UsageError(
-                f"the run folder {runs_dir} holds runs trained with other settings "
-                f"({'; '.join(changed)}); use --fresh to delete them, or another "
-                "--runs-dir"
-            )
-        return
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1) + "\n")
+def run_settings(cfg: GraphStudyConfig) -> dict[str, Any]:
+    """The settings a run folder's checkpoints depend on (resuming with others is refused)."""
+    return {k: getattr(cfg, k) for k in _RUN_SETTINGS}
 
 
 def run_study(
@@ -568,19 +535,10 @@ def run_study(
     if records is None:
         return None
     summary = summarise(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload: dict[str, Any] = {
-        "command": command,
-        "settings": asdict(cfg),
-        "summary": summary,
-        "records": records,
-    }
-    if smoke_test:
-        payload = {"smoke_test": SMOKE_TEST_NOTE, **payload}
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
-    (out_dir / "results.md").write_text(
-        "\n".join(report_lines(cfg, records, summary, command, smoke_test))
-    )
+    write_results(out_dir, "results",
+                  {"settings": asdict(cfg), "summary": summary, "records": records},
+                  report_lines(cfg, records, summary, command, smoke_test), command,
+                  smoke_test=smoke_test)
     plot_curves(out_dir, records, f"{cfg.target}, n = {cfg.nodes}")
     return {"records": records, "summary": summary}
 
@@ -589,135 +547,49 @@ def run_study(
 # Command line
 # ------------------------------------------------------------------------------------------
 
-#: config field -> command-line flag of ``equirelax graphs``
-OPTIONS = {
-    "variants": "--variants",
-    "seeds": "--seeds",
-    "target": "--target",
-    "nodes": "--nodes",
-    "degree_range": "--degree-range",
-    "train_size": "--train-size",
-    "val_size": "--val-size",
-    "test_size": "--test-size",
-    "data_seed": "--data-seed",
-    "channels": "--channels",
-    "invariant_channels": "--invariant-channels",
-    "head_hidden": "--head-hidden",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "schedule": "--relax",
-    "free_rank": "--free-rank",
-    "lie_weight": "--lie-weight",
-    "norm_weight": "--norm-weight",
-    "penalty_rows": "--penalty-rows",
-    "devices": "--devices",
-    "num_nodes": "--num-nodes",
-    "accelerator": "--accelerator",
-}
-
-
 def preset_name(args: argparse.Namespace) -> str:
     """``quick`` with ``--quick``, else ``--preset``, else ``standard``."""
-    return "quick" if args.quick else (args.preset or DEFAULT_PRESET)
+    return chosen_preset(args, DEFAULT_PRESET)
 
 
 def config_from_args(args: argparse.Namespace) -> GraphStudyConfig:
-    """The preset, then every option given on the command line; options that do not fit
-    together raise :class:`UsageError` (exit status 2) naming them."""
-    values: dict[str, Any] = dict(PRESETS[preset_name(args)])
-    for key in OPTIONS:
-        value = getattr(args, key, None)
-        if value is not None:
-            values[key] = value
+    """The preset, then every option given on the command line (``--relax none``: the exact
+    arm only); options that do not fit together raise :class:`UsageError` (exit status 2)
+    naming them."""
+    overrides: dict[str, Any] = {key: getattr(args, key) for key in ("variants", "seeds")
+                                 if getattr(args, key, None) is not None}
+    overrides.update(devices=args.devices, num_nodes=args.num_nodes,
+                     accelerator=args.accelerator)
+    if args.relax == "none":
+        overrides["variants"] = ("exact",)
+    elif args.relax is not None:
+        overrides["schedule"] = args.relax
     try:
-        return GraphStudyConfig(**values)
+        return build_config(args, GraphStudyConfig, PRESETS, preset_name(args), **overrides)
     except ValueError as err:
         raise UsageError(str(err)) from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of ``equirelax graphs``."""
-    parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help=f"sizes and budget (default: {DEFAULT_PRESET})",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="same as --preset quick (a smoke test of a few minutes)",
-    )
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=None)
-    parser.add_argument(
-        "--target",
-        choices=TARGETS,
-        default=None,
-        help="graph property to predict (default triangles: the triangle "
-        "density; components: the number of connected components)",
-    )
-    parser.add_argument("--nodes", type=positive_int, default=None, help="nodes per graph")
-    parser.add_argument(
-        "--degree-range",
-        dest="degree_range",
-        nargs=2,
-        type=positive_float,
-        default=None,
-        metavar=("LOW", "HIGH"),
-        help="mean degree of each graph, uniform in [LOW, HIGH] (default 1 8)",
-    )
-    parser.add_argument("--train-size", dest="train_size", type=positive_int, default=None)
-    parser.add_argument("--val-size", dest="val_size", type=positive_int, default=None)
-    parser.add_argument("--test-size", dest="test_size", type=positive_int, default=None)
-    parser.add_argument("--data-seed", dest="data_seed", type=non_negative_int, default=None)
-    parser.add_argument(
-        "--channels", nargs="+", type=positive_int, default=None, help="widths of the 2 -> 2 layers"
-    )
-    parser.add_argument(
-        "--invariant-channels",
-        dest="invariant_channels",
-        type=positive_int,
-        default=None,
-        help="width of the 2 -> 0 layer",
-    )
-    parser.add_argument(
-        "--head-hidden",
-        dest="head_hidden",
-        nargs="+",
-        type=positive_int,
-        default=None,
-        help="hidden widths of the MLP head",
-    )
-    parser.add_argument(
-        "--relax",
-        dest="schedule",
-        choices=sorted(SCHEDULES),
-        default=None,
-        help="relaxation schedule of the relaxed arm (default triangular)",
-    )
-    parser.add_argument(
-        "--free-rank",
-        dest="free_rank",
-        type=positive_int,
-        default=None,
-        help="rank r of the relaxed arm's free terms W = U Vᵀ",
-    )
-    add_run_options(
-        parser, "graphs", "rows of each layer input the penalties are evaluated on (default: all)"
-    )
+    add_preset_options(parser, PRESETS, None, DEFAULT_PRESET)
+    add_variants_option(parser, VARIANTS)
+    add_relax_option(parser, help_text="relaxation schedule of the relaxed arm; none: the "
+                                       "exact arm only")
+    add_config_options(parser, GraphStudyConfig, exclude=KIT_FIELDS)
+    add_common_options(parser, "graphs", seeds_default=None, threads_default=2)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the graph comparison and write its report."""
     cfg = config_from_args(args)
     preset = preset_name(args)
-    out, runs = prepare_run(args, "graphs", preset)
-    check_run_settings(runs, cfg)
+    smoke_test = preset == "quick"
+    out, runs = prepare_folders(args, "graphs", preset, smoke_test=smoke_test)
+    check_run_settings(runs, run_settings(cfg))
     start = time.perf_counter()
-    command = command_line("graphs", preset, cfg, PRESETS, OPTIONS) + folder_flags(args)
-    result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
+    result = run_study(cfg, out, runs, record_command(args), args.progress,
+                       smoke_test=smoke_test)
     if result is None:  # a DDP process other than rank 0
         return 0
     summary = result["summary"]
@@ -735,7 +607,7 @@ def main(args: argparse.Namespace) -> int:
             f"({READING[paired['verdict']]})"
         )
     print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
-    if args.quick:
+    if smoke_test:
         print(SMOKE_TEST_NOTE)
     return 0
 

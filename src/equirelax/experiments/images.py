@@ -37,8 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +60,23 @@ from equirelax.data.fashion_mnist import (
     upright_fashion_mnist,
 )
 from equirelax.data.idx import read_idx
-from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_int
 from equirelax.experiments.classification import (
+    ClassificationStudy,
     Variant,
     checked_variants_and_seeds,
-    claim_sentence,
-    command_line,
+    configure_study,
     evaluate_accuracy,
     plot_curves,
     run_comparison,
-    summarise,
+    run_study_command,
+    study_config,
     training_loader,
     write_report,
 )
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.kit.options import add_run_options, config_values, folder_flags, prepare_run
+from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
+from equirelax.experiments.kit.guards import StudyError
 from equirelax.experiments.kit.runner import RunConfig
+from equirelax.experiments.kit.tables import summarise
 from equirelax.nn.gconv import CNN, GCNN, ImageGroup
 
 VARIANTS = ("exact", "relaxed", "baseline")
@@ -113,35 +113,52 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESETS = {"digits": "standard", "fashion-mnist": "fashion"}
 
 
+def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
+    """A config field with its command-line option's metadata (see kit.config)."""
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
 @dataclass
 class ImageStudyConfig:
-    """Every setting of an image comparison (defaults: the ``standard`` preset)."""
+    """Every setting of an image comparison (defaults: the ``standard`` preset); each field is
+    an option of ``equirelax images``."""
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    group: str = "C4"
+    dataset: str = _opt("digits", "digits (scikit-learn, the quick default) or fashion-mnist "
+                                  "(real images from the package dataset-fashion-mnist)",
+                        choices=DATASETS)
+    data_dir: str | None = _opt(None, "folder of the Fashion-MNIST IDX files (none: "
+                                      "/usr/share/datasets/fashion-mnist or "
+                                      "$EQUIRELAX_FASHION_MNIST)", type=Path)
+    group: str = _opt("C4", "symmetry group of the GCNN", choices=("C4", "D4"))
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
-    train_rotation: str = "continuous"
-    test_rotation: str = "continuous"
-    augment: str = "continuous"
-    train_fraction: float = 1.0
-    val_fraction: float = 0.15
-    train_size: int | None = None
-    val_size: int | None = None
-    test_size: int | None = None
-    data_seed: int = 0
-    channels: tuple[int, ...] = (8, 16, 32)
-    cnn_channels: tuple[int, ...] = (16, 32, 64)
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    train_rotation: str = _opt("continuous", "rotation of the training images",
+                               choices=DIGIT_ROTATIONS)
+    test_rotation: str = _opt("continuous", "rotation of the test images",
+                              choices=DIGIT_ROTATIONS)
+    augment: str = _opt("continuous", "random rotation of every training batch",
+                        choices=DIGIT_ROTATIONS)
+    train_fraction: float = _opt(1.0, "part of the training images kept", type=fraction)
+    val_fraction: float = _opt(0.15, "part of the training images held out for validation",
+                               type=fraction)
+    train_size: int | None = _opt(None, "Fashion-MNIST training images (none: from "
+                                        "train_fraction)")
+    val_size: int | None = _opt(None, "Fashion-MNIST validation images carved from the "
+                                      "training set (none: from val_fraction)")
+    test_size: int | None = _opt(None, "Fashion-MNIST test images (none: all 10,000)")
+    data_seed: int = _opt(0, "seed of the data", type=non_negative_int)
+    channels: tuple[int, ...] = _opt((8, 16, 32), "GCNN widths")
+    cnn_channels: tuple[int, ...] = _opt((16, 32, 64), "CNN widths")
+    epochs: int = _opt(4, "training epochs")
+    batch_size: int = _opt(32, "training batch size")
+    lr: float = _opt(2e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = _opt(1e-4, "Adam weight decay")
     schedule: str = "triangular"
-    lie_weight: float = 1e-2
-    norm_weight: float = 1e-2
-    relax_init_std: float = 1e-3
-    penalty_rows: int | None = 8
+    lie_weight: float = _opt(1e-2, "weight of the generator (Lie) penalty")
+    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = _opt(8, "images of each layer input the penalties are "
+                                       "evaluated on")
     devices: int = 1
     num_nodes: int = 1
     accelerator: str = "auto"
@@ -369,7 +386,7 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
     kinds = ("continuous", "c4", "none")
     metrics = [f"test_acc_{k}" for k in kinds] + ["equivariance_error", "parameters",
                                                   "fit_seconds"]
-    summary = summarise(records, metrics, claim_metric=f"test_acc_{cfg.test_rotation}")
+    summary = summarise(records, metrics, difference=f"test_acc_{cfg.test_rotation}")
     columns = [("test_acc_continuous", "test acc, any angle"),
                ("test_acc_c4", "test acc, multiples of 90°"),
                ("test_acc_none", "test acc, upright"),
@@ -391,35 +408,12 @@ def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str
     return {"records": records, "summary": summary}
 
 
-#: config field -> command-line flag of ``equirelax images``
-OPTIONS = {
-    "dataset": "--dataset", "data_dir": "--data-dir", "train_size": "--train-size",
-    "val_size": "--val-size", "test_size": "--test-size", "group": "--group",
-    "variants": "--variants", "seeds": "--seeds",
-    "train_rotation": "--train-rotation", "test_rotation": "--test-rotation",
-    "augment": "--augment", "train_fraction": "--train-fraction", "channels": "--channels",
-    "cnn_channels": "--cnn-channels", "epochs": "--epochs", "batch_size": "--batch-size",
-    "lr": "--lr", "lie_weight": "--lie-weight", "norm_weight": "--norm-weight",
-    "penalty_rows": "--penalty-rows", "devices": "--devices", "num_nodes": "--num-nodes",
-    "accelerator": "--accelerator", "schedule": "--relax",
-}
-
-
 def preset_name(args: argparse.Namespace) -> str:
     """The preset a command runs: ``quick`` with ``--quick``, else ``--preset``, else the
     default of the data set (``standard`` for digits, ``fashion`` for Fashion-MNIST)."""
     if args.quick:
         return "quick"
     return args.preset or DEFAULT_PRESETS[args.dataset or "digits"]
-
-
-def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
-    """The study configuration: the preset, then every option given on the command line."""
-    args = argparse.Namespace(**{**vars(args), "preset": preset_name(args)})
-    values = config_values(args, PRESETS, OPTIONS, baseline_model="cnn")
-    if values.get("data_dir") is not None:
-        values["data_dir"] = str(values["data_dir"])
-    return ImageStudyConfig(**values)
 
 
 def results_name(preset: str, cfg: ImageStudyConfig) -> str:
@@ -431,70 +425,45 @@ def results_name(preset: str, cfg: ImageStudyConfig) -> str:
     return name
 
 
+def check_data(cfg: ImageStudyConfig) -> None:
+    """Fail at once when Fashion-MNIST is asked for and missing, before any folder is made,
+    naming the package to install."""
+    if cfg.dataset == "fashion-mnist":
+        try:
+            find_fashion_mnist(cfg.data_dir)
+        except FashionMNISTMissingError as err:
+            raise StudyError(str(err)) from None
+
+
+def summary_lines(cfg: ImageStudyConfig, summary: dict) -> list[str]:
+    """What ``equirelax images`` prints per variant."""
+    lines = []
+    for name, stats in summary["variants"].items():
+        acc = stats[f"test_acc_{cfg.test_rotation}"]
+        lines.append(f"{name:>9}: test acc ({cfg.test_rotation}) {acc['mean']:.3f} ± "
+                     f"{acc['std']:.3f}, {cfg.group} invariance error "
+                     f"{stats['equivariance_error']['max']:.1e}")
+    return lines
+
+
+STUDY = ClassificationStudy(
+    name="images", config=ImageStudyConfig, presets=PRESETS, variants=VARIANTS,
+    models=("gcnn", "cnn"), preset_name=preset_name, results_name=results_name,
+    check=check_data, run=run_study, summary_lines=summary_lines,
+    preset_help="standard for digits, fashion for Fashion-MNIST",
+    penalty_rows_help="images of each layer input the penalties are evaluated on")
+
+
+def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
+    """The study configuration of a command: the preset, then every option given."""
+    return study_config(args, STUDY)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of ``equirelax images``."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="sizes and budget (default: standard for digits, fashion for "
-                             "Fashion-MNIST)")
-    parser.add_argument("--quick", action="store_true", help="same as --preset quick")
-    parser.add_argument("--dataset", choices=DATASETS, default=None,
-                        help="digits (scikit-learn, the quick default) or fashion-mnist (real "
-                             "images from the package dataset-fashion-mnist)")
-    parser.add_argument("--data-dir", dest="data_dir", type=Path, default=None,
-                        help="folder of the Fashion-MNIST IDX files (default "
-                             "/usr/share/datasets/fashion-mnist or $EQUIRELAX_FASHION_MNIST)")
-    parser.add_argument("--train-size", dest="train_size", type=positive_int, default=None,
-                        help="Fashion-MNIST training images (default: the preset's)")
-    parser.add_argument("--val-size", dest="val_size", type=positive_int, default=None,
-                        help="Fashion-MNIST validation images carved from the training set")
-    parser.add_argument("--test-size", dest="test_size", type=positive_int, default=None,
-                        help="Fashion-MNIST test images (default: all 10,000)")
-    parser.add_argument("--group", choices=("C4", "D4"), default=None)
-    parser.add_argument("--model", choices=("gcnn", "cnn"), default=None,
-                        help="train one model only (with --relax for the GCNN) instead of the "
-                             "three-way comparison")
-    parser.add_argument("--relax", default=None,
-                        choices=("none", "triangular", "linear", "cosine", "constant"),
-                        help="relaxation schedule of the relaxed variant (default triangular)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=None)
-    parser.add_argument("--train-rotation", dest="train_rotation", choices=DIGIT_ROTATIONS,
-                        default=None)
-    parser.add_argument("--test-rotation", dest="test_rotation", choices=DIGIT_ROTATIONS,
-                        default=None)
-    parser.add_argument("--augment", choices=DIGIT_ROTATIONS, default=None,
-                        help="random rotation of every training batch (default continuous)")
-    parser.add_argument("--train-fraction", dest="train_fraction", type=fraction, default=None)
-    parser.add_argument("--channels", nargs="+", type=positive_int, default=None,
-                        help="GCNN widths")
-    parser.add_argument("--cnn-channels", dest="cnn_channels", nargs="+", type=positive_int,
-                        default=None, help="CNN widths")
-    add_run_options(parser, "images", "images of each layer input the penalties are evaluated on")
+    configure_study(parser, STUDY)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the image comparison and write its report."""
-    cfg = config_from_args(args)
-    if cfg.dataset == "fashion-mnist":
-        try:  # fail at once, before any folder is made, naming the package to install
-            find_fashion_mnist(cfg.data_dir)
-        except FashionMNISTMissingError as err:
-            raise StudyError(str(err)) from None
-    preset = preset_name(args)
-    out, runs = prepare_run(args, "images", results_name(preset, cfg))
-    start = time.perf_counter()
-    command = command_line("images", preset, cfg, PRESETS, OPTIONS) + folder_flags(args)
-    result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
-    if result is None:  # a DDP process other than rank 0
-        return 0
-    summary = result["summary"]
-    for name, stats in summary["variants"].items():
-        acc = stats[f"test_acc_{cfg.test_rotation}"]
-        print(f"{name:>9}: test acc ({cfg.test_rotation}) {acc['mean']:.3f} ± {acc['std']:.3f}, "
-              f"{cfg.group} invariance error {stats['equivariance_error']['max']:.1e}")
-    if "claim" in summary:
-        print(claim_sentence(summary["claim"]))
-    print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
-    if args.quick:
-        print(SMOKE_TEST_NOTE)
-    return 0
+    return run_study_command(args, STUDY)

@@ -25,8 +25,9 @@ rotated copies of the test clouds (SO(3), z, none) and its invariance error is m
 per-run records and training curves to its output folder, with the command that reproduces
 them. Run with ``equirelax pointcloud --preset quick`` (a few minutes) or ``--preset standard``.
 
-The helpers :func:`run_comparison`, :func:`summarise`, :func:`write_report` and
-:func:`plot_curves` are generic over classification studies (the image study uses them too).
+The training, report and command line are those of :mod:`~equirelax.experiments.
+classification`, shared with the image study; summaries are the kit's
+(:func:`~equirelax.experiments.kit.tables.summarise`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,29 +54,24 @@ from equirelax.data.shapes import (
     random_rotations_torch,
     random_z_rotations,
 )
-from equirelax.experiments.kit.argtypes import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
 from equirelax.experiments.classification import (
     Augment,
+    ClassificationStudy,
     Variant,
     checked_variants_and_seeds,
-    claim_sentence,
-    command_line,
+    configure_study,
     evaluate_accuracy,
-    format_mean_std,
     plot_curves,
     run_comparison,
-    summarise,
+    run_study_command,
+    study_config,
     training_loader,
     write_report,
 )
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError
-from equirelax.experiments.kit.options import add_run_options, config_values, folder_flags, prepare_run
+from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
+from equirelax.experiments.kit.guards import StudyError
 from equirelax.experiments.kit.runner import RunConfig
+from equirelax.experiments.kit.tables import format_mean_std, summarise
 from equirelax.nn.vn import PointNet, VNLinear, VNMaxPool, VNPointNet
 
 VARIANTS = ("exact", "relaxed", "baseline")
@@ -126,40 +121,56 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET, DATA_PRESET = "standard", "paper"
 
 
+def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
+    """A config field with its command-line option's metadata (see kit.config)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("config defaults are immutable values")
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
 @dataclass
 class PointCloudStudyConfig:
-    """Every setting of a point-cloud comparison (defaults: the ``standard`` preset)."""
+    """Every setting of a point-cloud comparison (defaults: the ``standard`` preset); each field
+    is an option of ``equirelax pointcloud``."""
 
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
-    protocol: str = "so3/so3"
-    data: str | None = None
-    val_fraction: float = 0.2
-    num_points: int = 64
-    train_size: int = 480
-    val_size: int = 120
-    test_size: int = 450
-    noise_std: float = 0.02
-    data_seed: int = 0
-    channels: tuple[int, int, int] = (8, 16, 32)
-    k: int = 8
-    head_hidden: tuple[int, ...] = (64,)
-    dropout: float = 0.4
-    feature_transform: bool = False
-    negative_slope: float = 0.2
-    pooling: str = "mean"
-    point_pooling: str = "mean"
-    pointnet_channels: tuple[int, ...] = (64, 128, 256)
-    epochs: int = 5
-    batch_size: int = 24
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    protocol: str = _opt("so3/so3", "training/test rotations: so3/so3 or z/so3")
+    data: str | None = _opt(None, "ModelNet40: the modelnet40_ply_hdf5_2048 folder (HDF5 files "
+                                  "with 'data' (N, 2048, 3) and 'label'); none: procedural "
+                                  "shapes", type=Path)
+    val_fraction: float = _opt(0.2, "ModelNet40 training clouds held out for validation",
+                               type=positive_float)
+    num_points: int = _opt(64, "points per cloud (ModelNet40: the first ones)",
+                           aliases=("--points",))
+    train_size: int = _opt(480, "training clouds")
+    val_size: int = _opt(120, "validation clouds")
+    test_size: int = _opt(450, "test clouds")
+    noise_std: float = _opt(0.02, "surface noise of the procedural shapes", flag="--noise")
+    data_seed: int = _opt(0, "seed of the data", type=non_negative_int)
+    channels: tuple[int, int, int] = _opt((8, 16, 32), "VN-PointNet widths (paper: 21 42 341)")
+    k: int = _opt(8, "neighbours of the VN lift")
+    head_hidden: tuple[int, ...] = _opt((64,), "hidden widths of the classifier head")
+    dropout: float = _opt(0.4, "dropout of the head", type=fraction)
+    feature_transform: bool = _opt(False, "VN-PointNet's feature transform (paper: on)")
+    negative_slope: float = _opt(0.2, "slope of the VN nonlinearity (paper: 0, a VN-ReLU; "
+                                      "earlier presets: 0.2)")
+    pooling: str = _opt("mean", "VN pooling over neighbours and in the feature transform "
+                                "(paper: mean)", choices=POOLINGS)
+    point_pooling: str = _opt("mean", "pooling of the invariant features over points (paper: "
+                                      "max; earlier presets: mean)", choices=POOLINGS)
+    pointnet_channels: tuple[int, ...] = _opt((64, 128, 256), "PointNet widths")
+    epochs: int = _opt(5, "training epochs")
+    batch_size: int = _opt(24, "training batch size")
+    lr: float = _opt(2e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = _opt(1e-4, "Adam weight decay")
     schedule: str = "triangular"
-    lie_weight: float = 1e-2
-    norm_weight: float = 1e-2
-    relax_init_std: float = 1e-3
-    penalty_rows: int | None = 4096
-    eval_rotations: int = 8
+    lie_weight: float = _opt(1e-2, "weight of the Lie-derivative penalty")
+    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = _opt(4096, "rows of each layer input the penalties are "
+                                          "evaluated on")
+    eval_rotations: int = _opt(8, "rotations of the invariance error")
     devices: int = 1
     num_nodes: int = 1
     accelerator: str = "auto"
@@ -346,7 +357,7 @@ def run_study(
     metrics = [f"test_acc_{k}" for k in TEST_ROTATIONS] + [
         "equivariance_error", "parameters", "fit_seconds"]
     test_kind = parse_protocol(cfg.protocol)[1]
-    summary = summarise(records, metrics, claim_metric=f"test_acc_{test_kind}")
+    summary = summarise(records, metrics, difference=f"test_acc_{test_kind}")
     columns = [("test_acc_so3", "test acc, SO(3)-rotated"), ("test_acc_z", "test acc, z-rotated"),
                ("test_acc_none", "test acc, upright"),
                ("equivariance_error", "invariance error (max)"),
@@ -381,21 +392,6 @@ def run_study(
     return {"records": records, "summary": summary}
 
 
-#: config field -> command-line flag of ``equirelax pointcloud``
-OPTIONS = {
-    "variants": "--variants", "seeds": "--seeds", "protocol": "--protocol", "data": "--data",
-    "val_fraction": "--val-fraction", "feature_transform": "--feature-transform",
-    "negative_slope": "--negative-slope", "pooling": "--pooling",
-    "point_pooling": "--point-pooling",
-    "num_points": "--num-points", "train_size": "--train-size", "val_size": "--val-size",
-    "test_size": "--test-size", "noise_std": "--noise", "channels": "--channels", "k": "--k",
-    "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
-    "lie_weight": "--lie-weight", "norm_weight": "--norm-weight",
-    "penalty_rows": "--penalty-rows", "devices": "--devices", "num_nodes": "--num-nodes",
-    "accelerator": "--accelerator", "schedule": "--relax",
-}
-
-
 def preset_name(args: argparse.Namespace) -> str:
     """The preset a command runs: ``quick`` with ``--quick``, else ``--preset``, else
     ``paper`` when ``--data`` names ModelNet40, else ``standard``."""
@@ -404,86 +400,45 @@ def preset_name(args: argparse.Namespace) -> str:
     return args.preset or (DATA_PRESET if args.data is not None else DEFAULT_PRESET)
 
 
-def config_from_args(args: argparse.Namespace) -> PointCloudStudyConfig:
-    """The study configuration: the preset, then every option given on the command line."""
-    args = argparse.Namespace(**{**vars(args), "preset": preset_name(args)})
-    return PointCloudStudyConfig(**config_values(args, PRESETS, OPTIONS,
-                                                 baseline_model="pointnet"))
-
-
 def results_name(preset: str, cfg: PointCloudStudyConfig) -> str:
     """The folder name of a run's results: the preset, with ``_modelnet40`` on ModelNet40."""
     return preset if cfg.data is None else f"{preset}_modelnet40"
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Options of ``equirelax pointcloud``."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="sizes and budget (default: standard; paper with --data)")
-    parser.add_argument("--quick", action="store_true", help="same as --preset quick")
-    parser.add_argument("--model", choices=("vn-pointnet", "pointnet"), default=None,
-                        help="train one model only (with --relax for VN-PointNet) instead of "
-                             "the three-way comparison")
-    parser.add_argument("--relax", default=None,
-                        choices=("none", "triangular", "linear", "cosine", "constant"),
-                        help="relaxation schedule of the relaxed variant (default triangular)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=None)
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=None)
-    parser.add_argument("--protocol", default=None, help="so3/so3 (default) or z/so3")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="ModelNet40: the modelnet40_ply_hdf5_2048 folder (HDF5 files "
-                             "with 'data' (N, 2048, 3) and 'label'); default: procedural shapes")
-    parser.add_argument("--val-fraction", dest="val_fraction", type=positive_float,
-                        default=None, help="ModelNet40 training clouds held out for validation "
-                                           "(default 0.2)")
-    parser.add_argument("--num-points", dest="num_points", type=positive_int, default=None,
-                        help="points per cloud (ModelNet40: the first ones)")
-    parser.add_argument("--points", dest="num_points", type=positive_int, default=None,
-                        help="same as --num-points (the paper's code: --num_point 300)")
-    parser.add_argument("--train-size", dest="train_size", type=positive_int, default=None)
-    parser.add_argument("--val-size", dest="val_size", type=positive_int, default=None)
-    parser.add_argument("--test-size", dest="test_size", type=positive_int, default=None)
-    parser.add_argument("--noise", dest="noise_std", type=non_negative_float, default=None)
-    parser.add_argument("--channels", nargs=3, type=positive_int, default=None,
-                        help="VN-PointNet widths (paper: 21 42 341)")
-    parser.add_argument("--k", type=positive_int, default=None, help="neighbours of the VN lift")
-    parser.add_argument("--feature-transform", dest="feature_transform",
-                        action=argparse.BooleanOptionalAction, default=None,
-                        help="VN-PointNet's feature transform (paper: on)")
-    parser.add_argument("--negative-slope", dest="negative_slope", type=non_negative_float,
-                        default=None, help="slope of the VN nonlinearity (paper: 0, a VN-ReLU; "
-                                           "earlier presets: 0.2)")
-    parser.add_argument("--pooling", choices=POOLINGS, default=None,
-                        help="VN pooling over neighbours and in the feature transform "
-                             "(paper: mean)")
-    parser.add_argument("--point-pooling", dest="point_pooling", choices=POOLINGS, default=None,
-                        help="pooling of the invariant features over points (paper: max; "
-                             "earlier presets: mean)")
-    add_run_options(parser, "pointcloud", "rows of each layer input the penalties are evaluated on")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the point-cloud comparison and write its report."""
-    cfg = config_from_args(args)
-    if cfg.data is not None:  # fail at once on a wrong path, before any folder is made
+def check_data(cfg: PointCloudStudyConfig) -> None:
+    """Fail at once on a wrong ModelNet40 path, before any folder is made."""
+    if cfg.data is not None:
         try:
             find_modelnet40_files(cfg.data)
         except FileNotFoundError as err:
             raise StudyError(str(err)) from None
-    preset = preset_name(args)
-    out, runs = prepare_run(args, "pointcloud", results_name(preset, cfg))
-    start = time.perf_counter()
-    command = command_line("pointcloud", preset, cfg, PRESETS, OPTIONS) + folder_flags(args)
-    result = run_study(cfg, out, runs, command, args.progress, smoke_test=args.quick)
-    if result is None:  # a DDP process other than rank 0
-        return 0
-    summary = result["summary"]
-    for name, stats in summary["variants"].items():
-        print(f"{name:>9}: SO(3) test acc {format_mean_std(stats['test_acc_so3'])}, "
-              f"invariance error {stats['equivariance_error']['max']:.1e}")
-    if "claim" in summary:
-        print(claim_sentence(summary["claim"]))
-    print(f"wrote {out}/results.md ({time.perf_counter() - start:.0f} s)")
-    if args.quick:
-        print(SMOKE_TEST_NOTE)
-    return 0
+
+
+def summary_lines(cfg: PointCloudStudyConfig, summary: dict) -> list[str]:
+    """What ``equirelax pointcloud`` prints per variant."""
+    return [f"{name:>9}: SO(3) test acc {format_mean_std(stats['test_acc_so3'])}, "
+            f"invariance error {stats['equivariance_error']['max']:.1e}"
+            for name, stats in summary["variants"].items()]
+
+
+STUDY = ClassificationStudy(
+    name="pointcloud", config=PointCloudStudyConfig, presets=PRESETS, variants=VARIANTS,
+    models=("vn-pointnet", "pointnet"), preset_name=preset_name, results_name=results_name,
+    check=check_data, run=run_study, summary_lines=summary_lines,
+    preset_help="standard; paper with --data",
+    penalty_rows_help="rows of each layer input the penalties are evaluated on")
+
+
+def config_from_args(args: argparse.Namespace) -> PointCloudStudyConfig:
+    """The study configuration of a command: the preset, then every option given."""
+    return study_config(args, STUDY)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``equirelax pointcloud``."""
+    configure_study(parser, STUDY)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the point-cloud comparison and write its report."""
+    return run_study_command(args, STUDY)

@@ -72,7 +72,7 @@ def seed_values(text: str) -> tuple[int, ...]:
     """One word of ``--seeds``: a seed value ``7`` (an integer >= 0) or an inclusive range
     ``0-29`` (low <= high), as a tuple of seed values."""
     low, dash, high = text.partition("-")
-    if not dash:
+    if not dash or not low:  # one seed value (a negative one is refused as such)
         return (non_negative_int(text),)
     try:
         first, last = int(low), int(high)

@@ -38,6 +38,13 @@ class StudyError(Exception):
     status = 1
 
 
+class UsageError(StudyError):
+    """Options that are each valid but do not fit together, or a run folder that does not fit
+    them (exit status 2, as argparse's usage errors)."""
+
+    status = 2
+
+
 class OutputError(StudyError):
     """An output or run folder cannot be created or written (a usage error: status 2)."""
 
@@ -144,6 +151,7 @@ __all__ = [
     "RunInterruptedError",
     "StudyError",
     "Terminated",
+    "UsageError",
     "interrupted",
     "mark",
     "position",

@@ -156,10 +156,15 @@ def add_relax_option(parser: argparse.ArgumentParser, *, none: bool = True,
 
 
 def add_variants_option(parser: argparse.ArgumentParser, variants: Sequence[str],
-                        help_text: str = "the arms of the comparison") -> None:
-    """``--variants A B ..``: which arms of the study to train (default: the preset's)."""
-    preset_default(parser.add_argument("--variants", nargs="+", choices=tuple(variants),
-                                       default=None, help=help_text))
+                        help_text: str = "the arms of the comparison",
+                        default: Sequence[str] | None = None) -> None:
+    """``--variants A B ..``: which arms of the study to train (``default``, else the
+    preset's)."""
+    action = parser.add_argument("--variants", nargs="+", choices=tuple(variants),
+                                 default=None if default is None else tuple(default),
+                                 help=help_text)
+    if default is None:
+        preset_default(action)
 
 
 __all__ = [

@@ -22,13 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError, require_writable
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError, require_writable
 
 
-class SettingsChangedError(StudyError):
+class SettingsChangedError(UsageError):
     """A run folder holds runs trained with other settings (a usage error: status 2)."""
-
-    status = 2
 
 
 def launch_rank() -> int:
@@ -42,18 +40,18 @@ def default_folders(study: str, name: str) -> tuple[Path, Path]:
 
 
 def prepare_folders(args: argparse.Namespace, study: str, name: str, *,
-                    training: bool = True) -> tuple[Path, Path]:
+                    training: bool = True, smoke_test: bool | None = None) -> tuple[Path, Path]:
     """The results and checkpoint folders of a command (``--out`` and ``--runs-dir``, else
     :func:`default_folders`), checked writable before anything trains (``training=False``:
     only the results folder); with ``--fresh``, the earlier checkpoints are deleted. Sets the
     torch thread count (``--threads``, 0: torch's own choice) and says when a ``--quick`` run is
-    a smoke test."""
+    a smoke test (``smoke_test``, default ``--quick``)."""
     out_default, runs_default = default_folders(study, name)
     out = Path(args.out) if getattr(args, "out", None) is not None else out_default
     runs = (Path(args.runs_dir) if getattr(args, "runs_dir", None) is not None
             else runs_default)
     require_writable({"--out": out, "--runs-dir": runs} if training else {"--out": out})
-    if getattr(args, "quick", False):
+    if getattr(args, "quick", False) if smoke_test is None else smoke_test:
         print(SMOKE_TEST_NOTE, flush=True)
     if training and getattr(args, "fresh", False) and runs.exists() and launch_rank() == 0:
         shutil.rmtree(runs)
