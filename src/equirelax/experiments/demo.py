@@ -64,11 +64,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="relaxed steps of the escape arm (0: leave it out)")
 
 
+def config_from_options(args: argparse.Namespace) -> TeacherStudentConfig:
+    """The demo's setting with the seeds and step counts of the command line."""
+    return TeacherStudentConfig(**{**DEMO.__dict__, "seeds": list(args.seeds),
+                                   "steps": args.steps, "escape_steps": args.escape_steps})
+
+
 def main(args: argparse.Namespace) -> int:
     """Train the demo's arms, print the table and write it (with curves and a plot) into
     ``--out``."""
-    cfg = TeacherStudentConfig(**{**DEMO.__dict__, "seeds": list(args.seeds),
-                                  "steps": args.steps, "escape_steps": args.escape_steps})
+    cfg = config_from_options(args)
     args.out = args.out or DEFAULT_OUT
     out, _ = prepare_folders(args, "demo", "demo", training=False)
     print(INTRO, flush=True)

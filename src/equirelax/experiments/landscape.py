@@ -831,6 +831,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     help="also write symmetries_<group>.md (and the index) here")
 
 
+def config_from_options(args: argparse.Namespace) -> StudyConfig:
+    """The config of a ``teacher-student`` command: the preset's values, then every option
+    given."""
+    overrides = {"seeds": tuple(args.seeds)} if args.seeds is not None else {}
+    return config_from_args(args, StudyConfig, PRESETS, chosen_preset(args, DEFAULT_PRESET),
+                            **overrides)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run a landscape subcommand."""
     if args.command == "symmetries":
@@ -842,8 +850,7 @@ def main(args: argparse.Namespace) -> int:
             write_index(args.out)
         return 0
     preset = chosen_preset(args, DEFAULT_PRESET)
-    overrides = {"seeds": tuple(args.seeds)} if args.seeds is not None else {}
-    cfg = config_from_args(args, StudyConfig, PRESETS, preset, **overrides)
+    cfg = config_from_options(args)
     threads = torch.get_num_threads()
     # --fresh deletes this study's checkpoints only (run_study), not the other settings' ones
     # that share the runs folder

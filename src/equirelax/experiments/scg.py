@@ -43,7 +43,7 @@ from equirelax.experiments.kit.argtypes import (
     seed_values,
 )
 from equirelax.experiments.kit.commands import record_command
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, StudyError, mark, require_writable
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError, mark, require_writable
 from equirelax.experiments.kit.options import (
     DefaultsHelpFormatter,
     add_common_options,
@@ -842,12 +842,6 @@ HELP = {
     "evaluate": "similarity of generations to held-out sources, with baselines",
     "generate": "complete one image file from one condition with the generator file",
 }
-class UsageError(StudyError):
-    """Options that parse but do not fit the subcommand (a usage error: status 2)."""
-
-    status = 2
-
-
 #: Subcommands that use one seed (stage 2): ``--seeds`` names exactly one value there.
 ONE_SEED = ("train-completion", "evaluate", "generate")
 
