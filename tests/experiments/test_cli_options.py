@@ -21,7 +21,6 @@ from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, OutputError, requi
 
 BAD_VALUES = [
     (["relax"], "--steps", "-5"),
-    (["relax"], "--seeds", "0"),
     (["relax"], "--seeds", "-2"),
     (["relax"], "--n-base", "0"),
     (["relax"], "--lr", "0"),
@@ -29,7 +28,7 @@ BAD_VALUES = [
     (["relax"], "--relax-fraction", "1.5"),
     (["relax"], "--escape-steps", "-1"),
     (["relax"], "--steps", "many"),
-    (["demo"], "--seeds", "0"),
+    (["demo"], "--seeds", "-1"),
     (["demo"], "--steps", "-1"),
     (["demo"], "--escape-steps", "-3"),
     (["nbody"], "--epochs", "0"),
@@ -54,16 +53,16 @@ BAD_VALUES = [
     (["images"], "--train-fraction", "0"),
     (["images"], "--channels", "0"),
     (["images"], "--num-nodes", "0"),
-    (["landscape", "teacher-student"], "--seeds", "0"),
+    (["landscape", "teacher-student"], "--seeds", "-1"),
     (["landscape", "teacher-student"], "--exact-steps", "-1"),
     (["landscape", "teacher-student"], "--relax-steps", "0"),
     (["landscape", "teacher-student"], "--lr", "0"),
     (["landscape", "teacher-student"], "--noise", "-0.1"),
     (["landscape", "teacher-student"], "--tol", "inf"),
     (["scg", "train-autoencoder"], "--steps", "-5"),
-    (["scg", "probe"], "--seed", "-1"),
+    (["scg", "evaluate"], "--eval-seeds", "0"),
     (["scg", "probe"], "--seeds", "-2"),
-    (["scg", "evaluate"], "--threads", "0"),
+    (["scg", "evaluate"], "--threads", "-1"),
 ]
 
 
@@ -97,10 +96,10 @@ FOLDER_OPTIONS = [
     (["relax"], "--out"),
     (["demo"], "--out"),
     (["landscape", "teacher-student"], "--out"),
-    (["landscape", "teacher-student"], "--work-dir"),
+    (["landscape", "teacher-student"], "--runs-dir"),
     (["landscape", "symmetries"], "--out"),
     (["scg", "train-autoencoder"], "--out"),
-    (["scg", "probe"], "--runs"),
+    (["scg", "probe"], "--runs-dir"),
 ]
 
 
@@ -162,11 +161,11 @@ def test_quick_relax_is_marked_as_a_smoke_test(tmp_path, capsys):
 
 
 def test_quick_landscape_is_marked_as_a_smoke_test(tmp_path, capsys):
-    tiny_study = ["--seeds", "1", "--n-base", "16", "--n-test", "32", "--exact-steps", "30",
+    tiny_study = ["--seeds", "0", "--n-base", "16", "--n-test", "32", "--exact-steps", "30",
                   "--relax-steps", "30"]
     assert cli_main(["landscape", "teacher-student", "--quick", *tiny_study, "--out",
-                     str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")]) == 0
-    (md,) = (tmp_path / "out" / "quick").glob("S3_*.md")
+                     str(tmp_path / "out"), "--runs-dir", str(tmp_path / "work")]) == 0
+    (md,) = (tmp_path / "out").glob("S3_*.md")
     _assert_smoke(capsys.readouterr().out, md, md.with_suffix(".json"))
 
 
@@ -179,5 +178,5 @@ def test_quick_nbody_is_marked_as_a_smoke_test(tmp_path, capsys):
 
 def test_quick_scg_is_marked_as_a_smoke_test(tmp_path, capsys):
     assert cli_main(["scg", "train-autoencoder", "--quick", "--steps", "2", "--variants", "full",
-                     "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]) == 0
-    _assert_smoke(capsys.readouterr().out, tmp_path / "out" / "quick" / "ae_training.md")
+                     "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]) == 0
+    _assert_smoke(capsys.readouterr().out, tmp_path / "out" / "ae_training.md")

@@ -73,7 +73,7 @@ def test_teacher_rep_arms_train_the_teachers_hidden_rep():
 def test_success_is_relative_to_the_target_variance():
     """A test MSE of 0.002 is a failure against a target of variance 0.5 at 1e-3 relative, and a
     success against a target of variance 68 (where an absolute threshold would call it one)."""
-    runs = [{"exact_test_mse": 2e-3, "exact_equivariance_error": 0.0}]
+    runs = [{"seed": 0, "exact_test_mse": 2e-3, "exact_equivariance_error": 0.0}]
     small = {"config": {"success_rel_mse": 1e-3}, "target_variance": 0.5,
              "test_target_variance": 0.5, "arms": ["exact"], "runs": runs}
     large = {**small, "target_variance": 68.0, "test_target_variance": 68.0}
@@ -83,15 +83,36 @@ def test_success_is_relative_to_the_target_variance():
 
 
 def test_demo_cli(tmp_path, capsys):
-    assert cli_main(["demo", "--seeds", "1", "--steps", "20", "--escape-steps", "20",
+    assert cli_main(["demo", "--seeds", "0", "--steps", "20", "--escape-steps", "20",
                      "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "exact" in out and "relaxed" in out
     assert "equirelax's extension of Xie & Smidt" in out
     page = (tmp_path / "relax_teacher_student_S3.md").read_text()
     # the recorded command names the folder it was given, so a rerun writes to the same place
-    assert page.startswith(f"Reproduce with `equirelax demo --seeds 1 --steps 20 "
-                           f"--escape-steps 20 --out {tmp_path}`")
+    assert page.startswith("Written by the script; reproduce with:\n\n```\nequirelax demo "
+                           f"--seeds 0 --steps 20 --escape-steps 20 --out {tmp_path}\n```")
+    saved = json.loads((tmp_path / "relax_teacher_student_S3.json").read_text())
+    assert saved["config"]["seeds"] == [0]
+
+
+def test_relax_options_take_seed_values_presets_and_the_schedule_registry():
+    """``--seeds`` are values (a range too), ``--quick`` the quick preset and ``--relax`` a
+    schedule of the registry or none (no relaxed arms); options given beat the preset."""
+    from equirelax.cli import build_parser
+    from equirelax.experiments.relax_study import config_from_options
+
+    def config(*words):
+        return config_from_options(build_parser("relax").parse_args(["relax", *words]))
+
+    assert config().seeds == list(range(10)) and config().n_base == 1024
+    quick = config("--quick")
+    assert quick.seeds == [0, 1, 2, 3, 4] and quick.steps == 2000 and quick.n_base == 128
+    assert config("--quick", "--seeds", "0-29", "--steps", "3000").seeds == list(range(30))
+    assert config("--quick", "--steps", "3000").steps == 3000
+    assert config("--relax", "cosine").schedule == "cosine"
+    assert config("--relax", "none").drop_arm is False
+    assert config("--no-teacher-rep-arms").teacher_rep_arms is False
 
 
 def test_cli_rejects_unknown_study(capsys):

@@ -14,11 +14,12 @@ go to ``runs/demo`` (the full studies, ``equirelax relax``, write ``docs/results
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 from equirelax.experiments.kit.argtypes import non_negative_int, positive_int
-from equirelax.experiments.kit.guards import require_writable
+from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.kit.options import add_common_options
+from equirelax.experiments.kit.runs import prepare_folders
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     relax_comparison,
@@ -54,24 +55,30 @@ DEFAULT_OUT = Path("runs/demo")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=positive_int, default=len(DEMO.seeds))
+    """The kit's options (``--seeds``, ``--out``, ``--no-progress``, ``--threads``) and the
+    demo's step counts."""
+    add_common_options(parser, "demo", training=False, lightning=False,
+                       seeds_default=DEMO.seeds, threads_default=0, out_default=str(DEFAULT_OUT))
     parser.add_argument("--steps", type=positive_int, default=DEMO.steps, help="exact steps")
     parser.add_argument("--escape-steps", type=non_negative_int, default=DEMO.escape_steps,
                         help="relaxed steps of the escape arm (0: leave it out)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def config_from_options(args: argparse.Namespace) -> TeacherStudentConfig:
+    """The demo's setting with the seeds and step counts of the command line."""
+    return TeacherStudentConfig(**{**DEMO.__dict__, "seeds": list(args.seeds),
+                                   "steps": args.steps, "escape_steps": args.escape_steps})
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = TeacherStudentConfig(**{**DEMO.__dict__, "seeds": list(range(args.seeds)),
-                                  "steps": args.steps, "escape_steps": args.escape_steps})
-    require_writable({"--out": args.out})
+    """Train the demo's arms, print the table and write it (with curves and a plot) into
+    ``--out``."""
+    cfg = config_from_options(args)
+    args.out = args.out or DEFAULT_OUT
+    out, _ = prepare_folders(args, "demo", "demo", training=False)
     print(INTRO, flush=True)
-    result = relax_comparison(cfg)
-    command = (f"equirelax demo --seeds {args.seeds} --steps {args.steps} --escape-steps "
-               f"{args.escape_steps}")
-    if args.out != DEFAULT_OUT:  # a rerun without it would write into the default folder
-        command += f" --out {shlex.quote(str(args.out))}"
-    write_outputs(result, args.out, command=command)
+    result = relax_comparison(cfg, progress=args.progress)
+    write_outputs(result, out, command=record_command(args))
     print(table(result))
-    print(f"\n(results, curves and a plot in {args.out}/)")
+    print(f"\n(results, curves and a plot in {out}/)")
     return 0

@@ -17,8 +17,12 @@ Subcommands:
 * ``symmetries``: the hidden-symmetry groups of some hidden reps of a group (orders, structure,
   number of conjugate slices), as a table.
 
-Each seed's results are saved in ``--work-dir`` as soon as the seed is done; a rerun with the same
-settings resumes from there (``--no-resume`` starts afresh).
+``teacher-student`` speaks the study kit's vocabulary: ``--seeds`` (seed values), presets
+(``standard``; ``--quick``, a smoke test), one option per :class:`StudyConfig` field (the relaxed
+student's schedule is ``--relax``), ``--out`` for results (default
+``docs/results/landscape/<preset>``) and ``--runs-dir`` for checkpoints (default
+``runs/landscape/<preset>``): each seed's record is saved there as soon as the seed is done and
+a rerun with the same settings resumes from there (``--fresh`` deletes them first).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ import hashlib
 import json
 import math
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +44,18 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
-from equirelax.experiments.kit import guards
-from equirelax.experiments.kit.argtypes import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
+from equirelax.experiments.kit import guards, tables
+from equirelax.experiments.kit.argtypes import non_negative_int, positive_float
+from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.kit.config import add_config_options, config_from_args
+from equirelax.experiments.kit.options import (
+    DefaultsHelpFormatter,
+    add_common_options,
+    add_preset_options,
+    chosen_preset,
+    schedule_names,
 )
+from equirelax.experiments.kit.runs import prepare_folders
 from equirelax.experiments.teacher_student import (
     reference_teacher,
     symmetric_data,
@@ -73,36 +83,53 @@ from equirelax.reps import parse as parse_rep
 RESULT_KIND = "landscape-teacher-student"
 
 
+def _setting(default, help_text: str, **meta):
+    """A config field with its command-line help (and ``type=`` check) in its metadata."""
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
 @dataclass
 class StudyConfig:
-    """Settings of one teacher–student landscape study (defaults: the S3 case of the notes)."""
+    """Settings of one teacher–student landscape study (defaults: the S3 case of the notes).
+    Every field is an option of ``equirelax landscape teacher-student`` (its metadata: help
+    and check)."""
 
-    group: str = "S3"
-    teacher_rep: str = "natural"
-    student_rep: str = "3*trivial"
-    activation: str = "tanh"
-    seeds: int = 10
-    first_seed: int = 0
-    n_base: int = 1024
-    n_test: int = 2048
-    init_std: float = 0.5
-    exact_steps: int = 6000
-    polish_steps: int = 0
-    relax_steps: int = 15000
-    lr: float = 3e-3
-    relax_lr: float = 3e-3
-    noise: float = 1e-2
-    schedule: str = "constant"
-    lie_weight: float = 0.0
-    norm_weight: float = 0.0
+    group: str = _setting("S3", "S3, A4, C5, D4, ...")
+    teacher_rep: str = _setting("natural", "the teacher's hidden rep, e.g. natural, regular")
+    student_rep: str = _setting("3*trivial", "the students' hidden rep, e.g. 3*trivial")
+    activation: str = _setting("tanh", "activation of the hidden layer")
+    seeds: tuple[int, ...] = _setting(tuple(range(10)), "seed values")
+    n_base: int = _setting(1024, "base samples (each appears with all its group images)")
+    n_test: int = _setting(2048, "test samples")
+    init_std: float = _setting(0.5, "std of the exact student's coordinates in E_ρ",
+                               type=positive_float)
+    exact_steps: int = _setting(6000, "Adam steps of the exact student", type=non_negative_int)
+    polish_steps: int = _setting(0, "L-BFGS iterations inside E_ρ after Adam",
+                                 type=non_negative_int)
+    relax_steps: int = _setting(15000, "Adam steps of the relaxed student")
+    lr: float = _setting(3e-3, "learning rate of the exact student", type=positive_float)
+    relax_lr: float = _setting(3e-3, "learning rate of the relaxed student",
+                               type=positive_float)
+    noise: float = _setting(1e-2, "std of the free terms' initialisation (the "
+                                  "symmetry-breaking noise)")
+    schedule: str = _setting("constant", "schedule θ(t) of the relaxed student (θ = 1 "
+                                         "throughout with constant)", flag="--relax",
+                             choices=schedule_names())
+    lie_weight: float = _setting(0.0, "weight of the Lie-derivative penalty")
+    norm_weight: float = _setting(0.0, "weight of the free terms' norm penalty")
     # thresholds relative to the target variance Var(y): success is an unexplained fraction of
     # the variance of at most 1e-4 (an S3 regular -> 6 x trivial target has variance 68, and
     # the absolute 1e-6 called students at MSE / Var(y) = 3e-5 failures)
-    stuck_rel_mse: float = 1e-3
-    success_rel_mse: float = 1e-4
-    tol: float = 1e-2
-    rel_grad_tol: float = 1e-3
-    data_seed: int = 1234
+    stuck_rel_mse: float = _setting(1e-3, "an exact student is stuck above this · Var(y)",
+                                    type=positive_float)
+    success_rel_mse: float = _setting(1e-4, "a relaxed student succeeds at or below this · "
+                                            "Var(y)", type=positive_float)
+    tol: float = _setting(1e-2, "tolerance of the hidden-rep and subgroup detections",
+                          type=positive_float)
+    rel_grad_tol: float = _setting(1e-3, "a point is critical at gradient norm <= this · "
+                                         "Var(y)", type=positive_float)
+    data_seed: int = _setting(1234, "seed of the training and test data",
+                              type=non_negative_int)
 
     def tag(self) -> str:
         """File stem of the study's outputs, e.g. ``S3_natural_to_3xtrivial``."""
@@ -113,49 +140,19 @@ class StudyConfig:
         return f"{self.group}_{clean(self.teacher_rep)}_to_{clean(self.student_rep)}"
 
     def key(self) -> str:
-        """A hash of every setting except the seed range (per-seed checkpoints depend on it)."""
+        """A hash of every setting except the seeds (per-seed checkpoints depend on it)."""
         d = asdict(self)
         d.pop("seeds")
-        d.pop("first_seed")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
-    def command(self) -> str:
-        """The command line that reproduces the study."""
-        parts = ["python", "-m", "equirelax", "landscape", "teacher-student"]
-        defaults = StudyConfig()
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("group", "teacher_rep", "student_rep", "seeds") or value != getattr(
-                defaults, f.name
-            ):
-                parts += [f"--{f.name.replace('_', '-')}", str(value)]
-        return " ".join(shlex.quote(p) for p in parts)
 
-
-QUICK = {"seeds": 2, "n_base": 64, "n_test": 256, "exact_steps": 200, "relax_steps": 300}
-
-#: The command-line check of every numeric setting of :class:`StudyConfig` (text settings
-#: are taken as given and checked where they are parsed).
-FIELD_TYPES = {
-    "seeds": positive_int,
-    "first_seed": non_negative_int,
-    "n_base": positive_int,
-    "n_test": positive_int,
-    "init_std": positive_float,
-    "exact_steps": non_negative_int,
-    "polish_steps": non_negative_int,
-    "relax_steps": positive_int,
-    "lr": positive_float,
-    "relax_lr": positive_float,
-    "noise": non_negative_float,
-    "lie_weight": non_negative_float,
-    "norm_weight": non_negative_float,
-    "stuck_rel_mse": positive_float,
-    "success_rel_mse": positive_float,
-    "tol": positive_float,
-    "rel_grad_tol": positive_float,
-    "data_seed": non_negative_int,
+#: The presets: ``standard`` is the config's defaults; ``quick`` a smoke test of a few minutes.
+PRESETS: dict[str, dict] = {
+    "standard": {},
+    "quick": {"seeds": (0, 1), "n_base": 64, "n_test": 256, "exact_steps": 200,
+              "relax_steps": 300},
 }
+DEFAULT_PRESET = "standard"
 
 
 # -- one seed ----------------------------------------------------------------------------------
@@ -238,8 +235,9 @@ def _curve(values: list[float], points: int = 200) -> list[float]:
     return values[:: max(1, len(values) // points)]
 
 
-def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
-    """The whole pipeline for one seed; returns a JSON-able record."""
+def run_seed(cfg: StudyConfig, seed: int, data: dict, progress: bool = True) -> dict:
+    """The whole pipeline for one seed; returns a JSON-able record (``progress``: progress
+    bars)."""
     G, rep_in, rep_out = data["G"], data["rep_in"], data["rep_out"]
     x, y, x_test, y_test = data["x"], data["y"], data["x_test"], data["y_test"]
     rep_s = parse_rep(G, cfg.student_rep)
@@ -249,7 +247,8 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
     gen = torch.Generator().manual_seed(seed)
     z0 = torch.randn(space.dim, generator=gen, dtype=torch.float64) * cfg.init_std
     student = equivariant_mlp(layout.module(space.embed(z0)), rep_in, [rep_s], rep_out)
-    curve_exact = train_student(student, x, y, cfg.exact_steps, cfg.lr, desc=f"exact {seed}")
+    curve_exact = train_student(student, x, y, cfg.exact_steps, cfg.lr, desc=f"exact {seed}",
+                                progress=progress)
     record: dict = {"seed": seed, "exact_mse": _mse(student, x, y)}
     _, theta = read_mlp(student)
     theta = _polish(space, layout, theta, x, y, cfg.polish_steps)
@@ -271,7 +270,8 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict) -> dict:
         projected_eval=False,
     )
     curve_relaxed = train_student(
-        relaxed.model, x, y, cfg.relax_steps, cfg.relax_lr, relaxed=relaxed, desc=f"relaxed {seed}"
+        relaxed.model, x, y, cfg.relax_steps, cfg.relax_lr, relaxed=relaxed,
+        desc=f"relaxed {seed}", progress=progress,
     )
     plain = effective_mlp(relaxed)
     record["relaxed_mse"] = _mse(plain, x, y)
@@ -404,30 +404,30 @@ def _symmetry_info(G, rep) -> dict:
     }
 
 
-def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = True) -> dict:
-    """Every seed of a study (resuming finished seeds from ``work_dir``); returns the results."""
+def run_study(cfg: StudyConfig, runs_dir: Path | None = None, *, fresh: bool = False,
+              command: str = "", progress: bool = True) -> dict:
+    """Every seed of a study; returns the results. With ``runs_dir``, each seed's record is
+    saved in ``<runs_dir>/<tag>_<settings hash>/seed_<k>.json`` as soon as it is done and a
+    rerun resumes the finished seeds (``fresh``: that folder is deleted first). ``command`` is
+    the command line recorded with the results."""
     data = prepare(cfg)
     G = data["G"]
     ckpt = None
-    if work_dir is not None:
-        ckpt = work_dir / f"{cfg.tag()}_{cfg.key()}"
+    if runs_dir is not None:
+        ckpt = runs_dir / f"{cfg.tag()}_{cfg.key()}"
+        if fresh and ckpt.exists():
+            shutil.rmtree(ckpt)
         ckpt.mkdir(parents=True, exist_ok=True)
         (ckpt / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     runs = []
-    seeds = range(cfg.first_seed, cfg.first_seed + cfg.seeds)
-    for seed in tqdm(seeds, desc=f"{cfg.tag()} seeds"):
+    for seed in tqdm(cfg.seeds, desc=f"{cfg.tag()} seeds", disable=not progress):
         guards.mark(f"seed {seed}")
         path = ckpt / f"seed_{seed}.json" if ckpt is not None else None
-        if resume and path is not None and path.exists():
-            record = json.loads(path.read_text())
-            if "subgroup" not in record:  # saved before subgroup detection: use its weights
-                layout = MLPLayout((G.degree, record_width(record, G.degree), 1), cfg.activation)
-                theta = torch.tensor(record["relaxed_end"]["theta"], dtype=torch.float64)
-                record["subgroup"] = subgroup_record(layout.module(theta), data, cfg.tol)
-            runs.append(record)
+        if path is not None and path.exists():
+            runs.append(json.loads(path.read_text()))
             continue
         start = time.perf_counter()
-        record = run_seed(cfg, seed, data)
+        record = run_seed(cfg, seed, data, progress)
         record["seconds"] = time.perf_counter() - start
         if path is not None:
             path.write_text(json.dumps(record))
@@ -435,7 +435,7 @@ def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = Tru
     result = {
         "kind": RESULT_KIND,
         "config": asdict(cfg),
-        "command": cfg.command(),
+        "command": command,
         "degree": G.degree,
         "target_variance": float(data["y"].var()),
         "teacher": _symmetry_info(G, data["rep_t"]),
@@ -446,33 +446,17 @@ def run_study(cfg: StudyConfig, work_dir: Path | None = None, resume: bool = Tru
     return result
 
 
-def record_width(record: dict, degree: int) -> int:
-    """The hidden width of a saved seed's network R^degree -> R^h -> R, from its relaxed θ
-    (length h (degree + 1) + h + 1)."""
-    n = len(record["relaxed_end"]["theta"])
-    width, rest = divmod(n - 1, degree + 2)
-    if rest:
-        raise ValueError(f"a saved θ of length {n} is no MLP R^{degree} -> R^h -> R")
-    return width
-
-
 def thresholds(result: dict) -> tuple[float, float]:
     """The (success, stuck) training MSEs of a result: ``success_rel_mse`` and ``stuck_rel_mse``
-    times the target variance. Results written before the thresholds were relative carry
-    absolute ``success_mse``/``stuck_mse``, which are used as they were."""
+    times the target variance."""
     cfg, var = result["config"], float(result["target_variance"])
-    if "success_rel_mse" in cfg:
-        return cfg["success_rel_mse"] * var, cfg["stuck_rel_mse"] * var
-    return cfg["success_mse"], cfg["stuck_mse"]
+    return cfg["success_rel_mse"] * var, cfg["stuck_rel_mse"] * var
 
 
 def _threshold_text(result: dict, which: str) -> str:
-    """How a threshold reads in a table: relative with its absolute value, or the old absolute."""
-    cfg = result["config"]
+    """How a threshold reads in a table: relative, with its absolute value."""
     value = thresholds(result)[0 if which == "success" else 1]
-    if f"{which}_rel_mse" in cfg:
-        return f"{cfg[f'{which}_rel_mse']:g} · Var(y) = {value:.3g}"
-    return f"{value:g}"
+    return f"{result['config'][f'{which}_rel_mse']:g} · Var(y) = {value:.3g}"
 
 
 def summarise(result: dict) -> dict:
@@ -495,12 +479,12 @@ def summarise(result: dict) -> dict:
         "detected": dict(Counter(r["detection"]["decomposition"] for r in runs)),
         "detected_among_success": dict(Counter(r["detection"]["decomposition"] for r in ok)),
         "same_type_as_teacher": sum(r["detection"]["same_type_as_teacher"] for r in runs),
-        "subgroups": dict(Counter(_subgroup_text(r) for r in runs if "subgroup" in r)),
+        "subgroups": dict(Counter(_subgroup_text(r) for r in runs)),
         "subgroups_of_failures": dict(
-            Counter(_subgroup_text(r) for r in failed if "subgroup" in r)
+            Counter(_subgroup_text(r) for r in failed)
         ),
         "max_subgroup_residual": max(
-            (r["subgroup"]["residual"] for r in runs if "subgroup" in r), default=float("nan")
+            (r["subgroup"]["residual"] for r in runs), default=float("nan")
         ),
         "median_exact_mse": median("polished_mse", runs),
         "median_relaxed_mse": median("relaxed_mse", runs),
@@ -509,7 +493,7 @@ def summarise(result: dict) -> dict:
         "max_detection_residual_success": max(
             (r["detection"]["residual"] for r in ok), default=float("nan")
         ),
-        "seconds": sum(r.get("seconds", 0.0) for r in runs),
+        "seconds": sum(r["seconds"] for r in runs),
     }
 
 
@@ -521,9 +505,7 @@ def _subgroup_text(record: dict) -> str:
 # -- outputs -----------------------------------------------------------------------------------
 def _subgroup_cell(record: dict) -> str:
     """A seed's largest subgroup H in a table: class, order, generators, hidden rep of H."""
-    sub = record.get("subgroup")
-    if sub is None:
-        return "–"
+    sub = record["subgroup"]
     if sub["order"] == sub["group_order"]:
         return f"{sub['name']} ({sub['order']}) = G"
     if sub["order"] == 1:
@@ -546,8 +528,7 @@ def table(result: dict) -> str:
         f"# {cfg['group']}: teacher `{cfg['teacher_rep']}` → student `{cfg['student_rep']}`",
         "",
         *([f"**{result['smoke_test']}**", ""] if result.get("smoke_test") else []),
-        f"Reproduce with `{result['command']}`.",
-        "",
+        *tables.command_lines(result["command"]),
         f"Input: {cfg['group']} permuting R^{result['degree']} (Gaussian), invariant scalar "
         f"output, {cfg['activation']}; {cfg['n_base']} base samples"
         f" each with all its group images; target variance {result['target_variance']:.4f}.",
@@ -585,7 +566,7 @@ def table(result: dict) -> str:
     for r in result["runs"]:
         h, d = r["hessian"], r["detection"]
         dh = r["detected_hessian"]
-        end = r.get("relaxed_end", {}).get("min_eigenvalue")
+        end = r["relaxed_end"]["min_eigenvalue"]
         lines.append(
             f"| {r['seed']} | {_e(r['polished_mse'])} | {h['kind']} | {_e(h['min_tangent'])} | "
             f"{_e(h['min_normal'])} | {_e(r['relaxed_mse'])} | {_e(end)} | "
@@ -613,32 +594,28 @@ def table(result: dict) -> str:
         f"| largest match residual (successful seeds) | "
         f"{_e(s['max_detection_residual_success'])} |",
         f"| largest residual of the subgroup detections | "
-        f"{_e(s.get('max_subgroup_residual', float('nan')))} |",
+        f"{_e(s['max_subgroup_residual'])} |",
         f"| wall time of all seeds (s) | {s['seconds']:.0f} |",
         "",
         f"Detected hidden reps over all seeds: {detected}.",
         "",
         "Largest subgroups H of the relaxed students that miss the success threshold: "
-        f"{_counts_text(s.get('subgroups_of_failures', {}))}; over all seeds: "
-        f"{_counts_text(s.get('subgroups', {}))}.",
+        f"{_counts_text(s['subgroups_of_failures'])}; over all seeds: "
+        f"{_counts_text(s['subgroups'])}.",
         "",
         "Hessian kinds (see `equirelax.landscape.Classification`): *escapable saddle* = negative "
         "curvature in a non-equivariant block, where the gradient has no non-equivariant part "
         "(relaxation can leave the point); *minimum* = critical, no negative curvature in any "
         "block; *saddle in E_rho* = critical, negative curvature along E_ρ; *not critical* = "
-        + (
-            f"gradient norm above {cfg['rel_grad_tol']:g} · Var(y)"
-            if "rel_grad_tol" in cfg
-            else f"gradient above {cfg.get('grad_tol', float('nan')):g}"
-        )
-        + ". Eigenvalues within 1e-3 · max|λ| of zero count as "
-        "flat. *min λ at relaxed end*: smallest eigenvalue of the plain MLP's full Hessian at the "
-        "relaxed weights (no slice involved). *detected point*: the kind of the relaxed weights "
-        "projected onto the detected slice. *largest subgroup H*: the largest subgroup of G under "
-        "which the relaxed weights are equivariant with some hidden permutation rep of H "
-        "(`equirelax.landscape.detect_subgroup_symmetry`, same tolerance as the detection; "
-        "classes named as in `subgroup_classes`), its generators in cycle notation on the input "
-        "points, and that hidden rep's transitive pieces [H/K] (K named among H's subgroups); "
+        f"gradient norm above {cfg['rel_grad_tol']:g} · Var(y). Eigenvalues within 1e-3 · "
+        "max|λ| of zero count as flat. *min λ at relaxed end*: smallest eigenvalue of the plain "
+        "MLP's full Hessian at the relaxed weights (no slice involved). *detected point*: the "
+        "kind of the relaxed weights projected onto the detected slice. *largest subgroup H*: "
+        "the largest subgroup of G under which the relaxed weights are equivariant with some "
+        "hidden permutation rep of H (`equirelax.landscape.detect_subgroup_symmetry`, same "
+        "tolerance as the detection; classes named as in `subgroup_classes`), its generators in "
+        "cycle notation on the input points, and that hidden rep's transitive pieces [H/K] (K "
+        "named among H's subgroups); "
         "*= G* when the detection succeeds, *1 (1)* when only the trivial group fits.",
     ]
     return "\n".join(lines)
@@ -738,18 +715,16 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
 
 def cfg_tag(result: dict) -> str:
     """The output stem of a result."""
-    fields_ = {f.name for f in fields(StudyConfig)}
-    cfg = StudyConfig(**{k: v for k, v in result["config"].items() if k in fields_})
-    return cfg.tag()
+    return StudyConfig(**result["config"]).tag()
 
 
 def write_outputs(result: dict, out_dir: Path) -> list[Path]:
-    """JSON, markdown and plots of one study, then the index of all studies in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = cfg_tag(result)
-    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md"]
-    paths[0].write_text(json.dumps(result, indent=1))
-    paths[1].write_text(table(result) + "\n")
+    """JSON and markdown of one study (the study kit's
+    :func:`~equirelax.experiments.kit.tables.write_results`, the command first), its plots,
+    then the index of all studies in ``out_dir``."""
+    payload = {k: v for k, v in result.items() if k not in ("smoke_test", "command")}
+    paths = list(tables.write_results(out_dir, cfg_tag(result), payload, [table(result), ""],
+                                      result["command"], smoke_test="smoke_test" in result))
     paths += plot(result, out_dir)
     paths.append(write_index(out_dir))
     return paths
@@ -781,7 +756,7 @@ def write_index(out_dir: Path) -> Path:
     lines = [
         "# Loss landscape studies",
         "",
-        "Written by `python -m equirelax landscape teacher-student ...` (each study's page names "
+        "Written by `equirelax landscape teacher-student ...` (each study's page names "
         "its exact command). Counts are over seeds; the projection columns are medians over the "
         "seeds whose relaxed student reached the success threshold. *largest subgroup "
         "(failures)*: for the relaxed students that did not, the largest subgroup of G "
@@ -797,7 +772,7 @@ def write_index(out_dir: Path) -> Path:
     if tables:
         lines += [
             "",
-            "Hidden-symmetry tables (`python -m equirelax landscape symmetries ...`): "
+            "Hidden-symmetry tables (`equirelax landscape symmetries ...`): "
             + ", ".join(f"[{t.stem.removeprefix('symmetries_')}]({t.name})" for t in tables)
             + ".",
         ]
@@ -807,13 +782,16 @@ def write_index(out_dir: Path) -> Path:
 
 
 # -- hidden symmetries table -------------------------------------------------------------------
-def symmetries_table(group: str, specs: list[str]) -> str:
-    """A markdown table of hidden-symmetry groups for some hidden reps of ``group``."""
+def symmetries_table(group: str, specs: list[str], command: str | None = None) -> str:
+    """A markdown table of hidden-symmetry groups for some hidden reps of ``group``, headed by
+    the ``command`` that wrote it (the default: the command that prints it)."""
     G = parse_group(group)
+    if command is None:
+        command = shlex.join(["equirelax", "landscape", "symmetries", "--group", group,
+                              "--reps", *specs])
     lines = [
         f"Hidden symmetries of {group}-equivariant MLPs R^{G.degree} -> hidden -> R "
-        f"(`python -m equirelax landscape symmetries --group {group} --reps "
-        f"{' '.join(shlex.quote(s) for s in specs)}`).",
+        f"(`{command}`).",
         "",
         "| hidden rep | pieces | width | dim E_ρ (of D) | C(ρ) | closed form | signed | "
         "conjugate slices |",
@@ -833,59 +811,56 @@ def symmetries_table(group: str, specs: list[str]) -> str:
 
 # -- CLI ---------------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
-    """``teacher-student`` and ``symmetries`` subcommands."""
+    """``teacher-student`` (the kit's options, presets and one option per
+    :class:`StudyConfig` field) and ``symmetries`` subcommands."""
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    ts = sub.add_parser("teacher-student", help="exact vs relaxed students, detection, Hessians")
-    defaults = StudyConfig()
-    for f in fields(StudyConfig):
-        default = getattr(defaults, f.name)
-        if not isinstance(default, str) and f.name not in FIELD_TYPES:
-            raise TypeError(f"StudyConfig.{f.name} has no command-line check in FIELD_TYPES")
-        ts.add_argument(
-            f"--{f.name.replace('_', '-')}", type=FIELD_TYPES.get(f.name, str), default=default
-        )
-    ts.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke-test preset ({QUICK}); results go to <out>/quick",
-    )
-    ts.add_argument("--out", default="docs/results/landscape", help="results folder")
-    ts.add_argument("--work-dir", default="runs/landscape", help="per-seed checkpoints")
-    ts.add_argument("--no-resume", action="store_true", help="ignore saved seeds")
-    ts.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    sy = sub.add_parser("symmetries", help="hidden-symmetry groups of hidden reps")
-    sy.add_argument("--group", default="S3")
-    sy.add_argument("--reps", nargs="+", default=["natural", "3*trivial", "regular"])
-    sy.add_argument("--out", default=None, help="also write symmetries_<group>.md here")
+    ts = sub.add_parser("teacher-student", help="exact vs relaxed students, detection, Hessians",
+                        description="exact vs relaxed students, detection, Hessians",
+                        formatter_class=DefaultsHelpFormatter)
+    add_preset_options(ts, PRESETS, DEFAULT_PRESET)
+    add_common_options(ts, "landscape", lightning=False, seeds_default=None, threads_default=1)
+    add_config_options(ts, StudyConfig, exclude=("seeds",))
+    sy = sub.add_parser("symmetries", help="hidden-symmetry groups of hidden reps",
+                        description="hidden-symmetry groups of hidden reps",
+                        formatter_class=DefaultsHelpFormatter)
+    sy.add_argument("--group", default="S3", help="S3, A4, C5, D4, ...")
+    sy.add_argument("--reps", nargs="+", default=["natural", "3*trivial", "regular"],
+                    help="hidden reps, e.g. natural '3*trivial' regular pairs")
+    sy.add_argument("--out", type=Path, default=None,
+                    help="also write symmetries_<group>.md (and the index) here")
+
+
+def config_from_options(args: argparse.Namespace) -> StudyConfig:
+    """The config of a ``teacher-student`` command: the preset's values, then every option
+    given."""
+    overrides = {"seeds": tuple(args.seeds)} if args.seeds is not None else {}
+    return config_from_args(args, StudyConfig, PRESETS, chosen_preset(args, DEFAULT_PRESET),
+                            **overrides)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run a landscape subcommand."""
     if args.command == "symmetries":
         guards.require_writable({"--out": args.out})
-        text = symmetries_table(args.group, args.reps)
+        text = symmetries_table(args.group, args.reps, record_command(args))
         print(text)
         if args.out:
-            out = Path(args.out)
-            (out / f"symmetries_{args.group}.md").write_text(text + "\n")
-            write_index(out)
+            (args.out / f"symmetries_{args.group}.md").write_text(text + "\n")
+            write_index(args.out)
         return 0
-    values = {f.name: getattr(args, f.name) for f in fields(StudyConfig)}
-    out = Path(args.out)
-    if args.quick:
-        values.update({k: min(v, values[k]) for k, v in QUICK.items()})
-        out = out / "quick"
-    cfg = StudyConfig(**values)
-    guards.require_writable({"--out": out, "--work-dir": args.work_dir})
-    if args.quick:
-        print(guards.SMOKE_TEST_NOTE, flush=True)
+    preset = chosen_preset(args, DEFAULT_PRESET)
+    cfg = config_from_options(args)
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, args.threads))
+    # --fresh deletes this study's checkpoints only (run_study), not the other settings' ones
+    # that share the runs folder
+    out, runs_dir = prepare_folders(argparse.Namespace(**{**vars(args), "fresh": False}),
+                                    "landscape", preset)
     try:
-        result = run_study(cfg, Path(args.work_dir), resume=not args.no_resume)
+        result = run_study(cfg, runs_dir, fresh=args.fresh, command=record_command(args),
+                           progress=args.progress)
     finally:
         torch.set_num_threads(threads)
-    if args.quick:
+    if preset == "quick":
         result = {"smoke_test": guards.SMOKE_TEST_NOTE, **result}
     paths = write_outputs(result, out)
     print(table(result))
@@ -894,6 +869,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="equirelax landscape", description=__doc__)
+    p = argparse.ArgumentParser(prog="equirelax landscape", description=__doc__,
+                                formatter_class=DefaultsHelpFormatter)
     configure(p)
-    sys.exit(main(p.parse_args()))
+    parsed = p.parse_args()
+    parsed.argv = ["landscape", *sys.argv[1:]]  # the command recorded with the results
+    sys.exit(main(parsed))

@@ -15,8 +15,12 @@ Subcommands, each with ``--quick`` (minutes on 2 CPU cores) or the default full 
 * ``generate``: complete one image file (``--image``) from one condition with the generator file
   that ``train-completion`` writes (one self-contained file: configs and weights); ``--device``.
 
-Results go to ``docs/results/scg/<preset>/`` (small files, committed); checkpoints to
-``runs/scg/<preset>/``. Every table names the command that produced it.
+Every subcommand speaks the study kit's vocabulary: ``--seeds`` (seed values; several for the
+stage-1 ablations, one for stage 2), ``--out`` for results (default ``docs/results/scg/<preset>``:
+small files, committed), ``--runs-dir`` for checkpoints (default ``runs/scg/<preset>``; every
+training resumes from them, ``--fresh`` deletes them first), ``--no-progress``, ``--threads``.
+Every table names the command that produced it (:func:`~equirelax.experiments.kit.commands.
+record_command`).
 """
 
 from __future__ import annotations
@@ -31,8 +35,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equirelax.experiments.kit.argtypes import non_negative_int, positive_int
-from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, mark, require_writable
+from equirelax.experiments.kit import tables
+from equirelax.experiments.kit.argtypes import (
+    SeedsAction,
+    non_negative_int,
+    positive_int,
+    seed_values,
+)
+from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError, mark, require_writable
+from equirelax.experiments.kit.options import (
+    DefaultsHelpFormatter,
+    add_common_options,
+    add_preset_options,
+    chosen_preset,
+    preset_default,
+)
 from equirelax.scg.autoencoder import AutoencoderConfig, ModularAutoencoder
 from equirelax.scg.completion import (
     CompletionTrainConfig,
@@ -118,6 +136,8 @@ class Preset:
     eval_seeds: int = 2
 
 
+#: The preset a command runs without ``--preset``/``--quick``.
+DEFAULT_PRESET = "full"
 PRESETS = {
     "quick": Preset(ae_steps=400, ae_crop=32, probe_images=64, diff_base=16, diff_steps=1500,
                     control_steps=600, diff_batch=16, eval_images=16, sample_steps=10,
@@ -129,58 +149,31 @@ PRESETS = {
 
 
 def _preset_name(args: argparse.Namespace) -> str:
-    return "quick" if args.quick else "full"
+    return chosen_preset(args, DEFAULT_PRESET)
 
 
 def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
-    name = _preset_name(args)
-    out = Path(args.out) / name
-    runs = Path(args.runs) / name
-    out.mkdir(parents=True, exist_ok=True)
-    runs.mkdir(parents=True, exist_ok=True)
-    return out, runs
+    """The results and checkpoint folders of a run (``main`` resolved their defaults),
+    created."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    return args.out, args.runs_dir
 
 
 def _smoke(args: argparse.Namespace) -> str:
     """The smoke-test paragraph that heads the tables of a ``--quick`` run (else nothing)."""
-    return f"**{SMOKE_TEST_NOTE}**\n\n" if args.quick else ""
+    return f"**{SMOKE_TEST_NOTE}**\n\n" if _preset_name(args) == "quick" else ""
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command line that reproduces this run (non-default options included)."""
-    parts = ["equirelax scg", args.subcommand]
-    if args.quick:
-        parts.append("--quick")
-    if args.subcommand in ("train-autoencoder", "probe"):
-        if args.subcommand == "train-autoencoder" and args.steps:
-            parts.append(f"--steps {args.steps}")
-        if list(args.variants) != list(DEFAULT_VARIANTS):
-            parts.append("--variants " + " ".join(args.variants))
-        if getattr(args, "seeds", None):
-            parts.append("--seeds " + " ".join(str(x) for x in args.seeds))
-    if args.subcommand == "evaluate" and args.eval_seeds:
-        parts.append(f"--eval-seeds {args.eval_seeds}")
-    if args.seed:
-        parts.append(f"--seed {args.seed}")
-    if args.out != "docs/results/scg":
-        parts.append(f"--out {args.out}")
-    if args.runs != "runs/scg":
-        parts.append(f"--runs {args.runs}")
-    return " ".join(parts)
+def _quick_flag(args: argparse.Namespace) -> str:
+    """`` --quick`` for the commands a ``--quick`` run names as its prerequisites."""
+    return " --quick" if _preset_name(args) == "quick" else ""
 
 
-def _seeds(args: argparse.Namespace) -> list[int]:
-    """The seeds of a stage-1 run: ``--seeds`` if given, else ``--seed``."""
-    seeds = list(args.seeds) if getattr(args, "seeds", None) else [args.seed]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--seeds must be distinct, got {seeds}")
-    return seeds
-
-
-def _check_variants(names: list[str]) -> None:
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+def _remove(paths) -> None:
+    """``--fresh``: delete the checkpoints a run would otherwise resume from."""
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _seed_tag(seed: int) -> str:
@@ -189,14 +182,11 @@ def _seed_tag(seed: int) -> str:
 
 
 def _markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.3f}") -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r[c]
-            cells.append(fmt.format(v) if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The study kit's markdown table of ``columns`` of ``rows``, floats written with
+    ``fmt``."""
+    cells = [[fmt.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns]
+             for r in rows]
+    return "\n".join(tables.markdown_table(cells, columns))
 
 
 def _held_out(n: int, size: int, seed: int = 123) -> torch.Tensor:
@@ -211,10 +201,12 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     from equirelax.scg.plots import plot_loss_history
 
     preset = PRESETS[_preset_name(args)]
-    _check_variants(args.variants)
-    seeds = _seeds(args)
+    seeds = list(args.seeds)
     out, runs = _dirs(args)
     steps = args.steps or preset.ae_steps
+    if args.fresh:
+        _remove(runs / f"ae_{variant}{_seed_tag(seed)}.pt" for seed in seeds
+                for variant in args.variants)
     summary = []
     for seed in seeds:
         for variant in args.variants:
@@ -225,7 +217,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
             tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=seed)
             t0 = time.perf_counter()
             trained = train_autoencoder(mc, oc, tc, checkpoint=runs / f"ae_{variant}"
-                                        f"{_seed_tag(seed)}.pt")
+                                        f"{_seed_tag(seed)}.pt", progress=args.progress)
             seconds = time.perf_counter() - t0
             tag = _seed_tag(seed)
             write_history(out / f"ae_{variant}{tag}_history.csv", trained.history)
@@ -238,7 +230,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     path = out / ("ae_training.md" if len(seeds) == 1 else "ae_training_seeds.md")
     photos = photo_names("train")
     text = (f"# Modular autoencoder training ({_preset_name(args)} preset)\n\n"
-            f"{_smoke(args)}Command: `{_command(args)}`\n\n"
+            f"{_smoke(args)}Command: `{args.recorded_command}`\n\n"
             f"Training photographs ({len(photos)}): {', '.join(photos)}; plus dead leaves.\n\n"
             "Final-step loss terms (one batch):\n\n"
             + _markdown_table(summary, ["variant", "seed", "steps", "wall_s_this_run", "recon",
@@ -282,8 +274,7 @@ def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
     from equirelax.scg.probes import bootstrap_mean_ci
 
     models = list(dict.fromkeys(r["model"] for r in rows))
-    lines = ["| model | n_seeds | " + " | ".join(ABLATION_COLUMNS) + " |",
-             "|" + "---|" * (len(ABLATION_COLUMNS) + 2)]
+    table_rows = []
     for m in models:
         sub = [r for r in rows if r["model"] == m]
         cells = []
@@ -291,8 +282,9 @@ def _ablation_table(rows: list[dict], seeds: list[int]) -> str:
             mean, lo, hi = bootstrap_mean_ci(np.array([r[col] for r in sub], dtype=float))
             fmt = {"recon_mse": "{:.2g}", "n_active": "{:.1f}"}.get(col, "{:.3f}")
             cells.append(f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]")
-        lines.append(f"| {m} | {len(sub)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table_rows.append([m, len(sub), *cells])
+    return "\n".join(tables.markdown_table(table_rows, ["model", "n_seeds",
+                                                        *ABLATION_COLUMNS]))
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -309,16 +301,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     )
 
     preset = PRESETS[_preset_name(args)]
-    _check_variants(args.variants)
-    seeds = _seeds(args)
+    seeds = list(args.seeds)
     out, runs = _dirs(args)
     # probe what exists among the named variants (default: the six standard ones plus rot8)
     wanted = list(dict.fromkeys([*args.variants, "rot8"]))
     for seed in seeds:  # fail before any data is loaded
         if not (runs / f"ae_full{_seed_tag(seed)}.pt").exists():
             raise SystemExit(f"no trained autoencoder ae_full{_seed_tag(seed)}.pt in {runs}; run "
-                             f"`equirelax scg train-autoencoder{' --quick' if args.quick else ''}"
-                             f"{f' --seeds {seed}' if seed else ''}` before `{_command(args)}`")
+                             f"`equirelax scg train-autoencoder{_quick_flag(args)}"
+                             f"{f' --seeds {seed}' if seed else ''}` before "
+                             f"`{args.recorded_command}`")
     held = _held_out(preset.probe_images, 48)
     all_rows = []
     for seed_index, seed in enumerate(seeds):
@@ -351,8 +343,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if len(seeds) > 1:
         (out / "probe_seeds.json").write_text(json.dumps(all_rows, indent=1) + "\n")
         text = (f"# Ablations over seeds ({_preset_name(args)} preset)\n\n{_smoke(args)}"
-                f"Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
-                f"{' --quick' if args.quick else ''} --seeds {' '.join(map(str, seeds))}`). "
+                f"Command: `{args.recorded_command}` (after `equirelax scg train-autoencoder"
+                f"{_quick_flag(args)} --seeds {' '.join(map(str, seeds))}`). "
                 f"Each cell: mean over seeds [percentile bootstrap 95 % interval of the mean; "
                 f"with {len(seeds)} seeds coarse and too narrow: it shows the spread, not a "
                 "test]. The same held-out crops for every model and seed. `*_w`: each module "
@@ -410,8 +402,8 @@ def _write_probe_report(args: argparse.Namespace, preset: Preset, out: Path,
                 + _orientation_table(reports["rot8"]) + "\n")
     text = (
         f"# Probes of the modular autoencoder and its ablations ({_preset_name(args)} preset)\n\n"
-        f"{_smoke(args)}Command: `{_command(args)}` (after `equirelax scg train-autoencoder"
-        f"{' --quick' if args.quick else ''}`). Held-out: {preset.probe_images} crops of 48x48 "
+        f"{_smoke(args)}Command: `{args.recorded_command}` (after `equirelax scg "
+        f"train-autoencoder{_quick_flag(args)}`). Held-out: {preset.probe_images} crops of 48x48 "
         "from photos never used in training and fresh dead-leaves images.\n\n"
         "Columns: `recon_mse` held-out reconstruction MSE (pixels in [0,1]); `within_corr` / "
         "`between_corr` mean |correlation| of unit activations inside a module / across modules; "
@@ -475,9 +467,8 @@ def _plot_control_loss(history: list[dict[str, float]], path: Path, title: str) 
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(steps, [h["smoothed"] for h in history], label="control branch")
-    if "smoothed_base_loss" in history[0]:
-        ax.plot(steps, [h["smoothed_base_loss"] for h in history], "k--",
-                label="frozen base, no condition")
+    ax.plot(steps, [h["smoothed_base_loss"] for h in history], "k--",
+            label="frozen base, no condition")
     ax.set_xlabel("step", fontsize=10)
     ax.set_ylabel("loss (smoothed)", fontsize=10)
     ax.set_title(title, fontsize=11)
@@ -499,12 +490,16 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
     out, runs = _dirs(args)
     groups, ae = _groups_and_autoencoder(out, runs)
     conds = _conditions(groups, ae)
+    if args.fresh:
+        _remove([runs / "diffusion_base.pt", runs / GENERATOR_FILE,
+                 *(runs / f"control_{name}.pt" for name in conds)])
     dc = DiffusionConfig(base=preset.diff_base)
     base_cfg = CompletionTrainConfig(steps=preset.diff_steps, batch=preset.diff_batch,
                                      lr=preset.diff_lr, seed=args.seed)
     mark("the base diffusion model")
     t0 = time.perf_counter()
-    base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt")
+    base, hist = train_base_diffusion(dc, base_cfg, checkpoint=runs / "diffusion_base.pt",
+                                      progress=args.progress)
     rows = [{"model": "base (unconditional)", "steps": preset.diff_steps,
              "wall_s_this_run": time.perf_counter() - t0, "loss": _tail_mean(hist, "loss"),
              "base_loss": "—"}]
@@ -515,14 +510,15 @@ def cmd_train_completion(args: argparse.Namespace) -> int:
         mark(f"control branch {name}")
         t0 = time.perf_counter()
         controls[name], h = train_control(base, cond, ctl_cfg,
-                                          checkpoint=runs / f"control_{name}.pt", name=name)
+                                          checkpoint=runs / f"control_{name}.pt", name=name,
+                                          progress=args.progress)
         rows.append({"model": f"control {name}", "steps": preset.control_steps,
                      "wall_s_this_run": time.perf_counter() - t0,
                      "loss": _tail_mean(h, "loss"), "base_loss": _tail_mean(h, "base_loss")})
         _plot_control_loss(h, out / f"control_{name}_loss.png", f"control branch ({name})")
     path = save_generator(runs / GENERATOR_FILE, base, controls, ae, groups)
     text = (f"# Pattern-completion training ({_preset_name(args)} preset)\n\n{_smoke(args)}"
-            f"Command: `{_command(args)}`. Diffusion model: {dc.schedule} schedule, "
+            f"Command: `{args.recorded_command}`. Diffusion model: {dc.schedule} schedule, "
             f"{dc.steps} steps, {dc.prediction}-prediction, width {dc.base}, batch "
             f"{preset.diff_batch}. `loss`: the training loss ({dc.prediction}-MSE) averaged "
             "over the last 8 logged batches (one every 25 steps); `base_loss`: the frozen "
@@ -560,9 +556,7 @@ def _difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str]
                  ("decode-only (same group)", lambda n: f"decode-only {n}" if n in groups
                   else None),
                  ("canny", lambda n: "canny" if n != "canny" else None)]
-    lines = ["| condition | " + " | ".join(f"- {b}" for b, _ in baselines) + " |",
-             "|---|" + "---|" * len(baselines)]
-    records = []
+    rows, records = [], []
     for name in names:
         cells = []
         for _label, pick in baselines:
@@ -575,8 +569,9 @@ def _difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str]
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             records.append({"condition": name, "baseline": other, "metric": metric,
                             "mean_diff": mean, "ci_low": lo, "ci_high": hi})
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), records
+        rows.append([name, *cells])
+    columns = ["condition", *(f"- {b}" for b, _ in baselines)]
+    return "\n".join(tables.markdown_table(rows, columns)), records
 
 
 def _plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
@@ -708,7 +703,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows, diffs = [], []
     parts = [
         f"# Pattern completion: generations vs held-out sources ({_preset_name(args)} "
-        f"preset)\n\n{_smoke(args)}Command: `{_command(args)}` (after `train-completion`). "
+        f"preset)\n\n{_smoke(args)}Command: `{args.recorded_command}` (after `train-completion`). "
         f"{preset.eval_images} held-out 32x32 crops (photos never used in training and "
         f"held-out dead leaves); DDIM with {preset.sample_steps} steps, eta 0, from "
         f"{n_seeds} noise seeds shared by every condition; each image's score is the mean "
@@ -802,8 +797,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else \
         Path(args.image).with_name(Path(args.image).stem + f"_scg_{args.condition}.png")
     require_writable({"--output": output.parent})
-    ckpt = Path(args.checkpoint) if args.checkpoint else \
-        Path(args.runs) / _preset_name(args) / GENERATOR_FILE
+    ckpt = Path(args.checkpoint) if args.checkpoint else args.runs_dir / GENERATOR_FILE
     try:
         model = load_generator(ckpt, device=args.device)
     except (FileNotFoundError, ValueError) as err:
@@ -841,55 +835,84 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "generate": cmd_generate,
 }
+HELP = {
+    "train-autoencoder": "stage 1: train the modular autoencoder and its ablations",
+    "probe": "probe the trained variants and a PCA baseline; module groups for stage 2",
+    "train-completion": "stage 2: the diffusion model and one control branch per condition",
+    "evaluate": "similarity of generations to held-out sources, with baselines",
+    "generate": "complete one image file from one condition with the generator file",
+}
+#: Subcommands that use one seed (stage 2): ``--seeds`` names exactly one value there.
+ONE_SEED = ("train-completion", "evaluate", "generate")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the SCG subcommands and their options to ``parser``."""
-    parser.add_argument("subcommand", choices=list(COMMANDS), help="which step of the study")
-    parser.add_argument("--quick", action="store_true",
-                        help="the quick preset (minutes); default: the full preset")
-    parser.add_argument("--out", default="docs/results/scg", help="results folder")
-    parser.add_argument("--runs", default="runs/scg", help="checkpoint folder")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--steps", type=non_negative_int, default=0,
-                        help="override the preset's autoencoder steps (train-autoencoder; "
-                             "0: the preset's)")
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                        help=f"autoencoder variants to train / probe, from {list(VARIANTS)} "
-                             f"(default: {' '.join(DEFAULT_VARIANTS)}; probe also picks up a "
-                             "trained rot8)")
-    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
-                        help="several seeds for train-autoencoder / probe (the ablation table "
-                             "with bootstrap intervals needs >= 2; e.g. --seeds 0 1 2)")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="torch CPU threads (1 keeps step times stable on shared cores)")
-    parser.add_argument("--eval-seeds", type=non_negative_int, default=0,
-                        help="noise seeds per image (evaluate; 0: the preset's)")
-    parser.add_argument("--image", default="", help="image file to complete (generate)")
-    parser.add_argument("--condition", default="brightness",
-                        help="which branch steers the generation: a module group from "
-                             "groups.json or canny (generate)")
-    parser.add_argument("--checkpoint", default="",
-                        help="generator file (generate; default: <runs>/<preset>/"
-                             f"{GENERATOR_FILE})")
-    parser.add_argument("--output", default="",
-                        help="PNG to write (generate; default: next to the image)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device for the diffusion model (generate): cpu or cuda")
-    parser.add_argument("--sample-steps", type=non_negative_int, default=0,
-                        help="DDIM steps (generate; 0: the preset's)")
+    """Add the SCG subcommands and their options to ``parser``: every subcommand takes the
+    study kit's options (``--seeds``, ``--out``, ``--runs-dir``, ``--fresh`` where it trains,
+    ``--no-progress``, ``--threads``, ``--preset``/``--quick``) and its own."""
+    sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    for name in COMMANDS:
+        p = sub.add_parser(name, help=HELP[name], description=HELP[name],
+                           formatter_class=DefaultsHelpFormatter)
+        add_preset_options(p, PRESETS, DEFAULT_PRESET)
+        if name == "generate":  # reads one file, writes one PNG (--output)
+            p.add_argument("--seeds", nargs="+", type=seed_values, action=SeedsAction,
+                           metavar="SEED", default=(0,), help="the seed of the noise")
+            p.add_argument("--threads", type=non_negative_int, default=1,
+                           help="torch CPU threads (0: torch's own choice)")
+            p.set_defaults(out=None)
+        else:
+            add_common_options(p, "scg", training=name.startswith("train-"), lightning=False,
+                               threads_default=1)
+        if not name.startswith("train-"):  # reads the checkpoints that training wrote
+            p.add_argument("--runs-dir", dest="runs_dir", type=Path, default=None,
+                           help="the checkpoints to read (default: runs/scg/<preset>)")
+        if name == "train-autoencoder":
+            preset_default(p.add_argument("--steps", type=positive_int, default=None,
+                                          help="autoencoder steps"))
+        if name in ("train-autoencoder", "probe"):
+            p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                           default=list(DEFAULT_VARIANTS), metavar="VARIANT",
+                           help=f"autoencoder variants to train / probe, from {list(VARIANTS)} "
+                                "(probe also picks up a trained rot8)")
+        if name == "evaluate":
+            preset_default(p.add_argument("--eval-seeds", type=positive_int, default=None,
+                                          help="noise seeds per image"))
+        if name == "generate":
+            p.add_argument("--image", default="", help="image file to complete")
+            p.add_argument("--condition", default="brightness",
+                           help="which branch steers the generation: a module group from "
+                                "groups.json or canny")
+            p.add_argument("--checkpoint", default="",
+                           help=f"generator file (default: <runs-dir>/{GENERATOR_FILE})")
+            p.add_argument("--output", default="",
+                           help="PNG to write (default: next to the image)")
+            p.add_argument("--device", default="cpu",
+                           help="torch device for the diffusion model: cpu or cuda")
+            preset_default(p.add_argument("--sample-steps", type=positive_int, default=None,
+                                          help="DDIM steps"))
+    parser.epilog = ("Stage 1 writes ae_<variant>.pt checkpoints, probe reads them; stage 2 "
+                     "reads the module groups probe wrote (groups.json) from --out.")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run one SCG subcommand (its folders checked writable first); a ``--quick`` run says,
     on the terminal and in its tables, that it is a smoke test."""
+    args.recorded_command = record_command(args)  # before main fills in defaults
     name = _preset_name(args)
+    args.out = args.out or Path("docs/results/scg") / name
+    args.runs_dir = args.runs_dir or Path("runs/scg") / name
+    if args.subcommand in ONE_SEED and len(args.seeds) != 1:
+        raise UsageError(f"--seeds: {args.subcommand} uses one seed, got "
+                         f"{' '.join(map(str, args.seeds))}")
+    args.seed = args.seeds[0]
     if args.subcommand != "generate":  # generate reads a file and writes one PNG
-        require_writable({"--out": Path(args.out) / name, "--runs": Path(args.runs) / name})
-    if args.quick:
+        require_writable({"--out": args.out, "--runs-dir": args.runs_dir})
+    if name == "quick":
         print(SMOKE_TEST_NOTE, flush=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     # denormals make CPU convolutions crawl late in training; restore the default afterwards
     torch.set_flush_denormal(True)
     np.random.seed(args.seed)
@@ -901,6 +924,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="equirelax scg", description=__doc__)
+    p = argparse.ArgumentParser(prog="equirelax scg", description=__doc__,
+                                formatter_class=DefaultsHelpFormatter)
     configure(p)
-    sys.exit(main(p.parse_args()))
+    parsed = p.parse_args()
+    parsed.argv = ["scg", *sys.argv[1:]]  # the command recorded with the results
+    sys.exit(main(parsed))

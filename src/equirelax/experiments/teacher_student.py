@@ -13,7 +13,6 @@ teacher fails by construction, whatever the training).
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 import equirelax as er
-from equirelax.experiments.kit import guards
+from equirelax.experiments.kit import guards, tables
+from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
 from equirelax.groups import PermutationGroup
 from equirelax.groups import from_name as parse_group
 from equirelax.relaxation import harden, relax
@@ -31,30 +31,44 @@ from equirelax.reps import Rep
 from equirelax.reps import parse as parse_rep
 
 
+def _setting(default, help_text: str, **meta):
+    """A config field with its command-line help (and ``type=`` check) in its metadata."""
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
 @dataclass
 class TeacherStudentConfig:
-    """Settings of one teacher–student comparison (defaults: the S3 case of the notes)."""
+    """Settings of one teacher–student comparison (defaults: the S3 case of the notes). Every
+    field is an option of ``equirelax relax`` (its metadata: help and check)."""
 
-    group: str = "S3"
-    teacher_rep: str = "natural"
-    student_rep: str = "natural"
-    activation: str = "tanh"
-    n_base: int = 1024
-    n_test: int = 2048
-    steps: int = 4000
-    lr: float = 3e-3
-    seeds: list[int] = field(default_factory=lambda: list(range(10)))
-    lie_weight: float = 1e-2
-    norm_weight: float = 1e-2
-    schedule: str = "triangular"
-    relax_fraction: float = 1.0
-    escape_steps: int = 0
-    drop_arm: bool = True
-    teacher_rep_arms: bool = True
-    free_init_std: float = 1e-2
-    init_scale: float = 1.0
-    success_rel_mse: float = 2e-3
-    data_seed: int = 1234
+    group: str = _setting("S3", "S3, A4, C5, D4, ...")
+    teacher_rep: str = _setting("natural", "the teacher's hidden rep, e.g. natural, 2*natural")
+    student_rep: str = _setting("natural", "the students' hidden rep, e.g. 3*trivial")
+    activation: str = _setting("tanh", "activation of the hidden layer")
+    n_base: int = _setting(1024, "base samples (each appears with all its group images)")
+    n_test: int = _setting(2048, "test samples")
+    steps: int = _setting(4000, "full-batch Adam steps of the exact and relaxed arms")
+    lr: float = _setting(3e-3, "Adam learning rate", type=positive_float)
+    seeds: list[int] = field(default_factory=lambda: list(range(10)),
+                             metadata={"help": "seed values"})
+    lie_weight: float = _setting(1e-2, "weight of the Lie-derivative penalty")
+    norm_weight: float = _setting(1e-2, "weight of the free terms' norm penalty")
+    schedule: str = _setting("triangular", "schedule θ(t) of the relaxed arms")
+    relax_fraction: float = _setting(1.0, "fraction of the steps the schedule spans (then "
+                                          "θ = 0)", type=fraction)
+    escape_steps: int = _setting(0, "> 0 adds the arm: exact, then relaxed with θ = 1, "
+                                    "hardened onto the detected hidden rep",
+                                 type=non_negative_int)
+    drop_arm: bool = _setting(True, "train the relaxed → drop arms")
+    teacher_rep_arms: bool = _setting(True, "the baselines whose hidden rep is the teacher's "
+                                            "(when the students' is not)")
+    free_init_std: float = _setting(1e-2, "std of the free terms' initialisation")
+    init_scale: float = _setting(1.0, "scale of the students' initial coefficients",
+                                 type=positive_float)
+    success_rel_mse: float = _setting(2e-3, "a seed is solved at test MSE <= this · "
+                                            "Var(y_test)", type=positive_float)
+    data_seed: int = _setting(1234, "seed of the training and test data",
+                              type=non_negative_int)
 
 
 def reference_teacher(
@@ -103,12 +117,14 @@ def train_student(
     lr: float,
     relaxed=None,
     desc: str = "train",
+    progress: bool = True,
 ) -> list[float]:
-    """Full-batch Adam on MSE; with ``relaxed`` the penalty is added and θ stepped."""
+    """Full-batch Adam on MSE; with ``relaxed`` the penalty is added and θ stepped
+    (``progress``: a progress bar)."""
     net = relaxed if relaxed is not None else model
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
-    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=0.5)
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=0.5, disable=not progress)
     for _ in bar:
         opt.zero_grad(set_to_none=True)
         mse = torch.mean((net(x).squeeze(-1) - y) ** 2)
@@ -143,7 +159,7 @@ def _mse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def _relax_then_drop(
     cfg: TeacherStudentConfig, G: PermutationGroup, seed: int, hidden: str | None,
-    x: torch.Tensor, y: torch.Tensor,
+    x: torch.Tensor, y: torch.Tensor, progress: bool = True,
 ) -> tuple[list[float], torch.nn.Module]:
     """The paper's recipe on the seeded student with hidden rep ``hidden``: relaxed with
     ``cfg.schedule`` over the first ``relax_fraction`` of all steps, free terms dropped at the
@@ -156,12 +172,15 @@ def _relax_then_drop(
                     lie_weight=cfg.lie_weight, norm_weight=cfg.norm_weight,
                     init_std=cfg.free_init_std)
     name = "relaxed" if hidden is None else "relaxed_teacher"
-    curve = train_student(start, x, y, total, cfg.lr, relaxed=relaxed, desc=f"{name} {seed}")
+    curve = train_student(start, x, y, total, cfg.lr, relaxed=relaxed, desc=f"{name} {seed}",
+                          progress=progress)
     return curve, harden(relaxed, mode="drop")
 
 
-def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> dict:
-    """Train the students of every arm from each seed; return per-seed results and a summary.
+def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None,
+                     progress: bool = True) -> dict:
+    """Train the students of every arm from each seed; return per-seed results and a summary
+    (``progress``: progress bars).
 
     Every arm starts from the same initial equivariant weights and uses the same data, optimiser
     and total number of steps; every final model is exactly equivariant.
@@ -196,31 +215,34 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
     teacher_arms = cfg.teacher_rep_arms and (parse_rep(G, cfg.student_rep)
                                              != parse_rep(G, cfg.teacher_rep))
     rows = []
-    for seed in tqdm(cfg.seeds, desc=f"seeds ({cfg.group})"):
+    for seed in tqdm(cfg.seeds, desc=f"seeds ({cfg.group})", disable=not progress):
         guards.mark(f"seed {seed}")
         row: dict = {"seed": seed}
         finals: dict[str, torch.nn.Module] = {}
         curves: dict[str, list[float]] = {}
 
         exact = _student(cfg, G, seed)
-        curves["exact"] = train_student(exact, x, y, cfg.steps, cfg.lr, desc=f"exact {seed}")
+        curves["exact"] = train_student(exact, x, y, cfg.steps, cfg.lr, desc=f"exact {seed}",
+                                        progress=progress)
         escape_start = copy.deepcopy(exact)
         if cfg.escape_steps:
             curves["exact"] += train_student(exact, x, y, cfg.escape_steps, cfg.lr,
-                                             desc=f"exact {seed} (cont.)")
+                                             desc=f"exact {seed} (cont.)", progress=progress)
         finals["exact"] = exact
 
         if cfg.drop_arm:
-            curves["relaxed"], finals["relaxed"] = _relax_then_drop(cfg, G, seed, None, x, y)
+            curves["relaxed"], finals["relaxed"] = _relax_then_drop(cfg, G, seed, None, x, y,
+                                                                    progress)
         if teacher_arms:
             # the baselines with the teacher's hidden rep, trained for as many steps
             baseline = _student(cfg, G, seed, cfg.teacher_rep)
             curves["exact_teacher"] = train_student(baseline, x, y, total, cfg.lr,
-                                                    desc=f"exact_teacher {seed}")
+                                                    desc=f"exact_teacher {seed}",
+                                                    progress=progress)
             finals["exact_teacher"] = baseline
             if cfg.drop_arm:
                 curves["relaxed_teacher"], finals["relaxed_teacher"] = _relax_then_drop(
-                    cfg, G, seed, cfg.teacher_rep, x, y)
+                    cfg, G, seed, cfg.teacher_rep, x, y, progress)
 
         if cfg.escape_steps:
             torch.manual_seed(20_000 + seed)
@@ -228,7 +250,7 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None) -> 
                              norm_weight=0.0, init_std=cfg.free_init_std)
             curves["escape"] = curves["exact"][: cfg.steps] + train_student(
                 escape_start, x, y, cfg.escape_steps, cfg.lr, relaxed=escaping,
-                desc=f"escape {seed}")
+                desc=f"escape {seed}", progress=progress)
             row["escape_relaxed_mse"] = curves["escape"][-1]
             try:
                 finals["escape"] = harden(escaping, mode="detected")
@@ -275,27 +297,29 @@ ARM_NAMES = {
 def success_threshold(result: dict) -> float:
     """The test MSE that counts as solved: ``success_rel_mse`` · Var(y_test) (relative to the
     target, so that a target of variance 68 and one of variance 0.5 are judged alike)."""
-    cfg = result["config"]
-    var = result.get("test_target_variance", result["target_variance"])
-    return float(cfg["success_rel_mse"]) * float(var)
+    return float(result["config"]["success_rel_mse"]) * float(result["test_target_variance"])
 
 
 def summarise(result: dict) -> dict:
-    """Mean/median test MSE and success counts per arm; seeds solved by one arm and not the
-    exact one."""
+    """Per arm, the mean (the study kit's :func:`~equirelax.experiments.kit.tables.summarise`)
+    and median test MSE, the success count and the largest equivariance error; per arm beside
+    ``exact``, the seeds it solved where the exact arm failed and the reverse (paired by
+    seed)."""
     threshold = success_threshold(result)
+    records = [{"variant": arm, "seed": r["seed"], "test_mse": r[f"{arm}_test_mse"],
+                "equivariance_error": r[f"{arm}_equivariance_error"]}
+               for arm in result["arms"] for r in result["runs"]]
+    stats = tables.summarise(records, ["test_mse", "equivariance_error"])["variants"]
     out: dict = {}
     ok = {}
     for arm in result["arms"]:
         test = np.array([r[f"{arm}_test_mse"] for r in result["runs"]])
         ok[arm] = test <= threshold
         out[arm] = {
-            "mean_test_mse": float(test.mean()),
+            "mean_test_mse": stats[arm]["test_mse"]["mean"],
             "median_test_mse": float(np.median(test)),
             "successes": int(ok[arm].sum()),
-            "max_equivariance_error": float(
-                max(r[f"{arm}_equivariance_error"] for r in result["runs"])
-            ),
+            "max_equivariance_error": float(stats[arm]["equivariance_error"]["max"]),
         }
     for arm in result["arms"][1:]:
         out[arm]["solved_where_exact_failed"] = int((ok[arm] & ~ok["exact"]).sum())
@@ -362,19 +386,19 @@ def table(result: dict) -> str:
 
 
 def write_outputs(result: dict, out_dir: Path, command: str | None = None) -> None:
-    """Write results JSON, the markdown table and a plot of training curves into ``out_dir``."""
+    """Write results JSON and the markdown table (the study kit's
+    :func:`~equirelax.experiments.kit.tables.write_results`, headed by ``command``) and a plot
+    of training curves into ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"relax_teacher_student_{result['config']['group']}"
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    md = table(result)
-    if command:
-        md = f"Reproduce with `{command}`.\n\n" + md
-    (out_dir / f"{stem}.md").write_text(md + "\n")
+    head = tables.command_lines(command) if command else []
+    tables.write_results(out_dir, stem, {k: v for k, v in result.items() if k != "smoke_test"},
+                         [*head, table(result), ""], command or "",
+                         smoke_test="smoke_test" in result)
     fig, ax = plt.subplots(figsize=(7, 4))
     colours = {"exact": "tab:blue", "relaxed": "tab:orange", "exact_teacher": "tab:purple",
                "relaxed_teacher": "tab:brown", "escape": "tab:green"}

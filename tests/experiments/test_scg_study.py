@@ -1,4 +1,5 @@
-"""The scg study's command-line wiring; stage 2 end to end with tiny models (seconds)."""
+"""`equirelax scg`: the study's command-line wiring; stage 2 end to end with tiny models
+(seconds)."""
 
 import argparse
 import json
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from equirelax.cli import main as cli_main
 from equirelax.experiments import scg
+from equirelax.experiments.kit.commands import record_command
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -19,7 +22,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_subcommands_and_presets():
     args = _parse("probe", "--quick")
     assert args.subcommand == "probe" and args.quick
-    assert args.variants == list(scg.DEFAULT_VARIANTS) and args.seeds is None
+    assert args.variants == list(scg.DEFAULT_VARIANTS) and args.seeds == (0,)
+    assert _parse("train-autoencoder", "--preset", "quick").preset == "quick"
     assert set(scg.PRESETS) == {"quick", "full"}
     assert scg.PRESETS["quick"].ae_steps < scg.PRESETS["full"].ae_steps
     with pytest.raises(SystemExit):
@@ -27,38 +31,61 @@ def test_subcommands_and_presets():
 
 
 def test_probe_without_checkpoints_says_what_to_run(tmp_path):
-    args = _parse("probe", "--quick", "--out", str(tmp_path / "o"), "--runs", str(tmp_path / "r"))
+    args = _parse("probe", "--quick", "--out", str(tmp_path / "o"), "--runs-dir",
+                  str(tmp_path / "r"))
     with pytest.raises(SystemExit, match="train-autoencoder"):
         scg.main(args)
 
 
 def test_completion_without_groups_says_what_to_run(tmp_path):
     args = _parse("train-completion", "--quick", "--out", str(tmp_path / "o"),
-                  "--runs", str(tmp_path / "r"))
+                  "--runs-dir", str(tmp_path / "r"))
     with pytest.raises(SystemExit, match="scg probe"):
         scg.main(args)
 
 
-def test_seeds_variants_and_their_errors(tmp_path):
-    args = _parse("train-autoencoder", "--quick", "--seeds", "0", "1", "2", "--variants", "full",
+def test_seeds_variants_and_their_errors(tmp_path, capsys):
+    args = _parse("train-autoencoder", "--quick", "--seeds", "0-2", "--variants", "full",
                   "rot8")
-    assert args.seeds == [0, 1, 2] and scg._seeds(args) == [0, 1, 2]
-    assert "--seeds 0 1 2" in scg._command(args) and "--variants full rot8" in scg._command(args)
+    assert args.seeds == (0, 1, 2)
+    command = record_command(args)
+    assert "--seeds 0 1 2" in command and "--variants full rot8" in command
     assert scg._seed_tag(0) == "" and scg._seed_tag(2) == "_seed2"
     assert {"rot8", "sym_image", "random_codebook"} <= set(scg.VARIANTS)
     assert scg.PROBE_GROUP["rot8"] == 8
-    bad = _parse("train-autoencoder", "--quick", "--variants", "nope", "--out",
-                 str(tmp_path / "o"), "--runs", str(tmp_path / "r"))
-    with pytest.raises(SystemExit, match="unknown variant"):
-        scg.main(bad)
-    dup = _parse("probe", "--quick", "--seeds", "1", "1", "--out", str(tmp_path / "o"),
-                 "--runs", str(tmp_path / "r"))
-    with pytest.raises(SystemExit, match="distinct"):
-        scg.main(dup)
-    missing = _parse("probe", "--quick", "--seeds", "0", "4", "--out", str(tmp_path / "o"),
-                     "--runs", str(tmp_path / "r"))
+    folders = ["--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "r")]
+    # unknown variants, a seed named twice, several seeds for a one-seed stage: usage errors
+    for words in (["train-autoencoder", "--variants", "nope"], ["probe", "--seeds", "1", "1"],
+                  ["evaluate", "--seeds", "0", "1"]):
+        assert cli_main(["scg", *words, "--quick", *folders]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err and "each seed once" in err
+    assert "evaluate uses one seed, got 0 1" in err
+    missing = _parse("probe", "--quick", "--seeds", "0", "4", *folders)
     with pytest.raises(SystemExit, match=r"ae_full\.pt"):
         scg.main(missing)
+
+
+def test_every_subcommand_has_help_with_defaults(capsys):
+    for name in scg.COMMANDS:
+        assert cli_main(["scg", name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--seeds" in text and "--threads" in text and "(default: 1)" in text
+        assert ("--fresh" in text) == name.startswith("train-")
+        assert "--runs-dir" in text and "--quick" in text
+
+
+def test_fresh_deletes_the_checkpoints_it_would_resume(tmp_path):
+    out, runs = tmp_path / "o", tmp_path / "r"
+    words = ["train-autoencoder", "--quick", "--steps", "1", "--variants", "full", "--out",
+             str(out), "--runs-dir", str(runs), "--no-progress"]
+    assert scg.main(_parse(*words)) == 0
+    ckpt = runs / "ae_full.pt"
+    marker = ckpt.stat().st_mtime_ns
+    assert scg.main(_parse(*words)) == 0  # resumed: the finished checkpoint is kept
+    assert ckpt.stat().st_mtime_ns == marker
+    assert scg.main(_parse(*words, "--fresh")) == 0
+    assert ckpt.exists() and ckpt.stat().st_mtime_ns != marker
 
 
 def test_ablation_table_gives_mean_and_interval_per_model():
@@ -98,21 +125,21 @@ def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.setitem(scg.PRESETS, "quick", TINY)
     out, runs = tmp_path / "o", tmp_path / "r"
-    _tiny_stage1(out / "quick", runs / "quick")
-    common = ["--quick", "--out", str(out), "--runs", str(runs)]
+    _tiny_stage1(out, runs)
+    common = ["--quick", "--out", str(out), "--runs-dir", str(runs), "--no-progress"]
     assert scg.main(_parse("train-completion", *common)) == 0
-    assert (runs / "quick" / scg.GENERATOR_FILE).exists()
-    assert "base_loss" in (out / "quick" / "completion_training.md").read_text()
+    assert (runs / scg.GENERATOR_FILE).exists()
+    assert "base_loss" in (out / "completion_training.md").read_text()
     assert scg.main(_parse("evaluate", *common)) == 0
-    table = (out / "quick" / "generation_table.md").read_text()
+    table = (out / "generation_table.md").read_text()
     for row in ("grey image", "none (frozen base)", "decode-only brightness", "| canny |"):
         assert row in table
-    data = json.loads((out / "quick" / "generation_table.json").read_text())
+    data = json.loads((out / "generation_table.json").read_text())
     assert data["n_seeds"] == 2 and data["n_images"] == 3
     assert {d["baseline"] for d in data["differences"]} >= {"grey image", "canny",
                                                             "decode-only colour"}
     for fig in ("generation_grid.png", "generation_grid_zero_shot.png", "robustness.png"):
-        assert (out / "quick" / fig).exists()
+        assert (out / fig).exists()
 
     # generate from a file written here, with the generator file alone (runs folder moved away)
     rng = np.random.default_rng(0)
@@ -120,7 +147,7 @@ def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
     Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image)
     alone = tmp_path / "elsewhere" / "gen.pt"
     alone.parent.mkdir()
-    (runs / "quick" / scg.GENERATOR_FILE).rename(alone)
+    (runs / scg.GENERATOR_FILE).rename(alone)
     png = tmp_path / "side_by_side.png"
     assert scg.main(_parse("generate", "--image", str(image), "--checkpoint", str(alone),
                            "--condition", "canny", "--output", str(png),
