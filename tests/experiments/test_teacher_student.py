@@ -105,10 +105,10 @@ def test_relax_options_take_seed_values_presets_and_the_schedule_registry():
     def config(*words):
         return config_from_options(build_parser("relax").parse_args(["relax", *words]))
 
-    assert config().seeds == list(range(10)) and config().n_base == 1024
+    assert list(config().seeds) == list(range(10)) and config().n_base == 1024
     quick = config("--quick")
-    assert quick.seeds == [0, 1, 2, 3, 4] and quick.steps == 2000 and quick.n_base == 128
-    assert config("--quick", "--seeds", "0-29", "--steps", "3000").seeds == list(range(30))
+    assert list(quick.seeds) == [0, 1, 2, 3, 4] and quick.steps == 2000 and quick.n_base == 128
+    assert list(config("--quick", "--seeds", "0-29", "--steps", "3000").seeds) == list(range(30))
     assert config("--quick", "--steps", "3000").steps == 3000
     assert config("--relax", "cosine").schedule == "cosine"
     assert config("--relax", "none").drop_arm is False

@@ -7,19 +7,17 @@ import pytest
 import torch
 
 import equirelax as er
-from equirelax.groups import from_name as parse_group
-from equirelax.reps import parse as parse_rep
 
 
 def planted_network(group: str, spec: str, activation: str = "tanh", seed: int = 0,
                     rep_out=None):
     """A generic EquivariantMLP natural(G) -> spec -> rep_out (default trivial) with random
     weights and biases (so that its neurons are irreducible), float64."""
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     rep_in = er.reps.natural(G)
     rep_out = er.reps.trivial(G) if rep_out is None else rep_out
     torch.manual_seed(seed)
-    model = er.nn.EquivariantMLP(rep_in, [parse_rep(G, spec)], rep_out,
+    model = er.nn.EquivariantMLP(rep_in, [er.reps.parse(G, spec)], rep_out,
                                  activation=activation).double()
     with torch.no_grad():
         for layer in model.linears:

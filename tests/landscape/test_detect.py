@@ -5,7 +5,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups import from_name as parse_group
 from equirelax.groups.subgroups import transitive_pieces
 from equirelax.landscape import (
     EquivariantSubspace,
@@ -14,7 +13,6 @@ from equirelax.landscape import (
     permute_hidden,
     read_mlp,
 )
-from equirelax.reps import parse as parse_rep
 
 CASES = [
     ("S3", "natural"),
@@ -75,7 +73,7 @@ def test_recovers_a_planted_rep_after_scrambling_the_neurons(planted, case, acti
 def test_two_hidden_layers():
     G = er.groups.dihedral(4)
     rep_in, rep_out = er.reps.natural(G), er.reps.natural(G)
-    hidden = [parse_rep(G, "regular"), parse_rep(G, "natural+trivial")]
+    hidden = [er.reps.parse(G, "regular"), er.reps.parse(G, "natural+trivial")]
     torch.manual_seed(3)
     model = er.nn.EquivariantMLP(rep_in, hidden, rep_out, activation="tanh").double()
     with torch.no_grad():
@@ -94,7 +92,7 @@ def test_two_hidden_layers():
 
 @pytest.mark.parametrize("group", ["S3", "D4", "S4"])
 def test_a_network_that_is_not_equivariant_is_reported_as_a_failure(group):
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     rep_in, rep_out = er.reps.natural(G), er.reps.trivial(G)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(G.degree, 6), torch.nn.Tanh(),

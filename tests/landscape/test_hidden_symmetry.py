@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups import from_name as parse_group
 from equirelax.landscape import (
     EquivariantSubspace,
     centraliser_generators,
@@ -15,12 +14,11 @@ from equirelax.landscape import (
     permute_hidden,
     read_mlp,
 )
-from equirelax.reps import parse as parse_rep
 
 
 @pytest.mark.parametrize("group", ["S3", "C4", "C5", "D4", "A4", "S4"])
 def test_regular_rep_has_the_right_translations(group):
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     hs = hidden_symmetry_group(er.reps.regular(G))
     assert hs.order == hs.formula_order == G.order
 
@@ -45,7 +43,7 @@ def test_natural_action_of_sn_has_no_hidden_symmetry(n):
 def test_counts_of_the_notes_for_s3():
     # distinct hyperplanes in the orbit of E_rho: natural 6, 3 x trivial 1, regular 120
     G = er.groups.symmetric(3)
-    counts = [hidden_symmetry_group(parse_rep(G, s)).n_hyperplanes
+    counts = [hidden_symmetry_group(er.reps.parse(G, s)).n_hyperplanes
               for s in ("natural", "3*trivial", "regular")]
     assert counts == [6, 1, 120]
 
@@ -66,8 +64,8 @@ def test_two_hidden_layers_multiply():
        st.lists(st.sampled_from(["natural", "trivial", "regular", "pairs"]), min_size=1,
                 max_size=3))
 def test_centraliser_commutes_with_the_rep_and_matches_the_closed_form(group, terms):
-    G = parse_group(group)
-    rep = parse_rep(G, "+".join(terms))
+    G = er.groups.from_name(group)
+    rep = er.reps.parse(G, "+".join(terms))
     if rep.dim > 30:
         return
     hs = hidden_symmetry_group(rep)

@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 import equirelax as er
 from equirelax.experiments.teacher_student import symmetric_data
-from equirelax.groups import from_name as parse_group
 from equirelax.landscape import (
     EquivariantSubspace,
     MLPLayout,
@@ -15,22 +14,21 @@ from equirelax.landscape import (
     plain_mlp,
     read_mlp,
 )
-from equirelax.reps import parse as parse_rep
 
 
 @pytest.mark.parametrize(("spec", "dim"), [("natural", 5), ("3*trivial", 10)])
 def test_dimension_of_the_slice_is_the_orbit_count(spec, dim):
     # the notes' worked check: S3 on R^3, width 3, invariant output; D = 16
     G = er.groups.symmetric(3)
-    space = EquivariantSubspace(er.reps.natural(G), [parse_rep(G, spec)], er.reps.trivial(G))
+    space = EquivariantSubspace(er.reps.natural(G), [er.reps.parse(G, spec)], er.reps.trivial(G))
     assert (space.dim, space.n_params) == (dim, 16)
 
 
 @pytest.mark.parametrize(("group", "spec"), [("S3", "regular"), ("D4", "natural+2*trivial"),
                                              ("C4", "2*natural")])
 def test_basis_is_orthonormal_and_its_projector_is_the_reynolds_average(group, spec):
-    G = parse_group(group)
-    space = EquivariantSubspace(er.reps.natural(G), [parse_rep(G, spec)], er.reps.natural(G))
+    G = er.groups.from_name(group)
+    space = EquivariantSubspace(er.reps.natural(G), [er.reps.parse(G, spec)], er.reps.natural(G))
     B = space.basis
     assert torch.allclose(B.T @ B, torch.eye(space.dim, dtype=torch.float64), atol=1e-12)
     assert torch.allclose(space.reynolds(), B @ B.T, atol=1e-12)
@@ -96,8 +94,8 @@ def test_gradient_at_a_point_of_the_slice_lies_in_the_slice(case, activation, se
     """Corollary A1: with symmetric data and an invariant target, the unconstrained MLP's
     gradient at any θ ∈ E_ρ is in E_ρ, so gradient descent cannot leave the slice."""
     group, spec = case
-    G = parse_group(group)
-    space = EquivariantSubspace(er.reps.natural(G), [parse_rep(G, spec)], er.reps.trivial(G))
+    G = er.groups.from_name(group)
+    space = EquivariantSubspace(er.reps.natural(G), [er.reps.parse(G, spec)], er.reps.trivial(G))
     layout = space.layout(activation)
     gen = torch.Generator().manual_seed(seed)
     theta = space.embed(torch.randn(space.dim, generator=gen, dtype=torch.float64))
@@ -113,7 +111,7 @@ def test_gradient_at_a_point_of_the_slice_lies_in_the_slice(case, activation, se
 def test_gradient_leaves_the_slice_without_symmetric_data():
     # the converse check: the same computation on data that is not symmetric leaves E_ρ
     G = er.groups.symmetric(3)
-    space = EquivariantSubspace(er.reps.natural(G), [parse_rep(G, "3*trivial")],
+    space = EquivariantSubspace(er.reps.natural(G), [er.reps.parse(G, "3*trivial")],
                                 er.reps.trivial(G))
     layout = space.layout("tanh")
     theta = space.embed(torch.randn(space.dim, dtype=torch.float64))

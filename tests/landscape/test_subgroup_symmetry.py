@@ -5,7 +5,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups import from_name as parse_group
 from equirelax.groups.subgroups import identify_subgroup, subgroup_classes
 from equirelax.landscape import (
     detect_hidden_rep,
@@ -104,7 +103,7 @@ def test_a_network_built_from_any_subgroup_gives_back_that_subgroup(group, seed)
     """Every class of subgroups, its regular rep plus a trivial neuron as hidden rep (faithful,
     generic weights): the largest subgroup found is the one planted, up to conjugacy, with the
     planted rep."""
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     classes = subgroup_classes(G)
     cls = classes[seed % len(classes)]
     H, net, planted, perm = _subgroup_network(
@@ -130,7 +129,7 @@ def test_a_fully_equivariant_network_gives_the_whole_group(planted, group, spec)
 
 @pytest.mark.parametrize("group", ["S3", "D4", "S4"])
 def test_a_generic_network_gives_the_trivial_group(group):
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Linear(G.degree, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)

@@ -330,18 +330,11 @@ def fashion_sets(cfg: ImageStudyConfig, progress: bool = False) -> ImageSets:
 def invariance_error(model: nn.Module, images: torch.Tensor, group: str,
                      num_classes: int = 10) -> float:
     """``max_g ||f(g·x) − f(x)|| / ||f(x)||`` over every element of C4 / D4, in float64,
-    measured with ``er.equivariance_error`` on flattened images (pixel permutation reps)."""
-    side = images.shape[-1]
-    rep_in = grid(group, side, images.shape[1])
-    rep_out = num_classes * er.reps.trivial(rep_in.group)
-    model = copy.deepcopy(model).double().eval()
-    shape = images.shape[1:]
-
-    def flat(x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        return model(x.reshape(-1, *shape)).reshape(*lead, -1)
-
-    return er.equivariance_error(flat, images.reshape(len(images), -1).double(), rep_in, rep_out)
+    measured with ``er.equivariance_error`` (the pixel permutation rep acts on the trailing
+    (C, H, W) axes)."""
+    rep_in = grid(group, images.shape[-1], images.shape[1])
+    return er.equivariance_error(copy.deepcopy(model).double().eval(), images.double(), rep_in,
+                                 num_classes * er.reps.trivial(rep_in.group))
 
 
 def run_study(cfg: ImageStudyConfig, out_dir: Path, runs_dir: Path, command: str,

@@ -61,7 +61,6 @@ from equirelax.experiments.teacher_student import (
     symmetric_data,
     train_student,
 )
-from equirelax.groups import from_name as parse_group
 from equirelax.groups.subgroups import describe_pieces, transitive_pieces
 from equirelax.landscape import (
     EquivariantSubspace,
@@ -78,7 +77,6 @@ from equirelax.landscape import (
     read_mlp,
 )
 from equirelax.relaxation import harden, relax
-from equirelax.reps import parse as parse_rep
 
 RESULT_KIND = "landscape-teacher-student"
 
@@ -240,7 +238,7 @@ def run_seed(cfg: StudyConfig, seed: int, data: dict, progress: bool = True) -> 
     bars)."""
     G, rep_in, rep_out = data["G"], data["rep_in"], data["rep_out"]
     x, y, x_test, y_test = data["x"], data["y"], data["x_test"], data["y_test"]
-    rep_s = parse_rep(G, cfg.student_rep)
+    rep_s = er.reps.parse(G, cfg.student_rep)
     space = EquivariantSubspace(rep_in, [rep_s], rep_out)
     layout = space.layout(cfg.activation)
     # exact student: θ = B z with z ~ N(0, init_std²) in the orthonormal basis of E_ρS
@@ -367,9 +365,9 @@ def _types(pieces) -> list[int]:
 # -- the study ---------------------------------------------------------------------------------
 def prepare(cfg: StudyConfig) -> dict:
     """Group, reps, teacher and data shared by all seeds."""
-    G = parse_group(cfg.group)
+    G = er.groups.from_name(cfg.group)
     rep_in, rep_out = er.reps.natural(G), er.reps.trivial(G)
-    rep_t = parse_rep(G, cfg.teacher_rep)
+    rep_t = er.reps.parse(G, cfg.teacher_rep)
     teacher = reference_teacher(G, rep_t, cfg.activation)
     x = symmetric_data(G, cfg.n_base, cfg.data_seed)
     x_test = torch.from_numpy(
@@ -439,7 +437,7 @@ def run_study(cfg: StudyConfig, runs_dir: Path | None = None, *, fresh: bool = F
         "degree": G.degree,
         "target_variance": float(data["y"].var()),
         "teacher": _symmetry_info(G, data["rep_t"]),
-        "student": _symmetry_info(G, parse_rep(G, cfg.student_rep)),
+        "student": _symmetry_info(G, er.reps.parse(G, cfg.student_rep)),
         "runs": runs,
     }
     result["summary"] = summarise(result)
@@ -785,7 +783,7 @@ def write_index(out_dir: Path) -> Path:
 def symmetries_table(group: str, specs: list[str], command: str | None = None) -> str:
     """A markdown table of hidden-symmetry groups for some hidden reps of ``group``, headed by
     the ``command`` that wrote it (the default: the command that prints it)."""
-    G = parse_group(group)
+    G = er.groups.from_name(group)
     if command is None:
         command = shlex.join(["equirelax", "landscape", "symmetries", "--group", group,
                               "--reps", *specs])
@@ -798,7 +796,7 @@ def symmetries_table(group: str, specs: list[str], command: str | None = None) -
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for spec in specs:
-        rep = parse_rep(G, spec)
+        rep = er.reps.parse(G, spec)
         hs = hidden_symmetry_group(rep)
         info = _symmetry_info(G, rep)
         lines.append(

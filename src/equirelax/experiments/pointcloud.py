@@ -284,19 +284,12 @@ def invariance_error(
     model: nn.Module, points: torch.Tensor, num_classes: int, num_rotations: int, seed: int = 0
 ) -> float:
     """``max_R ||f(R x) − f(x)|| / ||f(x)||`` over sampled rotations, in float64, measured with
-    ``er.equivariance_error`` on clouds flattened to ``N * vector(SO(3))``."""
-    n = points.shape[1]
+    ``er.equivariance_error`` (``N * vector(SO(3))`` acts on the trailing (N, 3) axes)."""
     group = er.groups.SO(3)
-    rep_in = n * er.reps.vector(group)
-    rep_out = num_classes * er.reps.trivial(group)
-    model = copy.deepcopy(model).double().eval()
-
-    def flat(x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        return model(x.reshape(-1, n, 3)).reshape(*lead, -1)
-
-    return er.equivariance_error(flat, points.reshape(len(points), -1).double(), rep_in,
-                                 rep_out, elements=group.sample(num_rotations, seed=seed))
+    return er.equivariance_error(
+        copy.deepcopy(model).double().eval(), points.double(),
+        points.shape[1] * er.reps.vector(group), num_classes * er.reps.trivial(group),
+        elements=group.sample(num_rotations, seed=seed))
 
 
 def run_study(

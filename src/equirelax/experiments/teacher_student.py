@@ -25,10 +25,8 @@ import equirelax as er
 from equirelax.experiments.kit import guards, tables
 from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
 from equirelax.groups import PermutationGroup
-from equirelax.groups import from_name as parse_group
 from equirelax.relaxation import harden, relax
 from equirelax.reps import Rep
-from equirelax.reps import parse as parse_rep
 
 
 def _setting(default, help_text: str, **meta):
@@ -143,7 +141,7 @@ def _student(
     """The seeded student with hidden rep ``hidden`` (default: the configured student rep)."""
     torch.manual_seed(seed)
     student = er.nn.EquivariantMLP(
-        er.reps.natural(G), [parse_rep(G, hidden or cfg.student_rep)], er.reps.trivial(G),
+        er.reps.natural(G), [er.reps.parse(G, hidden or cfg.student_rep)], er.reps.trivial(G),
         activation=cfg.activation,
     ).double()
     with torch.no_grad():
@@ -203,8 +201,8 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None,
 
     Success is relative to the target: test MSE / Var(y_test) <= ``success_rel_mse``.
     """
-    G = parse_group(cfg.group)
-    teacher = reference_teacher(G, parse_rep(G, cfg.teacher_rep), cfg.activation)
+    G = er.groups.from_name(cfg.group)
+    teacher = reference_teacher(G, er.reps.parse(G, cfg.teacher_rep), cfg.activation)
     x = symmetric_data(G, cfg.n_base, cfg.data_seed)
     x_test = torch.from_numpy(
         np.random.default_rng(cfg.data_seed + 1).standard_normal((cfg.n_test, G.degree))
@@ -212,8 +210,8 @@ def relax_comparison(cfg: TeacherStudentConfig, out_dir: Path | None = None,
     with torch.no_grad():
         y, y_test = teacher(x).squeeze(-1), teacher(x_test).squeeze(-1)
     total = cfg.steps + cfg.escape_steps
-    teacher_arms = cfg.teacher_rep_arms and (parse_rep(G, cfg.student_rep)
-                                             != parse_rep(G, cfg.teacher_rep))
+    teacher_arms = cfg.teacher_rep_arms and (er.reps.parse(G, cfg.student_rep)
+                                             != er.reps.parse(G, cfg.teacher_rep))
     rows = []
     for seed in tqdm(cfg.seeds, desc=f"seeds ({cfg.group})", disable=not progress):
         guards.mark(f"seed {seed}")

@@ -80,6 +80,7 @@ def add_common_options(
     seeds_default: Sequence[int] | None = (0,),
     threads_default: int = 2,
     folder_name: str = "<preset>",
+    out_default: str | None = None,
 ) -> None:
     """Add the shared options of ``equirelax <study>``.
 
@@ -87,7 +88,8 @@ def add_common_options(
     ``training=False`` (a study that trains nothing) leaves out ``--runs-dir`` and ``--fresh``;
     ``lightning=False`` leaves out ``--devices``, ``--accelerator`` and ``--num-nodes``.
     ``folder_name`` is how the help names the last part of the default folders
-    (``docs/results/<study>/<preset>``, ``runs/<study>/<preset>``)."""
+    (``docs/results/<study>/<preset>``, ``runs/<study>/<preset>``); ``out_default`` names a
+    results folder of another form (the demo writes to ``runs/demo``)."""
     seeds = parser.add_argument(
         "--seeds", nargs="+", type=seed_values, action=SeedsAction, metavar="SEED",
         default=None if seeds_default is None else tuple(seeds_default),
@@ -96,7 +98,8 @@ def add_common_options(
         preset_default(seeds)
     parser.add_argument(
         "--out", type=Path, default=None,
-        help=f"results folder: tables, JSON, plots (default: docs/results/{study}/{folder_name})")
+        help="results folder: tables, JSON, plots (default: "
+             f"{out_default or f'docs/results/{study}/{folder_name}'})")
     if training:
         parser.add_argument(
             "--runs-dir", dest="runs_dir", type=Path, default=None,

@@ -1,18 +1,20 @@
 """What the N-body study measures besides the test MSE: the E(3) equivariance error of a
 trained model, the size of its free terms, and the profile of its per-sample test errors.
 
-:func:`e3_equivariance_error` is the study's own measurement for this multi-input model
-(positions, velocities, charges); it is kept as one function so that a shared multi-input
-checker can replace it in one place.
+:func:`e3_equivariance_error` measures this multi-input model (positions, velocities, charges)
+with the library's checker, ``er.equivariance_error``, declaring one type per argument.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+import equirelax as er
+from equirelax.checks import Positions
 from equirelax.data.nbody import NBodyDataset
 from equirelax.experiments.nbody.sampler import random_orthogonal
 
@@ -26,31 +28,30 @@ def e3_equivariance_error(
     trials: int = 4,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Largest relative errors of ``model`` under random E(3) elements (float32 by default).
+    """Largest relative errors of ``model`` under random E(3) elements, in the input's dtype.
 
-    For each trial a random orthogonal matrix (rotations and, every other trial, reflections)
-    and a random translation per graph: ``positions`` compares f(g x) with g f(x);
-    ``displacement`` compares the predicted moves f(g x) − g x and R (f(x) − x), the stricter
-    measure (translations do not inflate its denominator).
+    ``trials`` orthogonal matrices (rotations, and every other one a reflection) with a random
+    translation each (standard deviation 3), through ``er.equivariance_error`` with the types
+    (positions, vector, untouched charges) -> positions: ``positions`` compares f(g x) with
+    g f(x) relative to ||f(x)||; ``displacement`` compares the predicted moves f(g x) − g x with
+    R (f(x) − x), the stricter measure (translations do not inflate its denominator).
     """
+    vector = er.reps.vector(er.groups.O(3))
     model = model.eval()
-    base = model(loc, vel, charges)
-    gen = torch.Generator().manual_seed(seed)
-    worst = {"positions": 0.0, "displacement": 0.0}
-    for k in range(trials):
-        rot = random_orthogonal(seed * 31 + k, dtype=loc.dtype)
-        if k % 2 == 1:
-            rot = -rot
-        shift = (3 * torch.randn(loc.shape[0], 1, 3, generator=gen)).to(loc.dtype)
-        moved_in = loc @ rot.T + shift
-        moved = model(moved_in, vel @ rot.T, charges)
-        expected = base @ rot.T + shift
-        pos = float((moved - expected).norm() / expected.norm())
-        disp = float(((moved - moved_in) - (base - loc) @ rot.T).norm()
-                     / ((base - loc) @ rot.T).norm())
-        worst["positions"] = max(worst["positions"], pos)
-        worst["displacement"] = max(worst["displacement"], disp)
-    return worst
+    elements = np.stack([((-1) ** k * random_orthogonal(seed * 31 + k)).numpy()
+                         for k in range(trials)])
+    args = (loc, vel, charges)
+    rep_in = (Positions(vector), vector, None)
+    common = {"elements": elements, "dtype": loc.dtype, "translation_scale": 3.0, "seed": seed}
+
+    def displacement(loc: torch.Tensor, vel: torch.Tensor, charges: torch.Tensor
+                     ) -> torch.Tensor:
+        return model(loc, vel, charges) - loc
+
+    return {
+        "positions": er.equivariance_error(model, args, rep_in, Positions(vector), **common),
+        "displacement": er.equivariance_error(displacement, args, rep_in, vector, **common),
+    }
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """Random rotations of the N-body study's training batches.
 
-:func:`random_orthogonal` is the study's Haar sampler of SO(3) (and O(3)); it stays one
-function so that it can be replaced by the library's shared sampler without touching its
-callers. :class:`RandomRotations` rotates every training batch by the element of its step.
+:func:`random_orthogonal` names the element of each seed, drawn by the library's Haar sampler
+(``equirelax.groups.haar``). :class:`RandomRotations` rotates every training batch by the
+element of its step.
 """
 
 from __future__ import annotations
@@ -11,21 +11,17 @@ import lightning.pytorch as pl
 import torch
 
 from equirelax.data.nbody import NBodySample
+from equirelax.groups.haar import haar_orthogonal_torch, haar_rotations_torch
 
 
 def random_orthogonal(
     seed: int, *, reflections: bool = False, dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
-    """A Haar-random rotation in SO(3) from ``seed``; with ``reflections``, times -1 (an
-    improper element of O(3)) with probability 1/2."""
+    """The element of SO(3) (with ``reflections``: of O(3)) that the study draws for ``seed``:
+    the library's Haar sampler (QR method) on a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(int(seed))
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    if reflections and torch.rand((), generator=gen) < 0.5:
-        q = -q
-    return q.to(dtype)
+    draw = haar_orthogonal_torch if reflections else haar_rotations_torch
+    return draw(1, generator=gen, dtype=dtype, method="qr")[0]
 
 
 class RandomRotations(pl.Callback):
