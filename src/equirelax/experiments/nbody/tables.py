@@ -186,7 +186,7 @@ def results_table(cfg: StudyConfig, rows: list[dict[str, Any]], runs: list[dict[
         "(what the relaxed model adds to the equivariant output), and the size at the end "
         "(selected model, test inputs).",
         "max E(3) error: largest relative error of the predicted displacements of the final "
-        "(hardened) models under random rotations, reflections and per-graph translations, "
+        "(hardened) models under random rotations, reflections and translations, "
         "float32. s per run: training time of a run (all the invocations that trained it).",
     ]
     expected = [run_name(model, arm, value if key == "layers" else cfg.layers,
