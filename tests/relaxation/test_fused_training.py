@@ -6,6 +6,7 @@ on O(3)/SO(3) reps; and one sketch S per step is shared by the layers sketching 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ import equirelax as er
 from equirelax.groups import PermutationGroup
 from equirelax.relaxation import Relaxed, relax
 from equirelax.relaxation import fused as fused_module
+from equirelax.relaxation.actions import LinearMap
 from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
 
 
@@ -108,11 +110,12 @@ class _Call:
         return self.r.take_squares()
 
 
-def _check(rep_in, rep_out, theta, options, weights, seed, dtype=torch.float64, tol=1e-10):
+def _check(rep_in, rep_out, theta, options, weights, seed, dtype=torch.float64, tol=1e-10,
+           lead=(12,)):
     r = _layer(rep_in, rep_out, theta, options, dtype)
     torch.manual_seed(seed + 100)
-    x = torch.randn(12, rep_in.dim, dtype=dtype)
-    g = torch.randn(12, rep_out.dim, dtype=dtype)
+    x = torch.randn(*lead, rep_in.dim, dtype=dtype)
+    g = torch.randn(*lead, rep_out.dim, dtype=dtype)
     fused = _gradients(r, x, g, weights, seed, plain=False)
     plain = _gradients(r, x, g, weights, seed, plain=True)
     assert fused.keys() == plain.keys()
@@ -145,6 +148,13 @@ def test_fused_gradients_in_float32(options):
     G = er.groups.symmetric(4)
     V, T = er.reps.natural(G), er.reps.trivial(G)
     _check(V + T, 2 * V + T, 0.4, options, (1.0, 1.0), 3, dtype=torch.float32, tol=1e-4)
+
+
+@pytest.mark.parametrize("options", ROWS)
+def test_fused_gradients_with_leading_axes(options):
+    G = er.groups.O(3)
+    v, t = er.reps.vector(G), er.reps.trivial(G)
+    _check(v + t, 2 * v + t, 0.4, options, (1.0, 0.5), 4, lead=(3, 5))
 
 
 def test_the_fused_node_is_used_in_training_and_not_otherwise():
@@ -203,6 +213,30 @@ def test_relaxed_linear_refuses_rows_with_gradient():
         relaxed_linear(torch.randn(2, 3, dtype=torch.float64), w, None, w, 0.5, rows,
                        r.act_in.prepare(r.shape_in, identity=True),
                        r.act_out.prepare(r.shape_out))
+
+
+@settings(deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.sampled_from(["gather", "sparse", "dense"]),
+       st.integers(0, 2**16))
+def test_sub_adjoint_subtracts_the_transpose_in_place(rows, cols, kind, seed):
+    """out −= g m into a strided view, for gather, sparse and dense maps (the backward's
+    rows part of E)."""
+    rng = np.random.default_rng(seed)
+    if kind == "gather":
+        m = np.eye(cols)[rng.integers(0, cols, size=rows)]
+    elif kind == "sparse":
+        m = np.zeros((rows, 4 * cols))
+        m[np.arange(rows), rng.integers(0, 4 * cols, size=rows)] = rng.normal(size=rows)
+    else:
+        m = rng.normal(size=(rows, cols))
+    linear = LinearMap(m)
+    g = torch.from_numpy(rng.normal(size=(3, m.shape[0])))
+    base = torch.from_numpy(rng.normal(size=(3, 2, m.shape[1])))
+    out = base.clone()
+    assert linear.sub_adjoint_(out[:, 0], g).data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out[:, 0], base[:, 0] - g @ torch.from_numpy(m), rtol=0,
+                               atol=1e-12)
+    assert torch.equal(out[:, 1], base[:, 1])
 
 
 # -- one sketch per step ----------------------------------------------------------------------

@@ -54,7 +54,7 @@ class _RelaxedLinear(torch.autograd.Function):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d_out, d_in = w_eq.shape
         w = torch.add(w_eq, w_free, alpha=theta)
-        flat_x = x.reshape(-1, d_in)
+        flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(bias, flat_x, w.T))
         m = rows.shape[0]
         images = stack_in(rows)  # (m, K + 1, d_in): each row, then its images
@@ -66,8 +66,8 @@ class _RelaxedLinear(torch.autograd.Function):
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, wx)
-        return (y.reshape(*x.shape[:-1], d_out), torch.dot(flat_r, flat_r),
-                torch.dot(flat_w, flat_w))
+        return (y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out),
+                torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w))
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_lie: torch.Tensor,
@@ -83,22 +83,26 @@ class _RelaxedLinear(torch.autograd.Function):
                                              create_graph=True, allow_unused=True))
             return (*(next(found) if n else None for n in needs[:4]), None, None, None, None)
         d_out, d_in = w.shape
-        g = grad_y.reshape(-1, d_out)
-        grad_x = torch.mm(g, w).reshape(x.shape) if needs[0] else None
+        flat = x.dim() == 2  # else: leading axes, flattened here and restored on grad x
+        g = grad_y if flat else grad_y.reshape(-1, d_out)
+        grad_x = None
+        if needs[0]:
+            grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
         grad_w_eq = grad_w_free = None
         if needs[1] or needs[3]:
-            gram = torch.mm(g.T, x.reshape(-1, d_in))  # G = gᵀ x, the gradient of W_eq + θ W
+            # G = gᵀ x, the gradient of W_eq + θ W
+            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
             grad_w_eq = gram if needs[1] else None
         if needs[3]:
-            # d/dz of the two sums: 2 g_lie r on the images; on the rows themselves
-            # 2 g_norm W x̂ minus the residuals carried back through the output action
+            # d/dz of the two sums, halved: g_lie r on the images; on the rows themselves
+            # g_norm W x̂ minus the residuals carried back through the output action
             e = torch.empty(wx.shape[0], images.shape[1], d_out, dtype=wx.dtype,
                             device=wx.device)
-            torch.mul(residual, 2.0 * grad_lie, out=e[:, 1:])
-            e[:, 0] = wx * (2.0 * grad_norm) - ctx.stacks[1].adjoint(e[:, 1:])
-            # θ G + Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives Eᵀ images)
+            torch.mul(residual, grad_lie, out=e[:, 1:])
+            ctx.stacks[1].sub_adjoint_(torch.mul(wx, grad_norm, out=e[:, 0]), e[:, 1:])
+            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
             grad_w_free = torch.addmm(gram, e.reshape(-1, d_out).T,
-                                      images.reshape(-1, d_in), beta=ctx.theta)
+                                      images.reshape(-1, d_in), beta=ctx.theta, alpha=2.0)
         grad_b = g.sum(0) if needs[2] and ctx.has_bias else None
         return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None
 
