@@ -15,7 +15,9 @@ in weight space (``gram``), whichever costs less for the batch.
 
 When the equivariant part is itself an affine map with a dense weight (an ``EquivariantLinear``,
 or a registered linear layer) the two are fused: one matmul with W_eq + θ W, so the relaxed layer
-costs the exact layer's matmul plus O(d_in · d_out) extra work.
+costs the exact layer's matmul plus O(d_in · d_out) extra work; in training, with the default
+dense free term, the output and the penalty squares come from one autograd node
+(:mod:`equirelax.relaxation.fused`).
 """
 
 from __future__ import annotations
@@ -425,8 +427,10 @@ class Relaxed(nn.Module):
         (``torch.randperm`` from torch's default generator, so ``torch.manual_seed`` fixes
         them, or from ``penalty_generator`` when set), with factor m/k: each row is
         drawn with probability k/m, so the expectation is the full sum. ``penalty_sketch=p``
-        (m > p rows): the p rows of SᵀX̃ for a fresh m × p Rademacher S with entries ±1/√p;
-        their sum of q is tr(L X̃ᵀSSᵀX̃ Lᵀ) and E[SSᵀ] = I. Both are exactly 0 for an
+        (m > p rows): the p rows of SᵀX̃ for an m × p Rademacher S with entries ±1/√p, fresh at
+        every step and, eagerly, shared by the layers sketching m rows to p (see
+        :func:`~equirelax.relaxation.fused.sketch_signs`); their sum of q is tr(L X̃ᵀSSᵀX̃ Lᵀ)
+        and E[SSᵀ] = I. Both are exactly 0 for an
         equivariant free term, whose residuals vanish on every row and every combination of
         rows. With m ≤ k (or m ≤ p) the rows are used as they are: exact, and cheaper.
         """
