@@ -173,6 +173,11 @@ def test_the_fused_node_is_used_in_training_and_not_otherwise():
     r.record_penalties = False
     r.theta = 0.5
     assert r(x).grad_fn.name() != "_RelaxedLinearBackward"
+    r.record_penalties = True
+    r.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # F.linear in bfloat16, as before
+        y = r(x.float())
+    assert y.dtype == torch.bfloat16 and y.grad_fn.name() != "_RelaxedLinearBackward"
 
 
 def test_second_derivatives_through_the_fused_node():

@@ -379,15 +379,17 @@ class Relaxed(nn.Module):
         """Whether this training forward of the fused dense path can compute the output and
         the penalty squares in one node (:func:`~equirelax.relaxation.fused.relaxed_linear`):
         penalties recorded with gradients, the default dense free term without bias trained,
-        one dtype, at least one generator, and eager code (compiled code and ``torch.func``
-        transforms take the plain operations, as in :meth:`_squares_linear`)."""
+        one dtype, at least one generator, and eager code without autocast (compiled code and
+        ``torch.func`` transforms take the plain operations, as in :meth:`_squares_linear`;
+        under autocast the layer's matmul runs in the autocast dtype, as ``F.linear`` does)."""
         return (self.training and self.record_penalties and torch.is_grad_enabled()
                 and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0
                 and self.free.weight.requires_grad
                 and x.dtype == w.dtype == self.free.weight.dtype
                 and (b is None or b.dtype == w.dtype)
                 and not (torch.compiler.is_compiling()
-                         or torch._C._are_functorch_transforms_active()))
+                         or torch._C._are_functorch_transforms_active()
+                         or torch.is_autocast_enabled(x.device.type)))
 
     def _by_gram(self, rows: int) -> GramPenalty | None:
         """The Gram evaluation when :meth:`_record` takes it for ``rows`` rows, else None."""
