@@ -11,13 +11,13 @@ penalties are built from:
 * activation norm ||W x̂||².
 
 They are evaluated on the rows, or, for the default dense free term, from the rows' Gram matrix
-in weight space (``gram``), whichever costs less for the batch.
+in weight space (``gram``), whichever costs less for the batch. On a fused layer (below) with
+the default dense free term, a training forward computes the output and the squares in one
+autograd node (:mod:`equirelax.relaxation.fused`).
 
 When the equivariant part is itself an affine map with a dense weight (an ``EquivariantLinear``,
 or a registered linear layer) the two are fused: one matmul with W_eq + θ W, so the relaxed layer
-costs the exact layer's matmul plus O(d_in · d_out) extra work; in training, with the default
-dense free term, the output and the penalty squares come from one autograd node
-(:mod:`equirelax.relaxation.fused`).
+costs the exact layer's matmul plus O(d_in · d_out) extra work.
 """
 
 from __future__ import annotations
