@@ -6,9 +6,11 @@ one), in two child processes: with OpenMP's default wait policy (idle threads sp
 what a plain ``python`` gets) and with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep: what
 ``./dev`` sets, robust on a shared machine, but every small parallel op pays a thread
 wake-up, so op-heavy code slows more).
-Writes benchmarks/results/relax.json and relax.md.
+Writes benchmarks/results/relax.json and relax.md (or into ``--out``). ``--models`` times a
+subset (e.g. the two MLPs, in a minute, to compare two versions of the code run by turns).
 
-    python benchmarks/bench_relax.py [--policies PASSIVE]   # or: ./dev bench
+    python benchmarks/bench_relax.py [--policies PASSIVE] [--models S5 SO3] [--out DIR]
+    # or: ./dev bench
 """
 
 from __future__ import annotations
@@ -189,12 +191,16 @@ MODELS = (
     ("EGNN N-body (4 layers, 64)", {"batch": 100, "rounds": 9, "repeats": 5}),
 )
 POLICIES = ("default", "PASSIVE")
+#: Short names for ``--models``.
+SHORT = {"S5": "S5 regular MLP", "SO3": "SO(3) vector MLP",
+         "SEGNN": "SEGNN N-body (4 layers, 32x0e+32x1o)", "EGNN": "EGNN N-body (4 layers, 64)"}
 
 
-def _child(out: Path) -> None:
+def _child(out: Path, models: list[str]) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     load = os.getloadavg()[0]
-    results = [bench(kind, **kwargs) for kind, kwargs in MODELS]
+    wanted = {SHORT[m] for m in models}
+    results = [bench(kind, **kwargs) for kind, kwargs in MODELS if kind in wanted]
     meta = {"torch": torch.__version__, "machine": platform.machine(),
             "threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
@@ -202,13 +208,14 @@ def _child(out: Path) -> None:
     out.write_text(json.dumps({"meta": meta, "results": results}))
 
 
-def _run_policy(policy: str) -> dict:
+def _run_policy(policy: str, models: list[str], results: Path) -> dict:
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     if policy != "default":
         env["OMP_WAIT_POLICY"] = policy
-    out = RESULTS / f".relax_{policy}.json"
-    subprocess.run([sys.executable, __file__, "--child", str(out)], env=env, check=True)
+    out = results / f".relax_{policy}.json"
+    subprocess.run([sys.executable, __file__, "--child", str(out), "--models", *models],
+                   env=env, check=True)
     data = json.loads(out.read_text())
     out.unlink()
     return data
@@ -229,23 +236,30 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
                         help="OpenMP wait policies to measure under (default: both)")
+    parser.add_argument("--models", nargs="+", choices=list(SHORT), default=list(SHORT),
+                        help="models to time (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for relax.json and relax.md (default: benchmarks/results)")
     args = parser.parse_args()
+    models = list(dict.fromkeys(args.models))
     if args.child is not None:
-        _child(args.child)
+        _child(args.child, models)
         return
-    RESULTS.mkdir(exist_ok=True)
+    results = args.out
+    results.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(args.policies))
-    runs = {policy: _run_policy(policy) for policy in policies}
+    runs = {policy: _run_policy(policy, models, results) for policy in policies}
     hidden = 4 * er.reps.regular(er.groups.symmetric(5))
     k = len(relax(er.nn.EquivariantLinear(hidden, hidden), total_steps=2).relaxed_layers()[""]
             .act_in)
     arithmetic = penalty_arithmetic(hidden.dim, hidden.dim, k, 256)
-    (RESULTS / "relax.json").write_text(
+    (results / "relax.json").write_text(
         json.dumps({**runs, "penalty_arithmetic": arithmetic}, indent=1))
     first = runs[policies[0]]
     meta = first["meta"]
     command = "python benchmarks/bench_relax.py" + (
-        "" if policies == list(POLICIES) else " --policies " + " ".join(policies))
+        "" if policies == list(POLICIES) else " --policies " + " ".join(policies)) + (
+        "" if models == list(SHORT) else " --models " + " ".join(models))
     measured = (
         "Each ratio is measured twice, with OpenMP's default wait policy and with "
         "`OMP_WAIT_POLICY=PASSIVE` (which `./dev` sets)" if len(policies) == 2 else
@@ -308,7 +322,7 @@ def main() -> None:
         "Relaxing only some layers (as the paper does in SEGNN and EGNN), `penalty_rows` or "
         "`penalty_sketch` is what brings the step under that.",
     ]
-    (RESULTS / "relax.md").write_text("\n".join(lines) + "\n")
+    (results / "relax.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -11,7 +11,9 @@ penalties are built from:
 * activation norm ||W x̂||².
 
 They are evaluated on the rows, or, for the default dense free term, from the rows' Gram matrix
-in weight space (``gram``), whichever costs less for the batch.
+in weight space (``gram``), whichever costs less for the batch. On a fused layer (below) with
+the default dense free term, a training forward computes the output and the squares in one
+autograd node (:mod:`equirelax.relaxation.fused`).
 
 When the equivariant part is itself an affine map with a dense weight (a layer with a
 ``dense_map()`` hook, e.g. ``EquivariantLinear``, or a registered linear layer) the two are
@@ -29,6 +31,7 @@ from torch import nn
 from equirelax.homspace.space import fixed_space, hom
 from equirelax.nn.module import check_features
 from equirelax.relaxation.actions import FeatureAction
+from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
@@ -347,9 +350,20 @@ class Relaxed(nn.Module):
         theta = self._theta_now()
         # with the free term off the layer runs alone (the same computation as the fused one,
         # and its own compiled inference path)
+        drawn = None  # the penalty rows, when the fused branch drew them
         if self.fused and theta is not None and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
+            if self._fuses_penalties(x, w, b, theta):
+                drawn = self._penalty_rows(x.detach().reshape(-1, self.rep_in.dim))
+                if not self._by_gram(drawn[0].shape[0]):
+                    # the layer, its free term and the penalty squares in one autograd node
+                    y, lie_sq, norm_sq = relaxed_linear(
+                        x, w, b, self.free.weight, theta, drawn[0],  # type: ignore[arg-type]
+                        self.act_in.prepare(self.shape_in, identity=True),
+                        self.act_out.prepare(self.shape_out))
+                    self._keep(lie_sq, norm_sq, drawn[2])
+                    return y
             free_w = self.free.weight.to(w.dtype)
             # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
             # same); compiled, θ is a tensor, which alpha does not take
@@ -366,19 +380,50 @@ class Relaxed(nn.Module):
             if theta is not None:
                 y = self._add_free(y, x, theta)
         if self.training and self.record_penalties and torch.is_grad_enabled():
-            self._record(x.detach())
+            self._record(x.detach(), drawn)
         return y
 
-    def _record(self, x: torch.Tensor) -> None:
-        rows, const, scale = self._penalty_rows(x.reshape(-1, *self.shape_in))
+    def _fuses_penalties(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                         theta: float | torch.Tensor) -> bool:
+        """Whether this training forward of the fused dense path can compute the output and
+        the penalty squares in one node (:func:`~equirelax.relaxation.fused.relaxed_linear`):
+        penalties recorded with gradients, the default dense free term without bias trained,
+        one dtype, at least one generator, and eager code without autocast (compiled code and
+        ``torch.func`` transforms take the plain operations, as in :meth:`_squares_linear`;
+        under autocast the layer's matmul runs in the autocast dtype, as ``F.linear`` does)."""
+        return (self.training and self.record_penalties and torch.is_grad_enabled()
+                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0
+                and self.free.weight.requires_grad
+                and x.dtype == w.dtype == self.free.weight.dtype
+                and (b is None or b.dtype == w.dtype)
+                and not (torch.compiler.is_compiling()
+                         or torch._C._are_functorch_transforms_active()
+                         or torch.is_autocast_enabled(x.device.type)))
+
+    def _by_gram(self, rows: int) -> GramPenalty | None:
+        """The Gram evaluation when :meth:`_record` takes it for ``rows`` rows, else None."""
         gram = self._gram_penalty()
         if gram is not None and (self.penalty_method == "gram" or (
                 self.penalty_method == "auto"
-                and gram.cheaper_than_data(rows.shape[0], self.rep_in.dim, self.rep_out.dim))):
+                and gram.cheaper_than_data(rows, self.rep_in.dim, self.rep_out.dim))):
+            return gram
+        return None
+
+    def _record(self, x: torch.Tensor,
+                drawn: tuple[torch.Tensor, torch.Tensor | None, float] | None = None) -> None:
+        """Record the penalty squares of input ``x`` (detached), on the rows already
+        ``drawn`` for it when given."""
+        rows, const, scale = drawn or self._penalty_rows(x.reshape(-1, *self.shape_in))
+        gram = self._by_gram(rows.shape[0])
+        if gram is not None:
             lie_sq, norm_sq = gram(rows.reshape(rows.shape[0], -1), self.free.weight,
                                    self.free.bias, const)
         else:
             lie_sq, norm_sq = self._squares_data(rows, const)
+        self._keep(lie_sq, norm_sq, scale)
+
+    def _keep(self, lie_sq: torch.Tensor | None, norm_sq: torch.Tensor, scale: float) -> None:
+        """Append one forward's squares, times the rows' factor ``scale``."""
         self._norm_sq.append(norm_sq if scale == 1.0 else norm_sq * scale)
         if lie_sq is not None:
             self._lie_sq.append(lie_sq if scale == 1.0 else lie_sq * scale)
@@ -393,8 +438,10 @@ class Relaxed(nn.Module):
         (``torch.randperm`` from torch's default generator, so ``torch.manual_seed`` fixes
         them, or from ``penalty_generator`` when set), with factor m/k: each row is
         drawn with probability k/m, so the expectation is the full sum. ``penalty_sketch=p``
-        (m > p rows): the p rows of SᵀX̃ for a fresh m × p Rademacher S with entries ±1/√p;
-        their sum of q is tr(L X̃ᵀSSᵀX̃ Lᵀ) and E[SSᵀ] = I. Both are exactly 0 for an
+        (m > p rows): the p rows of SᵀX̃ for an m × p Rademacher S with entries ±1/√p, fresh at
+        every step and, eagerly, shared by the layers sketching m rows to p (see
+        :func:`~equirelax.relaxation.fused.sketch_signs`); their sum of q is tr(L X̃ᵀSSᵀX̃ Lᵀ)
+        and E[SSᵀ] = I. Both are exactly 0 for an
         equivariant free term, whose residuals vanish on every row and every combination of
         rows. With m ≤ k (or m ≤ p) the rows are used as they are: exact, and cheaper.
         """
@@ -408,9 +455,12 @@ class Relaxed(nn.Module):
         if p is not None:
             # bits b in {0, 1} become the signs (2b − 1)/√p in place: a few ops on an m × p
             # tensor, where every op counts against the small matmuls of the sketched rows
-            s = (torch.randint(0, 2, (m, p), device=rows.device, dtype=rows.dtype)
-                 if gen is None else _draw(gen, m, p, rows.dtype).to(rows.device))
-            s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
+            if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+                s = (torch.randint(0, 2, (m, p), device=rows.device, dtype=rows.dtype)
+                     if gen is None else _draw(gen, m, p, rows.dtype).to(rows.device))
+                s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
+            else:  # eagerly, one S per step for the layers sketching m rows to p
+                s = sketch_signs(self, m, p, rows.dtype, rows.device, gen)
             sketched = (s.T @ rows.reshape(m, -1)).reshape(p, *rows.shape[1:])
             # the constant coordinate Sᵀ1 matters only where the free term has a constant
             # part (a bias, or a custom term, which may have one)
@@ -558,6 +608,7 @@ class Relaxed(nn.Module):
         """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
         lie, norm = _total(self._lie_sq), _total(self._norm_sq)
         self._lie_sq, self._norm_sq = [], []
+        new_step()  # the next forward sketches with a fresh S
         return lie, norm
 
     def free_dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,0 +1,177 @@
+"""A relaxed dense layer's training forward as one autograd node, and one sketch per step.
+
+A relaxed dense layer in training computes y = x (W_eq + θ W)ᵀ + b and, on a few detached rows
+x̂ (a sketch SᵀX, sampled rows, or all of them), the penalty squares Σ_k ||W A_k x̂ − B_k W x̂||²
+and ||W x̂||². Written as separate operations, autograd records the sum W_eq + θ W (whose
+backward scales the gradient by θ), the linear map, and the penalties' node, and then adds the
+two gradients W receives (from y and from the penalties) in one more pass over d_out × d_in.
+On the small layers of an MLP those operations, not their arithmetic, are what the relaxed step
+pays over the exact one.
+
+:func:`relaxed_linear` computes all three outputs in one node. Its backward gets the output's
+gradient g and the two penalties' gradients together, so
+
+* grad x = g (W_eq + θ W) (the summed weight saved by the forward),
+* grad W_eq = G = gᵀ x, grad b = Σ_rows g,
+* grad W = θ G + Eᵀ · images: one ``addmm``, where E is the gradient of the penalty squares
+  with respect to W applied to the rows and their images (as in :mod:`relaxation.squares`).
+
+:func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
+the same number of rows, so it is drawn (and scaled) once per step instead of once per layer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+from torch.autograd.function import FunctionCtx
+
+from equirelax.relaxation.actions import StackedMatrixMap
+
+
+def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_free: torch.Tensor,
+           theta: float, rows: torch.Tensor, stack_in: StackedMatrixMap,
+           stack_out: StackedMatrixMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same three outputs with ordinary differentiable operations (the reference, and the
+    backward used when a second derivative is asked for)."""
+    y = torch.nn.functional.linear(x, w_eq + theta * w_free, bias)
+    images = stack_in(rows)  # (m, K + 1, d_in)
+    z = images @ w_free.T  # (m, K + 1, d_out)
+    wx = z[:, 0]
+    residual = z[:, 1:] - stack_out(wx)
+    return y, residual.pow(2).sum(), wx.pow(2).sum()
+
+
+class _RelaxedLinear(torch.autograd.Function):
+    """(y, lie², norm²) of a relaxed dense layer; see :func:`relaxed_linear`."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w_eq: torch.Tensor,
+                bias: torch.Tensor | None, w_free: torch.Tensor, theta: float,
+                rows: torch.Tensor, stack_in: StackedMatrixMap, stack_out: StackedMatrixMap
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d_out, d_in = w_eq.shape
+        w = torch.add(w_eq, w_free, alpha=theta)
+        flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
+        y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(bias, flat_x, w.T))
+        m = rows.shape[0]
+        images = stack_in(rows)  # (m, K + 1, d_in): each row, then its images
+        z = torch.mm(images.reshape(-1, d_in), w_free.T).reshape(m, -1, d_out)
+        wx = z[:, 0]
+        residual = z[:, 1:] - stack_out(wx)
+        flat_r, flat_w = residual.reshape(-1), wx.reshape(-1)
+        ctx.theta = theta
+        ctx.stacks = (stack_in, stack_out)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, wx)
+        return (y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out),
+                torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w))
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_lie: torch.Tensor,
+                 grad_norm: torch.Tensor):
+        x, w_eq, bias, w_free, rows, w, images, residual, wx = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradients must themselves be differentiable; take them
+            # from the same expression in ordinary operations
+            inputs = [t for t, n in zip((x, w_eq, bias, w_free), needs[:4]) if n]
+            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks)
+            found = iter(torch.autograd.grad(outputs, inputs, (grad_y, grad_lie, grad_norm),
+                                             create_graph=True, allow_unused=True))
+            return (*(next(found) if n else None for n in needs[:4]), None, None, None, None)
+        d_out, d_in = w.shape
+        flat = x.dim() == 2  # else: leading axes, flattened here and restored on grad x
+        g = grad_y if flat else grad_y.reshape(-1, d_out)
+        grad_x = None
+        if needs[0]:
+            grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
+        grad_w_eq = grad_w_free = None
+        if needs[1] or needs[3]:
+            # G = gᵀ x, the gradient of W_eq + θ W
+            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
+            grad_w_eq = gram if needs[1] else None
+        if needs[3]:
+            # d/dz of the two sums, halved: g_lie r on the images; on the rows themselves
+            # g_norm W x̂ minus the residuals carried back through the output action
+            e = torch.empty(wx.shape[0], images.shape[1], d_out, dtype=wx.dtype,
+                            device=wx.device)
+            torch.mul(residual, grad_lie, out=e[:, 1:])
+            ctx.stacks[1].sub_adjoint_(torch.mul(wx, grad_norm, out=e[:, 0]), e[:, 1:])
+            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
+            grad_w_free = torch.addmm(gram, e.reshape(-1, d_out).T,
+                                      images.reshape(-1, d_in), beta=ctx.theta, alpha=2.0)
+        grad_b = g.sum(0) if needs[2] and ctx.has_bias else None
+        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None
+
+
+def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
+                   w_free: torch.Tensor, theta: float, rows: torch.Tensor,
+                   stack_in: StackedMatrixMap, stack_out: StackedMatrixMap
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x (W_eq + θ W)ᵀ + b, Σ_k ||W A_k x̂ − B_k W x̂||², Σ ||W x̂||²)`` in one autograd node.
+
+    ``x`` (..., d_in): the layer's input; ``w_eq`` (d_out, d_in), ``bias`` (d_out,) or None:
+    the equivariant layer's dense weight and bias; ``w_free``: the free weight W; ``rows``
+    (m, d_in): the detached rows x̂ the penalties are evaluated on; ``stack_in`` maps rows to
+    (m, K + 1, d_in), the rows and their K images (identity first), ``stack_out`` outputs to
+    their K images (m, K, d_out). Every tensor must have one dtype. The values and gradients
+    are those of the plain expression (:func:`_plain`); the backward runs in closed form,
+    W's two gradients (through y and through the penalties) formed in one ``addmm``. With
+    ``create_graph=True`` the backward evaluates the plain expression instead, so second
+    derivatives are those of ordinary operations. Callers keep compiled code and ``torch.func``
+    transforms on the plain operations (a Function with a Python backward breaks a compiled
+    graph and has no batching rule).
+    """
+    if rows.requires_grad:
+        raise ValueError("relaxed_linear takes rows without gradient (detach them)")
+    return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out)
+
+
+class _Signs(threading.local):
+    """The sign matrices of the current step, per thread: key -> (S, ids of its users)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple, tuple[torch.Tensor, set[int]]] = {}
+
+
+_SIGNS = _Signs()
+
+
+def sketch_signs(owner: object, m: int, p: int, dtype: torch.dtype, device: torch.device,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """An m × p matrix S of independent random signs ±1/√p (E[S Sᵀ] = I), shared by the layers
+    of one step.
+
+    The first layer of a step that sketches m rows to p draws S (from ``generator``, or
+    torch's default generator); the other layers with the same m, p, dtype, device and
+    generator use the same S, instead of drawing and scaling one each. Each layer's estimate
+    stays unbiased: S is independent of that layer's rows, and E[S Sᵀ] = I holds for it as for
+    a draw of its own (the layers' estimates are correlated with each other, which the
+    expectation of their sum does not see). A layer never sees one S twice: when a layer
+    (``owner``) comes back to an S it has used, that is a new step, and it draws a fresh one;
+    :func:`new_step` (called as the penalties are taken) also starts afresh.
+    """
+    key = (m, p, dtype, device, None if generator is None else id(generator))
+    entry = _SIGNS.by_key.get(key)
+    me = id(owner)
+    if entry is not None and me not in entry[1]:
+        entry[1].add(me)
+        return entry[0]
+    if generator is None:
+        bits = torch.randint(0, 2, (m, p), device=device, dtype=dtype)
+    else:
+        bits = torch.randint(0, 2, (m, p), generator=generator, device=generator.device,
+                             dtype=dtype).to(device)
+    # bits b in {0, 1} become the signs (2b − 1)/√p in place: two ops on an m × p tensor
+    signs = bits.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
+    _SIGNS.by_key[key] = (signs, {me})
+    return signs
+
+
+def new_step() -> None:
+    """Forget the shared sign matrices: the next sketching layer draws a fresh S."""
+    if _SIGNS.by_key:
+        _SIGNS.by_key.clear()
