@@ -142,7 +142,8 @@ def test_study_thresholds_are_relative_to_the_target_variance():
 def test_summary_counts_the_largest_subgroups_of_the_failed_students():
     """Failed relaxed students are described by the largest subgroup they are equivariant
     under (the successes by G)."""
-    from equirelax.experiments.landscape import _counts_text, summarise
+    from equirelax.experiments.landscape import summarise
+    from equirelax.experiments.landscape.tables import _counts_text
 
     def run(mse, name, order):
         record = {
