@@ -33,7 +33,9 @@ computed garbage (compiled outputs off by up to 1e37 under ``ATEN_CPU_CAPABILITY
 2 threads after a run with 1 thread; the same test passes with a fresh cache).
 
 Fixtures that test modules opt into with ``pytestmark = pytest.mark.usefixtures(...)``:
-``fresh_dynamo`` (the torch.compile tests) and ``one_thread`` (the particle-model tests). Helper
+``fresh_dynamo`` (the torch.compile tests), ``one_thread`` (the particle-model tests, the
+convolution, Vector Neurons and study tests) and ``seed_zero`` (``torch.manual_seed(0)`` before
+each test, so that module initialisations do not depend on the order the tests run in). Helper
 code that tests import lives in the ``tests.helpers`` package (``from tests.helpers.particles
 import ...``), importable because pytest puts the repository root on ``sys.path``
 (``pythonpath`` in pyproject.toml).
@@ -183,3 +185,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def seed_zero() -> None:
+    """Torch's global seed set to 0 before each test: modules the test builds start from the
+    same initialisation whichever tests ran before it."""
+    import torch
+
+    torch.manual_seed(0)

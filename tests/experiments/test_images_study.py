@@ -23,14 +23,8 @@ from tests.helpers.three_way import (
     record_training,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+#: torch on one thread, and seed 0 before each test (fixtures of tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread", "seed_zero")
 
 
 def test_rotate_batch_kinds() -> None:

@@ -31,6 +31,20 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
+def assert_e3_equivariant(model: torch.nn.Module, rot_seed: int, reflect: bool,
+                          shift: torch.Tensor) -> None:
+    """``model`` (float32) maps rotated/reflected and shifted inputs to its outputs moved alike,
+    its prediction and its displacement (the prediction less the positions) alike to 1e-4
+    relative, on 16 five-particle systems."""
+    loc, vel, charges = particles(16, 5, torch.float32, seed=1)
+    rot = orthogonal(rot_seed, reflect, torch.float32)
+    with torch.no_grad():
+        base = model(loc, vel, charges)
+        moved = model(loc @ rot.T + shift, vel @ rot.T, charges)
+    assert relative_error(moved, base @ rot.T + shift) <= 1e-4
+    assert relative_error(moved - (loc @ rot.T + shift), (base - loc) @ rot.T) <= 1e-4
+
+
 def fit_losses(model: torch.nn.Module, steps: int) -> list[float]:
     """Training losses of ``model`` fitting 8 five-particle systems (target: one Euler step
     plus noise) with Adam."""

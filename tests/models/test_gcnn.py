@@ -11,37 +11,18 @@ from equirelax.models import CNN, GCNN
 from equirelax.nn.gconv import FreeFieldConv2d, grid_act, grid_transform, project_kernel
 from equirelax.relaxation import harden, relax
 from equirelax.reps.grid import grid, grid_group
+from tests.helpers.group_convs import (
+    DTYPES,
+    GENERATORS,
+    GROUPS,
+    TOL,
+    randn,
+    randomise_free,
+    relative_error,
+)
 
-GROUPS = ["C4", "D4"]
-#: group-axis indices of the generators: the quarter turn (and the mirror)
-GENERATORS = {"C4": (1,), "D4": (1, 4)}
-DTYPES = [torch.float64, torch.float32]
-TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions: one thread avoids oversubscribing a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randn(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
-
-
-def _randomise_free(relaxed, scale: float = 0.3) -> None:
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            for p in layer.free.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+#: Small convolutions: torch on one thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
@@ -92,7 +73,7 @@ def test_relaxed_gcnn_penalty_and_hardening(name: str) -> None:
     assert all(isinstance(r.free, FreeFieldConv2d) for r in layers.values())
     G = grid_group(name)
     x = randn(4, 1, 8, 8)
-    _randomise_free(relaxed)
+    randomise_free(relaxed)
     relaxed.train()
     relaxed.step()
     relaxed(x)
@@ -111,7 +92,7 @@ def test_relaxed_gcnn_penalty_and_hardening(name: str) -> None:
     relaxed(x)
     assert all(float(r.take_squares()[0]) < 1e-20 for r in layers.values())
     # Mid-training (θ > 0, random free terms) the model is not invariant; hardened, it is.
-    _randomise_free(relaxed)
+    randomise_free(relaxed)
     relaxed.train()
     with torch.no_grad():
         logits = relaxed(x)

@@ -11,29 +11,20 @@ from equirelax.groups.haar import haar_rotations_torch
 from equirelax.models import PointNet, VNFeatureTransform, VNPointNet
 from equirelax.nn.vn import VNLinear, VNLinearLeakyReLU, VNMeanPool
 from equirelax.relaxation import harden, relax
+from tests.helpers.vector_neurons import (
+    DTYPES,
+    MODEL_TOL,
+    TOL,
+    features,
+    prepare,
+    relative_error,
+    rotate,
+    rotations,
+)
 
-#: Relative error allowed per dtype (float32 round-off through a few layers is ~1e-7).
-TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
-
-
-#: Whole networks. The VN nonlinearity divides by |d|^2 of learned directions d; where a d is
-#: short compared with its inputs, float32 round-off in its direction is amplified (~1e3 on
-#: random inits: ~1e-4 relative in float32, ~1e-13 in float64). Float64 pins exactness.
-MODEL_TOL = {torch.float64: 1e-10, torch.float32: 1e-3}
-
-
-DTYPES = [torch.float64, torch.float32]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_fixed_seed():
-    """Tiny tensors: one thread avoids oversubscribing a shared 2-core machine. A fixed seed
-    makes module initialisations independent of the order in which tests run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+#: Tiny tensors: torch on one thread (tests/conftest.py); a fixed seed makes module
+#: initialisations independent of the order in which tests run.
+pytestmark = pytest.mark.usefixtures("one_thread", "seed_zero")
 
 
 #: A small VN-PointNet in the settings of equirelax's earlier studies (no feature transform,
@@ -44,33 +35,6 @@ SMALL_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0
 
 #: The same widths in the Vector Neurons code's settings (the class defaults).
 SMALL_PAPER_NET = {"channels": (4, 6, 8), "k": 6, "head_hidden": (16,), "dropout": 0.0}
-
-
-def rotations(n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
-    return haar_rotations_torch(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """Rotate the xyz (last) axis of ``x (B, ..., 3)`` by per-sample rotations ``rot (B, 3, 3)``."""
-    return torch.einsum("bij,b...j->b...i", rot, x)
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
-
-
-def features(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _prepare(module: torch.nn.Module, dtype: torch.dtype, train: bool) -> torch.nn.Module:
-    """Cast to ``dtype``; a high batch-norm momentum makes one warm-up pass move the running
-    statistics far from their (0, 1) init, so eval mode is tested with non-trivial statistics."""
-    module = module.to(dtype)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.momentum = 0.5
-    return module.train(train)
 
 
 #: The feature transform: a stack of VN layers with pooling over the points.
@@ -89,7 +53,7 @@ EQUIVARIANT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...
 def test_feature_transform_is_rotation_equivariant(case: str, dtype: torch.dtype,
                                                   train: bool) -> None:
     factory, shape = EQUIVARIANT_CASES[case]
-    module = _prepare(factory(), dtype, train)
+    module = prepare(factory(), dtype, train)
     x = features(shape, dtype)
     if not train:
         module.train()
@@ -204,7 +168,7 @@ NETS = {
 def test_vn_pointnet_logits_are_rotation_invariant(
     dtype: torch.dtype, net: str, train: bool
 ) -> None:
-    model = _prepare(VNPointNet(5, **NETS[net]), dtype, train)
+    model = prepare(VNPointNet(5, **NETS[net]), dtype, train)
     points = features((6, 40, 3), dtype)
     if not train:
         model.train()
@@ -360,7 +324,7 @@ def test_vn_pointnet_learns_a_rotated_toy_task() -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_plain_pointnet_is_permutation_but_not_rotation_invariant(dtype: torch.dtype) -> None:
-    model = _prepare(PointNet(5, channels=(8, 16), head_hidden=(16,), dropout=0.0), dtype, False)
+    model = prepare(PointNet(5, channels=(8, 16), head_hidden=(16,), dropout=0.0), dtype, False)
     points = features((6, 40, 3), dtype)
     with torch.no_grad():
         logits = model(points)

@@ -17,7 +17,9 @@ from equirelax.nn.segnn import (
     balanced_hidden_irreps,
 )
 from equirelax.relaxation import harden, relax
+from tests.helpers.irreps import irreps_matrix
 from tests.helpers.particles import (
+    assert_e3_equivariant,
     fit_losses,
     make_free_equivariant,
     orthogonal,
@@ -61,15 +63,8 @@ def test_shapes(paper_model):
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_e3_equivariance_float32(paper_model, reflect):
-    loc, vel, charges = particles(16, 5, torch.float32, seed=1)
-    rot = orthogonal(7, reflect, torch.float32)
-    shift = torch.tensor([3.0, -2.0, 1.0])
-    with torch.no_grad():
-        base = paper_model(loc, vel, charges)
-        moved = paper_model(loc @ rot.T + shift, vel @ rot.T, charges)
-    assert relative_error(moved, base @ rot.T + shift) <= 1e-4
-    # the predicted displacement alone is equivariant to the same tolerance
-    assert relative_error(moved - (loc @ rot.T + shift), (base - loc) @ rot.T) <= 1e-4
+    # the prediction, and the predicted displacement alone to the same tolerance
+    assert_e3_equivariant(paper_model, 7, reflect, torch.tensor([3.0, -2.0, 1.0]))
 
 
 @settings(max_examples=6, deadline=None)
@@ -133,26 +128,6 @@ def test_node_update_layers_are_exposed_with_their_irreps(paper_model):
         assert module.irreps_in == expected_in
     # dims of the paper's relaxation maps: W1 256 -> 128 and W2 128 -> 128 per layer
     assert [(m.irreps_in.dim, m.irreps_out.dim) for _, m in layers[:2]] == [(256, 128), (128, 128)]
-
-
-def irreps_matrix(irreps: o3.Irreps, g: torch.Tensor) -> torch.Tensor:
-    """The representation matrix of the O(3) element ``g`` on ``irreps``, accurate in float64.
-
-    (e3nn's ``D_from_matrix`` goes through Euler angles and is only accurate to ~1e-7.) Each
-    Wigner block is fitted from spherical harmonics, Y_l(R x) = D_l(R) Y_l(x), for the rotation
-    R = det(g) g; the inversion acts on an irrep of parity p by p.
-    """
-    det = torch.det(g).sign()
-    rot = det * g
-    points = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    blocks = []
-    for mul, ir in irreps:
-        y = o3.spherical_harmonics(ir.l, points, normalize=True)
-        y_rot = o3.spherical_harmonics(ir.l, points @ rot.T, normalize=True)
-        d = torch.linalg.lstsq(y, y_rot).solution.T
-        sign = ir.p if det < 0 else 1
-        blocks += [sign * d] * mul
-    return torch.block_diag(*blocks)
 
 
 def test_higher_order_hidden_irreps_remain_equivariant():

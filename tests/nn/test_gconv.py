@@ -24,29 +24,17 @@ from equirelax.nn.gconv import (
 )
 from equirelax.relaxation import Relaxed
 from equirelax.reps.grid import grid, grid_cayley, grid_elements, grid_group
+from tests.helpers.group_convs import (
+    DTYPES,
+    GENERATORS,
+    GROUPS,
+    TOL,
+    randn,
+    relative_error,
+)
 
-GROUPS = ["C4", "D4"]
-#: group-axis indices of the generators: the quarter turn (and the mirror)
-GENERATORS = {"C4": (1,), "D4": (1, 4)}
-DTYPES = [torch.float64, torch.float32]
-TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions: one thread avoids oversubscribing a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randn(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
+#: Small convolutions: torch on one thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- the groups
@@ -288,14 +276,6 @@ def test_convs_with_image_size_pass_the_library_check_for_every_element(name: st
         # A free convolution with the same layout is not equivariant.
         free = _on_flat_features(layer.free_term(init_std=1.0).double(), shape[1:])
         assert er.equivariance_error(free, x, layer.rep_in, layer.rep_out) > 1e-2
-
-
-def _randomise_free(relaxed, scale: float = 0.3) -> None:
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for layer in relaxed.relaxed_layers().values():
-            for p in layer.free.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
 
 
 @pytest.mark.parametrize("name", GROUPS)

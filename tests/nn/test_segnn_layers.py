@@ -12,31 +12,12 @@ from equirelax.nn.segnn import (
     SteerableLinear,
     balanced_hidden_irreps,
 )
+from tests.helpers.irreps import irreps_matrix
 from tests.helpers.particles import (
     orthogonal,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # a fixture of tests/conftest.py
-
-
-def irreps_matrix(irreps: o3.Irreps, g: torch.Tensor) -> torch.Tensor:
-    """The representation matrix of the O(3) element ``g`` on ``irreps``, accurate in float64.
-
-    (e3nn's ``D_from_matrix`` goes through Euler angles and is only accurate to ~1e-7.) Each
-    Wigner block is fitted from spherical harmonics, Y_l(R x) = D_l(R) Y_l(x), for the rotation
-    R = det(g) g; the inversion acts on an irrep of parity p by p.
-    """
-    det = torch.det(g).sign()
-    rot = det * g
-    points = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    blocks = []
-    for mul, ir in irreps:
-        y = o3.spherical_harmonics(ir.l, points, normalize=True)
-        y_rot = o3.spherical_harmonics(ir.l, points @ rot.T, normalize=True)
-        d = torch.linalg.lstsq(y, y_rot).solution.T
-        sign = ir.p if det < 0 else 1
-        blocks += [sign * d] * mul
-    return torch.block_diag(*blocks)
 
 
 def test_irreps_matrix_is_a_representation():

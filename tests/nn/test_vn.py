@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups.haar import haar_rotations_torch, quaternions_to_matrices
+from equirelax.groups.haar import quaternions_to_matrices
 from equirelax.nn.vn import (
     VNBatchNorm,
     VNLeakyReLU,
@@ -24,56 +24,21 @@ from equirelax.nn.vn import (
     vector_features_rep,
     vn_leaky_relu,
 )
+from tests.helpers.vector_neurons import (
+    DTYPES,
+    MODEL_TOL,
+    TOL,
+    features,
+    prepare,
+    relative_error,
+    rotate,
+    rotations,
+)
 
-#: Relative error allowed per dtype (float32 round-off through a few layers is ~1e-7).
-TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
+#: Tiny tensors: torch on one thread (tests/conftest.py); a fixed seed makes module
+#: initialisations independent of the order in which tests run.
+pytestmark = pytest.mark.usefixtures("one_thread", "seed_zero")
 
-
-#: Whole networks. The VN nonlinearity divides by |d|^2 of learned directions d; where a d is
-#: short compared with its inputs, float32 round-off in its direction is amplified (~1e3 on
-#: random inits: ~1e-4 relative in float32, ~1e-13 in float64). Float64 pins exactness.
-MODEL_TOL = {torch.float64: 1e-10, torch.float32: 1e-3}
-
-
-DTYPES = [torch.float64, torch.float32]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_fixed_seed():
-    """Tiny tensors: one thread avoids oversubscribing a shared 2-core machine. A fixed seed
-    makes module initialisations independent of the order in which tests run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
-def rotations(n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
-    return haar_rotations_torch(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """Rotate the xyz (last) axis of ``x (B, ..., 3)`` by per-sample rotations ``rot (B, 3, 3)``."""
-    return torch.einsum("bij,b...j->b...i", rot, x)
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
-
-
-def features(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _prepare(module: torch.nn.Module, dtype: torch.dtype, train: bool) -> torch.nn.Module:
-    """Cast to ``dtype``; a high batch-norm momentum makes one warm-up pass move the running
-    statistics far from their (0, 1) init, so eval mode is tested with non-trivial statistics."""
-    module = module.to(dtype)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.momentum = 0.5
-    return module.train(train)
 
 
 EQUIVARIANT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]] = {
@@ -98,7 +63,7 @@ EQUIVARIANT_CASES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...
 @pytest.mark.parametrize("case", sorted(EQUIVARIANT_CASES))
 def test_module_is_rotation_equivariant(case: str, dtype: torch.dtype, train: bool) -> None:
     factory, shape = EQUIVARIANT_CASES[case]
-    module = _prepare(factory(), dtype, train)
+    module = prepare(factory(), dtype, train)
     x = features(shape, dtype)
     if not train:
         module.train()
@@ -118,7 +83,7 @@ def test_module_is_rotation_equivariant(case: str, dtype: torch.dtype, train: bo
 def test_std_feature_is_invariant_and_frame_equivariant(
     dtype: torch.dtype, normalize_frame: bool
 ) -> None:
-    module = _prepare(VNStdFeature(8, normalize_frame=normalize_frame), dtype, train=False)
+    module = prepare(VNStdFeature(8, normalize_frame=normalize_frame), dtype, train=False)
     x = features((4, 10, 8, 3), dtype)
     rot = rotations(4, seed=2, dtype=dtype)
     with torch.no_grad():

@@ -296,6 +296,22 @@ class ClassificationStudy:
     summary_lines: Callable[[Any, dict], list[str]]
     preset_help: str = "standard"
 
+    # The command-line entry points a study module exports (``configure``, ``config_from_args``
+    # and ``main``, bound to its STUDY): the same for every classification study.
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Options of ``equirelax <study>`` (:func:`configure_study`)."""
+        configure_study(parser, self)
+
+    def config_from_args(self, args: argparse.Namespace) -> Any:
+        """The study configuration of a command: the preset, then every option given
+        (:func:`study_config`)."""
+        return study_config(args, self)
+
+    def main(self, args: argparse.Namespace) -> int:
+        """Run the comparison and write its report (:func:`run_study_command`)."""
+        return run_study_command(args, self)
+
 
 #: config fields set by the kit's shared options rather than one option each
 KIT_FIELDS = ("variants", "seeds", "schedule", "devices", "num_nodes", "accelerator")

@@ -64,12 +64,9 @@ from equirelax.experiments.classification import (
     ClassificationStudy,
     Variant,
     checked_variants_and_seeds,
-    configure_study,
     evaluate_accuracy,
     plot_curves,
     run_comparison,
-    run_study_command,
-    study_config,
     training_loader,
     write_report,
 )
@@ -446,16 +443,7 @@ STUDY = ClassificationStudy(
     preset_help="standard for digits, fashion for Fashion-MNIST")
 
 
-def config_from_args(args: argparse.Namespace) -> ImageStudyConfig:
-    """The study configuration of a command: the preset, then every option given."""
-    return study_config(args, STUDY)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Options of ``equirelax images``."""
-    configure_study(parser, STUDY)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the image comparison and write its report."""
-    return run_study_command(args, STUDY)
+#: the entry points of ``equirelax images``, shared by the classification studies
+configure = STUDY.configure
+config_from_args = STUDY.config_from_args
+main = STUDY.main

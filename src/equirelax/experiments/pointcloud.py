@@ -57,12 +57,9 @@ from equirelax.experiments.classification import (
     ClassificationStudy,
     Variant,
     checked_variants_and_seeds,
-    configure_study,
     evaluate_accuracy,
     plot_curves,
     run_comparison,
-    run_study_command,
-    study_config,
     training_loader,
     write_report,
 )
@@ -421,16 +418,7 @@ STUDY = ClassificationStudy(
     preset_help="standard; paper with --data")
 
 
-def config_from_args(args: argparse.Namespace) -> PointCloudStudyConfig:
-    """The study configuration of a command: the preset, then every option given."""
-    return study_config(args, STUDY)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Options of ``equirelax pointcloud``."""
-    configure_study(parser, STUDY)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the point-cloud comparison and write its report."""
-    return run_study_command(args, STUDY)
+#: the entry points of ``equirelax pointcloud``, shared by the classification studies
+configure = STUDY.configure
+config_from_args = STUDY.config_from_args
+main = STUDY.main

@@ -14,26 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from equirelax.groups import PermutationGroup
-from equirelax.nn.gconv import GroupBatchNorm, GroupConv2d, GroupInvariantPooling, LiftingConv2d
+from equirelax.nn.gconv import (
+    GroupBatchNorm,
+    GroupConv2d,
+    GroupInvariantPooling,
+    LiftingConv2d,
+    _check_kernel_size,
+    _check_positive,
+)
 from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps import trivial
 from equirelax.reps.grid import grid, grid_group
 
 __all__ = ["CNN", "GCNN"]
-
-
-def _check_positive(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_kernel_size(kernel_size: int) -> None:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
-    if kernel_size % 2 == 0:
-        raise ValueError(
-            f"kernel_size must be odd so the filter has a centre pixel, got {kernel_size}"
-        )
 
 
 def _check_channels(channels: Sequence[int], pool_after: Sequence[int]) -> tuple[tuple, tuple]:

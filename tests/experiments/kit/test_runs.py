@@ -15,12 +15,9 @@ from equirelax.experiments.kit.runs import (
     prepare_folders,
 )
 
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+#: prepare_folders sets torch's thread count (--threads 1): the one_thread fixture of
+#: tests/conftest.py gives it back to the other modules afterwards
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(**values) -> argparse.Namespace:
