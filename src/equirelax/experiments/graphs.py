@@ -31,7 +31,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from equirelax.experiments.classification import (
 )
 from equirelax.experiments.kit.argtypes import non_negative_int, positive_float
 from equirelax.experiments.kit.commands import record_command
-from equirelax.experiments.kit.config import add_config_options
+from equirelax.experiments.kit.config import add_config_options, option
 from equirelax.experiments.kit.config import config_from_args as build_config
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, UsageError
 from equirelax.experiments.kit.options import (
@@ -111,10 +111,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "standard"
 
 
-def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
-    """A config field with its command-line option's metadata (see kit.config)."""
-    return field(default=default, metadata={"help": help_text, **meta})
-
 
 @dataclass
 class GraphStudyConfig:
@@ -123,32 +119,32 @@ class GraphStudyConfig:
 
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    target: str = _opt("triangles", "graph property to predict (triangles: the triangle "
+    target: str = option("triangles", "graph property to predict (triangles: the triangle "
                                     "density; components: the number of connected components)",
                        choices=TARGETS)
-    nodes: int = _opt(100, "nodes per graph")
-    degree_range: tuple[float, float] = _opt((1.0, 8.0), "mean degree of each graph, uniform "
+    nodes: int = option(100, "nodes per graph")
+    degree_range: tuple[float, float] = option((1.0, 8.0), "mean degree of each graph, uniform "
                                                          "in [LOW, HIGH]",
                                              type=positive_float, metavar=("LOW", "HIGH"))
-    train_size: int = _opt(1024, "training graphs")
-    val_size: int = _opt(256, "validation graphs")
-    test_size: int = _opt(512, "test graphs")
-    data_seed: int = _opt(0, "seed of the graphs", type=non_negative_int)
-    channels: tuple[int, ...] = _opt((8, 8, 8), "widths of the 2 -> 2 layers")
-    invariant_channels: int = _opt(32, "width of the 2 -> 0 layer")
-    head_hidden: tuple[int, ...] = _opt((64,), "hidden widths of the MLP head")
-    epochs: int = _opt(20, "training epochs")
-    batch_size: int = _opt(16, "training batch size")
-    lr: float = _opt(1e-3, "Adam learning rate", type=positive_float)
-    weight_decay: float = _opt(0.0, "Adam weight decay")
+    train_size: int = option(1024, "training graphs")
+    val_size: int = option(256, "validation graphs")
+    test_size: int = option(512, "test graphs")
+    data_seed: int = option(0, "seed of the graphs", type=non_negative_int)
+    channels: tuple[int, ...] = option((8, 8, 8), "widths of the 2 -> 2 layers")
+    invariant_channels: int = option(32, "width of the 2 -> 0 layer")
+    head_hidden: tuple[int, ...] = option((64,), "hidden widths of the MLP head")
+    epochs: int = option(20, "training epochs")
+    batch_size: int = option(16, "training batch size")
+    lr: float = option(1e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = option(0.0, "Adam weight decay")
     schedule: str = "triangular"
-    free_rank: int = _opt(8, "rank r of the relaxed arm's free terms W = U Vᵀ")
-    lie_weight: float = _opt(1e-2, "weight of the Lie-derivative penalty")
-    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
-    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
-    penalty_rows: int | None = _opt(None, "rows of each layer input the penalties are "
+    free_rank: int = option(8, "rank r of the relaxed arm's free terms W = U Vᵀ")
+    lie_weight: float = option(1e-2, "weight of the Lie-derivative penalty")
+    norm_weight: float = option(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = option(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = option(None, "rows of each layer input the penalties are "
                                           "evaluated on (none: all)")
-    eval_permutations: int = _opt(8, "random relabellings of the invariance error")
+    eval_permutations: int = option(8, "random relabellings of the invariance error")
     devices: int = 1
     num_nodes: int = 1
     accelerator: str = "auto"

@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ from equirelax.experiments.classification import (
     write_report,
 )
 from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
+from equirelax.experiments.kit.config import option
 from equirelax.experiments.kit.guards import StudyError
 from equirelax.experiments.kit.runner import RunConfig
 from equirelax.experiments.kit.tables import summarise
@@ -111,51 +112,47 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESETS = {"digits": "standard", "fashion-mnist": "fashion"}
 
 
-def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
-    """A config field with its command-line option's metadata (see kit.config)."""
-    return field(default=default, metadata={"help": help_text, **meta})
-
 
 @dataclass
 class ImageStudyConfig:
     """Every setting of an image comparison (defaults: the ``standard`` preset); each field is
     an option of ``equirelax images``."""
 
-    dataset: str = _opt("digits", "digits (scikit-learn, the quick default) or fashion-mnist "
+    dataset: str = option("digits", "digits (scikit-learn, the quick default) or fashion-mnist "
                                   "(real images from the package dataset-fashion-mnist)",
                         choices=DATASETS)
-    data_dir: str | None = _opt(None, "folder of the Fashion-MNIST IDX files (none: "
+    data_dir: str | None = option(None, "folder of the Fashion-MNIST IDX files (none: "
                                       "/usr/share/datasets/fashion-mnist or "
                                       "$EQUIRELAX_FASHION_MNIST)", type=Path)
-    group: str = _opt("C4", "symmetry group of the GCNN", choices=("C4", "D4"))
+    group: str = option("C4", "symmetry group of the GCNN", choices=("C4", "D4"))
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
-    train_rotation: str = _opt("continuous", "rotation of the training images",
+    train_rotation: str = option("continuous", "rotation of the training images",
                                choices=DIGIT_ROTATIONS)
-    test_rotation: str = _opt("continuous", "rotation of the test images",
+    test_rotation: str = option("continuous", "rotation of the test images",
                               choices=DIGIT_ROTATIONS)
-    augment: str = _opt("continuous", "random rotation of every training batch",
+    augment: str = option("continuous", "random rotation of every training batch",
                         choices=DIGIT_ROTATIONS)
-    train_fraction: float = _opt(1.0, "part of the training images kept", type=fraction)
-    val_fraction: float = _opt(0.15, "part of the training images held out for validation",
+    train_fraction: float = option(1.0, "part of the training images kept", type=fraction)
+    val_fraction: float = option(0.15, "part of the training images held out for validation",
                                type=fraction)
-    train_size: int | None = _opt(None, "Fashion-MNIST training images (none: from "
+    train_size: int | None = option(None, "Fashion-MNIST training images (none: from "
                                         "train_fraction)")
-    val_size: int | None = _opt(None, "Fashion-MNIST validation images carved from the "
+    val_size: int | None = option(None, "Fashion-MNIST validation images carved from the "
                                       "training set (none: from val_fraction)")
-    test_size: int | None = _opt(None, "Fashion-MNIST test images (none: all 10,000)")
-    data_seed: int = _opt(0, "seed of the data", type=non_negative_int)
-    channels: tuple[int, ...] = _opt((8, 16, 32), "GCNN widths")
-    cnn_channels: tuple[int, ...] = _opt((16, 32, 64), "CNN widths")
-    epochs: int = _opt(4, "training epochs")
-    batch_size: int = _opt(32, "training batch size")
-    lr: float = _opt(2e-3, "Adam learning rate", type=positive_float)
-    weight_decay: float = _opt(1e-4, "Adam weight decay")
+    test_size: int | None = option(None, "Fashion-MNIST test images (none: all 10,000)")
+    data_seed: int = option(0, "seed of the data", type=non_negative_int)
+    channels: tuple[int, ...] = option((8, 16, 32), "GCNN widths")
+    cnn_channels: tuple[int, ...] = option((16, 32, 64), "CNN widths")
+    epochs: int = option(4, "training epochs")
+    batch_size: int = option(32, "training batch size")
+    lr: float = option(2e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = option(1e-4, "Adam weight decay")
     schedule: str = "triangular"
-    lie_weight: float = _opt(1e-2, "weight of the generator (Lie) penalty")
-    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
-    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
-    penalty_rows: int | None = _opt(8, "images of each layer input the penalties are "
+    lie_weight: float = option(1e-2, "weight of the generator (Lie) penalty")
+    norm_weight: float = option(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = option(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = option(8, "images of each layer input the penalties are "
                                        "evaluated on")
     devices: int = 1
     num_nodes: int = 1

@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from equirelax.experiments.classification import (
     write_report,
 )
 from equirelax.experiments.kit.argtypes import fraction, non_negative_int, positive_float
+from equirelax.experiments.kit.config import option
 from equirelax.experiments.kit.guards import StudyError
 from equirelax.experiments.kit.runner import RunConfig
 from equirelax.experiments.kit.tables import format_mean_std, summarise
@@ -118,12 +119,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET, DATA_PRESET = "standard", "paper"
 
 
-def _opt(default: Any, help_text: str = "", **meta: Any) -> Any:
-    """A config field with its command-line option's metadata (see kit.config)."""
-    if isinstance(default, (list, dict)):
-        raise TypeError("config defaults are immutable values")
-    return field(default=default, metadata={"help": help_text, **meta})
-
 
 @dataclass
 class PointCloudStudyConfig:
@@ -132,42 +127,42 @@ class PointCloudStudyConfig:
 
     variants: tuple[str, ...] = VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
-    protocol: str = _opt("so3/so3", "training/test rotations: so3/so3 or z/so3")
-    data: str | None = _opt(None, "ModelNet40: the modelnet40_ply_hdf5_2048 folder (HDF5 files "
+    protocol: str = option("so3/so3", "training/test rotations: so3/so3 or z/so3")
+    data: str | None = option(None, "ModelNet40: the modelnet40_ply_hdf5_2048 folder (HDF5 files "
                                   "with 'data' (N, 2048, 3) and 'label'); none: procedural "
                                   "shapes", type=Path)
-    val_fraction: float = _opt(0.2, "ModelNet40 training clouds held out for validation",
+    val_fraction: float = option(0.2, "ModelNet40 training clouds held out for validation",
                                type=positive_float)
-    num_points: int = _opt(64, "points per cloud (ModelNet40: the first ones)",
+    num_points: int = option(64, "points per cloud (ModelNet40: the first ones)",
                            aliases=("--points",))
-    train_size: int = _opt(480, "training clouds")
-    val_size: int = _opt(120, "validation clouds")
-    test_size: int = _opt(450, "test clouds")
-    noise_std: float = _opt(0.02, "surface noise of the procedural shapes", flag="--noise")
-    data_seed: int = _opt(0, "seed of the data", type=non_negative_int)
-    channels: tuple[int, int, int] = _opt((8, 16, 32), "VN-PointNet widths (paper: 21 42 341)")
-    k: int = _opt(8, "neighbours of the VN lift")
-    head_hidden: tuple[int, ...] = _opt((64,), "hidden widths of the classifier head")
-    dropout: float = _opt(0.4, "dropout of the head", type=fraction)
-    feature_transform: bool = _opt(False, "VN-PointNet's feature transform (paper: on)")
-    negative_slope: float = _opt(0.2, "slope of the VN nonlinearity (paper: 0, a VN-ReLU; "
+    train_size: int = option(480, "training clouds")
+    val_size: int = option(120, "validation clouds")
+    test_size: int = option(450, "test clouds")
+    noise_std: float = option(0.02, "surface noise of the procedural shapes", flag="--noise")
+    data_seed: int = option(0, "seed of the data", type=non_negative_int)
+    channels: tuple[int, int, int] = option((8, 16, 32), "VN-PointNet widths (paper: 21 42 341)")
+    k: int = option(8, "neighbours of the VN lift")
+    head_hidden: tuple[int, ...] = option((64,), "hidden widths of the classifier head")
+    dropout: float = option(0.4, "dropout of the head", type=fraction)
+    feature_transform: bool = option(False, "VN-PointNet's feature transform (paper: on)")
+    negative_slope: float = option(0.2, "slope of the VN nonlinearity (paper: 0, a VN-ReLU; "
                                       "earlier presets: 0.2)")
-    pooling: str = _opt("mean", "VN pooling over neighbours and in the feature transform "
+    pooling: str = option("mean", "VN pooling over neighbours and in the feature transform "
                                 "(paper: mean)", choices=POOLINGS)
-    point_pooling: str = _opt("mean", "pooling of the invariant features over points (paper: "
+    point_pooling: str = option("mean", "pooling of the invariant features over points (paper: "
                                       "max; earlier presets: mean)", choices=POOLINGS)
-    pointnet_channels: tuple[int, ...] = _opt((64, 128, 256), "PointNet widths")
-    epochs: int = _opt(5, "training epochs")
-    batch_size: int = _opt(24, "training batch size")
-    lr: float = _opt(2e-3, "Adam learning rate", type=positive_float)
-    weight_decay: float = _opt(1e-4, "Adam weight decay")
+    pointnet_channels: tuple[int, ...] = option((64, 128, 256), "PointNet widths")
+    epochs: int = option(5, "training epochs")
+    batch_size: int = option(24, "training batch size")
+    lr: float = option(2e-3, "Adam learning rate", type=positive_float)
+    weight_decay: float = option(1e-4, "Adam weight decay")
     schedule: str = "triangular"
-    lie_weight: float = _opt(1e-2, "weight of the Lie-derivative penalty")
-    norm_weight: float = _opt(1e-2, "weight of the norm penalty ||W x||²")
-    relax_init_std: float = _opt(1e-3, "initial std of the free terms")
-    penalty_rows: int | None = _opt(4096, "rows of each layer input the penalties are "
+    lie_weight: float = option(1e-2, "weight of the Lie-derivative penalty")
+    norm_weight: float = option(1e-2, "weight of the norm penalty ||W x||²")
+    relax_init_std: float = option(1e-3, "initial std of the free terms")
+    penalty_rows: int | None = option(4096, "rows of each layer input the penalties are "
                                           "evaluated on")
-    eval_rotations: int = _opt(8, "rotations of the invariance error")
+    eval_rotations: int = option(8, "rotations of the invariance error")
     devices: int = 1
     num_nodes: int = 1
     accelerator: str = "auto"

@@ -109,3 +109,12 @@ same settings however they were given."""
 
 
 __all__ = ["add_config_options", "config_from_args", "given_options", "option_name"]
+
+
+def option(default: Any, help_text: str = "", **meta: Any) -> Any:
+    """A config field with the metadata of its command-line option (help, and any of the keys
+    :func:`add_config_options` reads: flag, aliases, type, choices, nargs). Defaults are
+    immutable values (tuples, not lists), so that configs compare and hash as values."""
+    if isinstance(default, list | dict | set):
+        raise TypeError(f"config defaults are immutable values, got {type(default).__name__}")
+    return dataclasses.field(default=default, metadata={"help": help_text, **meta})
