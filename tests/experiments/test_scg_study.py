@@ -11,6 +11,9 @@ import torch
 from equirelax.cli import main as cli_main
 from equirelax.experiments import scg
 from equirelax.experiments.kit.commands import record_command
+from equirelax.experiments.scg.config import seed_tag
+from equirelax.experiments.scg.generate import load_image
+from equirelax.experiments.scg.tables import ablation_table
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -50,7 +53,7 @@ def test_seeds_variants_and_their_errors(tmp_path, capsys):
     assert args.seeds == (0, 1, 2)
     command = record_command(args)
     assert "--seeds 0 1 2" in command and "--variants full rot8" in command
-    assert scg._seed_tag(0) == "" and scg._seed_tag(2) == "_seed2"
+    assert seed_tag(0) == "" and seed_tag(2) == "_seed2"
     assert {"rot8", "sym_image", "random_codebook"} <= set(scg.VARIANTS)
     assert scg.PROBE_GROUP["rot8"] == 8
     folders = ["--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "r")]
@@ -94,7 +97,7 @@ def test_ablation_table_gives_mean_and_interval_per_model():
         for model, shift in (("full", 1.0), ("pca", 0.0)):
             rows.append({"model": model, "seed": seed,
                          **{c: base + shift for c in scg.ABLATION_COLUMNS}, "n_active": 5})
-    text = scg._ablation_table(rows, [0, 1, 2])
+    text = ablation_table(rows, [0, 1, 2])
     lines = text.splitlines()
     assert lines[0].startswith("| model | n_seeds | recon_mse")
     assert lines[2].startswith("| full | 3 | 1.4 [1.") and "1.400 [" in lines[2]
@@ -171,9 +174,9 @@ def test_generate_rejects_bad_input(tmp_path):
                         str(tmp_path / "none.pt")))
     (tmp_path / "bad.txt").write_text("not an image")
     with pytest.raises(SystemExit, match="not an image"):
-        scg._load_image(tmp_path / "bad.txt")
+        load_image(tmp_path / "bad.txt")
     with pytest.raises(SystemExit, match="no such file"):
-        scg._load_image(tmp_path / "missing.png")
+        load_image(tmp_path / "missing.png")
     torch.save({"x": 1}, tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit, match="not a generator file"):
         scg.main(_parse("generate", "--image", str(image), "--checkpoint",
