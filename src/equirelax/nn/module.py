@@ -109,14 +109,20 @@ def check_features(
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{where} expects a torch.Tensor, got {type(x).__name__}")
-    shape = (expected.dim,) if isinstance(expected, Rep) else tuple(expected)
-    what = f" for {expected!r}" if isinstance(expected, Rep) else ""
-    axes = len(shape)
-    ok = x.dim() >= axes + (leading or 0) and (leading is None or x.dim() == axes + leading)
-    ok = ok and all(not isinstance(s, int) or x.shape[x.dim() - axes + i] == s
-                    for i, s in enumerate(shape))
-    ok = ok and (not square or x.shape[-1] == x.shape[-2])
+    rep = isinstance(expected, Rep)
+    if rep and leading is None and not square:
+        # the common case, on every forward of every layer: one comparison
+        ok = x.dim() >= 1 and x.shape[-1] == expected.dim
+        shape = (expected.dim,)
+    else:
+        shape = (expected.dim,) if rep else tuple(expected)
+        axes = len(shape)
+        ok = x.dim() >= axes + (leading or 0) and (leading is None or x.dim() == axes + leading)
+        ok = ok and all(not isinstance(s, int) or x.shape[x.dim() - axes + i] == s
+                        for i, s in enumerate(shape))
+        ok = ok and (not square or x.shape[-1] == x.shape[-2])
     if not ok:
+        what = f" for {expected!r}" if rep else ""  # a rep's repr is built only for the message
         raise ValueError(f"{where} expects inputs of shape {_shape_text(shape, leading)}{what}, "
                          f"got shape {tuple(x.shape)}")
     if floating and not x.is_floating_point():
