@@ -13,39 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups import PermutationGroup
 from equirelax.relaxation import Relaxed, relax
 from equirelax.relaxation import fused as fused_module
 from equirelax.relaxation.actions import LinearMap
 from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
-
-
-@st.composite
-def perm_reps(draw):
-    n = draw(st.integers(2, 6))
-    G = PermutationGroup([draw(st.permutations(range(n))) for _ in range(draw(st.integers(1, 3)))])
-    blocks = [er.reps.natural(G), er.reps.trivial(G)]
-    if G.order <= 24:
-        blocks.append(er.reps.regular(G))
-
-    def rep():
-        parts = draw(st.lists(st.sampled_from(range(len(blocks))), min_size=1, max_size=3))
-        return er.reps.direct_sum([blocks[i] for i in parts])
-
-    return rep(), rep()
-
-
-@st.composite
-def lie_reps(draw):
-    G = draw(st.sampled_from([er.groups.O(3), er.groups.SO(3)]))
-    blocks = [er.reps.trivial(G), er.reps.vector(G)]
-
-    def rep():
-        parts = draw(st.lists(st.sampled_from(range(2)), min_size=1, max_size=4))
-        return er.reps.direct_sum([blocks[i] for i in parts])
-
-    return rep(), rep()
-
+from tests.helpers.rep_strategies import matrix_rep_pairs, permutation_rep_pairs
 
 #: How the penalties see the rows: all of them, a few sampled, a sketch.
 ROWS = [{}, {"penalty_rows": 5}, {"penalty_sketch": 3}]
@@ -130,14 +102,16 @@ WEIGHTS = st.sampled_from([(1.0, 1.0), (0.0, 2.0), (0.5, 0.0), (0.0, 0.0)])
 
 
 @settings(max_examples=25, deadline=None)
-@given(perm_reps(), THETAS, st.sampled_from(ROWS), WEIGHTS, st.integers(0, 2**16))
+@given(permutation_rep_pairs(quotient=False), THETAS, st.sampled_from(ROWS), WEIGHTS,
+       st.integers(0, 2**16))
 def test_fused_gradients_equal_plain_path_on_random_permutation_reps(reps, theta, options,
                                                                      weights, seed):
     _check(*reps, theta, options, weights, seed)
 
 
 @settings(max_examples=15, deadline=None)
-@given(lie_reps(), THETAS, st.sampled_from(ROWS), WEIGHTS, st.integers(0, 2**16))
+@given(matrix_rep_pairs(("O(3)", "SO(3)")), THETAS, st.sampled_from(ROWS), WEIGHTS,
+       st.integers(0, 2**16))
 def test_fused_gradients_equal_plain_path_on_o3_and_so3_reps(reps, theta, options, weights,
                                                              seed):
     _check(*reps, theta, options, weights, seed)

@@ -18,37 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import equirelax as er
-from equirelax.groups import PermutationGroup
 from equirelax.relaxation import FreeLinear, Relaxed
 from equirelax.relaxation.actions import LinearMap
 from equirelax.relaxation.squares import linear_squares
-
-
-@st.composite
-def perm_group_and_reps(draw):
-    n = draw(st.integers(2, 6))
-    G = PermutationGroup([draw(st.permutations(range(n))) for _ in range(draw(st.integers(1, 3)))])
-    blocks = [er.reps.natural(G), er.reps.trivial(G), er.reps.quotient(G, G.stabilizer(0))]
-    if G.order <= 24:
-        blocks.append(er.reps.regular(G))
-
-    def rep():
-        parts = draw(st.lists(st.sampled_from(range(len(blocks))), min_size=1, max_size=3))
-        return er.reps.direct_sum([blocks[i] for i in parts])
-
-    return rep(), rep()
-
-
-@st.composite
-def o3_reps(draw):
-    G = er.groups.O(3)
-    blocks = [er.reps.trivial(G), er.reps.vector(G)]
-
-    def rep():
-        parts = draw(st.lists(st.sampled_from(range(2)), min_size=1, max_size=4))
-        return er.reps.direct_sum([blocks[i] for i in parts])
-
-    return rep(), rep()
+from tests.helpers.rep_strategies import matrix_rep_pairs, permutation_rep_pairs
 
 
 def _check(rep_in, rep_out, bias, rows, seed):
@@ -99,13 +72,13 @@ def _check_gradients(squares, ways):
 
 
 @settings(deadline=None)
-@given(perm_group_and_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
+@given(permutation_rep_pairs(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
 def test_penalty_paths_agree_on_random_permutation_reps(reps, bias, rows, seed):
     _check(*reps, bias, rows, seed)
 
 
 @settings(deadline=None)
-@given(o3_reps(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
+@given(matrix_rep_pairs(), st.booleans(), st.integers(1, 40), st.integers(0, 2**16))
 def test_penalty_paths_agree_on_random_o3_reps(reps, bias, rows, seed):
     _check(*reps, bias, rows, seed)
 
