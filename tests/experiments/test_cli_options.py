@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_nbody_study import tiny
 
 from equirelax.cli import main as cli_main
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE, OutputError, require_writable
+from tests.helpers.nbody_study import tiny
 
 BAD_VALUES = [
     (["relax"], "--steps", "-5"),

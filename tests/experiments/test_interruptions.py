@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_nbody_study import ROOT, run_json, tiny
 
 from equirelax.cli import main as cli_main
 from equirelax.experiments.kit import guards
 from equirelax.experiments.nbody import epochs_checkpointed
+from tests.helpers.nbody_study import ROOT, run_json, tiny
 
 NAME = "egnn-L2-n40-exact-s0"
 
