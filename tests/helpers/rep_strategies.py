@@ -1,10 +1,12 @@
-"""Hypothesis strategies for pairs of representations (rep_in, rep_out) of a random group,
-shared by the property tests of the relaxation penalties and the fused training node."""
+"""Hypothesis strategies for pairs of representations (rep_in, rep_out) of a random group, and
+random action matrices, shared by the property tests of the relaxation penalties and the fused
+training node."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from hypothesis import strategies as st
 
 import equirelax as er
@@ -41,3 +43,15 @@ def matrix_rep_pairs(draw, groups: Sequence[str] = ("O(3)",)):
         return er.reps.direct_sum([blocks[i] for i in parts])
 
     return rep(), rep()
+
+
+def action_matrix(rng: np.random.Generator, rows: int, cols: int, kind: str) -> np.ndarray:
+    """A matrix for ``relaxation.actions.LinearMap`` of the given ``kind``: ``"gather"`` (one 1
+    per row), ``"sparse"`` (one random entry per row, 4·cols columns) or ``"dense"``."""
+    if kind == "gather":
+        return np.eye(cols)[rng.integers(0, cols, size=rows)]
+    if kind == "sparse":
+        m = np.zeros((rows, 4 * cols))
+        m[np.arange(rows), rng.integers(0, 4 * cols, size=rows)] = rng.normal(size=rows)
+        return m
+    return rng.normal(size=(rows, cols))

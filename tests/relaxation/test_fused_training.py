@@ -17,7 +17,11 @@ from equirelax.relaxation import Relaxed, relax
 from equirelax.relaxation import fused as fused_module
 from equirelax.relaxation.actions import LinearMap
 from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
-from tests.helpers.rep_strategies import matrix_rep_pairs, permutation_rep_pairs
+from tests.helpers.rep_strategies import (
+    action_matrix,
+    matrix_rep_pairs,
+    permutation_rep_pairs,
+)
 
 #: How the penalties see the rows: all of them, a few sampled, a sketch.
 ROWS = [{}, {"penalty_rows": 5}, {"penalty_sketch": 3}]
@@ -201,13 +205,7 @@ def test_sub_adjoint_subtracts_the_transpose_in_place(rows, cols, kind, seed):
     """out −= g m into a strided view, for gather, sparse and dense maps (the backward's
     rows part of E)."""
     rng = np.random.default_rng(seed)
-    if kind == "gather":
-        m = np.eye(cols)[rng.integers(0, cols, size=rows)]
-    elif kind == "sparse":
-        m = np.zeros((rows, 4 * cols))
-        m[np.arange(rows), rng.integers(0, 4 * cols, size=rows)] = rng.normal(size=rows)
-    else:
-        m = rng.normal(size=(rows, cols))
+    m = action_matrix(rng, rows, cols, kind)
     linear = LinearMap(m)
     g = torch.from_numpy(rng.normal(size=(3, m.shape[0])))
     base = torch.from_numpy(rng.normal(size=(3, 2, m.shape[1])))

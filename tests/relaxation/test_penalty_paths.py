@@ -21,7 +21,11 @@ import equirelax as er
 from equirelax.relaxation import FreeLinear, Relaxed
 from equirelax.relaxation.actions import LinearMap
 from equirelax.relaxation.squares import linear_squares
-from tests.helpers.rep_strategies import matrix_rep_pairs, permutation_rep_pairs
+from tests.helpers.rep_strategies import (
+    action_matrix,
+    matrix_rep_pairs,
+    permutation_rep_pairs,
+)
 
 
 def _check(rep_in, rep_out, bias, rows, seed):
@@ -89,13 +93,7 @@ def test_penalty_paths_agree_on_random_o3_reps(reps, bias, rows, seed):
 def test_linear_map_adjoint_is_the_transpose(rows, cols, kind, seed):
     """<m x, g> = <x, adjoint(g)> for gather, sparse and dense maps."""
     rng = np.random.default_rng(seed)
-    if kind == "gather":
-        m = np.eye(cols)[rng.integers(0, cols, size=rows)]
-    elif kind == "sparse":
-        m = np.zeros((rows, 4 * cols))
-        m[np.arange(rows), rng.integers(0, 4 * cols, size=rows)] = rng.normal(size=rows)
-    else:
-        m = rng.normal(size=(rows, cols))
+    m = action_matrix(rng, rows, cols, kind)
     linear = LinearMap(m)
     assert linear.gather == (kind == "gather")
     x = torch.from_numpy(rng.normal(size=(3, m.shape[1])))
