@@ -298,6 +298,32 @@ class PartitionHomSpace(HomSpace):
         self.one_copy = any(pair.one_copy for pair in self.pairs)
         self.pair_start = np.cumsum([0, *(pair.size for pair in self.pairs)])[:-1].tolist()
         self._fold_rows, self._fold_weights = self._fold_entries(self._layout())
+        #: m_i·V -> m_o·V: the orbit coefficients are an (m_o, m_i, 2) array of (i = j, i != j)
+        #: weights, folded by a view and one subtraction (:func:`_copies_map`), no gather
+        self.copies_view = self._is_copies_view()
+
+    def _is_copies_view(self) -> bool:
+        """Whether the fold is A = c[..., 0] - c[..., 1], K = c[..., 1] of c viewed as
+        (m_o, m_i, 2) (copies of V on both sides, in order; checked, not assumed)."""
+        if not self.lean or len(self.types_in) != 1 or len(self.types_out) != 1:
+            return False
+        if self.types_in[0].order != 1 or self.types_out[0].order != 1:
+            return False
+        if self.in_index is not None or self.out_index is not None:
+            return False
+        half = self.dim // 2
+        first = 2 * np.arange(half)
+        rows = np.zeros((self.dim, 2), dtype=np.int64)
+        rows[:half, 0], rows[:half, 1], rows[half:, 0] = first, first + 1, first + 1
+        weights = np.zeros((self.dim, 2))
+        weights[:half] = (1.0, -1.0)
+        weights[half:, 0] = 1.0
+        used = self._fold_weights != 0
+        return (
+            self._fold_rows.shape[1] == 2
+            and np.array_equal(self._fold_weights, weights)
+            and np.array_equal(np.where(used, self._fold_rows, 0), np.where(used, rows, 0))
+        )
 
     # -- folding: orbit coefficients -> the coefficients of the "at least" maps -------------
     def _pair_position(self, pair: _Pair, start: int, o: int, i: int, p: int) -> int:
@@ -504,6 +530,8 @@ class PartitionHomSpace(HomSpace):
             raise ValueError(
                 f"expected features of shape (..., {self.shape[1]}), got {tuple(x.shape)}"
             )
+        if self.copies_view:  # bias: one constant per output copy (fixed_space order)
+            return _copies_map(coefficients, x, self.lean_dims, bias)
         t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
         d = self._fold(coefficients, t)
         if self.lean:
@@ -906,15 +934,16 @@ def _lean_map(
     n, v_in, v_out, t_in, t_out = dims
     if v_in == v_out == 1 and not t_in and not t_out:  # V -> V: y = a x + b Σ x, four ops
         a, b = d.unbind()
-        u = flat.sum(-1, keepdim=True) * b
-        return torch.addcmul(u if bias is None else u + bias, flat, a)
+        s = flat.sum(-1, keepdim=True)
+        return torch.addcmul(s * b if bias is None else torch.addcmul(bias, s, b), flat, a)
     rows, a_size = flat.shape[0], v_out * v_in
     a_flat, k_flat = d.split([a_size, d.shape[0] - a_size])
     k = k_flat.view(v_out + t_out, v_in + t_in)
     z = _lean_sums(flat, n, v_in, t_in)
-    u = z * k if k.shape == (1, 1) else z @ k.T  # (rows, v_out + t_out)
-    if bias is not None:
-        u = u + bias
+    if k.shape == (1, 1):  # (rows, v_out + t_out)
+        u = z * k if bias is None else torch.addcmul(bias, z, k)
+    else:
+        u = z @ k.T if bias is None else torch.addmm(bias, z, k.T)
     if not v_out:
         return u
     broadcast = (u[:, :v_out] if t_out else u).unsqueeze(-1)
@@ -933,6 +962,44 @@ def _lean_map(
     if t_out:
         y = torch.cat([y, u[:, v_out:]], dim=-1)
     return y
+
+
+def _copies_map(
+    coefficients: torch.Tensor,
+    x: torch.Tensor,
+    dims: tuple[int, int, int, int, int],
+    bias: torch.Tensor | None = None,
+    form: str = "flat",
+) -> torch.Tensor:
+    """m_i·V -> m_o·V straight from the orbit coefficients c, an (m_o, m_i, 2) array of the
+    weights of i = j and i != j: with A = c[..., 0] - c[..., 1] and K = c[..., 1],
+
+        y_o = Σ_i A[o, i] X_i + (Σ_i K[o, i] Σ_k X_i[k] + bias_o) · 1.
+
+    ``x``: (..., m_i·n) (``form`` "flat"), or (rows, m_i, n) ("first") or (rows, n, m_i)
+    ("last"); the output has the same form. The fewest ops found: no fold product or gather (for one
+    copy, two scalars from an unbind), the sums and the constants in one product, the mix and
+    the broadcast in one."""
+    n, m_i, m_o, _, _ = dims
+    if m_i == m_o == 1 and form != "last":  # y = a x + b Σ x (+ bias), four ops
+        same, other = coefficients.unbind()
+        s = x.sum(-1, keepdim=True)
+        u = s * other if bias is None else torch.addcmul(bias, s, other)
+        return torch.addcmul(u, x, same - other)
+    same, other = coefficients.view(m_o, m_i, 2).unbind(-1)
+    a = same - other
+    if form == "last":  # (rows, n, m_i): the mix reads the channels where they lie
+        s = x.sum(-2)
+        u = s @ other.T if bias is None else torch.addmm(bias, s, other.T)
+        return torch.baddbmm(u.unsqueeze(-2), x, a.T.expand(x.shape[0], m_i, m_o))
+    shaped = form == "first"
+    lead = x.shape[:-1]
+    xv = x if shaped else x.reshape(-1, m_i, n)
+    rows = xv.shape[0]
+    s = xv.sum(-1)
+    u = s @ other.T if bias is None else torch.addmm(bias, s, other.T)
+    y = torch.baddbmm(u.unsqueeze(-1), a.expand(rows, m_o, m_i), xv)
+    return y if shaped else y.reshape(*lead, m_o * n)
 
 
 def _lean_sums(flat: torch.Tensor, n: int, v: int, t: int) -> torch.Tensor:
