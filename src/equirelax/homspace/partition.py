@@ -301,6 +301,13 @@ class PartitionHomSpace(HomSpace):
         #: m_i·V -> m_o·V: the orbit coefficients are an (m_o, m_i, 2) array of (i = j, i != j)
         #: weights, folded by a view and one subtraction (:func:`_copies_map`), no gather
         self.copies_view = self._is_copies_view()
+        #: ((m_i, p), (m_o, q)) when each side is copies of one tensor power (m·V^⊗k), the
+        #: reps whose features :meth:`apply_shaped` takes as tensors; else None
+        self.single_types = (
+            ((self.types_in[0].copies, self.types_in[0].order),
+             (self.types_out[0].copies, self.types_out[0].order))
+            if len(self.types_in) == len(self.types_out) == 1 else None
+        )
 
     def _is_copies_view(self) -> bool:
         """Whether the fold is A = c[..., 0] - c[..., 1], K = c[..., 1] of c viewed as
@@ -415,7 +422,7 @@ class PartitionHomSpace(HomSpace):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if "lean_dims" not in state:  # pickled before the fold and the lean path: rebuild
+        if not {"lean_dims", "single_types"} <= state.keys():  # pickled by an older version
             self.__init__(self.rep_in, self.rep_out)  # type: ignore[misc]
 
     def _number_orbits(self) -> None:
@@ -548,6 +555,80 @@ class PartitionHomSpace(HomSpace):
             return self._forward_folded(d, x, t)
         return _PartitionApply.apply(d, x, self, t)
 
+    def apply_shaped(
+        self,
+        coefficients: torch.Tensor,
+        x: torch.Tensor,
+        tensors: dict[str, torch.Tensor | None] | None = None,
+        bias: torch.Tensor | None = None,
+        channels_last: bool = False,
+    ) -> torch.Tensor:
+        """W x (+ b) between copies of one tensor power on each side (m_i·V^⊗p -> m_o·V^⊗q),
+        on features shaped as tensors: ``x`` (rows, m_i, n, ..., n) (p axes of size n; any
+        strides), or with ``channels_last`` (rows, n, ..., n, m_i); the output has the same
+        form, (rows, m_o, n, ..., n) or (rows, n, ..., n, m_o).
+
+        Channels last is read where it lies: copies of V mix their channels by one batched
+        product on it directly, and other maps run on its channels-first view (a movedim,
+        no copy: sums and diagonals read strided input, and a (copies, n·n) view of it is
+        what the channel mix multiplies), handing back a view of a channels-first result.
+        ``bias``: coefficients of ``fixed_space(rep_out)``, as in :meth:`apply`."""
+        if not self.single_types:
+            raise ValueError(
+                f"shaped features need copies of one tensor power on each side; got "
+                f"{self.rep_in!r} -> {self.rep_out!r}"
+            )
+        if coefficients.shape != (self.dim,):
+            raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
+        ((m_i, p), (m_o, q)), n = self.single_types, self.n
+        expected = (*[n] * p, m_i) if channels_last else (m_i, *[n] * p)
+        if x.dim() != 1 + len(expected) or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"expected features of shape (rows, {', '.join(map(str, expected))}), got "
+                f"{tuple(x.shape)}"
+            )
+        if self.copies_view:
+            return _copies_map(coefficients, x, self.lean_dims, bias,
+                               "last" if channels_last else "first")
+        if channels_last:
+            x = x.movedim(-1, 1)
+        t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
+        d = self._fold(coefficients, t)
+        if self.lean and p == q == 1:  # copies of V not in the expected fold: via flat
+            rows = x.shape[0]
+            y = self._lean(d, x.reshape(rows, -1), t, bias).view(rows, m_o, n)
+        elif self.lean:
+            y = self._lean_single(d, x, t, bias)
+        else:
+            if (
+                torch.compiler.is_compiling()
+                or not torch.is_grad_enabled()
+                or not (d.requires_grad or x.requires_grad)
+                or torch._C._are_functorch_transforms_active()
+            ):
+                y = self._generic(d, x, t, shaped=True)
+            else:
+                y = _PartitionApply.apply(d, x, self, t, True)
+            if bias is not None:
+                b = fixed_space(self.rep_out).weight(bias).reshape(m_o, *[n] * q)
+                y = y + b
+        return y.movedim(1, -1) if channels_last else y
+
+    def _lean_single(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The lean map between copies of one order <= 1 on each side that are not both V
+        (those take :func:`_copies_map`): x (rows, m_i) or (rows, m_i, n) -> (rows, m_o) or
+        (rows, m_o, n), through the copies' sums (one product with K, the whole map)."""
+        (_, p), (m_o, q) = self.single_types
+        k = d.view(m_o, -1)  # no identity part: A is empty
+        if bias is not None and t["bias_fold"] is not None:
+            fold = t["bias_fold"]
+            bias = bias @ (fold if fold.dtype == bias.dtype else fold.to(bias.dtype))
+        z = x.sum(-1) if p else x
+        u = z @ k.T if bias is None else torch.addmm(bias, z, k.T)
+        return u.unsqueeze(-1).expand(*u.shape, self.n).contiguous() if q else u
+
     def _fold(self, coefficients: torch.Tensor, t: dict) -> torch.Tensor:
         """The coefficients of the "at least" maps in the forward's layout (see
         :meth:`_layout`): one product with the fold matrix, or one gather and weighted sum."""
@@ -584,8 +665,13 @@ class PartitionHomSpace(HomSpace):
             y = y.index_select(-1, t["out_index"])
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.shape[0])
 
-    def _inputs(self, x: torch.Tensor, t: dict) -> tuple[list[torch.Tensor], int]:
-        """The input split by type: (rows, copies, n, ...) each, and the number of rows."""
+    def _inputs(
+        self, x: torch.Tensor, t: dict, shaped: bool = False
+    ) -> tuple[list[torch.Tensor], int]:
+        """The input split by type: (rows, copies, n, ...) each, and the number of rows
+        (``shaped``: x is already the one type's (rows, copies, n, ...), any strides)."""
+        if shaped:
+            return [x], x.shape[0]
         flat = x.reshape(-1, self.shape[1])
         if t["in_index"] is not None:
             flat = flat.index_select(-1, t["in_index"])
@@ -604,11 +690,15 @@ class PartitionHomSpace(HomSpace):
             reduced[eq] = _reduce(eq, x_in, reduced)
         return [[reduced[eq] for eq in group.equations] for group in pair.groups]
 
-    def _generic(self, d: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
+    def _generic(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, shaped: bool = False
+    ) -> torch.Tensor:
         """W x by partitions: per pair and group, the reduced inputs mixed over channels with
-        the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled."""
+        the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled.
+        ``shaped``: x and W x are (rows, copies, n, ...) of one type each (see
+        :meth:`apply_shaped`), not flat features."""
         lead = x.shape[:-1]
-        inputs, rows = self._inputs(x, t)
+        inputs, rows = self._inputs(x, t, shaped)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
         weighted: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.types_out]
         scalars = d.unbind() if self.one_copy else ()
@@ -624,8 +714,10 @@ class PartitionHomSpace(HomSpace):
                     continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
+        if shaped:
+            return self._assemble(self.types_out[0], placed[0], rows, x, weighted[0], False)
         outs = [
-            self._assemble(typ, kinds, rows, x, more)
+            self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
             for typ, kinds, more in zip(self.types_out, placed, weighted)
         ]
         y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
@@ -641,18 +733,19 @@ class PartitionHomSpace(HomSpace):
         t: dict,
         need_d: bool,
         need_x: bool,
+        shaped: bool = False,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Gradients of <grad, W x> for the folded coefficients ``d`` and for x: per group,
         the output placement's adjoint of ``grad`` meets the reduced inputs (``d``, in its own
         layout: one (m_o, q·m_i) block per group), and is mixed back and placed into the input
-        by the reduction's adjoint (x)."""
-        inputs, rows = self._inputs(x, t) if need_d else ([], 0)
-        g = grad.reshape(-1, self.shape[0])
+        by the reduction's adjoint (x). ``shaped``: as in :meth:`_generic`."""
+        inputs, rows = self._inputs(x, t, shaped) if need_d else ([], 0)
+        g = grad if shaped else grad.reshape(-1, self.shape[0])
         rows = g.shape[0]
-        if t["out_back"] is not None:
+        if t["out_back"] is not None and not shaped:
             g = g.index_select(-1, t["out_back"])
-        grads_out, start = [], 0
-        for typ in self.types_out:
+        grads_out, start = [grad] if shaped else [], 0
+        for typ in self.types_out if not shaped else ():
             size = typ.copies * typ.size
             grads_out.append(
                 g[:, start : start + size].reshape(rows, typ.copies, *[self.n] * typ.order)
@@ -716,14 +809,18 @@ class PartitionHomSpace(HomSpace):
                         acc[kind] = acc[kind] + piece if kind in acc else piece
         grad_x = None
         if need_x:
-            outs = [
-                self._assemble(typ, kinds, rows, x, more)
-                for typ, kinds, more in zip(self.types_in, into_input, weighted)
-            ]
-            gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-            if t["in_back"] is not None:
-                gx = gx.index_select(-1, t["in_back"])
-            grad_x = gx.reshape(x.shape)
+            if shaped:
+                grad_x = self._assemble(
+                    self.types_in[0], into_input[0], rows, x, weighted[0], False)
+            else:
+                outs = [
+                    self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
+                    for typ, kinds, more in zip(self.types_in, into_input, weighted)
+                ]
+                gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+                if t["in_back"] is not None:
+                    gx = gx.index_select(-1, t["in_back"])
+                grad_x = gx.reshape(x.shape)
         grad = None
         if need_d:
             if all(piece.dim() == 0 for piece in grad_d):
@@ -748,8 +845,9 @@ class PartitionHomSpace(HomSpace):
         rows: int,
         like: torch.Tensor,
         weighted: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        expanded: bool = True,
     ) -> torch.Tensor:
-        """The output of one type (rows, copies · n^order) from its placed pieces:
+        """The output of one type (rows, copies, n, ...) from its placed pieces:
         ``full`` has every output axis, ``rows``/``cols`` vary along the first / second axis
         only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal;
         ``weighted``: more full pieces, as (full-size part, scalar weight) pairs.
@@ -757,7 +855,8 @@ class PartitionHomSpace(HomSpace):
         Few passes over the n^order entries: the constant is folded into a line term, the
         first two terms (or the first weighted part and a term, in one addcmul) make a fresh
         tensor that the others (and the diagonal) are added to in place, and the diagonal is
-        never embedded into a matrix of zeros."""
+        never embedded into a matrix of zeros. ``expanded``: a single broadcast term may come
+        back as an expanded view (the caller flattens it, which copies); else it is copied."""
         n, order = self.n, typ.order
         shape = (rows, typ.copies, *[n] * order)
         full, scalar, diag = kinds.get("full"), kinds.get("scalar"), None
@@ -787,19 +886,18 @@ class PartitionHomSpace(HomSpace):
             for term in terms[1:]:
                 y = y.add_(term)
         elif not terms:
-            y = torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
-            return y.reshape(rows, -1)
+            return torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
         elif len(terms) == 1:
             y = terms[0].expand(shape)
-            if diag is not None:
-                y = y.clone(memory_format=torch.contiguous_format)  # fresh, to add in place
+            if diag is not None or not expanded:  # fresh, to add in place or to hand out
+                y = y.clone(memory_format=torch.contiguous_format)
         else:  # two terms span every axis (full, or a row and a column term): fresh
             y = terms[0] + terms[1]
             for term in terms[2:]:
                 y = y.add_(term)
         if diag is not None:
             y.diagonal(dim1=-2, dim2=-1).add_(diag)
-        return y.reshape(rows, -1)
+        return y
 
     # -- the HomSpace interface --------------------------------------------------------------
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -1108,17 +1206,18 @@ class _PartitionApply(torch.autograd.Function):
     coefficients and input, so higher derivatives work)."""
 
     @staticmethod
-    def forward(ctx, d, x, space, tensors):
-        ctx.space, ctx.tensors = space, tensors
+    def forward(ctx, d, x, space, tensors, shaped=False):
+        ctx.space, ctx.tensors, ctx.shaped = space, tensors, shaped
         ctx.save_for_backward(d, x)
-        return space._generic(d, x, tensors)
+        return space._generic(d, x, tensors, shaped)
 
     @staticmethod
     def backward(ctx, grad):
         d, x = ctx.saved_tensors
         need_d, need_x = ctx.needs_input_grad[:2]
-        grad_d, grad_x = ctx.space._backward(d, x, grad, ctx.tensors, need_d, need_x)
-        return grad_d, grad_x, None, None
+        grad_d, grad_x = ctx.space._backward(
+            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped)
+        return grad_d, grad_x, None, None, None
 
 
 _PARTITION_CACHE: OrderedDict[tuple[Hashable, Hashable], PartitionHomSpace | None] = OrderedDict()
