@@ -71,6 +71,11 @@ class EquivariantLinear(EquivariantModule):
     coefficients are the same either way (same orbits, same order), so state_dicts move between
     the two; ``weight``/``export()`` still build the dense matrix on demand.
 
+    ``layout``: how features are shaped. ``"flat"`` (default): (..., rep.dim). When each side
+    is copies of one S_n tensor power V^k, ``"tensor"`` (..., n, ..., n), ``"channels_first"``
+    (..., C, n, ..., n) or ``"channels_last"`` (..., n, ..., n, C) (see :class:`TensorLayout`);
+    outputs come back in the same layout, and :meth:`forward_flat` takes flat features.
+
     Between representations of Lie groups in irreps form (e.g. ``irreps(O(3),
     "128x0e+64x1o+32x2e")``) W is block diagonal by Schur's lemma, and the forward applies it
     block by block instead (``blockwise``: one product over multiplicities per irrep type, as
