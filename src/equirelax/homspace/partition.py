@@ -400,6 +400,29 @@ class PartitionHomSpace(HomSpace):
                     b += 1
         return rows, weights
 
+    def bias_placement(self) -> np.ndarray:
+        """For the generic path: the (bias dim, B) matrix taking the coefficients of the
+        equivariant bias (``fixed_space(rep_out)``) to what the output assembly adds: per
+        output type, the constant of each copy (on every entry), then for order 2 the extra
+        constant of each copy's diagonal (columns as in ``bias_columns``). The bias then costs
+        no pass over the output, and its gradient comes from the totals and traces of the
+        output gradient that the backward forms anyway."""
+        space = fixed_space(self.rep_out)
+        eye = torch.eye(space.dim, dtype=torch.float64)
+        basis = np.stack([space.weight(e).reshape(-1).numpy() for e in eye])
+        index = np.concatenate([typ.index() for typ in self.types_out])  # type order -> flat
+        ordered = basis[:, index]
+        columns, start = [], 0
+        for typ in self.types_out:
+            block = ordered[:, start : start + typ.copies * typ.size].reshape(
+                space.dim, typ.copies, typ.size)
+            const = block[:, :, 1] if typ.order == 2 else block[:, :, 0]  # entry (0, 1)
+            columns.append(const)
+            if typ.order == 2:
+                columns.append(block[:, :, 0] - const)  # entry (0, 0): the diagonal
+            start += typ.copies * typ.size
+        return np.concatenate(columns, axis=1)
+
     def bias_fold(self) -> np.ndarray | None:
         """For the lean path: the (bias dim, m_o + t_o) matrix taking the coefficients of the
         equivariant bias (``fixed_space(rep_out)``, one per summand: a constant on each copy
@@ -472,10 +495,10 @@ class PartitionHomSpace(HomSpace):
         in ``dtype``, default torch's; its entries are small integers, exact in any float
         type): the (dim, dim) matrix M of folded = c @ M up to ``FOLD_DENSE_UP_TO``
         coefficients, else the (dim, B) weights of the gather ``fold_index`` (None for the
-        matrix); for the lean path, ``bias_fold`` (see :meth:`bias_fold`); and the input /
-        output sorting gathers with their inverses (None when not needed). A module holds
-        them as non-persistent buffers so that they follow ``.to()`` and are ordinary inputs
-        of compiled graphs."""
+        matrix); ``bias_fold`` (lean path: :meth:`bias_fold`, else :meth:`bias_placement`);
+        the input / output sorting gathers with their inverses (None when not needed). A
+        module holds them as non-persistent buffers so that they follow ``.to()`` and are
+        ordinary inputs of compiled graphs."""
 
         def tensor(a: np.ndarray | None) -> torch.Tensor | None:
             return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
@@ -485,7 +508,7 @@ class PartitionHomSpace(HomSpace):
 
         dense = self.dim <= FOLD_DENSE_UP_TO
         fold = self.fold_matrix() if dense else self._fold_weights
-        bias_fold = self.bias_fold() if self.lean else None
+        bias_fold = self.bias_fold() if self.lean else self.bias_placement()
         dtype = dtype or torch.get_default_dtype()
         return {
             "fold": tensor(fold).to(dtype),  # type: ignore[union-attr]
@@ -543,17 +566,22 @@ class PartitionHomSpace(HomSpace):
         d = self._fold(coefficients, t)
         if self.lean:
             return self._lean(d, x, t, bias)
-        if bias is not None:
-            b = fixed_space(self.rep_out).weight(bias).reshape(-1)
-            return self.apply(coefficients, x, t) + b
+        return self._generic_node(d, x, t, bias, shaped=False)
+
+    def _generic_node(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, bias: torch.Tensor | None, shaped: bool
+    ) -> torch.Tensor:
+        """The generic map as one autograd node when eager code wants a gradient, else by
+        plain ops (compiled code, ``torch.func`` transforms, no gradient)."""
         if (
             torch.compiler.is_compiling()
             or not torch.is_grad_enabled()
-            or not (d.requires_grad or x.requires_grad)
+            or not (d.requires_grad or x.requires_grad
+                    or (bias is not None and bias.requires_grad))
             or torch._C._are_functorch_transforms_active()
         ):
-            return self._forward_folded(d, x, t)
-        return _PartitionApply.apply(d, x, self, t)
+            return self._generic(d, x, t, shaped, bias)
+        return _PartitionApply.apply(d, x, bias, self, t, shaped)
 
     def apply_shaped(
         self,
@@ -600,18 +628,7 @@ class PartitionHomSpace(HomSpace):
         elif self.lean:
             y = self._lean_single(d, x, t, bias)
         else:
-            if (
-                torch.compiler.is_compiling()
-                or not torch.is_grad_enabled()
-                or not (d.requires_grad or x.requires_grad)
-                or torch._C._are_functorch_transforms_active()
-            ):
-                y = self._generic(d, x, t, shaped=True)
-            else:
-                y = _PartitionApply.apply(d, x, self, t, True)
-            if bias is not None:
-                b = fixed_space(self.rep_out).weight(bias).reshape(m_o, *[n] * q)
-                y = y + b
+            y = self._generic_node(d, x, t, bias, shaped=True)
         return y.movedim(1, -1) if channels_last else y
 
     def _lean_single(
@@ -691,12 +708,18 @@ class PartitionHomSpace(HomSpace):
         return [[reduced[eq] for eq in group.equations] for group in pair.groups]
 
     def _generic(
-        self, d: torch.Tensor, x: torch.Tensor, t: dict, shaped: bool = False
+        self,
+        d: torch.Tensor,
+        x: torch.Tensor,
+        t: dict,
+        shaped: bool = False,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """W x by partitions: per pair and group, the reduced inputs mixed over channels with
         the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled.
         ``shaped``: x and W x are (rows, copies, n, ...) of one type each (see
-        :meth:`apply_shaped`), not flat features."""
+        :meth:`apply_shaped`), not flat features. ``bias``: coefficients of
+        ``fixed_space(rep_out)``, added as per-copy constants (see :meth:`bias_placement`)."""
         lead = x.shape[:-1]
         inputs, rows = self._inputs(x, t, shaped)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
@@ -714,6 +737,8 @@ class PartitionHomSpace(HomSpace):
                     continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
+        if bias is not None:
+            self._place_bias(bias, t["bias_fold"], placed, rows)
         if shaped:
             return self._assemble(self.types_out[0], placed[0], rows, x, weighted[0], False)
         outs = [
@@ -734,7 +759,8 @@ class PartitionHomSpace(HomSpace):
         need_d: bool,
         need_x: bool,
         shaped: bool = False,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        need_bias: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Gradients of <grad, W x> for the folded coefficients ``d`` and for x: per group,
         the output placement's adjoint of ``grad`` meets the reduced inputs (``d``, in its own
         layout: one (m_o, q·m_i) block per group), and is mixed back and placed into the input
@@ -827,7 +853,37 @@ class PartitionHomSpace(HomSpace):
                 grad = torch.stack(grad_d)
             else:
                 grad = torch.cat([piece.reshape(-1) for piece in grad_d])
-        return grad, grad_x
+        grad_bias = None
+        if need_bias:  # per copy: the total of the output gradient, and its trace (order 2)
+            sums = []
+            for typ, found, g_out in zip(self.types_out, adjoints, grads_out):
+                for kind in ("scalar", "diag_scalar") if typ.order == 2 else ("scalar",):
+                    if kind not in found:
+                        found[kind] = _placement_adjoint(kind, g_out, found)
+                    sums.append(found[kind].sum(0))
+            placement = t["bias_fold"]
+            grad_bias = torch.cat(sums) @ placement.to(sums[0].dtype).T
+        return grad, grad_x, grad_bias
+
+    def _place_bias(
+        self,
+        bias: torch.Tensor,
+        placement: torch.Tensor,
+        placed: list[dict[str, torch.Tensor]],
+        rows: int,
+    ) -> None:
+        """Add the bias to the placed pieces of each output type: a constant per copy
+        (``scalar``) and, for order 2, an extra one on its diagonal (``diag_scalar``)."""
+        values = bias @ (placement if placement.dtype == bias.dtype else placement.to(bias.dtype))
+        start = 0
+        for typ, into in zip(self.types_out, placed):
+            for kind in ("scalar", "diag_scalar") if typ.order == 2 else ("scalar",):
+                value = values[start : start + typ.copies]
+                start += typ.copies
+                if kind in into:
+                    into[kind] = into[kind] + value
+                else:
+                    into[kind] = value.expand(rows, typ.copies).contiguous()
 
     def _mix(self, mix: torch.Tensor, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
         """Σ over the group's reductions and input copies of mix (m_o, q·m_i) times the
@@ -1206,18 +1262,18 @@ class _PartitionApply(torch.autograd.Function):
     coefficients and input, so higher derivatives work)."""
 
     @staticmethod
-    def forward(ctx, d, x, space, tensors, shaped=False):
+    def forward(ctx, d, x, bias, space, tensors, shaped=False):
         ctx.space, ctx.tensors, ctx.shaped = space, tensors, shaped
         ctx.save_for_backward(d, x)
-        return space._generic(d, x, tensors, shaped)
+        return space._generic(d, x, tensors, shaped, bias)
 
     @staticmethod
     def backward(ctx, grad):
         d, x = ctx.saved_tensors
-        need_d, need_x = ctx.needs_input_grad[:2]
-        grad_d, grad_x = ctx.space._backward(
-            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped)
-        return grad_d, grad_x, None, None, None
+        need_d, need_x, need_bias = ctx.needs_input_grad[:3]
+        grad_d, grad_x, grad_bias = ctx.space._backward(
+            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped, need_bias)
+        return grad_d, grad_x, grad_bias, None, None, None
 
 
 _PARTITION_CACHE: OrderedDict[tuple[Hashable, Hashable], PartitionHomSpace | None] = OrderedDict()

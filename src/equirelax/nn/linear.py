@@ -244,17 +244,9 @@ class EquivariantLinear(EquivariantModule):
         """The forward on flat features (..., rep_in.dim), whatever ``layout`` is."""
         check_features(x, self.rep_in, type(self).__name__)
         if self.structured:
-            if self.hom.lean:  # type: ignore[attr-defined]
-                # the bias joins the per-copy constants: no pass over the output
-                return self.hom.apply(  # type: ignore[call-arg]
-                    self.coefficients, x, self._partition_tensors(), self.bias_coefficients)
-            y = self.hom.apply(self.coefficients, x, self._partition_tensors())  # type: ignore
-            if self.bias_space is not None and self.bias_space.dim == 1:
-                return y + self.bias_coefficients  # one orbit: a constant bias, broadcast
-            if self.bias_space is not None:
-                y = y + _weight(self.bias_space, self.bias_coefficients, self.bias_index
-                                ).reshape(-1)
-            return y
+            # the bias joins the per-copy constants (and diagonals): no pass over the output
+            return self.hom.apply(  # type: ignore[call-arg]
+                self.coefficients, x, self._partition_tensors(), self.bias_coefficients)
         if torch.compiler.is_compiling() and self._compiled_inference():
             return _inference_linear(
                 x, self.coefficients, self.weight_index, self.hom.spread, self.out_features,
