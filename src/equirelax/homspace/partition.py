@@ -18,8 +18,13 @@ reduced tensors plus one structured op per copy, never a Kronecker-expanded matr
 
 Per call the cost is mostly the number of ops (each one's dispatch and autograd bookkeeping)
 and of passes over the n^k entries, so the reordering and Möbius transform of all pairs are one
-precomputed fold, reps of orders <= 1 take a lean path of a few ops, and order 2 shares its
-reductions and adds its full-size pieces into one output tensor.
+precomputed fold, reps of orders <= 1 take a lean path of a few ops (copies of V fold their
+coefficients by a view), order 2 shares its reductions and adds its full-size pieces into one
+output tensor, and the bias joins the per-copy constants of the assembly (no pass of its own).
+
+Features are flat vectors (:meth:`PartitionHomSpace.apply`) or, between copies of one tensor
+power on each side, tensors (rows, copies, n, ...) or channels last (rows, n, ..., copies)
+(:meth:`PartitionHomSpace.apply_shaped`), read in place through views.
 """
 
 from __future__ import annotations
@@ -404,7 +409,7 @@ class PartitionHomSpace(HomSpace):
         """For the generic path: the (bias dim, B) matrix taking the coefficients of the
         equivariant bias (``fixed_space(rep_out)``) to what the output assembly adds: per
         output type, the constant of each copy (on every entry), then for order 2 the extra
-        constant of each copy's diagonal (columns as in ``bias_columns``). The bias then costs
+        constant of each copy's diagonal (type by type, copy by copy). The bias then costs
         no pass over the output, and its gradient comes from the totals and traces of the
         output gradient that the backward forms anyway."""
         space = fixed_space(self.rep_out)
