@@ -170,6 +170,13 @@ def _placement(out: tuple[int, ...], shared: set[int]) -> str:
     }[(out[0] in shared, out[1] in shared)]
 
 
+@cache
+def _sides(equation: str) -> tuple[str, str]:
+    """The input and output letters of a reduction "zy<in>->zy<out>" (parsed once)."""
+    inp, out = equation[2:].split("->zy")
+    return inp, out
+
+
 def _reduce(
     equation: str, x: torch.Tensor, done: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:
@@ -177,7 +184,7 @@ def _reduce(
     letters for diagonals and missing ones for sums), by the direct op where there is one; a
     total sum or trace of an order-2 input from its row sums or diagonal when ``done`` (the
     reductions made so far) has them."""
-    inp, out = equation[2:].split("->zy")
+    inp, out = _sides(equation)
     done = done or {}
     if inp == out:
         return x
@@ -1244,6 +1251,7 @@ def _placement_adjoint(
     return diag if kind == "diag" else diag.sum(-1)
 
 
+@cache
 def _reduction_adjoint(equation: str) -> tuple[str, bool]:
     """How the adjoint of a reduction places its gradient into the input (a kind of
     ``_assemble``), and whether the gradient is transposed first."""
