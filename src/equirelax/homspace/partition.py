@@ -232,8 +232,12 @@ class _Pair:
             out, inp = rgs[:p], rgs[p:]
             shared = set(out) & set(inp)
             ordered = [b for b in dict.fromkeys(out) if b in shared]
-            letters = "".join(_LETTERS[b] for b in inp)
-            keep = "".join(_LETTERS[b] for b in ordered)
+            # letters by first appearance in the input, so that one reduction has one
+            # equation whatever the blocks' numbers (e.g. a row sum is always "zyab->zya"),
+            # and each is computed once per call, not once per partition that reads it
+            names = {block: _LETTERS[i] for i, block in enumerate(dict.fromkeys(inp))}
+            letters = "".join(names[b] for b in inp)
+            keep = "".join(names[b] for b in ordered)
             found.setdefault(_placement(out, shared), []).append((rgs, f"zy{letters}->zy{keep}"))
         self.partitions: list[tuple[int, ...]] = []
         self.groups: list[_Group] = []
