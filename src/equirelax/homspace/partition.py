@@ -730,12 +730,14 @@ class PartitionHomSpace(HomSpace):
         t: dict,
         shaped: bool = False,
         bias: torch.Tensor | None = None,
+        keep: list | None = None,
     ) -> torch.Tensor:
         """W x by partitions: per pair and group, the reduced inputs mixed over channels with
         the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled.
         ``shaped``: x and W x are (rows, copies, n, ...) of one type each (see
         :meth:`apply_shaped`), not flat features. ``bias``: coefficients of
-        ``fixed_space(rep_out)``, added as per-copy constants (see :meth:`bias_placement`)."""
+        ``fixed_space(rep_out)``, added as per-copy constants (see :meth:`bias_placement`).
+        ``keep``: a list that receives each pair's reductions (for the backward to reuse)."""
         lead = x.shape[:-1]
         inputs, rows = self._inputs(x, t, shaped)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
@@ -743,7 +745,10 @@ class PartitionHomSpace(HomSpace):
         scalars = d.unbind() if self.one_copy else ()
         for pair in self.pairs:
             into = placed[pair.out_position]
-            for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
+            reductions = self._reductions(pair, inputs[pair.in_position])
+            if keep is not None:
+                keep.append(reductions)
+            for group, parts in zip(pair.groups, reductions):
                 if pair.one_copy:  # scalar weights: a weighted sum, no stack or matmul
                     for part, w in zip(parts, scalars[group.d_start : group.d_stop]):
                         if group.kind == "full":  # added in _assemble, with no temporary
@@ -776,12 +781,14 @@ class PartitionHomSpace(HomSpace):
         need_x: bool,
         shaped: bool = False,
         need_bias: bool = False,
+        kept: list | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Gradients of <grad, W x> for the folded coefficients ``d`` and for x: per group,
         the output placement's adjoint of ``grad`` meets the reduced inputs (``d``, in its own
         layout: one (m_o, q·m_i) block per group), and is mixed back and placed into the input
-        by the reduction's adjoint (x). ``shaped``: as in :meth:`_generic`."""
-        inputs, rows = self._inputs(x, t, shaped) if need_d else ([], 0)
+        by the reduction's adjoint (x). ``shaped``: as in :meth:`_generic`; ``kept``: the
+        forward's reductions of x (see ``keep`` there), else they are computed again."""
+        inputs, rows = self._inputs(x, t, shaped) if need_d and kept is None else ([], 0)
         g = grad if shaped else grad.reshape(-1, self.shape[0])
         rows = g.shape[0]
         if t["out_back"] is not None and not shaped:
@@ -810,13 +817,14 @@ class PartitionHomSpace(HomSpace):
             return copies[id(g_kind)]
 
         scalars = d.unbind() if self.one_copy and need_x else ()
-        for pair in self.pairs:
+        for position, pair in enumerate(self.pairs):
             found = adjoints[pair.out_position]
-            reductions = (
-                self._reductions(pair, inputs[pair.in_position])
-                if need_d
-                else [None] * len(pair.groups)
-            )
+            if not need_d:
+                reductions = [None] * len(pair.groups)
+            elif kept is not None:
+                reductions = kept[position]
+            else:
+                reductions = self._reductions(pair, inputs[pair.in_position])
             for group, parts in zip(pair.groups, reductions):
                 if pair.one_copy:  # scalar weights: dot products and weighted sums
                     g_kind, acc = found[group.kind], into_input[pair.in_position]
@@ -1286,14 +1294,19 @@ class _PartitionApply(torch.autograd.Function):
     def forward(ctx, d, x, bias, space, tensors, shaped=False):
         ctx.space, ctx.tensors, ctx.shaped = space, tensors, shaped
         ctx.save_for_backward(d, x)
-        return space._generic(d, x, tensors, shaped, bias)
+        # the reductions of x (its sums and diagonals, O(n^(k-1)) per sample, and views of
+        # x): the coefficients' gradient reads them again, so they are kept, not recomputed
+        ctx.reductions = []
+        return space._generic(d, x, tensors, shaped, bias, ctx.reductions)
 
     @staticmethod
     def backward(ctx, grad):
         d, x = ctx.saved_tensors
         need_d, need_x, need_bias = ctx.needs_input_grad[:3]
+        # a differentiated backward (create_graph) recomputes them from x, to be tracked
+        kept = None if torch.is_grad_enabled() else ctx.reductions
         grad_d, grad_x, grad_bias = ctx.space._backward(
-            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped, need_bias)
+            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped, need_bias, kept)
         return grad_d, grad_x, grad_bias, None, None, None
 
 
