@@ -23,7 +23,7 @@ from equirelax.homspace.partition import (
     set_partitions,
     tensor_orders,
 )
-from equirelax.homspace.space import OrbitHomSpace
+from equirelax.homspace.space import OrbitHomSpace, fixed_space
 from equirelax.reps import natural, regular, standard, trivial
 
 BELL = [1, 1, 2, 5, 15]
@@ -163,6 +163,36 @@ def test_apply_is_linear_in_the_coefficients_and_gradients_flow():
     plain = torch.autograd.grad(plain_y, (c, x), grad)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("shaped", [False, True])
+def test_the_bias_joins_the_assembly_with_exact_gradients(shaped):
+    """The generic path adds the bias as per-copy constants and diagonals (no pass over the
+    output): the same as adding the dense bias, with gradients that pass gradcheck (twice)."""
+    G = symmetric(5)
+    V = natural(G)
+    rep_in, rep_out = (2 * (V * V), 3 * (V * V)) if shaped else (2 * V + V * V,
+                                                                  V * V + V + trivial(G))
+    space = PartitionHomSpace(rep_in, rep_out)
+    bias_space = fixed_space(rep_out)
+    c = torch.randn(space.dim, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(bias_space.dim, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, space.shape[1], dtype=torch.float64, requires_grad=True)
+    if shaped:
+        x = x.detach().view(3, 2, 5, 5).requires_grad_()
+
+        def apply(c, x, b):
+            return space.apply_shaped(c, x, bias=b)
+    else:
+
+        def apply(c, x, b):
+            return space.apply(c, x, bias=b)
+
+    dense_bias = bias_space.weight(b).reshape(-1)
+    want = space.apply(c, x.reshape(3, -1)) + dense_bias
+    torch.testing.assert_close(apply(c, x, b).reshape(3, -1), want, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(apply, (c, x, b))
+    assert torch.autograd.gradgradcheck(apply, (c, x, b))
 
 
 def test_too_small_n_and_other_reps_are_refused():

@@ -18,8 +18,13 @@ reduced tensors plus one structured op per copy, never a Kronecker-expanded matr
 
 Per call the cost is mostly the number of ops (each one's dispatch and autograd bookkeeping)
 and of passes over the n^k entries, so the reordering and Möbius transform of all pairs are one
-precomputed fold, reps of orders <= 1 take a lean path of a few ops, and order 2 shares its
-reductions and adds its full-size pieces into one output tensor.
+precomputed fold, reps of orders <= 1 take a lean path of a few ops (copies of V fold their
+coefficients by a view), order 2 shares its reductions and adds its full-size pieces into one
+output tensor, and the bias joins the per-copy constants of the assembly (no pass of its own).
+
+Features are flat vectors (:meth:`PartitionHomSpace.apply`) or, between copies of one tensor
+power on each side, tensors (rows, copies, n, ...) or channels last (rows, n, ..., copies)
+(:meth:`PartitionHomSpace.apply_shaped`), read in place through views.
 """
 
 from __future__ import annotations
@@ -165,6 +170,13 @@ def _placement(out: tuple[int, ...], shared: set[int]) -> str:
     }[(out[0] in shared, out[1] in shared)]
 
 
+@cache
+def _sides(equation: str) -> tuple[str, str]:
+    """The input and output letters of a reduction "zy<in>->zy<out>" (parsed once)."""
+    inp, out = equation[2:].split("->zy")
+    return inp, out
+
+
 def _reduce(
     equation: str, x: torch.Tensor, done: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:
@@ -172,7 +184,7 @@ def _reduce(
     letters for diagonals and missing ones for sums), by the direct op where there is one; a
     total sum or trace of an order-2 input from its row sums or diagonal when ``done`` (the
     reductions made so far) has them."""
-    inp, out = equation[2:].split("->zy")
+    inp, out = _sides(equation)
     done = done or {}
     if inp == out:
         return x
@@ -220,8 +232,12 @@ class _Pair:
             out, inp = rgs[:p], rgs[p:]
             shared = set(out) & set(inp)
             ordered = [b for b in dict.fromkeys(out) if b in shared]
-            letters = "".join(_LETTERS[b] for b in inp)
-            keep = "".join(_LETTERS[b] for b in ordered)
+            # letters by first appearance in the input, so that one reduction has one
+            # equation whatever the blocks' numbers (e.g. a row sum is always "zyab->zya"),
+            # and each is computed once per call, not once per partition that reads it
+            names = {block: _LETTERS[i] for i, block in enumerate(dict.fromkeys(inp))}
+            letters = "".join(names[b] for b in inp)
+            keep = "".join(names[b] for b in ordered)
             found.setdefault(_placement(out, shared), []).append((rgs, f"zy{letters}->zy{keep}"))
         self.partitions: list[tuple[int, ...]] = []
         self.groups: list[_Group] = []
@@ -298,6 +314,39 @@ class PartitionHomSpace(HomSpace):
         self.one_copy = any(pair.one_copy for pair in self.pairs)
         self.pair_start = np.cumsum([0, *(pair.size for pair in self.pairs)])[:-1].tolist()
         self._fold_rows, self._fold_weights = self._fold_entries(self._layout())
+        #: m_i·V -> m_o·V: the orbit coefficients are an (m_o, m_i, 2) array of (i = j, i != j)
+        #: weights, folded by a view and one subtraction (:func:`_copies_map`), no gather
+        self.copies_view = self._is_copies_view()
+        #: ((m_i, p), (m_o, q)) when each side is copies of one tensor power (m·V^⊗k), the
+        #: reps whose features :meth:`apply_shaped` takes as tensors; else None
+        self.single_types = (
+            ((self.types_in[0].copies, self.types_in[0].order),
+             (self.types_out[0].copies, self.types_out[0].order))
+            if len(self.types_in) == len(self.types_out) == 1 else None
+        )
+
+    def _is_copies_view(self) -> bool:
+        """Whether the fold is A = c[..., 0] - c[..., 1], K = c[..., 1] of c viewed as
+        (m_o, m_i, 2) (copies of V on both sides, in order; checked, not assumed)."""
+        if not self.lean or len(self.types_in) != 1 or len(self.types_out) != 1:
+            return False
+        if self.types_in[0].order != 1 or self.types_out[0].order != 1:
+            return False
+        if self.in_index is not None or self.out_index is not None:
+            return False
+        half = self.dim // 2
+        first = 2 * np.arange(half)
+        rows = np.zeros((self.dim, 2), dtype=np.int64)
+        rows[:half, 0], rows[:half, 1], rows[half:, 0] = first, first + 1, first + 1
+        weights = np.zeros((self.dim, 2))
+        weights[:half] = (1.0, -1.0)
+        weights[half:, 0] = 1.0
+        used = self._fold_weights != 0
+        return (
+            self._fold_rows.shape[1] == 2
+            and np.array_equal(self._fold_weights, weights)
+            and np.array_equal(np.where(used, self._fold_rows, 0), np.where(used, rows, 0))
+        )
 
     # -- folding: orbit coefficients -> the coefficients of the "at least" maps -------------
     def _pair_position(self, pair: _Pair, start: int, o: int, i: int, p: int) -> int:
@@ -367,6 +416,29 @@ class PartitionHomSpace(HomSpace):
                     b += 1
         return rows, weights
 
+    def bias_placement(self) -> np.ndarray:
+        """For the generic path: the (bias dim, B) matrix taking the coefficients of the
+        equivariant bias (``fixed_space(rep_out)``) to what the output assembly adds: per
+        output type, the constant of each copy (on every entry), then for order 2 the extra
+        constant of each copy's diagonal (type by type, copy by copy). The bias then costs
+        no pass over the output, and its gradient comes from the totals and traces of the
+        output gradient that the backward forms anyway."""
+        space = fixed_space(self.rep_out)
+        eye = torch.eye(space.dim, dtype=torch.float64)
+        basis = np.stack([space.weight(e).reshape(-1).numpy() for e in eye])
+        index = np.concatenate([typ.index() for typ in self.types_out])  # type order -> flat
+        ordered = basis[:, index]
+        columns, start = [], 0
+        for typ in self.types_out:
+            block = ordered[:, start : start + typ.copies * typ.size].reshape(
+                space.dim, typ.copies, typ.size)
+            const = block[:, :, 1] if typ.order == 2 else block[:, :, 0]  # entry (0, 1)
+            columns.append(const)
+            if typ.order == 2:
+                columns.append(block[:, :, 0] - const)  # entry (0, 0): the diagonal
+            start += typ.copies * typ.size
+        return np.concatenate(columns, axis=1)
+
     def bias_fold(self) -> np.ndarray | None:
         """For the lean path: the (bias dim, m_o + t_o) matrix taking the coefficients of the
         equivariant bias (``fixed_space(rep_out)``, one per summand: a constant on each copy
@@ -389,7 +461,7 @@ class PartitionHomSpace(HomSpace):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if "lean_dims" not in state:  # pickled before the fold and the lean path: rebuild
+        if not {"lean_dims", "single_types"} <= state.keys():  # pickled by an older version
             self.__init__(self.rep_in, self.rep_out)  # type: ignore[misc]
 
     def _number_orbits(self) -> None:
@@ -439,10 +511,10 @@ class PartitionHomSpace(HomSpace):
         in ``dtype``, default torch's; its entries are small integers, exact in any float
         type): the (dim, dim) matrix M of folded = c @ M up to ``FOLD_DENSE_UP_TO``
         coefficients, else the (dim, B) weights of the gather ``fold_index`` (None for the
-        matrix); for the lean path, ``bias_fold`` (see :meth:`bias_fold`); and the input /
-        output sorting gathers with their inverses (None when not needed). A module holds
-        them as non-persistent buffers so that they follow ``.to()`` and are ordinary inputs
-        of compiled graphs."""
+        matrix); ``bias_fold`` (lean path: :meth:`bias_fold`, else :meth:`bias_placement`);
+        the input / output sorting gathers with their inverses (None when not needed). A
+        module holds them as non-persistent buffers so that they follow ``.to()`` and are
+        ordinary inputs of compiled graphs."""
 
         def tensor(a: np.ndarray | None) -> torch.Tensor | None:
             return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
@@ -452,7 +524,7 @@ class PartitionHomSpace(HomSpace):
 
         dense = self.dim <= FOLD_DENSE_UP_TO
         fold = self.fold_matrix() if dense else self._fold_weights
-        bias_fold = self.bias_fold() if self.lean else None
+        bias_fold = self.bias_fold() if self.lean else self.bias_placement()
         dtype = dtype or torch.get_default_dtype()
         return {
             "fold": tensor(fold).to(dtype),  # type: ignore[union-attr]
@@ -504,21 +576,91 @@ class PartitionHomSpace(HomSpace):
             raise ValueError(
                 f"expected features of shape (..., {self.shape[1]}), got {tuple(x.shape)}"
             )
+        if self.copies_view:  # bias: one constant per output copy (fixed_space order)
+            return _copies_map(coefficients, x, self.lean_dims, bias)
         t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
         d = self._fold(coefficients, t)
         if self.lean:
             return self._lean(d, x, t, bias)
-        if bias is not None:
-            b = fixed_space(self.rep_out).weight(bias).reshape(-1)
-            return self.apply(coefficients, x, t) + b
+        return self._generic_node(d, x, t, bias, shaped=False)
+
+    def _generic_node(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, bias: torch.Tensor | None, shaped: bool
+    ) -> torch.Tensor:
+        """The generic map as one autograd node when eager code wants a gradient, else by
+        plain ops (compiled code, ``torch.func`` transforms, no gradient)."""
         if (
             torch.compiler.is_compiling()
             or not torch.is_grad_enabled()
-            or not (d.requires_grad or x.requires_grad)
+            or not (d.requires_grad or x.requires_grad
+                    or (bias is not None and bias.requires_grad))
             or torch._C._are_functorch_transforms_active()
         ):
-            return self._forward_folded(d, x, t)
-        return _PartitionApply.apply(d, x, self, t)
+            return self._generic(d, x, t, shaped, bias)
+        return _PartitionApply.apply(d, x, bias, self, t, shaped)
+
+    def apply_shaped(
+        self,
+        coefficients: torch.Tensor,
+        x: torch.Tensor,
+        tensors: dict[str, torch.Tensor | None] | None = None,
+        bias: torch.Tensor | None = None,
+        channels_last: bool = False,
+    ) -> torch.Tensor:
+        """W x (+ b) between copies of one tensor power on each side (m_i·V^⊗p -> m_o·V^⊗q),
+        on features shaped as tensors: ``x`` (rows, m_i, n, ..., n) (p axes of size n; any
+        strides), or with ``channels_last`` (rows, n, ..., n, m_i); the output has the same
+        form, (rows, m_o, n, ..., n) or (rows, n, ..., n, m_o).
+
+        Channels last is read where it lies: copies of V mix their channels by one batched
+        product on it directly, and other maps run on its channels-first view (a movedim,
+        no copy: sums and diagonals read strided input, and a (copies, n·n) view of it is
+        what the channel mix multiplies), handing back a view of a channels-first result.
+        ``bias``: coefficients of ``fixed_space(rep_out)``, as in :meth:`apply`."""
+        if not self.single_types:
+            raise ValueError(
+                f"shaped features need copies of one tensor power on each side; got "
+                f"{self.rep_in!r} -> {self.rep_out!r}"
+            )
+        if coefficients.shape != (self.dim,):
+            raise ValueError(f"expected {self.dim} coefficients, got {tuple(coefficients.shape)}")
+        ((m_i, p), (m_o, q)), n = self.single_types, self.n
+        expected = (*[n] * p, m_i) if channels_last else (m_i, *[n] * p)
+        if x.dim() != 1 + len(expected) or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"expected features of shape (rows, {', '.join(map(str, expected))}), got "
+                f"{tuple(x.shape)}"
+            )
+        if self.copies_view:
+            return _copies_map(coefficients, x, self.lean_dims, bias,
+                               "last" if channels_last else "first")
+        if channels_last:
+            x = x.movedim(-1, 1)
+        t = tensors if tensors is not None else self._cached_tensors(x.device, x.dtype)
+        d = self._fold(coefficients, t)
+        if self.lean and p == q == 1:  # copies of V not in the expected fold: via flat
+            rows = x.shape[0]
+            y = self._lean(d, x.reshape(rows, -1), t, bias).view(rows, m_o, n)
+        elif self.lean:
+            y = self._lean_single(d, x, t, bias)
+        else:
+            y = self._generic_node(d, x, t, bias, shaped=True)
+        return y.movedim(1, -1) if channels_last else y
+
+    def _lean_single(
+        self, d: torch.Tensor, x: torch.Tensor, t: dict, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The lean map between copies of one order <= 1 on each side that are not both V
+        (those take :func:`_copies_map`): x (rows, m_i) or (rows, m_i, n) -> (rows, m_o) or
+        (rows, m_o, n), through the copies' sums (one product with K, the whole map)."""
+        (_, p), (m_o, q) = self.single_types
+        k = d.view(m_o, -1)  # no identity part: A is empty
+        if bias is not None and t["bias_fold"] is not None:
+            fold = t["bias_fold"]
+            bias = bias @ (fold if fold.dtype == bias.dtype else fold.to(bias.dtype))
+        z = x.sum(-1) if p else x
+        u = z @ k.T if bias is None else torch.addmm(bias, z, k.T)
+        return u.unsqueeze(-1).expand(*u.shape, self.n).contiguous() if q else u
 
     def _fold(self, coefficients: torch.Tensor, t: dict) -> torch.Tensor:
         """The coefficients of the "at least" maps in the forward's layout (see
@@ -556,8 +698,13 @@ class PartitionHomSpace(HomSpace):
             y = y.index_select(-1, t["out_index"])
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.shape[0])
 
-    def _inputs(self, x: torch.Tensor, t: dict) -> tuple[list[torch.Tensor], int]:
-        """The input split by type: (rows, copies, n, ...) each, and the number of rows."""
+    def _inputs(
+        self, x: torch.Tensor, t: dict, shaped: bool = False
+    ) -> tuple[list[torch.Tensor], int]:
+        """The input split by type: (rows, copies, n, ...) each, and the number of rows
+        (``shaped``: x is already the one type's (rows, copies, n, ...), any strides)."""
+        if shaped:
+            return [x], x.shape[0]
         flat = x.reshape(-1, self.shape[1])
         if t["in_index"] is not None:
             flat = flat.index_select(-1, t["in_index"])
@@ -576,17 +723,32 @@ class PartitionHomSpace(HomSpace):
             reduced[eq] = _reduce(eq, x_in, reduced)
         return [[reduced[eq] for eq in group.equations] for group in pair.groups]
 
-    def _generic(self, d: torch.Tensor, x: torch.Tensor, t: dict) -> torch.Tensor:
+    def _generic(
+        self,
+        d: torch.Tensor,
+        x: torch.Tensor,
+        t: dict,
+        shaped: bool = False,
+        bias: torch.Tensor | None = None,
+        keep: list | None = None,
+    ) -> torch.Tensor:
         """W x by partitions: per pair and group, the reduced inputs mixed over channels with
-        the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled."""
+        the group's (m_o, q·m_i) block of ``d``, summed per placement kind and assembled.
+        ``shaped``: x and W x are (rows, copies, n, ...) of one type each (see
+        :meth:`apply_shaped`), not flat features. ``bias``: coefficients of
+        ``fixed_space(rep_out)``, added as per-copy constants (see :meth:`bias_placement`).
+        ``keep``: a list that receives each pair's reductions (for the backward to reuse)."""
         lead = x.shape[:-1]
-        inputs, rows = self._inputs(x, t)
+        inputs, rows = self._inputs(x, t, shaped)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
         weighted: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.types_out]
         scalars = d.unbind() if self.one_copy else ()
         for pair in self.pairs:
             into = placed[pair.out_position]
-            for group, parts in zip(pair.groups, self._reductions(pair, inputs[pair.in_position])):
+            reductions = self._reductions(pair, inputs[pair.in_position])
+            if keep is not None:
+                keep.append(reductions)
+            for group, parts in zip(pair.groups, reductions):
                 if pair.one_copy:  # scalar weights: a weighted sum, no stack or matmul
                     for part, w in zip(parts, scalars[group.d_start : group.d_stop]):
                         if group.kind == "full":  # added in _assemble, with no temporary
@@ -596,8 +758,12 @@ class PartitionHomSpace(HomSpace):
                     continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
+        if bias is not None:
+            self._place_bias(bias, t["bias_fold"], placed, rows)
+        if shaped:
+            return self._assemble(self.types_out[0], placed[0], rows, x, weighted[0], False)
         outs = [
-            self._assemble(typ, kinds, rows, x, more)
+            self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
             for typ, kinds, more in zip(self.types_out, placed, weighted)
         ]
         y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
@@ -613,18 +779,22 @@ class PartitionHomSpace(HomSpace):
         t: dict,
         need_d: bool,
         need_x: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        shaped: bool = False,
+        need_bias: bool = False,
+        kept: list | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Gradients of <grad, W x> for the folded coefficients ``d`` and for x: per group,
         the output placement's adjoint of ``grad`` meets the reduced inputs (``d``, in its own
         layout: one (m_o, q·m_i) block per group), and is mixed back and placed into the input
-        by the reduction's adjoint (x)."""
-        inputs, rows = self._inputs(x, t) if need_d else ([], 0)
-        g = grad.reshape(-1, self.shape[0])
+        by the reduction's adjoint (x). ``shaped``: as in :meth:`_generic`; ``kept``: the
+        forward's reductions of x (see ``keep`` there), else they are computed again."""
+        inputs, rows = self._inputs(x, t, shaped) if need_d and kept is None else ([], 0)
+        g = grad if shaped else grad.reshape(-1, self.shape[0])
         rows = g.shape[0]
-        if t["out_back"] is not None:
+        if t["out_back"] is not None and not shaped:
             g = g.index_select(-1, t["out_back"])
-        grads_out, start = [], 0
-        for typ in self.types_out:
+        grads_out, start = [grad] if shaped else [], 0
+        for typ in self.types_out if not shaped else ():
             size = typ.copies * typ.size
             grads_out.append(
                 g[:, start : start + size].reshape(rows, typ.copies, *[self.n] * typ.order)
@@ -647,13 +817,14 @@ class PartitionHomSpace(HomSpace):
             return copies[id(g_kind)]
 
         scalars = d.unbind() if self.one_copy and need_x else ()
-        for pair in self.pairs:
+        for position, pair in enumerate(self.pairs):
             found = adjoints[pair.out_position]
-            reductions = (
-                self._reductions(pair, inputs[pair.in_position])
-                if need_d
-                else [None] * len(pair.groups)
-            )
+            if not need_d:
+                reductions = [None] * len(pair.groups)
+            elif kept is not None:
+                reductions = kept[position]
+            else:
+                reductions = self._reductions(pair, inputs[pair.in_position])
             for group, parts in zip(pair.groups, reductions):
                 if pair.one_copy:  # scalar weights: dot products and weighted sums
                     g_kind, acc = found[group.kind], into_input[pair.in_position]
@@ -688,21 +859,55 @@ class PartitionHomSpace(HomSpace):
                         acc[kind] = acc[kind] + piece if kind in acc else piece
         grad_x = None
         if need_x:
-            outs = [
-                self._assemble(typ, kinds, rows, x, more)
-                for typ, kinds, more in zip(self.types_in, into_input, weighted)
-            ]
-            gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-            if t["in_back"] is not None:
-                gx = gx.index_select(-1, t["in_back"])
-            grad_x = gx.reshape(x.shape)
+            if shaped:
+                grad_x = self._assemble(
+                    self.types_in[0], into_input[0], rows, x, weighted[0], False)
+            else:
+                outs = [
+                    self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
+                    for typ, kinds, more in zip(self.types_in, into_input, weighted)
+                ]
+                gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+                if t["in_back"] is not None:
+                    gx = gx.index_select(-1, t["in_back"])
+                grad_x = gx.reshape(x.shape)
         grad = None
         if need_d:
             if all(piece.dim() == 0 for piece in grad_d):
                 grad = torch.stack(grad_d)
             else:
                 grad = torch.cat([piece.reshape(-1) for piece in grad_d])
-        return grad, grad_x
+        grad_bias = None
+        if need_bias:  # per copy: the total of the output gradient, and its trace (order 2)
+            sums = []
+            for typ, found, g_out in zip(self.types_out, adjoints, grads_out):
+                for kind in ("scalar", "diag_scalar") if typ.order == 2 else ("scalar",):
+                    if kind not in found:
+                        found[kind] = _placement_adjoint(kind, g_out, found)
+                    sums.append(found[kind].sum(0))
+            placement = t["bias_fold"]
+            grad_bias = torch.cat(sums) @ placement.to(sums[0].dtype).T
+        return grad, grad_x, grad_bias
+
+    def _place_bias(
+        self,
+        bias: torch.Tensor,
+        placement: torch.Tensor,
+        placed: list[dict[str, torch.Tensor]],
+        rows: int,
+    ) -> None:
+        """Add the bias to the placed pieces of each output type: a constant per copy
+        (``scalar``) and, for order 2, an extra one on its diagonal (``diag_scalar``)."""
+        values = bias @ (placement if placement.dtype == bias.dtype else placement.to(bias.dtype))
+        start = 0
+        for typ, into in zip(self.types_out, placed):
+            for kind in ("scalar", "diag_scalar") if typ.order == 2 else ("scalar",):
+                value = values[start : start + typ.copies]
+                start += typ.copies
+                if kind in into:
+                    into[kind] = into[kind] + value
+                else:
+                    into[kind] = value.expand(rows, typ.copies).contiguous()
 
     def _mix(self, mix: torch.Tensor, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
         """Σ over the group's reductions and input copies of mix (m_o, q·m_i) times the
@@ -720,8 +925,9 @@ class PartitionHomSpace(HomSpace):
         rows: int,
         like: torch.Tensor,
         weighted: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        expanded: bool = True,
     ) -> torch.Tensor:
-        """The output of one type (rows, copies · n^order) from its placed pieces:
+        """The output of one type (rows, copies, n, ...) from its placed pieces:
         ``full`` has every output axis, ``rows``/``cols`` vary along the first / second axis
         only, ``scalar`` along none, ``diag``/``diag_scalar`` sit on the diagonal;
         ``weighted``: more full pieces, as (full-size part, scalar weight) pairs.
@@ -729,7 +935,8 @@ class PartitionHomSpace(HomSpace):
         Few passes over the n^order entries: the constant is folded into a line term, the
         first two terms (or the first weighted part and a term, in one addcmul) make a fresh
         tensor that the others (and the diagonal) are added to in place, and the diagonal is
-        never embedded into a matrix of zeros."""
+        never embedded into a matrix of zeros. ``expanded``: a single broadcast term may come
+        back as an expanded view (the caller flattens it, which copies); else it is copied."""
         n, order = self.n, typ.order
         shape = (rows, typ.copies, *[n] * order)
         full, scalar, diag = kinds.get("full"), kinds.get("scalar"), None
@@ -742,8 +949,10 @@ class PartitionHomSpace(HomSpace):
                 else:
                     line_c = line_c + scalar[..., None]  # type: ignore[operator]
                 scalar = None
-            terms += [line_r[..., :, None]] if line_r is not None else []
+            # the column line first: a first term broadcast along the last axis (the row
+            # line) makes the fused op that starts the output ~5x slower (measured, 64 x 64)
             terms += [line_c[..., None, :]] if line_c is not None else []
+            terms += [line_r[..., :, None]] if line_r is not None else []
             diag = kinds.get("diag")
             if "diag_scalar" in kinds:
                 on_diag = kinds["diag_scalar"][..., None]
@@ -752,26 +961,27 @@ class PartitionHomSpace(HomSpace):
             terms.append(scalar.reshape(rows, typ.copies, *[1] * order))
         if weighted:  # full-size parts times scalars: the first makes a fresh tensor
             (part, w), rest = weighted[0], weighted[1:]
-            y = torch.addcmul(terms[0], part, w) if terms else part * w
+            # fused with the first term unless that is a row line alone (see above)
+            fused = bool(terms) and (order < 2 or terms[0].shape[-1] == n)
+            y = torch.addcmul(terms[0], part, w) if fused else part * w
             in_place = not torch._C._are_functorch_transforms_active()  # vmap: no rule
             for part, w in rest:
                 y = y.addcmul_(part, w) if in_place else torch.addcmul(y, part, w)
-            for term in terms[1:]:
+            for term in terms[1:] if fused else terms:
                 y = y.add_(term)
         elif not terms:
-            y = torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
-            return y.reshape(rows, -1)
+            return torch.diag_embed(diag) if diag is not None else like.new_zeros(shape)
         elif len(terms) == 1:
             y = terms[0].expand(shape)
-            if diag is not None:
-                y = y.clone(memory_format=torch.contiguous_format)  # fresh, to add in place
+            if diag is not None or not expanded:  # fresh, to add in place or to hand out
+                y = y.clone(memory_format=torch.contiguous_format)
         else:  # two terms span every axis (full, or a row and a column term): fresh
             y = terms[0] + terms[1]
             for term in terms[2:]:
                 y = y.add_(term)
         if diag is not None:
             y.diagonal(dim1=-2, dim2=-1).add_(diag)
-        return y.reshape(rows, -1)
+        return y
 
     # -- the HomSpace interface --------------------------------------------------------------
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -906,15 +1116,16 @@ def _lean_map(
     n, v_in, v_out, t_in, t_out = dims
     if v_in == v_out == 1 and not t_in and not t_out:  # V -> V: y = a x + b Σ x, four ops
         a, b = d.unbind()
-        u = flat.sum(-1, keepdim=True) * b
-        return torch.addcmul(u if bias is None else u + bias, flat, a)
+        s = flat.sum(-1, keepdim=True)
+        return torch.addcmul(s * b if bias is None else torch.addcmul(bias, s, b), flat, a)
     rows, a_size = flat.shape[0], v_out * v_in
     a_flat, k_flat = d.split([a_size, d.shape[0] - a_size])
     k = k_flat.view(v_out + t_out, v_in + t_in)
     z = _lean_sums(flat, n, v_in, t_in)
-    u = z * k if k.shape == (1, 1) else z @ k.T  # (rows, v_out + t_out)
-    if bias is not None:
-        u = u + bias
+    if k.shape == (1, 1):  # (rows, v_out + t_out)
+        u = z * k if bias is None else torch.addcmul(bias, z, k)
+    else:
+        u = z @ k.T if bias is None else torch.addmm(bias, z, k.T)
     if not v_out:
         return u
     broadcast = (u[:, :v_out] if t_out else u).unsqueeze(-1)
@@ -933,6 +1144,44 @@ def _lean_map(
     if t_out:
         y = torch.cat([y, u[:, v_out:]], dim=-1)
     return y
+
+
+def _copies_map(
+    coefficients: torch.Tensor,
+    x: torch.Tensor,
+    dims: tuple[int, int, int, int, int],
+    bias: torch.Tensor | None = None,
+    form: str = "flat",
+) -> torch.Tensor:
+    """m_i·V -> m_o·V straight from the orbit coefficients c, an (m_o, m_i, 2) array of the
+    weights of i = j and i != j: with A = c[..., 0] - c[..., 1] and K = c[..., 1],
+
+        y_o = Σ_i A[o, i] X_i + (Σ_i K[o, i] Σ_k X_i[k] + bias_o) · 1.
+
+    ``x``: (..., m_i·n) (``form`` "flat"), or (rows, m_i, n) ("first") or (rows, n, m_i)
+    ("last"); the output has the same form. The fewest ops found: no fold product or gather (for one
+    copy, two scalars from an unbind), the sums and the constants in one product, the mix and
+    the broadcast in one."""
+    n, m_i, m_o, _, _ = dims
+    if m_i == m_o == 1 and form != "last":  # y = a x + b Σ x (+ bias), four ops
+        same, other = coefficients.unbind()
+        s = x.sum(-1, keepdim=True)
+        u = s * other if bias is None else torch.addcmul(bias, s, other)
+        return torch.addcmul(u, x, same - other)
+    same, other = coefficients.view(m_o, m_i, 2).unbind(-1)
+    a = same - other
+    if form == "last":  # (rows, n, m_i): the mix reads the channels where they lie
+        s = x.sum(-2)
+        u = s @ other.T if bias is None else torch.addmm(bias, s, other.T)
+        return torch.baddbmm(u.unsqueeze(-2), x, a.T.expand(x.shape[0], m_i, m_o))
+    shaped = form == "first"
+    lead = x.shape[:-1]
+    xv = x if shaped else x.reshape(-1, m_i, n)
+    rows = xv.shape[0]
+    s = xv.sum(-1)
+    u = s @ other.T if bias is None else torch.addmm(bias, s, other.T)
+    y = torch.baddbmm(u.unsqueeze(-1), a.expand(rows, m_o, m_i), xv)
+    return y if shaped else y.reshape(*lead, m_o * n)
 
 
 def _lean_sums(flat: torch.Tensor, n: int, v: int, t: int) -> torch.Tensor:
@@ -1018,6 +1267,7 @@ def _placement_adjoint(
     return diag if kind == "diag" else diag.sum(-1)
 
 
+@cache
 def _reduction_adjoint(equation: str) -> tuple[str, bool]:
     """How the adjoint of a reduction places its gradient into the input (a kind of
     ``_assemble``), and whether the gradient is transposed first."""
@@ -1041,17 +1291,23 @@ class _PartitionApply(torch.autograd.Function):
     coefficients and input, so higher derivatives work)."""
 
     @staticmethod
-    def forward(ctx, d, x, space, tensors):
-        ctx.space, ctx.tensors = space, tensors
+    def forward(ctx, d, x, bias, space, tensors, shaped=False):
+        ctx.space, ctx.tensors, ctx.shaped = space, tensors, shaped
         ctx.save_for_backward(d, x)
-        return space._generic(d, x, tensors)
+        # the reductions of x (its sums and diagonals, O(n^(k-1)) per sample, and views of
+        # x): the coefficients' gradient reads them again, so they are kept, not recomputed
+        ctx.reductions = []
+        return space._generic(d, x, tensors, shaped, bias, ctx.reductions)
 
     @staticmethod
     def backward(ctx, grad):
         d, x = ctx.saved_tensors
-        need_d, need_x = ctx.needs_input_grad[:2]
-        grad_d, grad_x = ctx.space._backward(d, x, grad, ctx.tensors, need_d, need_x)
-        return grad_d, grad_x, None, None
+        need_d, need_x, need_bias = ctx.needs_input_grad[:3]
+        # a differentiated backward (create_graph) recomputes them from x, to be tracked
+        kept = None if torch.is_grad_enabled() else ctx.reductions
+        grad_d, grad_x, grad_bias = ctx.space._backward(
+            d, x, grad, ctx.tensors, need_d, need_x, ctx.shaped, need_bias, kept)
+        return grad_d, grad_x, grad_bias, None, None, None
 
 
 _PARTITION_CACHE: OrderedDict[tuple[Hashable, Hashable], PartitionHomSpace | None] = OrderedDict()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from equirelax.homspace.partition import PartitionHomSpace, partition_hom
+from equirelax.homspace.partition import PartitionHomSpace, partition_hom, tensor_orders
 from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace, fixed_space, hom
 from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
@@ -71,6 +71,11 @@ class EquivariantLinear(EquivariantModule):
     coefficients are the same either way (same orbits, same order), so state_dicts move between
     the two; ``weight``/``export()`` still build the dense matrix on demand.
 
+    ``layout``: how features are shaped. ``"flat"`` (default): (..., rep.dim). When each side
+    is copies of one S_n tensor power V^k, ``"tensor"`` (..., n, ..., n), ``"channels_first"``
+    (..., C, n, ..., n) or ``"channels_last"`` (..., n, ..., n, C) (see :class:`TensorLayout`);
+    outputs come back in the same layout, and :meth:`forward_flat` takes flat features.
+
     Between representations of Lie groups in irreps form (e.g. ``irreps(O(3),
     "128x0e+64x1o+32x2e")``) W is block diagonal by Schur's lemma, and the forward applies it
     block by block instead (``blockwise``: one product over multiplicities per irrep type, as
@@ -80,11 +85,13 @@ class EquivariantLinear(EquivariantModule):
     """
 
     def __init__(self, rep_in: Rep, rep_out: Rep, bias: bool = True, gain: float = 1.0,
-                 structured: bool | None = None) -> None:
+                 structured: bool | None = None, layout: str = "flat") -> None:
         super().__init__()
         rep_in, rep_out = as_reps(rep_in, rep_out, names=("rep_in", "rep_out"),
                                   where="EquivariantLinear")  # Reps, or e3nn irreps of O(3)
         self.rep_in, self.rep_out = rep_in, rep_out
+        #: how features are shaped (see :class:`TensorLayout`); None for flat features
+        self.tensor_layout = TensorLayout(rep_in, rep_out, layout) if layout != "flat" else None
         self.hom: HomSpace = choose_space(rep_in, rep_out, structured)
         self.coefficients = nn.Parameter(torch.empty(self.hom.dim))
         self.bias_space: HomSpace | None = fixed_space(rep_out) if bias else None
@@ -222,20 +229,24 @@ class EquivariantLinear(EquivariantModule):
         """The dense equivariant bias (d_out,), or None."""
         return self.weight_and_bias()[1]
 
+    @property
+    def layout(self) -> str:
+        """How features are shaped: "flat", "tensor", "channels_first" or "channels_last"."""
+        return "flat" if self.tensor_layout is None else self.tensor_layout.layout
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = W x + b on features shaped by ``layout`` (flat: (..., rep_in.dim))."""
+        if self.tensor_layout is not None:
+            return self._forward_shaped(x)
+        return self.forward_flat(x)
+
+    def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward on flat features (..., rep_in.dim), whatever ``layout`` is."""
         check_features(x, self.rep_in, type(self).__name__)
         if self.structured:
-            if self.hom.lean:  # type: ignore[attr-defined]
-                # the bias joins the per-copy constants: no pass over the output
-                return self.hom.apply(  # type: ignore[call-arg]
-                    self.coefficients, x, self._partition_tensors(), self.bias_coefficients)
-            y = self.hom.apply(self.coefficients, x, self._partition_tensors())  # type: ignore
-            if self.bias_space is not None and self.bias_space.dim == 1:
-                return y + self.bias_coefficients  # one orbit: a constant bias, broadcast
-            if self.bias_space is not None:
-                y = y + _weight(self.bias_space, self.bias_coefficients, self.bias_index
-                                ).reshape(-1)
-            return y
+            # the bias joins the per-copy constants (and diagonals): no pass over the output
+            return self.hom.apply(  # type: ignore[call-arg]
+                self.coefficients, x, self._partition_tensors(), self.bias_coefficients)
         if torch.compiler.is_compiling() and self._compiled_inference():
             return _inference_linear(
                 x, self.coefficients, self.weight_index, self.hom.spread, self.out_features,
@@ -251,6 +262,24 @@ class EquivariantLinear(EquivariantModule):
             return self.hom.apply(self.coefficients, x, b)  # type: ignore[call-arg]
         w, b = self.weight_and_bias()
         return nn.functional.linear(x, w, b)
+
+    def _forward_shaped(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward on features shaped by ``layout``: the structured path reads them in
+        place (a view, or a movedim for channels last); the dense path flattens them."""
+        lay = self.tensor_layout
+        lead = lay.leading(x, type(self).__name__)  # type: ignore[union-attr]
+        last = lay.layout == "channels_last"  # type: ignore[union-attr]
+        rows_in = lay.rows(x)  # type: ignore[union-attr]
+        if self.structured:
+            y = self.hom.apply_shaped(  # type: ignore[attr-defined]
+                self.coefficients, rows_in, self._partition_tensors(),
+                self.bias_coefficients, channels_last=last)
+        else:
+            first = rows_in.movedim(-1, 1) if last else rows_in
+            y = self.forward_flat(first.reshape(first.shape[0], self.in_features))
+            y = y.view(y.shape[0], *lay.channels_first_out)  # type: ignore[union-attr]
+            y = y.movedim(1, -1) if last else y
+        return lay.restore(y, lead)  # type: ignore[union-attr]
 
     def _cached_weight_is_cheaper(self, x: torch.Tensor) -> bool:
         """Whether a blockwise layer runs this forward with its cached dense weight instead.
@@ -467,3 +496,79 @@ class _EvalCache:
             and _same_bits(v, _bits(p))
             for v, dtype, p in zip(self.values, self.dtypes, params)
         )
+
+
+#: The feature layouts of :class:`EquivariantLinear` (see :class:`TensorLayout`).
+LAYOUTS = ("flat", "tensor", "channels_first", "channels_last")
+
+
+class TensorLayout:
+    """Features of m copies of one tensor power V^⊗k (V the natural rep of S_n, k <= 2),
+    shaped as tensors instead of flat vectors, on each side of a layer:
+
+    * ``"tensor"``: (..., n, ..., n) with k axes of size n, one copy only (m = 1);
+    * ``"channels_first"``: (..., m, n, ..., n);
+    * ``"channels_last"``: (..., n, ..., n, m).
+
+    The trailing shape is fixed by the rep, so the leading (batch) axes are whatever precedes
+    it: k = 0 (trivial copies) is (...,) in ``"tensor"`` and (..., m) with channels.
+    """
+
+    def __init__(self, rep_in: Rep, rep_out: Rep, layout: str) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        sides = []
+        for name, rep in (("rep_in", rep_in), ("rep_out", rep_out)):
+            orders = tensor_orders(rep)
+            if orders is None or len(set(orders)) != 1:
+                raise ValueError(
+                    f"layout={layout!r} needs rep_in and rep_out to be copies of one tensor "
+                    f"power V^k (k <= 2) of the natural rep of a full symmetric group; "
+                    f"{name} is {rep!r}")
+            copies, order = len(orders), orders[0]
+            if layout == "tensor" and copies != 1:
+                raise ValueError(
+                    f"layout='tensor' takes one copy of V^k on each side (no channel axis); "
+                    f"{name} has {copies} copies ({rep!r}): use 'channels_first' or "
+                    f"'channels_last'")
+            sides.append((copies, order))
+        self.n = n = rep_in.group.degree  # type: ignore[attr-defined]
+        (self.copies_in, self.order_in), (self.copies_out, self.order_out) = sides
+        self.shape_in = self._trailing(self.copies_in, self.order_in)
+        self.shape_out = self._trailing(self.copies_out, self.order_out)
+        #: the output of one row, channels first: (m_out, n, ..., n)
+        self.channels_first_out = (self.copies_out, *[n] * self.order_out)
+
+    def _trailing(self, copies: int, order: int) -> tuple[int, ...]:
+        tensor = (self.n,) * order
+        if self.layout == "tensor":
+            return tensor
+        return (copies, *tensor) if self.layout == "channels_first" else (*tensor, copies)
+
+    def leading(self, x: torch.Tensor, where: str) -> tuple[int, ...]:
+        """The leading axes of input ``x``, or a ValueError naming the expected and received
+        shapes."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{where} expects a torch.Tensor, got {type(x).__name__}")
+        k = len(self.shape_in)
+        if x.dim() < k or tuple(x.shape[x.dim() - k:]) != self.shape_in:
+            expected = ", ".join(["...", *map(str, self.shape_in)])
+            raise ValueError(
+                f"{where} with layout={self.layout!r} expects inputs of shape ({expected}), "
+                f"got {tuple(x.shape)}")
+        return tuple(x.shape[: x.dim() - k])
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """x with its leading axes made one (rows) and, in ``"tensor"``, a channel axis of
+        size 1 added: (rows, m, n, ...) or, channels last, (rows, n, ..., m); a view where
+        the leading axes allow it."""
+        k = len(self.shape_in)
+        x = x.reshape(-1, *self.shape_in) if x.dim() != k + 1 else x
+        return x.unsqueeze(1) if self.layout == "tensor" else x
+
+    def restore(self, y: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+        """The output of :meth:`rows`-shaped rows back with the input's leading axes."""
+        if self.layout == "tensor":
+            y = y.squeeze(1)
+        return y if y.shape[:1] == lead else y.reshape(tuple(lead) + self.shape_out)
