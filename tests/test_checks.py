@@ -456,7 +456,8 @@ def test_multi_input_declarations_are_checked():
     loc, vel, charges = _particles()
     with pytest.raises(ValueError, match=r"takes 3 argument\(s\) by rep_in, but x holds 2"):
         er.equivariance_error(Particles(), (loc, vel), (V, V, None), V)
-    with pytest.raises(TypeError, match=r"rep_in\[1\] must be a Rep, Positions\(rep\) or None, "
+    with pytest.raises(TypeError, match=r"rep_in\[1\] must be a Rep, Positions\(rep\), "
+                                        r"ChannelsLast\(rep\) or None, "
                                         r"got str"):
         er.equivariance_error(Particles(), (loc, vel, charges), (V, "1o", None), V)
     with pytest.raises(ValueError, match=r"x\[0\] must have shape \(\.\.\., 6\) for "
@@ -472,3 +473,69 @@ def test_multi_input_declarations_are_checked():
         Positions("1o")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="pass x for a model whose rep_in is"):
         er.testing.assert_equivariant(Particles(), rep_in=(V, V, None), rep_out=V)
+
+
+# -- features stored channels last -------------------------------------------------------------
+def _mix_channels(c_in: int, c_out: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(c_in, c_out, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_channels_last_vectors_of_so3_pass_and_the_wrong_declaration_fails(dtype):
+    """Mixing the channels of (B, 3, C) vector features is equivariant; declared as
+    ChannelsLast the checks see it (group elements and the Lie algebra), declared as the flat
+    rep C * vector (channels first) they must not."""
+    from equirelax.checks import ChannelsLast, lie_derivative_error
+
+    v = vector(SO(3))
+    mix = _mix_channels(4, 2)
+
+    def model(x):
+        return x @ mix.to(x.dtype)
+
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    kinds = dict(rep_in=ChannelsLast(4 * v), rep_out=ChannelsLast(2 * v))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert er.equivariance_error(model, x, dtype=dtype, **kinds) < tol
+    assert lie_derivative_error(model, x, dtype=dtype, **kinds) < tol
+    assert er.equivariance_error(model, x, 4 * v, 2 * v, dtype=dtype) > 0.1
+    assert lie_derivative_error(model, x, 4 * v, 2 * v, dtype=dtype) > 0.1
+
+
+def test_channels_last_catches_a_model_that_breaks_the_symmetry():
+    """A fixed per-position offset on (B, n, n, C) features breaks permutation equivariance."""
+    from equirelax.checks import ChannelsLast
+
+    V = natural(symmetric(5))
+    offset = torch.randn(5, 5, 1, dtype=torch.float64)
+    x = torch.randn(3, 5, 5, 2, dtype=torch.float64)
+    kind = ChannelsLast(2 * (V * V))
+    assert er.equivariance_error(lambda t: t * 2.0, x, kind, kind) < 1e-12
+    assert er.equivariance_error(lambda t: t + offset, x, kind, kind) > 0.1
+
+
+@pytest.mark.parametrize("layout", ["tensor", "channels_first", "channels_last"])
+def test_shaped_layers_are_checked_in_their_own_layout(layout):
+    """A layer built with layout=... declares how its features lie: the default checks (and
+    assert_equivariant's default input) use it, so an equivariant layer passes in every
+    layout, and its channels-last features are not read as channels first."""
+    from equirelax.checks import ChannelsLast, declared_type
+    from equirelax.testing import assert_equivariant
+
+    V = natural(symmetric(5))
+    copies = 1 if layout == "tensor" else 3
+    layer = EquivariantLinear(copies * (V * V), copies * V, layout=layout).double()
+    errors = assert_equivariant(layer)
+    assert errors[torch.float64] < 1e-12
+    assert isinstance(declared_type(layer, "rep_in"), ChannelsLast) == (layout == "channels_last")
+    if layout == "channels_last":
+        x = torch.randn(4, 5, 5, 3, dtype=torch.float64)
+        assert er.equivariance_error(layer, x, layer.rep_in, ChannelsLast(layer.rep_out)) > 0.1
+
+
+def test_channels_last_needs_a_rep():
+    from equirelax.checks import ChannelsLast
+
+    with pytest.raises(TypeError, match="ChannelsLast needs a Rep, got int"):
+        ChannelsLast(3)  # type: ignore[arg-type]

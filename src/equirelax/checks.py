@@ -10,6 +10,10 @@ declaration is a tuple with one *type* per argument, as e3nn's ``assert_equivari
   pixels of a ``C x H x W`` image);
 * :class:`Positions`\\ ``(rep)``: points in space, acted on by ``rep`` on the last axis *and*
   shifted by a random translation, the same for every such argument and output (E(n));
+* :class:`ChannelsLast`\\ ``(rep)``: C copies of a rep stored channels last, e.g.
+  ``(B, n, n, C)`` for ``C * (V * V)`` (whose flat order is channels first): the channel axis is
+  moved in front of the others before the group acts. A layer built with
+  ``layout="channels_last"`` declares its reps so by default;
 * ``None``: the group leaves the argument unchanged (charges, masks, graph structure).
 
 Errors are relative (divided by ||f(x)||, all outputs together) and computed in float64
@@ -65,12 +69,35 @@ class Positions:
             raise TypeError(f"Positions needs a Rep, got {type(self.rep).__name__}")
 
 
+@dataclass(frozen=True)
+class ChannelsLast:
+    """Copies of one rep stored with the copy (channel) axis last.
+
+    ``rep`` is ``C * base`` in its usual flat order (channels first); the argument holds the
+    same features as ``(..., *base_axes, C)``, e.g. ``(B, n, n, C)`` for ``C * (V * V)``.
+    """
+
+    rep: Rep
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rep, Rep):
+            raise TypeError(f"ChannelsLast needs a Rep, got {type(self.rep).__name__}")
+
+
 #: What one argument or output may be declared as.
-ArgumentType = Rep | Positions | None
+ArgumentType = Rep | Positions | ChannelsLast | None
 
 
 def _rep_of(kind: ArgumentType) -> Rep | None:
-    return kind.rep if isinstance(kind, Positions) else kind
+    return kind.rep if isinstance(kind, Positions | ChannelsLast) else kind
+
+
+def declared_type(model: Callable, side: str) -> object:
+    """The model's own ``rep_in``/``rep_out``, as :class:`ChannelsLast` when the model is a
+    layer that reads its features channels last (``tensor_layout.layout``)."""
+    rep = getattr(model, side, None)
+    layout = getattr(getattr(model, "tensor_layout", None), "layout", None)
+    return ChannelsLast(rep) if isinstance(rep, Rep) and layout == "channels_last" else rep
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
@@ -111,10 +138,10 @@ def _output_scale(outputs: Sequence[torch.Tensor], where: str) -> float:
 def _as_types(value: object, name: str) -> tuple[ArgumentType, ...]:
     kinds = tuple(value) if isinstance(value, tuple | list) else (value,)
     for k, kind in enumerate(kinds):
-        if kind is not None and not isinstance(kind, Rep | Positions):
+        if kind is not None and not isinstance(kind, Rep | Positions | ChannelsLast):
             where = name if len(kinds) == 1 else f"{name}[{k}]"
-            raise TypeError(f"{where} must be a Rep, Positions(rep) or None, got "
-                            f"{type(kind).__name__}")
+            raise TypeError(f"{where} must be a Rep, Positions(rep), ChannelsLast(rep) or None, "
+                            f"got {type(kind).__name__}")
     return kinds
 
 
@@ -122,8 +149,8 @@ def _types_of(
     model: Callable, rep_in: object, rep_out: object
 ) -> tuple[tuple[ArgumentType, ...], tuple[ArgumentType, ...], Group]:
     """The declared argument and output types (the call's, else the model's) and their group."""
-    rep_in = rep_in if rep_in is not None else getattr(model, "rep_in", None)
-    rep_out = rep_out if rep_out is not None else getattr(model, "rep_out", None)
+    rep_in = rep_in if rep_in is not None else declared_type(model, "rep_in")
+    rep_out = rep_out if rep_out is not None else declared_type(model, "rep_out")
     if rep_in is None or rep_out is None:
         raise ValueError(
             "the model declares no rep_in/rep_out: pass rep_in=... and rep_out=... explicitly"
@@ -201,8 +228,13 @@ def _check_inputs(xs: tuple, ins: tuple[ArgumentType, ...], single: bool) -> lis
     return axes
 
 
-def _act(matrices: torch.Tensor, x: torch.Tensor, n_axes: int) -> torch.Tensor:
-    """ρ(g) applied to the trailing ``n_axes`` axes of x for every g: shape (g, *x.shape)."""
+def _act(matrices: torch.Tensor, x: torch.Tensor, n_axes: int, channels_last: bool = False
+         ) -> torch.Tensor:
+    """ρ(g) applied to the trailing ``n_axes`` axes of x for every g: shape (g, *x.shape);
+    with ``channels_last`` the last axis is read as the first of those (see ChannelsLast)."""
+    if channels_last and n_axes > 1:
+        moved = _act(matrices, x.movedim(-1, -n_axes), n_axes)
+        return moved.movedim(-n_axes, -1)
     flat = x.reshape(*x.shape[: x.dim() - n_axes], -1)
     out = torch.einsum("gij,...j->g...i", matrices, flat)
     return out.reshape(len(matrices), *x.shape)
@@ -254,8 +286,8 @@ def _translations(
 def equivariance_error(
     model: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
     x: torch.Tensor | tuple[torch.Tensor, ...],
-    rep_in: Rep | Positions | Sequence[ArgumentType] | None = None,
-    rep_out: Rep | Positions | Sequence[ArgumentType] | None = None,
+    rep_in: Rep | Positions | ChannelsLast | Sequence[ArgumentType] | None = None,
+    rep_out: Rep | Positions | ChannelsLast | Sequence[ArgumentType] | None = None,
     elements: np.ndarray | None = None,
     dtype: torch.dtype = torch.float64,
     chunk: int = 64,
@@ -316,7 +348,8 @@ def equivariance_error(
                     gx = t.unsqueeze(0).expand(n, *t.shape)
                 else:
                     m_in = torch.from_numpy(rep.matrices(batch)).to(device=device, dtype=dtype)
-                    gx = _act(m_in, t, n_axes)  # type: ignore[arg-type]
+                    gx = _act(m_in, t, n_axes,  # type: ignore[arg-type]
+                               isinstance(kind, ChannelsLast))
                     if isinstance(kind, Positions):
                         shift = shifts[start : start + n].to(device=device, dtype=dtype)
                         gx = gx + shift.reshape(n, *([1] * (t.dim() - 1)), -1)
@@ -342,7 +375,8 @@ def equivariance_error(
                     gfx = fx.unsqueeze(0)
                 else:
                     m_out = torch.from_numpy(rep.matrices(batch)).to(device)
-                    gfx = _act(m_out, fx, n_axes)  # type: ignore[arg-type]
+                    gfx = _act(m_out, fx, n_axes,  # type: ignore[arg-type]
+                               isinstance(kind, ChannelsLast))
                     if isinstance(kind, Positions):
                         shift = shifts[start : start + n].to(device)
                         gfx = gfx + shift.reshape(n, *([1] * (fx.dim() - 1)), -1)
@@ -359,8 +393,11 @@ def equivariance_error(
     return worst
 
 
-def _lie_act(a: torch.Tensor, t: torch.Tensor, n_axes: int) -> torch.Tensor:
-    """dρ(A) applied to the trailing ``n_axes`` axes of t."""
+def _lie_act(a: torch.Tensor, t: torch.Tensor, n_axes: int, channels_last: bool = False
+             ) -> torch.Tensor:
+    """dρ(A) applied to the trailing ``n_axes`` axes of t (channels last: see ChannelsLast)."""
+    if channels_last and n_axes > 1:
+        return _lie_act(a, t.movedim(-1, -n_axes), n_axes).movedim(-n_axes, -1)
     flat = t.reshape(*t.shape[: t.dim() - n_axes], -1)
     return (flat @ a.T).reshape(t.shape)
 
@@ -368,8 +405,8 @@ def _lie_act(a: torch.Tensor, t: torch.Tensor, n_axes: int) -> torch.Tensor:
 def lie_derivative_error(
     model: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
     x: torch.Tensor | tuple[torch.Tensor, ...],
-    rep_in: Rep | Positions | Sequence[ArgumentType] | None = None,
-    rep_out: Rep | Positions | Sequence[ArgumentType] | None = None,
+    rep_in: Rep | Positions | ChannelsLast | Sequence[ArgumentType] | None = None,
+    rep_out: Rep | Positions | ChannelsLast | Sequence[ArgumentType] | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> float:
     """max_k ||J_f(x)[dρ_in(A_k) x] − dρ_out(A_k) f(x)|| / ||f(x)|| over the Lie algebra basis.
@@ -413,7 +450,8 @@ def lie_derivative_error(
         for k in moving:
             mat = _rep_of(ins[k]).lie_matrices()[a]  # type: ignore[union-attr]
             a_t = torch.from_numpy(mat).to(dtype=dtype, device=xs[k].device)
-            tangents.append(_lie_act(a_t, xs[k], in_axes[k]))  # type: ignore[arg-type]
+            tangents.append(_lie_act(a_t, xs[k], in_axes[k],  # type: ignore[arg-type]
+                                     isinstance(ins[k], ChannelsLast)))
         fx, dfx = torch.func.jvp(of_moving, tuple(xs[k] for k in moving), tuple(tangents))
         fxs = tuple(o.detach().to(torch.float64) for o in _outputs(fx, len(outs)))
         dfxs = _outputs(dfx, len(outs))
@@ -431,7 +469,8 @@ def lie_derivative_error(
                 err = d
             else:
                 a_out = torch.from_numpy(rep.lie_matrices()[a]).to(device=o.device)
-                err = d - _lie_act(a_out, o, n_axes)  # type: ignore[arg-type]
+                err = d - _lie_act(a_out, o, n_axes,  # type: ignore[arg-type]
+                                       isinstance(kind, ChannelsLast))
             total += float(err.norm()) ** 2 if len(outs) > 1 else float(err.norm())
         err_k = math.sqrt(total) if len(outs) > 1 else total
         worst = max(worst, err_k / scale)

@@ -13,8 +13,10 @@ import torch
 
 from equirelax.checks import (
     ArgumentType,
+    ChannelsLast,
     Positions,
     ZeroOutputWarning,
+    declared_type,
     equivariance_error,
     lie_derivative_error,
 )
@@ -51,16 +53,20 @@ def assert_equivariant(
     non-finite model is never reported equivariant); an identically zero output passes but warns
     with :class:`ZeroOutputWarning`, since its relative error is meaningless.
     """
-    rep_in = rep_in if rep_in is not None else getattr(model, "rep_in", None)
-    rep_out = rep_out if rep_out is not None else getattr(model, "rep_out", None)
+    rep_in = rep_in if rep_in is not None else declared_type(model, "rep_in")
+    rep_out = rep_out if rep_out is not None else declared_type(model, "rep_out")
     if rep_in is None or rep_out is None:
         raise ValueError("pass rep_in and rep_out, or give the model rep_in/rep_out attributes")
     if x is None:
-        if not isinstance(rep_in, Rep):
+        if not isinstance(rep_in, Rep | ChannelsLast):
             raise ValueError(f"pass x for a model whose rep_in is {rep_in!r}: a default input "
                              "is drawn only for a single Rep")
         gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(batch, rep_in.dim, generator=gen, dtype=torch.float64)
+        # a layer that reads shaped features (layout=...) says their trailing shape
+        shape = getattr(getattr(model, "tensor_layout", None), "shape_in", None)
+        rep = rep_in.rep if isinstance(rep_in, ChannelsLast) else rep_in
+        dims = tuple(shape) if shape is not None else (rep.dim,)
+        x = torch.randn(batch, *dims, generator=gen, dtype=torch.float64)
     errors: dict[torch.dtype, float] = {}
     for dtype in dtypes:
         if isinstance(tolerance, dict):
@@ -79,4 +85,4 @@ def assert_equivariant(
     return errors
 
 
-__all__ = ["TOLERANCES", "Positions", "ZeroOutputWarning", "assert_equivariant"]
+__all__ = ["TOLERANCES", "ChannelsLast", "Positions", "ZeroOutputWarning", "assert_equivariant"]
