@@ -16,6 +16,7 @@ Both kinds share one interface (``dim``, ``basis``, ``weight``, ``project``, ``c
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -257,6 +258,18 @@ _orbit_gather.register_autograd(_gather_backward, setup_context=_save_index)
 _orbit_sum.register_autograd(_sum_backward, setup_context=_save_sum_index)
 
 
+@torch.compiler.assume_constant_result
+def inductor_freezes() -> bool:
+    """Whether inductor freezes weights (``torch._inductor.config.freezing``): compiled
+    inference under ``torch.no_grad()`` then folds parameters and buffers into constants at
+    compile time, so a layer's weight is built once, by the compiler, and (on the CPU)
+    prepacked for oneDNN, but edits of the parameters after compiling are not seen (as for any
+    frozen module). Read once per compile, not guarded: the setting acts at compile time only.
+    """
+    config = sys.modules.get("torch._inductor.config")
+    return bool(getattr(config, "freezing", False))
+
+
 #: Compiled code gathers weights with this many entries or more through the custom operators
 #: (ATen's kernels; smaller ones are fused by the compiler, which saves the operator's dispatch).
 OPAQUE_GATHER_ABOVE = 1 << 15
@@ -384,11 +397,14 @@ class OrbitHomSpace(HomSpace):
         per-orbit sum), so that it runs without equirelax's operators registered. One orbit
         (e.g. the bias of a transitive rep) is a broadcast, whose backward is a plain sum:
         cheaper, and inductor's CPU code generator fails on a scatter into a single slot
-        (torch 2.13).
+        (torch 2.13). Under inductor's weight freezing (see :func:`inductor_freezes`) the
+        gather is plain ``index_select`` too, so that the compiler folds the whole weight into
+        a constant.
         """
         if self.dim == 1:
             return coefficients.expand(self.labels.size).reshape(self.shape)
-        if self.labels.size >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting():
+        if (self.labels.size >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting()
+                and not inductor_freezes()):
             return _orbit_gather(coefficients, labels, self.spread).view(self.shape)
         if self.spread > 1:
             coefficients = coefficients.repeat_interleave(self.spread)

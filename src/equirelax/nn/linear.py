@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from equirelax.homspace.partition import PartitionHomSpace, partition_hom
-from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace, fixed_space, hom
+from equirelax.homspace.space import (
+    BlockHomSpace,
+    HomSpace,
+    OrbitHomSpace,
+    fixed_space,
+    hom,
+    inductor_freezes,
+)
 from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps
@@ -273,9 +280,15 @@ class EquivariantLinear(EquivariantModule):
         Compiled code cannot use the eval cache (checking it is data-dependent control flow), so
         it would build the dense weight at every call, which eager inference does not: the
         operator keeps its own cache, checked against the coefficients' bits like the eval
-        cache, and never hands the weight out (nothing can edit it in place).
+        cache, and never hands the weight out (nothing can edit it in place). Not when inductor
+        freezes weights (:func:`~equirelax.homspace.space.inductor_freezes`): the traced gather
+        and ``linear`` are then folded and prepacked by the compiler, which is faster still.
+        Nor for small weights (below ``COMPILED_CACHE_ABOVE`` entries): the compiled gather of
+        a few thousand entries costs less than a call of the operator.
         """
         return (not self.training and not torch.is_grad_enabled()
+                and self.in_features * self.out_features >= COMPILED_CACHE_ABOVE
+                and not inductor_freezes()  # frozen: the traced gather folds to a constant
                 and self.weight_index is not None
                 and (self.bias_space is None or self.bias_index is not None)
                 and self.coefficients.device.type == "cpu"
@@ -348,6 +361,13 @@ def _weight(space: HomSpace, coefficients: torch.Tensor, index: torch.Tensor | N
 
 
 # -- compiled inference: one opaque operator with its own weight cache ------------------------
+#: Compiled inference runs layers with this many weight entries or more through the cached
+#: operator: a call costs about 20 µs of dispatch and checks (CPU), which the gather it saves
+#: outweighs only from some ten thousand entries on (an MLP's 5 -> 480 and 480 -> 1 layers
+#: are cheaper traced).
+COMPILED_CACHE_ABOVE = 1 << 15
+
+
 class _InferenceEntry:
     """The dense weight and bias built from one coefficient tensor, and the bits they were
     built from; removed when that tensor is freed (a weak reference's callback)."""
@@ -357,18 +377,33 @@ class _InferenceEntry:
                  weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         key = id(coefficients)
         self.ref = weakref.ref(coefficients, lambda _: _INFERENCE_CACHE.pop(key, None))
-        self.values = [_bits(t).clone() for t in (coefficients, bias_coefficients)
-                       if t is not None]
+        params = [t for t in (coefficients, bias_coefficients) if t is not None]
+        #: bit views of the parameters' storages (kept alive here, so that a parameter whose
+        #: storage was replaced, e.g. by ``p.data = t``, cannot show the same address) and
+        #: copies of their bits when the weight was built
+        self.live = [_bits(p) for p in params]
+        self.values = [v.clone() for v in self.live]
+        self.dtypes = [p.dtype for p in params]
         self.indices = (index, bias_index)
         self.weight, self.bias = weight, bias
 
     def valid_for(self, coefficients: torch.Tensor, bias_coefficients: torch.Tensor | None,
                   index: torch.Tensor, bias_index: torch.Tensor | None) -> bool:
-        params = [t for t in (coefficients, bias_coefficients) if t is not None]
-        return (self.ref() is coefficients and self.indices[0] is index
-                and self.indices[1] is bias_index and len(params) == len(self.values)
-                and all(v.dtype == _bits(p).dtype and v.shape == p.shape
-                        and _same_bits(v, _bits(p)) for v, p in zip(self.values, params)))
+        """Whether the parameters are the same tensors, on the same storages, holding the same
+        bits as when the weight was built (every way of editing them changes one of these)."""
+        if (self.ref() is not coefficients or self.indices[0] is not index
+                or self.indices[1] is not bias_index):
+            return False
+        params = (coefficients,) if bias_coefficients is None else (
+            coefficients, bias_coefficients)
+        if len(params) != len(self.live):
+            return False
+        for p, live, value, dtype in zip(params, self.live, self.values, self.dtypes):
+            if (p.data_ptr() != live.data_ptr() or p.dtype != dtype or p.shape != live.shape
+                    or p.stride() != live.stride()
+                    or not _same_bits(value, live)):
+                return False
+        return True
 
 
 #: Weights built by ``equirelax::inference_linear``, by ``id`` of their coefficient tensor.
