@@ -67,6 +67,13 @@ class HomSpace(ABC):
         """(d_out, d_in): the shape of every map in the space."""
         return self._shape
 
+    @property
+    def entries(self) -> int:
+        """d_out · d_in, from the shape's two integers (compiled code that reads a numpy
+        array's size, e.g. of an orbit space's labels, turns the array into a graph input that
+        it converts on every call)."""
+        return self._shape[0] * self._shape[1]
+
     @abstractmethod
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
         """The (d_out, d_in) matrix Σ_k c_k B_k (differentiable in the coefficients)."""
@@ -373,14 +380,14 @@ class OrbitHomSpace(HomSpace):
         labels = index if index is not None else self._gather_labels(coefficients.device)
         if torch.compiler.is_compiling():
             return self._traced_weight(coefficients, labels)
-        if coefficients.requires_grad and self.labels.size >= OPAQUE_GATHER_ABOVE:
+        if coefficients.requires_grad and self.entries >= OPAQUE_GATHER_ABOVE:
             return _OrbitGather.apply(coefficients, labels, self.spread, self.shape,
                                       self.tile_columns_on(coefficients.device))
         if coefficients.requires_grad and self.spread == 1:
             # small and unspread: the native gather, whose backward (an ``index_add_`` into few
             # slots) is as cheap as ours and which skips a Python autograd node each way
             if self.dim == 1:
-                return coefficients.expand(self.labels.size).view(self.shape)
+                return coefficients.expand(self.entries).view(self.shape)
             return coefficients.index_select(0, labels).view(self.shape)
         if coefficients.requires_grad:
             return _OrbitGather.apply(coefficients, labels, self.spread, self.shape)
@@ -402,8 +409,8 @@ class OrbitHomSpace(HomSpace):
         a constant.
         """
         if self.dim == 1:
-            return coefficients.expand(self.labels.size).reshape(self.shape)
-        if (self.labels.size >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting()
+            return coefficients.expand(self.entries).reshape(self.shape)
+        if (self.entries >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting()
                 and not inductor_freezes()):
             return _orbit_gather(coefficients, labels, self.spread).view(self.shape)
         if self.spread > 1:
