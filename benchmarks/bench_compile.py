@@ -8,6 +8,18 @@ repeats (so that load on a shared machine hits both alike), reported as medians:
   ``relaxed.step()`` for the relaxed model), backward, ``Adam.step()``. Only the model is
   compiled; the optimizer step runs eagerly in both copies.
 * inference: ``.eval()`` under ``torch.no_grad()``, forward only.
+* inference, frozen: the same, compiled with inductor's weight freezing
+  (``torch._inductor.config.freezing = True`` while compiling): parameters become constants,
+  folded at compile time (our dense weights are then built once, by the compiler) and on the
+  CPU prepacked for oneDNN. Later edits of the parameters are not seen by the compiled model,
+  so it is for deployment, not for a model still trained. Compiled after
+  ``torch._dynamo.reset()`` (the graphs of the other modes cannot serve it).
+
+Which settings to use for inference: ``model.eval()``, ``torch.no_grad()`` and
+``torch.compile(model)`` (default settings) serve a model that may still change, with the
+layers' own weight caches checked on every call; for a deployed model whose weights are final,
+compiling with ``torch._inductor.config.freezing = True`` is the fastest where its row says so
+(compare both rows of a model in the results).
 
 Models, at a realistic size (hidden features: 4 copies of the regular representation of S_5,
 480 features; batch 256):
@@ -46,6 +58,7 @@ from pathlib import Path
 
 import torch
 from torch._dynamo.utils import counters
+from torch._inductor import config as inductor_config
 from tqdm.auto import tqdm
 
 import equirelax as er
@@ -58,6 +71,7 @@ REFERENCES = ("nn.Linear", "nn MLP")
 #: torch.compile costs or saves anyway, so ours/reference isolates what our modules add.
 REFERENCE_OF = {"EquivariantLinear": "nn.Linear", "EquivariantMLP": "nn MLP",
                 "relaxed MLP": "nn MLP"}
+MODES = ("train", "inference", "inference, frozen")
 
 
 def make_model(kind: str, copies: int) -> tuple[torch.nn.Module, int]:
@@ -186,7 +200,35 @@ def measure(kind: str, copies: int, batch: int, repeats: int, inner: int, warmup
         row[mode] = {**summary(times), "compile_and_warmup_s": compile_s,
                      "graphs_compiled_in_warmup": compiled_in_warmup,
                      "graphs_compiled_while_timed": graphs_compiled() - graphs}
+    row["inference, frozen"] = measure_frozen(eager, copy.deepcopy(eager), x, repeats, inner,
+                                              warmup, f"{kind} frozen", progress)
     return row
+
+
+def measure_frozen(eager: torch.nn.Module, twin: torch.nn.Module, x: torch.Tensor,
+                   repeats: int, inner: int, warmup: int, desc: str, progress: bool) -> dict:
+    """Eager inference against inference compiled with inductor's weight freezing (a fresh
+    Dynamo cache: graphs compiled without freezing must not serve the frozen model)."""
+    torch._dynamo.reset()
+    eager.eval()
+    twin.eval()
+    net = torch.compile(twin)
+    graphs = graphs_compiled()
+    t0 = time.perf_counter()
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        for _ in range(max(warmup, 3)):
+            frozen_out = net(x)
+    compile_s = time.perf_counter() - t0
+    with torch.no_grad():
+        expected = eager(x)
+    torch.testing.assert_close(frozen_out, expected, atol=1e-4, rtol=1e-4)  # frozen = eager
+    compiled_in_warmup = graphs_compiled() - graphs
+    graphs = graphs_compiled()
+    fns = {"eager": inference(eager, x), "compiled": inference(net, x)}
+    times = time_pair(fns, repeats, inner, desc, progress)
+    return {**summary(times), "compile_and_warmup_s": compile_s,
+            "graphs_compiled_in_warmup": compiled_in_warmup,
+            "graphs_compiled_while_timed": graphs_compiled() - graphs}
 
 
 def graph_breaks(copies: int, batch: int) -> dict[str, int]:
@@ -206,7 +248,7 @@ def against_references(rows: list[dict]) -> None:
     by_model = {row["model"]: row for row in rows}
     for row in rows:
         ref = by_model.get(REFERENCE_OF.get(row["model"], ""))
-        for mode in ("train", "inference"):
+        for mode in MODES:
             row[mode]["vs_reference"] = (
                 row[mode]["ratio_of_medians"] / ref[mode]["ratio_of_medians"]
                 if ref is not None else None)
@@ -232,7 +274,10 @@ def write_markdown(results: dict, path: Path) -> None:
         "",
         "train: zero_grad, forward, MSE loss (+ penalty and schedule step for the relaxed model), "
         "backward, Adam step; only the model is compiled. inference: `.eval()`, "
-        "`torch.no_grad()`, forward. ratio = median(compiled) / median(eager) (below 1: "
+        "`torch.no_grad()`, forward. inference, frozen: the same, compiled with "
+        "`torch._inductor.config.freezing = True` (weights folded into constants at compile "
+        "time; for deployed models whose weights no longer change). "
+        "ratio = median(compiled) / median(eager) (below 1: "
         "compiled is faster); paired = median over repeats of the per-repeat ratio; minima = "
         "min(compiled) / min(eager). compile s: warm-up calls of the compiled model, compiling "
         "included (inductor's on-disk cache may hold graphs of earlier runs, which shortens it). "
@@ -250,7 +295,7 @@ def write_markdown(results: dict, path: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        for mode in ("train", "inference"):
+        for mode in MODES:
             m = row[mode]
             vs = "—" if m.get("vs_reference") is None else f"{m['vs_reference']:.3f}"
             lines.append(
@@ -289,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(kind, args.copies, args.batch, args.repeats, args.inner, args.warmup,
                       args.seed, not args.no_progress)
         rows.append(row)
-        for mode in ("train", "inference"):
+        for mode in MODES:
             m = row[mode]
-            print(f"{kind:>18} {mode:9}: eager {m['eager_ms']:8.3f} ms, compiled "
+            print(f"{kind:>18} {mode:17}: eager {m['eager_ms']:8.3f} ms, compiled "
                   f"{m['compiled_ms']:8.3f} ms, ratio {m['ratio_of_medians']:.3f}, recompiles "
                   f"{m['graphs_compiled_while_timed']}")
     against_references(rows)
