@@ -272,6 +272,8 @@ def write_markdown(results: dict, path: Path) -> None:
         "is shared: a load above its core count inflates and scatters timings; the ratios come "
         "from interleaved repeats in one run, so both sides see the same load).",
         "",
+        *(["**Warning: the load exceeded the core count during this run; rerun on a quiet "
+           "machine before reading these ratios.**", ""] if results.get("overloaded") else []),
         "train: zero_grad, forward, MSE loss (+ penalty and schedule step for the relaxed model), "
         "backward, Adam step; only the model is compiled. inference: `.eval()`, "
         "`torch.no_grad()`, forward. inference, frozen: the same, compiled with "
@@ -353,9 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
+        "overloaded": max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1),
         "graph_breaks": breaks,
         "rows": rows,
     }
+    if results["overloaded"]:
+        print(f"warning: the 1-minute load average ({results['load_before']:.2f} before, "
+              f"{results['load_after']:.2f} after) exceeded the {os.cpu_count()} cores: timings "
+              "are inflated and scattered; rerun on a quiet machine", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compile.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.out / "compile.md")
