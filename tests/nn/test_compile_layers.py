@@ -326,3 +326,17 @@ def test_compiled_inference_with_inductor_freezing_folds_the_traced_weight():
         y = torch.compile(model)(x)
     torch.testing.assert_close(y, model(x), atol=1e-5, rtol=1e-5)
     assert not any(id(m.coefficients) in _INFERENCE_CACHE for m in model.linears)
+
+
+def test_torch_export_of_a_large_layer_in_inference_gives_plain_aten_ops():
+    # 480 -> 480 is above COMPILED_CACHE_ABOVE: compiled inference would use the cached
+    # operator, an exported program must not (it runs without equirelax's operators)
+    big = 4 * regular(symmetric(5))
+    model = randomised(EquivariantMLP(big, [big], trivial(symmetric(5)))).eval()
+    x = torch.randn(3, big.dim)
+    with torch.no_grad():
+        program = torch.export.export(model, (x,))
+        torch.testing.assert_close(program.module()(x), model(x), atol=1e-5, rtol=1e-5)
+    namespaces = {str(n.target).split(".")[0] for n in program.graph.nodes
+                  if n.op == "call_function"}
+    assert namespaces == {"aten"}
