@@ -216,8 +216,15 @@ def _foreach_add(layer):
         torch._foreach_add_(list(layer.parameters()), 1.0)
 
 
+def _assign_view_of_other_half(layer):
+    # new data of the same dtype and shape, on one storage with the old: only the address differs
+    doubled = torch.cat([layer.coefficients.detach(), torch.randn_like(layer.coefficients)])
+    layer.coefficients.data = doubled[layer.coefficients.shape[0]:]
+
+
 MODIFICATIONS = {
     "data.mul_": lambda layer: layer.coefficients.data.mul_(2.0),
+    "data = view of a new storage": _assign_view_of_other_half,
     "data[i] = v": lambda layer: layer.coefficients.data.__setitem__(0, 123.0),
     "data.copy_": lambda layer: layer.coefficients.data.copy_(
         torch.randn_like(layer.coefficients)),
