@@ -300,3 +300,18 @@ def test_tiled_labels_are_found_only_for_a_grid_of_equal_tiles():
     assert mixed.tile_columns is None
     torch.testing.assert_close(mixed.weight(torch.arange(mixed.dim, dtype=torch.float64)),
                                torch.from_numpy(mixed.labels).to(torch.float64))
+
+
+def test_an_orbit_space_pickled_before_tiled_gathers_finds_its_tiles_again():
+    import pickle
+
+    G = er.groups.dihedral(4)
+    H = er.hom(24 * er.reps.regular(G), 24 * er.reps.regular(G))
+    state = H.__dict__.copy()
+    del state["tile_columns"]
+    old = OrbitHomSpace.__new__(OrbitHomSpace)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.tile_columns, H.tile_columns)
+    copy = pickle.loads(pickle.dumps(H))
+    c = torch.randn(H.dim, dtype=torch.float64)
+    assert torch.equal(copy.weight(c), H.weight(c))
