@@ -10,15 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from equirelax.homspace import space as hom_space_module
 from equirelax.homspace.partition import PartitionHomSpace, partition_hom
-from equirelax.homspace.space import (
-    BlockHomSpace,
-    HomSpace,
-    OrbitHomSpace,
-    fixed_space,
-    hom,
-    inductor_freezes,
-)
+from equirelax.homspace.space import BlockHomSpace, HomSpace, OrbitHomSpace, fixed_space, hom
 from equirelax.nn.module import EquivariantModule, check_features
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps
@@ -289,7 +283,7 @@ class EquivariantLinear(EquivariantModule):
         """
         return (not self.training and not torch.is_grad_enabled()
                 and self.in_features * self.out_features >= COMPILED_CACHE_ABOVE
-                and not inductor_freezes()  # frozen: the traced gather folds to a constant
+                and not hom_space_module.inductor_freezes()  # frozen: the gather folds
                 and self.weight_index is not None
                 and (self.bias_space is None or self.bias_index is not None)
                 and self.coefficients.device.type == "cpu"
