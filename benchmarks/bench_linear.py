@@ -142,6 +142,9 @@ def write_markdown(results: dict, path: Path) -> None:
         f"{results['load_before']:.2f} before, {results['load_after']:.2f} after "
         "(the machine is shared: a load above its core count inflates and scatters timings).",
         "",
+        *(["**Warning: the load exceeded the core count during this run; rerun on a quiet "
+           "machine before reading these ratios against their targets.**", ""]
+          if results.get("overloaded") else []),
         "train: parameters require grad, full backward. eval: `.eval()`, parameters frozen, "
         "backward to the input only. ratio = median(equivariant) / median(nn.Linear) (the "
         "number held against the target); paired = median over repeats of the per-repeat "
@@ -210,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
+        "overloaded": max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1),
         "rows": rows,
     }
+    if results["overloaded"]:
+        print(f"warning: the 1-minute load average ({results['load_before']:.2f} before, "
+              f"{results['load_after']:.2f} after) exceeded the {os.cpu_count()} cores: timings "
+              "are inflated and scattered; rerun on a quiet machine", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "linear.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.out / "linear.md")

@@ -265,3 +265,53 @@ def test_orbit_labels_are_numbered_in_order_of_first_appearance():
                                   [0, 1, 0, 2, 1])
     np.testing.assert_array_equal(_in_order_of_first_appearance(np.array([0, 1, 0, 2])),
                                   [0, 1, 0, 2])
+
+
+@pytest.mark.parametrize("copies_out", [24, 12])
+def test_tiled_labels_gather_by_rows_with_the_same_weight_gradient_and_tangent(copies_out):
+    # 24 copies of regular(D_4) each side: 36864 entries in a 24 x 24 grid of 8 x 8 tiles, so the
+    # weight is gathered by tile rows; 24 -> 12 copies is below the size that does
+    G = er.groups.dihedral(4)
+    H = er.hom(24 * er.reps.regular(G), copies_out * er.reps.regular(G))
+    assert (H.tile_columns is not None) == (copies_out == 24)
+    labels = torch.from_numpy(H.labels)
+    c = torch.randn(H.dim, dtype=torch.float64, requires_grad=True)
+    w = H.weight(c)
+    assert torch.equal(w, c.detach()[labels])
+    with torch.no_grad():
+        assert torch.equal(H.weight(c), c[labels])
+    upstream = torch.randn(H.shape, dtype=torch.float64)
+    (w * upstream).sum().backward()
+    expected = torch.zeros(H.dim, dtype=torch.float64).index_add_(
+        0, labels.reshape(-1), upstream.reshape(-1))
+    torch.testing.assert_close(c.grad, expected, atol=1e-12, rtol=0)
+    tangent = torch.randn(H.dim, dtype=torch.float64)
+    _, jvp = torch.func.jvp(H.weight, (c.detach(),), (tangent,))
+    assert torch.equal(jvp, tangent[labels])
+
+
+def test_tiled_labels_are_found_only_for_a_grid_of_equal_tiles():
+    G = er.groups.dihedral(4)
+    H = er.hom(24 * er.reps.regular(G), 24 * er.reps.regular(G))
+    assert H.tile_columns is not None and H.tile_columns.shape == (8 * H.shape[1],)
+    # a sum of two different reps on the input side: the tiles differ, no row gather
+    mixed = er.hom(12 * er.reps.regular(G) + 96 * er.reps.trivial(G),
+                   24 * er.reps.regular(G))
+    assert mixed.tile_columns is None
+    torch.testing.assert_close(mixed.weight(torch.arange(mixed.dim, dtype=torch.float64)),
+                               torch.from_numpy(mixed.labels).to(torch.float64))
+
+
+def test_an_orbit_space_pickled_before_tiled_gathers_finds_its_tiles_again():
+    import pickle
+
+    G = er.groups.dihedral(4)
+    H = er.hom(24 * er.reps.regular(G), 24 * er.reps.regular(G))
+    state = H.__dict__.copy()
+    del state["tile_columns"]
+    old = OrbitHomSpace.__new__(OrbitHomSpace)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.tile_columns, H.tile_columns)
+    copy = pickle.loads(pickle.dumps(H))
+    c = torch.randn(H.dim, dtype=torch.float64)
+    assert torch.equal(copy.weight(c), H.weight(c))

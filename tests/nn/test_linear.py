@@ -216,8 +216,25 @@ def _foreach_add(layer):
         torch._foreach_add_(list(layer.parameters()), 1.0)
 
 
+def _assign_view_of_other_half(layer):
+    # new data of the same dtype and shape, on one storage with the old: only the address differs
+    doubled = torch.cat([layer.coefficients.detach(), torch.randn_like(layer.coefficients)])
+    layer.coefficients.data = doubled[layer.coefficients.shape[0]:]
+
+
+def _reallocate_storage(layer):
+    # the storage moves (grown through another tensor on it) while the parameter keeps its shape
+    data = layer.coefficients.data
+    n = data.numel()
+    data.resize_(64 * n + 4096)
+    data.resize_(n)
+    data.mul_(3.0)
+
+
 MODIFICATIONS = {
     "data.mul_": lambda layer: layer.coefficients.data.mul_(2.0),
+    "storage reallocated": _reallocate_storage,
+    "data = view of a new storage": _assign_view_of_other_half,
     "data[i] = v": lambda layer: layer.coefficients.data.__setitem__(0, 123.0),
     "data.copy_": lambda layer: layer.coefficients.data.copy_(
         torch.randn_like(layer.coefficients)),
@@ -515,3 +532,23 @@ def test_blockwise_layers_relax_and_harden():
     exact = er.harden(relaxed)
     assert isinstance(exact, EquivariantLinear) and exact.blockwise
     assert er.equivariance_error(exact, x, elements=rep_in.group.sample(10, seed=0)) < 1e-12
+
+
+@pytest.mark.parametrize("how", ["data.mul_", "data[i] = v", "data = tensor", "storage reallocated",
+                                 "data = view of a new storage", "SGD step"])
+def test_eval_cache_of_a_large_layer_never_serves_stale_weights(how):
+    """32768 coefficients: the cache compares them through its numpy word views."""
+    from equirelax.nn.linear import _Snapshot
+
+    rep = 64 * er.reps.regular(er.groups.dihedral(4))
+    layer = randomised(EquivariantLinear(rep, rep, structured=False)).eval()
+    assert _Snapshot(layer.coefficients).words is not None
+    x = torch.randn(4, rep.dim)
+    with torch.no_grad():
+        before = layer(x)
+        assert layer.weight is layer.weight  # the cache is in use
+    MODIFICATIONS[how](layer)
+    with torch.no_grad():
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)

@@ -16,6 +16,7 @@ Both kinds share one interface (``dim``, ``basis``, ``weight``, ``project``, ``c
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -65,6 +66,13 @@ class HomSpace(ABC):
     def shape(self) -> tuple[int, int]:
         """(d_out, d_in): the shape of every map in the space."""
         return self._shape
+
+    @property
+    def entries(self) -> int:
+        """d_out · d_in, from the shape's two integers (compiled code that reads a numpy
+        array's size, e.g. of an orbit space's labels, turns the array into a graph input that
+        it converts on every call)."""
+        return self._shape[0] * self._shape[1]
 
     @abstractmethod
     def weight(self, coefficients: torch.Tensor) -> torch.Tensor:
@@ -167,9 +175,7 @@ class _OrbitGather(torch.autograd.Function):
 
     @staticmethod
     def forward(coefficients: torch.Tensor, labels: torch.Tensor, spread: int, shape: tuple):
-        if spread > 1:
-            coefficients = coefficients.repeat_interleave(spread)
-        return coefficients.index_select(0, labels).view(shape)
+        return _gather_weight(coefficients, labels, spread, shape, None)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -187,9 +193,19 @@ class _OrbitGather(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, tangent: torch.Tensor, *_) -> torch.Tensor:
-        if ctx.spread > 1:
-            tangent = tangent.repeat_interleave(ctx.spread)
-        return tangent.index_select(0, ctx.labels).view(ctx.shape)
+        return _gather_weight(tangent, ctx.labels, ctx.spread, ctx.shape, None)
+
+
+def _gather_weight(coefficients: torch.Tensor, labels: torch.Tensor, spread: int, shape: tuple,
+                   tile_columns: torch.Tensor | None) -> torch.Tensor:
+    """W = c[labels] as one gather: by rows of tiles when ``tile_columns`` is given (see
+    :meth:`OrbitHomSpace.tile_columns_on`), else flat over the (spread) labels."""
+    if tile_columns is not None:
+        rows = shape[0] // (tile_columns.shape[0] // shape[1])
+        return coefficients.view(rows, -1).index_select(1, tile_columns).view(shape)
+    if spread > 1:
+        coefficients = coefficients.repeat_interleave(spread)
+    return coefficients.index_select(0, labels).view(shape)
 
 
 # -- the same gather and per-orbit sum as custom operators, for torch.compile -------------------
@@ -247,9 +263,25 @@ _orbit_gather.register_autograd(_gather_backward, setup_context=_save_index)
 _orbit_sum.register_autograd(_sum_backward, setup_context=_save_sum_index)
 
 
+@torch.compiler.assume_constant_result
+def inductor_freezes() -> bool:
+    """Whether inductor freezes weights (``torch._inductor.config.freezing``): compiled
+    inference under ``torch.no_grad()`` then folds parameters and buffers into constants at
+    compile time, so a layer's weight is built once, by the compiler, and (on the CPU)
+    prepacked for oneDNN, but edits of the parameters after compiling are not seen (as for any
+    frozen module). Read once per compile, not guarded: the setting acts at compile time only.
+    """
+    config = sys.modules.get("torch._inductor.config")
+    return bool(getattr(config, "freezing", False))
+
+
 #: Compiled code gathers weights with this many entries or more through the custom operators
 #: (ATen's kernels; smaller ones are fused by the compiler, which saves the operator's dispatch).
 OPAQUE_GATHER_ABOVE = 1 << 15
+
+#: A tiled label matrix (see ``OrbitHomSpace._find_tile_columns``) is gathered by rows from
+#: this many tile rows on (fewer, longer rows gain nothing over the flat gather).
+TILE_ROWS_AT_LEAST = 8
 
 #: Spread the gather's labels (see ``_OrbitGather``) when orbits hold this many entries on average.
 SPREAD_ABOVE_MEAN_ORBIT = 128
@@ -268,6 +300,49 @@ class OrbitHomSpace(HomSpace):
         self.counts = np.bincount(self.labels.reshape(-1), minlength=self.dim)
         large = self.labels.size >= SPREAD_ABOVE_MEAN_ORBIT * max(self.dim, 1)
         self.spread = SPREAD if large else 1
+        self.tile_columns = self._find_tile_columns()
+
+    def _find_tile_columns(self) -> np.ndarray | None:
+        """The column index of the by-rows gather when the labels are tiled, else None.
+
+        Between sums of copies of one permutation rep on each side (e.g. m · regular(G) ->
+        m' · regular(G)) the label matrix is a grid of (p, q) tiles, tile (a, b) holding the k
+        labels (a · B + b) · k + K (the same pattern K in every tile). Then row a·p + g of W is
+        the (B · k) coefficients of tile row a gathered at columns b · k + K[g, h]: one
+        ``index_select`` along rows of the coefficients, with an index of p · d_in entries
+        instead of d_out · d_in: about a quarter faster than the flat gather, and its backward
+        (PyTorch's ``index_add_`` along the rows, no Python autograd node) cut the training
+        step of 64 · regular(D_4) -> itself at batch 64 from about 1.5x to 1.35x nn.Linear
+        (one thread). Only for large, unspread label sets whose grid has several tile rows.
+        """
+        if self.spread > 1 or self.labels.size < OPAQUE_GATHER_ABOVE:
+            return None
+        p, q = self.rep_out.parts[0].dim, self.rep_in.parts[0].dim
+        d_out, d_in = self.shape
+        if p == 0 or q == 0 or d_out % p or d_in % q or d_out // p < TILE_ROWS_AT_LEAST:
+            return None
+        pattern = self.labels[:p, :q]
+        k = int(pattern.max()) + 1
+        rows, cols = d_out // p, d_in // q
+        if np.unique(pattern).size != k or self.dim != rows * cols * k:
+            return None
+        offsets = (np.arange(rows)[:, None] * cols + np.arange(cols)[None, :]) * k
+        tiled = offsets[:, None, :, None] + pattern[None, :, None, :]
+        if not np.array_equal(self.labels.reshape(rows, p, cols, q), tiled):
+            return None
+        return (np.arange(cols)[None, :, None] * k + pattern[:, None, :]).reshape(-1)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "tile_columns" not in state:  # pickled before tiled gathers
+            self.tile_columns = self._find_tile_columns()
+
+    def tile_columns_on(self, device: torch.device) -> torch.Tensor | None:
+        """The column index of the by-rows gather (see ``_find_tile_columns``) on ``device``
+        (cached), or None when the labels are not tiled."""
+        if self.tile_columns is None:
+            return None
+        return self._on("tile_columns", device, lambda: torch.from_numpy(self.tile_columns))
 
     def labels_on(self, device: torch.device) -> torch.Tensor:
         """The label matrix as a LongTensor on ``device`` (cached)."""
@@ -304,11 +379,20 @@ class OrbitHomSpace(HomSpace):
         labels = index if index is not None else self._gather_labels(coefficients.device)
         if torch.compiler.is_compiling():
             return self._traced_weight(coefficients, labels)
+        tiles = self.tile_columns_on(coefficients.device)
+        if tiles is not None:
+            # by tile rows, with PyTorch's own autograd: its backward (``index_add_`` along the
+            # rows) measured faster than _OrbitGather's, and no Python node runs either way
+            return _gather_weight(coefficients, labels, self.spread, self.shape, tiles)
+        if coefficients.requires_grad and self.entries < OPAQUE_GATHER_ABOVE and self.spread == 1:
+            # small and unspread: the native gather, whose backward (an ``index_add_`` into few
+            # slots) is as cheap as ours and which skips a Python autograd node each way
+            if self.dim == 1:
+                return coefficients.expand(self.entries).view(self.shape)
+            return coefficients.index_select(0, labels).view(self.shape)
         if coefficients.requires_grad:
             return _OrbitGather.apply(coefficients, labels, self.spread, self.shape)
-        if self.spread > 1:
-            coefficients = coefficients.repeat_interleave(self.spread)
-        return coefficients.index_select(0, labels).view(self.shape)
+        return _gather_weight(coefficients, labels, self.spread, self.shape, None)
 
     def _traced_weight(self, coefficients: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The gather as ops that ``torch.compile`` and ``torch.export`` trace without a break.
@@ -320,11 +404,14 @@ class OrbitHomSpace(HomSpace):
         per-orbit sum), so that it runs without equirelax's operators registered. One orbit
         (e.g. the bias of a transitive rep) is a broadcast, whose backward is a plain sum:
         cheaper, and inductor's CPU code generator fails on a scatter into a single slot
-        (torch 2.13).
+        (torch 2.13). Under inductor's weight freezing (see :func:`inductor_freezes`) the
+        gather is plain ``index_select`` too, so that the compiler folds the whole weight into
+        a constant.
         """
         if self.dim == 1:
-            return coefficients.expand(self.labels.size).reshape(self.shape)
-        if self.labels.size >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting():
+            return coefficients.expand(self.entries).reshape(self.shape)
+        if (self.entries >= OPAQUE_GATHER_ABOVE and not torch.compiler.is_exporting()
+                and not inductor_freezes()):
             return _orbit_gather(coefficients, labels, self.spread).view(self.shape)
         if self.spread > 1:
             coefficients = coefficients.repeat_interleave(self.spread)
