@@ -121,7 +121,7 @@ class RelaxedModel(nn.Module):
     def _push_theta(self) -> None:
         theta = self.theta
         for layer in self.relaxed_layers().values():
-            layer.theta = theta
+            layer.set_theta(theta)
 
     def get_extra_state(self) -> dict:
         """The schedule position and every parameter of the schedule (kind, total, peak, value)."""
@@ -183,14 +183,18 @@ class RelaxedModel(nn.Module):
                 lie_sq.append(lie)
             if norm is not None:
                 norm_sq.append(norm)
-        ref = next(iter(self.parameters()), None)
-        if ref is None:
-            ref = torch.zeros(())
 
         def root(squares: list[torch.Tensor]) -> torch.Tensor:
             if not squares:
+                ref = next(iter(self.parameters()), None)
+                if ref is None:
+                    return torch.zeros(())
                 return torch.zeros((), dtype=ref.dtype, device=ref.device)
-            total = squares[0] if len(squares) == 1 else torch.stack(squares).sum()
+            # a chain of additions: for the few layers of a model fewer operations (forward
+            # and backward) than stacking the scalars and summing them
+            total = squares[0]
+            for square in squares[1:]:
+                total = total + square
             return torch.sqrt(total + self.epsilon)
 
         out = {"lie": root(lie_sq), "norm": root(norm_sq)}
@@ -200,6 +204,7 @@ class RelaxedModel(nn.Module):
         if self.rpp_free_weight > 0:
             out["rpp_free"] = torch.stack([layer.free_sq() for layer in layers]).sum()
         if self.rpp_equiv_weight > 0:
+            ref = next(iter(self.parameters()), torch.zeros(()))
             out["rpp_equiv"] = torch.stack(
                 [layer.equivariant_sq().to(ref.device) for layer in layers]
             ).sum()
