@@ -267,17 +267,17 @@ class StackedMatrixMap:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x).unflatten(-1, (self.k, self.n_out))
 
-    def of_leading(self, x: torch.Tensor) -> torch.Tensor:
+    def of_leading_flat(self, x: torch.Tensor) -> torch.Tensor:
         """The stacked map applied to the first n_in entries of each row of a 2-D ``x``
-        (rows, ≥ n_in): (rows, K, n_out). A gather or sparse map reads them in place, where
-        slicing them out first would copy a strided view."""
+        (rows, ≥ n_in), its K images side by side: (rows, K · n_out). A gather or sparse map
+        reads them in place, where slicing them out first would copy a strided view."""
         linear = self.apply
         n_in = linear.shape[1]
+        if x.shape[-1] < n_in:
+            raise ValueError(f"expected rows of at least {n_in} entries, got {x.shape[-1]}")
         if (linear.gather or linear.sparse) and not torch.compiler.is_compiling():
-            if x.shape[-1] < n_in:
-                raise ValueError(f"expected rows of at least {n_in} entries, got {x.shape[-1]}")
-            return linear(x).unflatten(-1, (self.k, self.n_out))
-        return linear(x[:, :n_in]).unflatten(-1, (self.k, self.n_out))
+            return linear(x)
+        return linear(x[:, :n_in])
 
     def adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """The transpose of the stacked map: g (..., K, n_out) ↦ Σ_k m_kᵀ g_k, (..., n_in)."""

@@ -69,13 +69,12 @@ class _RelaxedLinear(torch.autograd.Function):
         if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
             rows = torch.mm(sketch.T, flat_x)
         m = rows.shape[0]
-        images = stack_in(rows)  # (m, K + 1, d_in): each row, then its images
-        z = torch.mm(images.reshape(-1, d_in), w_free.T)  # (m (K + 1), d_out)
+        # 2-D throughout (fewer view operations): each row, then its K images, side by side
+        images = stack_in.apply(rows)  # (m, (K + 1) d_in)
+        z = torch.mm(images.view(-1, d_in), w_free.T).view(m, -1)  # (m, (K + 1) d_out)
         # the output action reads W x̂, the first d_out entries of each row of z, in place
-        z_rows = z.view(m, -1)
-        residual = z_rows[:, d_out:].view(m, -1, d_out) - stack_out.of_leading(z_rows)
-        wx = z_rows[:, :d_out]
-        flat_r, flat_w = residual.view(-1), wx.reshape(-1)
+        residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
+        flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
         ctx.theta = theta
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
@@ -113,13 +112,13 @@ class _RelaxedLinear(torch.autograd.Function):
             # g_norm W x̂ minus the residuals carried back through the output action (its
             # transpose, applied to r and scaled after: one gather of a contiguous tensor)
             m = residual.shape[0]
-            e = torch.empty(m, images.shape[1], d_out, dtype=w.dtype, device=w.device)
-            torch.mul(residual, grad_lie, out=e[:, 1:])
-            rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, 0])
-            rows_part.addcmul_(ctx.stacks[1].adjoint(residual), grad_lie, value=-1.0)
+            e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
+            torch.mul(residual, grad_lie, out=e[:, d_out:])
+            rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
+            rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
             # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
-            grad_w_free = torch.addmm(gram, e.reshape(-1, d_out).T,
-                                      images.reshape(-1, d_in), beta=ctx.theta, alpha=2.0)
+            grad_w_free = torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
+                                      beta=ctx.theta, alpha=2.0)
         grad_b = g.sum(0) if needs[2] and ctx.has_bias else None
         return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None
 
