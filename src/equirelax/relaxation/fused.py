@@ -16,8 +16,14 @@ gradient g and the two penalties' gradients together, so
 * grad W = θ G + Eᵀ · images: one ``addmm``, where E is the gradient of the penalty squares
   with respect to W applied to the rows and their images (as in :mod:`relaxation.squares`).
 
+The residuals are taken on the p sketched rows, ρ_out(g)(W Z) − W(ρ_in(g) Z) for Z = Sᵀx: the
+generators act on p × d rows (gathers), never on the d_out × d_in weight. With a sketch the
+node also forms Z itself, from the input it already holds, so no detached copy or reshape of
+the input is recorded around it.
+
 :func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
-the same number of rows, so it is drawn (and scaled) once per step instead of once per layer.
+the same number of rows, so it is drawn (and scaled) once per step instead of once per layer;
+it is drawn as Sᵀ (p × m, contiguous), the operand the products take.
 """
 
 from __future__ import annotations

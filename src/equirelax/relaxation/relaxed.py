@@ -642,7 +642,8 @@ class Relaxed(nn.Module):
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
         lie, norm = _total(self._lie_sq), _total(self._norm_sq)
-        self._lie_sq, self._norm_sq = [], []
+        # plain attributes: set without nn.Module.__setattr__'s checks, every step
+        self.__dict__.update(_lie_sq=[], _norm_sq=[])
         new_step()  # the next forward sketches with a fresh S
         return lie, norm
 
