@@ -106,6 +106,31 @@ class RelaxedModel(nn.Module):
             return {"": model}
         return {n: m for n, m in model.named_modules() if isinstance(m, Relaxed)}
 
+    def _layers(self) -> list[Relaxed]:
+        """The relaxed layers in the order of :meth:`relaxed_layers`, without their names.
+
+        Looked up afresh at every call (so modules replaced after ``relax`` are seen), by a
+        walk that builds no names: the training step takes the penalties and advances θ
+        through it."""
+        found: list[Relaxed] = []
+        seen: set[int] = set()
+
+        def walk(module: nn.Module) -> None:
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            if isinstance(module, Relaxed):
+                found.append(module)
+            for child in module._modules.values():
+                if child is not None:
+                    walk(child)
+
+        model = self._modules["model"]
+        if isinstance(model, Relaxed):
+            return [model]
+        walk(model)
+        return found
+
     # -- schedule -----------------------------------------------------------------------------
     @property
     def theta(self) -> float:
@@ -120,7 +145,7 @@ class RelaxedModel(nn.Module):
 
     def _push_theta(self) -> None:
         theta = self.theta
-        for layer in self.relaxed_layers().values():
+        for layer in self._layers():
             layer.set_theta(theta)
 
     def get_extra_state(self) -> dict:
@@ -175,7 +200,7 @@ class RelaxedModel(nn.Module):
         sqrt(Σ ||W − P(W)||² + ε); ``rpp_free`` / ``rpp_equiv``: the RPP priors, Σ ||W_free||²_F
         and Σ ||W_eq||²_F over the layers (dense weights, no biases).
         """
-        layers = list(self.relaxed_layers().values())
+        layers = self._layers()
         lie_sq, norm_sq = [], []
         for layer in layers:
             lie, norm = layer.take_squares()
