@@ -261,3 +261,72 @@ def test_layers_of_a_model_share_one_sketch_per_step(monkeypatch, s4_model):
         assert all(s is step[0][1] for _, s in step)  # every layer the same 30 x 3 S
     assert not torch.equal(steps[0][0][1], steps[1][0][1])
     assert not fused_module._SIGNS.by_key  # taking the penalties forgot it
+
+
+# -- the sketched penalty of the fused node against its definition ----------------------------
+def _fused_sketch_layer(kind: str, dtype: torch.dtype) -> Relaxed:
+    """A fused relaxed layer (default dense free term, no bias) sketching its rows to 5."""
+    if kind == "S5":
+        G = er.groups.symmetric(5)
+        rep_in, rep_out = er.reps.natural(G), er.reps.regular(G)
+    else:
+        S = er.groups.SO(3)
+        v, t = er.reps.vector(S), er.reps.trivial(S)
+        rep_in, rep_out = 2 * v + t, 3 * v + 2 * t
+    torch.manual_seed(0)
+    r = Relaxed(er.nn.EquivariantLinear(rep_in, rep_out), init_std=0.5,
+                penalty_sketch=5).to(dtype).train()
+    r.penalty_method = "data"
+    r.theta = 0.6
+    return r
+
+
+def _squares_with_the_drawn_sketch(monkeypatch, r: Relaxed, x: torch.Tensor):
+    """The fused node's (lie², norm²) of ``x`` and the sign matrix S it drew."""
+    drawn = []
+
+    def spy(owner, *args):
+        s = sketch_signs(owner, *args)
+        drawn.append(s)
+        return s
+
+    monkeypatch.setattr("equirelax.relaxation.relaxed.sketch_signs", spy)
+    new_step()
+    y = r(x)
+    assert y.grad_fn.name() == "_RelaxedLinearBackward"
+    lie, norm = r.take_squares()
+    assert len(drawn) == 1 and drawn[0].shape == (x.shape[0], 5)
+    return lie, norm, drawn[0]
+
+
+@pytest.mark.parametrize("kind", ["S5", "SO3"])
+def test_fused_sketch_equals_the_definition_for_the_drawn_signs(monkeypatch, kind):
+    """Σ_k ||W A_k Sᵀx − B_k W Sᵀx||² and ||W Sᵀx||², from the dense action matrices, for the
+    S the layer drew (float64, to 1e-12)."""
+    r = _fused_sketch_layer(kind, torch.float64)
+    torch.manual_seed(3)
+    x = torch.randn(40, r.rep_in.dim, dtype=torch.float64)
+    lie, norm, s = _squares_with_the_drawn_sketch(monkeypatch, r, x)
+    w = r.free.weight.detach()
+    rows = s.T @ x
+    wx = rows @ w.T
+    want_lie = sum(
+        ((rows @ torch.from_numpy(np.asarray(a)).T) @ w.T
+         - wx @ torch.from_numpy(np.asarray(b)).T).pow(2).sum()
+        for a, b in zip(r.act_in.matrices, r.act_out.matrices))
+    torch.testing.assert_close(lie.detach(), want_lie, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(norm.detach(), wx.pow(2).sum(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["S5", "SO3"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_sketch_is_exactly_zero_for_an_equivariant_free_term(monkeypatch, kind, dtype):
+    r = _fused_sketch_layer(kind, dtype)
+    with torch.no_grad():
+        w = er.hom(r.rep_in, r.rep_out).project(r.free.weight.double())
+        r.free.weight.copy_(w.to(dtype))
+    x = torch.randn(40, r.rep_in.dim, dtype=dtype)
+    lie, norm, _ = _squares_with_the_drawn_sketch(monkeypatch, r, x)
+    assert float(norm) > 1e-2
+    # zero up to the round-off of the projection and of the products (sums in another order)
+    assert float(lie) < (1e-20 if dtype == torch.float64 else 1e-8) * float(norm)

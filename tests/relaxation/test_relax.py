@@ -665,3 +665,21 @@ def test_a_layer_registered_with_lambdas_still_pickles():
     for loaded in _round_trips(r).values():
         assert loaded.fused and loaded._dense is not None and loaded._fold is not None
         torch.testing.assert_close(loaded(x), r(x), atol=0, rtol=0)
+
+
+def test_the_step_sees_the_relaxed_layers_that_relaxed_layers_lists(s4_model):
+    """penalties() and step() walk the model without names; they find the layers (in order)
+    that relaxed_layers() names, also after a relaxed layer is replaced or shared."""
+    relaxed = relax(s4_model, total_steps=10)
+    assert relaxed._layers() == list(relaxed.relaxed_layers().values())
+    inner = relaxed.model.layers
+    first = next(i for i, m in enumerate(inner) if isinstance(m, Relaxed))
+    inner[first] = copy.deepcopy(inner[first])  # replaced after relax()
+    inner.append(inner[first])  # and shared: listed once
+    assert relaxed._layers() == list(relaxed.relaxed_layers().values())
+    relaxed.step()
+    assert all(layer.theta == relaxed.theta for layer in relaxed.relaxed_layers().values())
+    single = relax(er.nn.EquivariantLinear(er.reps.natural(er.groups.symmetric(3)),
+                                           er.reps.natural(er.groups.symmetric(3))),
+                   total_steps=4)
+    assert single._layers() == [single.model]

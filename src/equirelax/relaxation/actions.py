@@ -92,6 +92,7 @@ class LinearMap:
             self.arrays = (order.T.copy(), values.T.copy())
         else:
             self.arrays = (np.ascontiguousarray(m),)
+        self.transpose_arrays = _sparse_transpose(m) if self.gather or self.sparse else None
         self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     def tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -108,13 +109,25 @@ class LinearMap:
             self._tensors[key] = self._make(device, dtype)
         return self._tensors[key]
 
-    def _make(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def _make(self, device: torch.device, dtype: torch.dtype, arrays: tuple | None = None
+              ) -> tuple[torch.Tensor, ...]:
         # the first array of a gather or sparse map is an index; values and matrices take dtype
         index = 1 if self.gather or self.sparse else 0
         return tuple(
             torch.from_numpy(a).to(device=device, dtype=None if i < index else dtype)
-            for i, a in enumerate(self.arrays)
+            for i, a in enumerate(self.arrays if arrays is None else arrays)
         )
+
+    def _transpose_tensors(self, device: torch.device, dtype: torch.dtype
+                           ) -> tuple[torch.Tensor, ...]:
+        """The index (and, unless every entry is 1, value) tensors of the transpose, as
+        :meth:`tensors` (see :func:`_sparse_transpose`)."""
+        if torch.compiler.is_compiling():
+            return self._make(device, dtype, self.transpose_arrays)
+        key = (device, dtype, "transpose")
+        if key not in self._tensors:
+            self._tensors[key] = self._make(device, dtype, self.transpose_arrays)
+        return self._tensors[key]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         t = self.tensors(x.device, x.dtype)
@@ -139,6 +152,8 @@ class LinearMap:
     def adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """g ↦ g m on the last axis: the transpose of this map, (..., r) -> (..., n). Used by
         hand-written backward passes (a gather's adjoint is a scatter-add)."""
+        if self.transpose_arrays is not None:
+            return self._gather_adjoint(g)
         t = self.tensors(g.device, g.dtype)
         if self.gather or self.sparse:
             flat = g.reshape(-1, g.shape[-1])
@@ -156,6 +171,8 @@ class LinearMap:
         """out −= g m, in place, for 2-D ``out`` (rows, n) and ``g`` (rows, r): the adjoint
         accumulated into an existing tensor (a strided view is fine), with no zero tensor to
         fill and no subtraction after it."""
+        if self.transpose_arrays is not None:
+            return out.sub_(self._gather_adjoint(g))
         t = self.tensors(g.device, g.dtype)
         if self.gather:
             return out.index_add_(1, t[0], g, alpha=-1)
@@ -176,6 +193,51 @@ class LinearMap:
             self.__init__(state["m"])
             return
         self.__dict__.update(state)
+        if "transpose_arrays" not in state:  # pickled before the transpose was kept
+            self.transpose_arrays = (_sparse_transpose(self._matrix())
+                                     if self.gather or self.sparse else None)
+
+    def _matrix(self) -> np.ndarray:
+        """The dense matrix, rebuilt from the gather or sparse arrays."""
+        if not (self.gather or self.sparse):
+            return self.arrays[0]
+        m = np.zeros(self.shape)
+        rows = np.arange(self.shape[0])
+        if self.gather:
+            m[rows, self.arrays[0]] = 1.0
+        else:
+            for cols, vals in zip(*self.arrays):
+                m[rows, cols] += vals
+        return m
+
+    def _gather_adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """g m for a gather or sparse map: one gather of g by the transpose's index, then
+        (for more than one entry per column) the weighted sum over them. index_add_ along the
+        feature axis would add one column slice at a time."""
+        t = self._transpose_tensors(g.device, g.dtype)
+        cols = t[0]  # (entries per column, n)
+        picked = g.index_select(-1, cols.reshape(-1))
+        if cols.shape[0] == 1 and len(t) == 1:
+            return picked
+        picked = picked.unflatten(-1, tuple(cols.shape))
+        if len(t) > 1:
+            picked = picked * t[1]
+        return picked.sum(-2)
+
+
+def _sparse_transpose(m: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """mᵀ in the padded sparse form of :class:`LinearMap`: the index (k, n) of the k
+    non-zeros of each column of m (padded with zeros), and their values unless every one is 1;
+    None for an empty m."""
+    m = np.asarray(m)
+    if not m.size:
+        return None
+    nnz = int((m != 0).sum(0).max())
+    order = np.argsort(m.T == 0, axis=1, kind="stable")[:, :max(nnz, 1)]
+    values = np.take_along_axis(m.T, order, axis=1)
+    if np.all(values == 1):
+        return (order.T.copy(),)
+    return order.T.copy(), values.T.copy()
 
 
 class MatrixMap:
@@ -204,6 +266,18 @@ class StackedMatrixMap:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x).unflatten(-1, (self.k, self.n_out))
+
+    def of_leading_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """The stacked map applied to the first n_in entries of each row of a 2-D ``x``
+        (rows, ≥ n_in), its K images side by side: (rows, K · n_out). A gather or sparse map
+        reads them in place, where slicing them out first would copy a strided view."""
+        linear = self.apply
+        n_in = linear.shape[1]
+        if x.shape[-1] < n_in:
+            raise ValueError(f"expected rows of at least {n_in} entries, got {x.shape[-1]}")
+        if (linear.gather or linear.sparse) and not torch.compiler.is_compiling():
+            return linear(x)
+        return linear(x[:, :n_in])
 
     def adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """The transpose of the stacked map: g (..., K, n_out) ↦ Σ_k m_kᵀ g_k, (..., n_in)."""

@@ -16,8 +16,14 @@ gradient g and the two penalties' gradients together, so
 * grad W = θ G + Eᵀ · images: one ``addmm``, where E is the gradient of the penalty squares
   with respect to W applied to the rows and their images (as in :mod:`relaxation.squares`).
 
+The residuals are taken on the p sketched rows, ρ_out(g)(W Z) − W(ρ_in(g) Z) for Z = Sᵀx: the
+generators act on p × d rows (gathers), never on the d_out × d_in weight. With a sketch the
+node also forms Z itself, from the input it already holds, so no detached copy or reshape of
+the input is recorded around it.
+
 :func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
-the same number of rows, so it is drawn (and scaled) once per step instead of once per layer.
+the same number of rows, so it is drawn (and scaled) once per step instead of once per layer;
+it is drawn as Sᵀ (p × m, contiguous), the operand the products take.
 """
 
 from __future__ import annotations
@@ -31,12 +37,21 @@ from torch.autograd.function import FunctionCtx
 from equirelax.relaxation.actions import StackedMatrixMap
 
 
+def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
+    """The sketched rows Sᵀx of a layer input x (..., d_in), without gradient: (p, d_in)."""
+    flat = x.detach().reshape(-1, x.shape[-1])
+    return torch.mm(sketch.T, flat)
+
+
 def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_free: torch.Tensor,
-           theta: float, rows: torch.Tensor, stack_in: StackedMatrixMap,
-           stack_out: StackedMatrixMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           theta: float, rows: torch.Tensor | None, stack_in: StackedMatrixMap,
+           stack_out: StackedMatrixMap, sketch: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same three outputs with ordinary differentiable operations (the reference, and the
     backward used when a second derivative is asked for)."""
     y = torch.nn.functional.linear(x, w_eq + theta * w_free, bias)
+    if sketch is not None:
+        rows = _sketched(x, sketch)
     images = stack_in(rows)  # (m, K + 1, d_in)
     z = images @ w_free.T  # (m, K + 1, d_out)
     wx = z[:, 0]
@@ -50,38 +65,43 @@ class _RelaxedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, w_eq: torch.Tensor,
                 bias: torch.Tensor | None, w_free: torch.Tensor, theta: float,
-                rows: torch.Tensor, stack_in: StackedMatrixMap, stack_out: StackedMatrixMap
+                rows: torch.Tensor | None, stack_in: StackedMatrixMap,
+                stack_out: StackedMatrixMap, sketch: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d_out, d_in = w_eq.shape
         w = torch.add(w_eq, w_free, alpha=theta)
         flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(bias, flat_x, w.T))
+        if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
+            rows = torch.mm(sketch.T, flat_x)
         m = rows.shape[0]
-        images = stack_in(rows)  # (m, K + 1, d_in): each row, then its images
-        z = torch.mm(images.reshape(-1, d_in), w_free.T).reshape(m, -1, d_out)
-        wx = z[:, 0]
-        residual = z[:, 1:] - stack_out(wx)
-        flat_r, flat_w = residual.reshape(-1), wx.reshape(-1)
+        # 2-D throughout (fewer view operations): each row, then its K images, side by side
+        images = stack_in.apply(rows)  # (m, (K + 1) d_in)
+        z = torch.mm(images.view(-1, d_in), w_free.T).view(m, -1)  # (m, (K + 1) d_out)
+        # the output action reads W x̂, the first d_out entries of each row of z, in place
+        residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
+        flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
         ctx.theta = theta
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, wx)
+        ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, flat_w)
         return (y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out),
                 torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w))
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_lie: torch.Tensor,
                  grad_norm: torch.Tensor):
-        x, w_eq, bias, w_free, rows, w, images, residual, wx = ctx.saved_tensors
+        x, w_eq, bias, w_free, rows, w, images, residual, flat_w = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():
             # create_graph=True: the gradients must themselves be differentiable; take them
             # from the same expression in ordinary operations
             inputs = [t for t, n in zip((x, w_eq, bias, w_free), needs[:4]) if n]
-            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks)
+            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks, None)
             found = iter(torch.autograd.grad(outputs, inputs, (grad_y, grad_lie, grad_norm),
                                              create_graph=True, allow_unused=True))
-            return (*(next(found) if n else None for n in needs[:4]), None, None, None, None)
+            return (*(next(found) if n else None for n in needs[:4]),
+                    None, None, None, None, None)
         d_out, d_in = w.shape
         flat = x.dim() == 2  # else: leading axes, flattened here and restored on grad x
         g = grad_y if flat else grad_y.reshape(-1, d_out)
@@ -95,39 +115,50 @@ class _RelaxedLinear(torch.autograd.Function):
             grad_w_eq = gram if needs[1] else None
         if needs[3]:
             # d/dz of the two sums, halved: g_lie r on the images; on the rows themselves
-            # g_norm W x̂ minus the residuals carried back through the output action
-            e = torch.empty(wx.shape[0], images.shape[1], d_out, dtype=wx.dtype,
-                            device=wx.device)
-            torch.mul(residual, grad_lie, out=e[:, 1:])
-            ctx.stacks[1].sub_adjoint_(torch.mul(wx, grad_norm, out=e[:, 0]), e[:, 1:])
+            # g_norm W x̂ minus the residuals carried back through the output action (its
+            # transpose, applied to r and scaled after: one gather of a contiguous tensor)
+            m = residual.shape[0]
+            e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
+            torch.mul(residual, grad_lie, out=e[:, d_out:])
+            rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
+            rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
             # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
-            grad_w_free = torch.addmm(gram, e.reshape(-1, d_out).T,
-                                      images.reshape(-1, d_in), beta=ctx.theta, alpha=2.0)
+            grad_w_free = torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
+                                      beta=ctx.theta, alpha=2.0)
         grad_b = g.sum(0) if needs[2] and ctx.has_bias else None
-        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None
+        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None
 
 
 def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
-                   w_free: torch.Tensor, theta: float, rows: torch.Tensor,
-                   stack_in: StackedMatrixMap, stack_out: StackedMatrixMap
+                   w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
+                   stack_in: StackedMatrixMap, stack_out: StackedMatrixMap,
+                   sketch: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x (W_eq + θ W)ᵀ + b, Σ_k ||W A_k x̂ − B_k W x̂||², Σ ||W x̂||²)`` in one autograd node.
 
     ``x`` (..., d_in): the layer's input; ``w_eq`` (d_out, d_in), ``bias`` (d_out,) or None:
     the equivariant layer's dense weight and bias; ``w_free``: the free weight W; ``rows``
-    (m, d_in): the detached rows x̂ the penalties are evaluated on; ``stack_in`` maps rows to
-    (m, K + 1, d_in), the rows and their K images (identity first), ``stack_out`` outputs to
-    their K images (m, K, d_out). Every tensor must have one dtype. The values and gradients
-    are those of the plain expression (:func:`_plain`); the backward runs in closed form,
-    W's two gradients (through y and through the penalties) formed in one ``addmm``. With
-    ``create_graph=True`` the backward evaluates the plain expression instead, so second
-    derivatives are those of ordinary operations. Callers keep compiled code and ``torch.func``
-    transforms on the plain operations (a Function with a Python backward breaks a compiled
-    graph and has no batching rule).
+    (m, d_in): the detached rows x̂ the penalties are evaluated on, or None with ``sketch``, an
+    (n, p) sign matrix S for the n rows of x: then the rows are Sᵀx (formed inside the node,
+    with no autograd bookkeeping for them); ``stack_in`` maps rows to (m, K + 1, d_in), the rows
+    and their K images (identity first), ``stack_out`` outputs to their K images (m, K, d_out).
+    Every tensor must have one dtype. The values and gradients are those of the plain
+    expression (:func:`_plain`); the backward runs in closed form, W's two gradients (through y
+    and through the penalties) formed in one ``addmm``. With ``create_graph=True`` the backward
+    evaluates the plain expression instead, so second derivatives are those of ordinary
+    operations. Callers keep compiled code and ``torch.func`` transforms on the plain
+    operations (a Function with a Python backward breaks a compiled graph and has no batching
+    rule).
     """
-    if rows.requires_grad:
+    if (rows is None) == (sketch is None):
+        raise ValueError("relaxed_linear takes either rows or a sketch, got "
+                         f"{'both' if rows is not None else 'neither'}")
+    if rows is not None and rows.requires_grad:
         raise ValueError("relaxed_linear takes rows without gradient (detach them)")
-    return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out)
+    if sketch is not None and sketch.requires_grad:
+        raise ValueError("relaxed_linear takes a sketch without gradient (detach it)")
+    return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out,
+                                sketch)
 
 
 class _Signs(threading.local):
@@ -160,15 +191,22 @@ def sketch_signs(owner: object, m: int, p: int, dtype: torch.dtype, device: torc
     if entry is not None and me not in entry[1]:
         entry[1].add(me)
         return entry[0]
-    if generator is None:
-        bits = torch.randint(0, 2, (m, p), device=device, dtype=dtype)
-    else:
-        bits = torch.randint(0, 2, (m, p), generator=generator, device=generator.device,
-                             dtype=dtype).to(device)
-    # bits b in {0, 1} become the signs (2b − 1)/√p in place: two ops on an m × p tensor
-    signs = bits.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
+    signs = draw_signs(m, p, dtype, device, generator)
     _SIGNS.by_key[key] = (signs, {me})
     return signs
+
+
+def draw_signs(m: int, p: int, dtype: torch.dtype, device: torch.device,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """A fresh m × p matrix of independent signs ±1/√p, as the transposed view of a
+    contiguous p × m tensor, so that Sᵀx is a product of contiguous matrices."""
+    if generator is None:
+        bits = torch.randint(0, 2, (p, m), device=device, dtype=dtype)
+    else:
+        bits = torch.randint(0, 2, (p, m), generator=generator, device=generator.device,
+                             dtype=dtype).to(device)
+    # bits b in {0, 1} become the signs (2b − 1)/√p in place: two ops on a p × m tensor
+    return bits.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p)).T
 
 
 def new_step() -> None:

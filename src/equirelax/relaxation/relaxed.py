@@ -260,8 +260,9 @@ class Relaxed(nn.Module):
     def _lean_data(self) -> bool:
         """Whether the data path can take :meth:`_squares_linear`: the default dense free term
         without bias, on flat features, with both actions known as matrices."""
-        return (not self.custom_free and isinstance(self.free, FreeLinear)
-                and self.free.bias is None and self.act_in.matrices is not None
+        free = self._modules["free"]
+        return (not self.custom_free and isinstance(free, FreeLinear)
+                and free.bias is None and self.act_in.matrices is not None
                 and self.act_out.matrices is not None
                 and self.shape_in == (self.rep_in.dim,) and self.shape_out == (self.rep_out.dim,))
 
@@ -298,11 +299,16 @@ class Relaxed(nn.Module):
 
     @theta.setter
     def theta(self, value: float) -> None:
-        self._theta = float(value)
+        self.set_theta(value)
+
+    def set_theta(self, value: float) -> None:
+        """Set θ (what assigning ``theta`` does; the relaxed model calls it every step)."""
+        theta = float(value)
         # what compiled code reads instead of the float (see _theta_now): whether the free term
-        # is on, and θ as a tensor, an input of the graph rather than a constant baked into it
-        self._theta_nonzero = self._theta != 0.0
-        self._theta_tensor = torch.tensor(self._theta, dtype=torch.float64)
+        # is on, and θ as a tensor, an input of the graph rather than a constant baked into it.
+        # Plain attributes, set without nn.Module.__setattr__'s checks for parameters/modules
+        self.__dict__.update(_theta=theta, _theta_nonzero=theta != 0.0,
+                             _theta_tensor=torch.tensor(theta, dtype=torch.float64))
 
     def active_theta(self) -> float:
         """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
@@ -355,14 +361,18 @@ class Relaxed(nn.Module):
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             w, b = self._dense(self.layer)  # type: ignore[misc]
             if self._fuses_penalties(x, w, b, theta):
-                drawn = self._penalty_rows(x.detach().reshape(-1, self.rep_in.dim))
-                if not self._by_gram(drawn[0].shape[0]):
+                sketch = self._fused_sketch(x)
+                if sketch is None:
+                    drawn = self._penalty_rows(x.detach().reshape(-1, self.rep_in.dim))
+                if sketch is not None or not self._by_gram(drawn[0].shape[0]):
                     # the layer, its free term and the penalty squares in one autograd node
+                    # (which forms a sketch's rows Sᵀx itself)
                     y, lie_sq, norm_sq = relaxed_linear(
-                        x, w, b, self.free.weight, theta, drawn[0],  # type: ignore[arg-type]
+                        x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
+                        None if drawn is None else drawn[0],
                         self.act_in.prepare(self.shape_in, identity=True),
-                        self.act_out.prepare(self.shape_out))
-                    self._keep(lie_sq, norm_sq, drawn[2])
+                        self.act_out.prepare(self.shape_out), sketch)
+                    self._keep(lie_sq, norm_sq, 1.0 if drawn is None else drawn[2])
                     return y
             free_w = self.free.weight.to(w.dtype)
             # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
@@ -400,14 +410,38 @@ class Relaxed(nn.Module):
                          or torch._C._are_functorch_transforms_active()
                          or torch.is_autocast_enabled(x.device.type)))
 
+    def _fused_sketch(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The step's sign matrix S when the fused node sketches input ``x``'s rows (a
+        sketch of them taken, and the data path, not the Gram path, chosen for its p rows);
+        else None (the rows are drawn by :meth:`_penalty_rows`)."""
+        p = self.penalty_sketch
+        if p is None:
+            return None
+        m = x.numel() // self.rep_in.dim
+        if self.penalty_rows is not None and m > self.penalty_rows:
+            return None
+        if p == "auto":
+            p = self.sketch_size(m)
+        elif m <= p:
+            return None
+        if p is None or self._by_gram(p):
+            return None
+        return sketch_signs(self, m, p, x.dtype, x.device, self.penalty_generator)
+
     def _by_gram(self, rows: int) -> GramPenalty | None:
-        """The Gram evaluation when :meth:`_record` takes it for ``rows`` rows, else None."""
-        gram = self._gram_penalty()
-        if gram is not None and (self.penalty_method == "gram" or (
+        """The Gram evaluation when :meth:`_record` takes it for ``rows`` rows, else None.
+
+        The choice is remembered per number of rows and method (a batch size and a sketch
+        size each step, one cost comparison each)."""
+        choices = self.__dict__.setdefault("_gram_choices", {})
+        key = (rows, self._penalty_method)
+        use = choices.get(key)
+        if use is None:
+            gram = self._gram_penalty()
+            use = choices[key] = gram is not None and (self.penalty_method == "gram" or (
                 self.penalty_method == "auto"
-                and gram.cheaper_than_data(rows, self.rep_in.dim, self.rep_out.dim))):
-            return gram
-        return None
+                and gram.cheaper_than_data(rows, self.rep_in.dim, self.rep_out.dim)))
+        return self._gram_cache if use else None  # type: ignore[return-value]
 
     def _record(self, x: torch.Tensor,
                 drawn: tuple[torch.Tensor, torch.Tensor | None, float] | None = None) -> None:
@@ -456,9 +490,10 @@ class Relaxed(nn.Module):
             # bits b in {0, 1} become the signs (2b − 1)/√p in place: a few ops on an m × p
             # tensor, where every op counts against the small matmuls of the sketched rows
             if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-                s = (torch.randint(0, 2, (m, p), device=rows.device, dtype=rows.dtype)
-                     if gen is None else _draw(gen, m, p, rows.dtype).to(rows.device))
-                s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p))
+                # drawn as the eager S is (p × m, transposed), so both paths see one S per seed
+                s = (torch.randint(0, 2, (p, m), device=rows.device, dtype=rows.dtype)
+                     if gen is None else _draw(gen, p, m, rows.dtype).to(rows.device))
+                s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p)).T
             else:  # eagerly, one S per step for the layers sketching m rows to p
                 s = sketch_signs(self, m, p, rows.dtype, rows.device, gen)
             sketched = (s.T @ rows.reshape(m, -1)).reshape(p, *rows.shape[1:])
@@ -607,7 +642,8 @@ class Relaxed(nn.Module):
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
         lie, norm = _total(self._lie_sq), _total(self._norm_sq)
-        self._lie_sq, self._norm_sq = [], []
+        # plain attributes: set without nn.Module.__setattr__'s checks, every step
+        self.__dict__.update(_lie_sq=[], _norm_sq=[])
         new_step()  # the next forward sketches with a fresh S
         return lie, norm
 

@@ -106,6 +106,31 @@ class RelaxedModel(nn.Module):
             return {"": model}
         return {n: m for n, m in model.named_modules() if isinstance(m, Relaxed)}
 
+    def _layers(self) -> list[Relaxed]:
+        """The relaxed layers in the order of :meth:`relaxed_layers`, without their names.
+
+        Looked up afresh at every call (so modules replaced after ``relax`` are seen), by a
+        walk that builds no names: the training step takes the penalties and advances θ
+        through it."""
+        found: list[Relaxed] = []
+        seen: set[int] = set()
+
+        def walk(module: nn.Module) -> None:
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            if isinstance(module, Relaxed):
+                found.append(module)
+            for child in module._modules.values():
+                if child is not None:
+                    walk(child)
+
+        model = self._modules["model"]
+        if isinstance(model, Relaxed):
+            return [model]
+        walk(model)
+        return found
+
     # -- schedule -----------------------------------------------------------------------------
     @property
     def theta(self) -> float:
@@ -120,8 +145,8 @@ class RelaxedModel(nn.Module):
 
     def _push_theta(self) -> None:
         theta = self.theta
-        for layer in self.relaxed_layers().values():
-            layer.theta = theta
+        for layer in self._layers():
+            layer.set_theta(theta)
 
     def get_extra_state(self) -> dict:
         """The schedule position and every parameter of the schedule (kind, total, peak, value)."""
@@ -175,7 +200,7 @@ class RelaxedModel(nn.Module):
         sqrt(Σ ||W − P(W)||² + ε); ``rpp_free`` / ``rpp_equiv``: the RPP priors, Σ ||W_free||²_F
         and Σ ||W_eq||²_F over the layers (dense weights, no biases).
         """
-        layers = list(self.relaxed_layers().values())
+        layers = self._layers()
         lie_sq, norm_sq = [], []
         for layer in layers:
             lie, norm = layer.take_squares()
@@ -183,14 +208,18 @@ class RelaxedModel(nn.Module):
                 lie_sq.append(lie)
             if norm is not None:
                 norm_sq.append(norm)
-        ref = next(iter(self.parameters()), None)
-        if ref is None:
-            ref = torch.zeros(())
 
         def root(squares: list[torch.Tensor]) -> torch.Tensor:
             if not squares:
+                ref = next(iter(self.parameters()), None)
+                if ref is None:
+                    return torch.zeros(())
                 return torch.zeros((), dtype=ref.dtype, device=ref.device)
-            total = squares[0] if len(squares) == 1 else torch.stack(squares).sum()
+            # a chain of additions: for the few layers of a model fewer operations (forward
+            # and backward) than stacking the scalars and summing them
+            total = squares[0]
+            for square in squares[1:]:
+                total = total + square
             return torch.sqrt(total + self.epsilon)
 
         out = {"lie": root(lie_sq), "norm": root(norm_sq)}
@@ -200,6 +229,7 @@ class RelaxedModel(nn.Module):
         if self.rpp_free_weight > 0:
             out["rpp_free"] = torch.stack([layer.free_sq() for layer in layers]).sum()
         if self.rpp_equiv_weight > 0:
+            ref = next(iter(self.parameters()), torch.zeros(()))
             out["rpp_equiv"] = torch.stack(
                 [layer.equivariant_sq().to(ref.device) for layer in layers]
             ).sum()
