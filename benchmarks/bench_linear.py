@@ -16,7 +16,9 @@ Representations (realistic choices, each of dimension d):
 * ``(d/8) * regular(D_4)``: multiples of the regular representation of the dihedral group of order
   8, as in group-convolution channels; (d/8)^2 * 8 coefficients.
 
-Targets (issue 2): train ratio <= 1.3, eval ratio <= 1.05.
+Targets: eval ratio <= 1.05 (issue 2); train ratio <= 1.3 at batch 256 (issue 2) and <= 1.6 at
+batch 64 (issue 16: there the weight's fixed cost weighs more against a smaller matmul; batches
+below 256 are held against 1.6).
 
 Run ``python benchmarks/bench_linear.py`` (writes benchmarks/results/linear.json and .md).
 
@@ -47,6 +49,13 @@ import equirelax as er
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"train": 1.3, "eval": 1.05}
+#: The training target for batches below 256 (issue 16).
+SMALL_BATCH_TRAIN_TARGET = 1.6
+
+
+def target(mode: str, batch: int) -> float:
+    """The ratio a mode is held against at this batch size."""
+    return SMALL_BATCH_TRAIN_TARGET if mode == "train" and batch < 256 else TARGETS[mode]
 
 
 def make_rep(kind: str, d: int) -> er.reps.Rep:
@@ -119,8 +128,8 @@ def measure(
             "ratio_of_medians": ratio,
             "median_paired_ratio": statistics.median(ratios),
             "ratio_of_minima": min(times["equivariant"]) / min(times["linear"]),
-            "target": TARGETS[mode],
-            "meets_target": ratio <= TARGETS[mode],
+            "target": target(mode, batch),
+            "meets_target": ratio <= target(mode, batch),
         }
     return out
 

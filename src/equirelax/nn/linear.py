@@ -236,6 +236,24 @@ class EquivariantLinear(EquivariantModule):
         """How features are shaped: "flat", "tensor", "channels_first" or "channels_last"."""
         return "flat" if self.tensor_layout is None else self.tensor_layout.layout
 
+    @property
+    def feature_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """The trailing input and output shapes (the relaxation hook for shaped features; see
+        :mod:`equirelax.nn.module`): None when flat, the tensor shapes in ``"tensor"`` and
+        ``"channels_first"``, whose row-major order is the reps' flat order. Channels last is
+        refused: its order is not the reps', so the free term's penalties would act on the
+        wrong axes."""
+        lay = self.tensor_layout
+        if lay is None:
+            return None
+        if lay.layout == "channels_last":
+            raise ValueError(
+                "a layer with layout='channels_last' cannot be relaxed (the relaxation acts on "
+                "features in the reps' order, channels first); build it with "
+                "layout='channels_first' and move the channel axis outside the layer "
+                "(x.movedim(-1, -3)), got layout='channels_last'")
+        return tuple(lay.shape_in), tuple(lay.shape_out)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = W x + b on features shaped by ``layout`` (flat: (..., rep_in.dim))."""
         if self.tensor_layout is not None:

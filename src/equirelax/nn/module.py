@@ -63,8 +63,8 @@ class EquivariantModule(nn.Module):
 
     Subclasses set ``rep_in``/``rep_out`` (or ``reps_in``/``rep_out`` for several inputs) as
     plain attributes in ``__init__`` and validate their input with :func:`check_features`.
-    Layers whose features are not flat vectors add a ``feature_shapes`` property; without it
-    the features are flat.
+    Layers whose features are not flat vectors add a ``feature_shapes`` property; without it,
+    or when it is None, the features are flat.
     """
 
     #: whether ``equirelax.relax`` may pick this module by itself

@@ -104,7 +104,8 @@ def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
         ("output", rep_out, shape_out, "out_features", "rep_out"),
     ):
         size = getattr(layer, features, None)
-        if isinstance(size, int) and not isinstance(size, bool) and size != shape[-1]:
+        if (isinstance(size, int) and not isinstance(size, bool) and size != shape[-1]
+                and size != math.prod(shape)):  # a shaped layer counts all its feature axes
             raise ValueError(
                 f"{type(layer).__name__} has {features}={size}, but the {side} rep {rep!r} "
                 f"gives {side} features of shape {shape}: expected a last axis of {size}, "
@@ -184,8 +185,8 @@ class Relaxed(nn.Module):
             )
         if shapes is None and reg.shapes is not None:
             shapes = reg.shapes(layer)
-        if shapes is None and hasattr(layer, "feature_shapes"):
-            shapes = layer.feature_shapes
+        if shapes is None:  # None, or no such attribute: flat features
+            shapes = getattr(layer, "feature_shapes", None)
         self.shape_in = tuple(shapes[0]) if shapes else (rep_in.dim,)
         self.shape_out = tuple(shapes[1]) if shapes else (rep_out.dim,)
         for shape, rep, side in ((self.shape_in, rep_in, "input"), (self.shape_out, rep_out,
