@@ -163,6 +163,19 @@ def test_eval_cache_is_invalidated_by_an_optimizer_step_and_by_load_state_dict()
     torch.testing.assert_close(reloaded, layer(x).detach(), atol=0, rtol=0)
 
 
+def _assert_cache_follows(layer: EquivariantLinear, how: str) -> None:
+    """Eval outputs change after the modification ``how`` and equal the uncached reference."""
+    x = torch.randn(4, layer.rep_in.dim)
+    with torch.no_grad():
+        before = layer(x)
+        assert layer.weight is layer.weight  # the cache is in use
+    MODIFICATIONS[how](layer)
+    with torch.no_grad():
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)
+
+
 def _reference_output(layer: EquivariantLinear, x: torch.Tensor) -> torch.Tensor:
     """The layer's output computed without any cache (weight built from the coefficients)."""
     with torch.no_grad():
@@ -262,15 +275,7 @@ def test_eval_cache_never_serves_stale_weights(case, how):
     layer = randomised(EquivariantLinear(rep_in, rep_out)).eval()
     if how == "bias data.add_" and layer.bias_coefficients.numel() == 0:
         pytest.skip("no invariant bias for this rep")
-    x = torch.randn(4, rep_in.dim)
-    with torch.no_grad():
-        before = layer(x)
-        assert layer.weight is layer.weight  # the cache is in use
-    MODIFICATIONS[how](layer)
-    with torch.no_grad():
-        after = layer(x)
-    assert not torch.allclose(after, before)
-    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)
+    _assert_cache_follows(layer, how)
 
 
 def test_eval_cache_sees_in_place_edits_of_the_weight_it_returned():
@@ -543,12 +548,4 @@ def test_eval_cache_of_a_large_layer_never_serves_stale_weights(how):
     rep = 64 * er.reps.regular(er.groups.dihedral(4))
     layer = randomised(EquivariantLinear(rep, rep, structured=False)).eval()
     assert _Snapshot(layer.coefficients).words is not None
-    x = torch.randn(4, rep.dim)
-    with torch.no_grad():
-        before = layer(x)
-        assert layer.weight is layer.weight  # the cache is in use
-    MODIFICATIONS[how](layer)
-    with torch.no_grad():
-        after = layer(x)
-    assert not torch.allclose(after, before)
-    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)
+    _assert_cache_follows(layer, how)
