@@ -20,7 +20,9 @@ Per call the cost is mostly the number of ops (each one's dispatch and autograd 
 and of passes over the n^k entries, so the reordering and Möbius transform of all pairs are one
 precomputed fold, reps of orders <= 1 take a lean path of a few ops (copies of V fold their
 coefficients by a view), order 2 shares its reductions and adds its full-size pieces into one
-output tensor, and the bias joins the per-copy constants of the assembly (no pass of its own).
+output tensor (with one copy each side, the placements that read the same reductions are one
+stacked product, forward and backward), and the bias joins the per-copy constants of the
+assembly (no pass of its own).
 
 Features are flat vectors (:meth:`PartitionHomSpace.apply`) or, between copies of one tensor
 power on each side, tensors (rows, copies, n, ...) or channels last (rows, n, ..., copies)
