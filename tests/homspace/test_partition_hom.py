@@ -165,6 +165,33 @@ def test_apply_is_linear_in_the_coefficients_and_gradients_flow():
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def test_one_copy_groups_reading_the_same_reductions_are_bundled_with_exact_gradients():
+    """V ⊗ V -> V ⊗ V (one copy each side): the diagonal, row and column placements read the
+    same three reductions and the two scalar ones the same two, so each set is one bundle
+    (one stacked product) whose forward, gradients and second derivatives match the dense
+    weight and the op-by-op backward."""
+    G = symmetric(5)
+    V = natural(G)
+    space = PartitionHomSpace(V * V, V * V)
+    (pair,) = space.pairs
+    bundled = [[g.kind for g in pair.groups[a:b]] for a, b in pair.bundles]
+    assert sorted(map(sorted, bundled)) == sorted(
+        [["cols", "diag", "rows"], ["diag_scalar", "scalar"], ["full"]]
+    )
+    c = torch.randn(space.dim, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, space.shape[1], dtype=torch.float64, requires_grad=True)
+    w = OrbitHomSpace(V * V, V * V).weight(c.detach())
+    torch.testing.assert_close(space.apply(c, x), x @ w.T, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(space.apply, (c, x))
+    assert torch.autograd.gradgradcheck(space.apply, (c, x))
+    grad = torch.randn(3, space.shape[0], dtype=torch.float64)
+    fused = torch.autograd.grad(space.apply(c, x), (c, x), grad)
+    plain_y = space._forward(c, x, space.index_tensors(torch.float64))  # every op recorded
+    plain = torch.autograd.grad(plain_y, (c, x), grad)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("shaped", [False, True])
 def test_the_bias_joins_the_assembly_with_exact_gradients(shaped):
     """The generic path adds the bias as per-copy constants and diagonals (no pass over the

@@ -20,7 +20,9 @@ Per call the cost is mostly the number of ops (each one's dispatch and autograd 
 and of passes over the n^k entries, so the reordering and Möbius transform of all pairs are one
 precomputed fold, reps of orders <= 1 take a lean path of a few ops (copies of V fold their
 coefficients by a view), order 2 shares its reductions and adds its full-size pieces into one
-output tensor, and the bias joins the per-copy constants of the assembly (no pass of its own).
+output tensor (with one copy each side, the placements that read the same reductions are one
+stacked product, forward and backward), and the bias joins the per-copy constants of the
+assembly (no pass of its own).
 
 Features are flat vectors (:meth:`PartitionHomSpace.apply`) or, between copies of one tensor
 power on each side, tensors (rows, copies, n, ...) or channels last (rows, n, ..., copies)
@@ -241,9 +243,28 @@ class _Pair:
             found.setdefault(_placement(out, shared), []).append((rgs, f"zy{letters}->zy{keep}"))
         self.partitions: list[tuple[int, ...]] = []
         self.groups: list[_Group] = []
-        for kind, items in found.items():
+        # groups that read the same reductions lie next to each other (first appearance
+        # order otherwise), so that with one copy each side their weights are one (b, q)
+        # block: one stacked product places them all (see ``bundles``)
+        first_of = {}
+        for items in found.values():
+            first_of.setdefault(tuple(eq for _, eq in items), len(first_of))
+        ordered = sorted(found.items(), key=lambda kv: first_of[tuple(eq for _, eq in kv[1])])
+        for kind, items in ordered:
             self.groups.append(_Group(kind, len(self.partitions), [eq for _, eq in items]))
             self.partitions.extend(rgs for rgs, _ in items)
+        #: runs (start, stop) of ``groups`` reading the same reductions, "full" ones alone
+        #: (they are weighted into the output with no temporary, see ``_assemble``)
+        self.bundles: list[tuple[int, int]] = []
+        for i, group in enumerate(self.groups):
+            last = self.groups[self.bundles[-1][0]] if self.bundles else None
+            if (last is not None and group.kind != "full" and last.kind != "full"
+                    and last.equations == group.equations):
+                self.bundles[-1] = (self.bundles[-1][0], i + 1)
+            else:
+                self.bundles.append((i, i + 1))
+        #: the groups that are a bundle of their own
+        self.lone = {start for start, stop in self.bundles if stop - start == 1}
         #: its distinct reductions, fewer sums first (a total then reuses a partial sum)
         self.equations = sorted(
             dict.fromkeys(eq for group in self.groups for eq in group.equations),
@@ -461,7 +482,9 @@ class PartitionHomSpace(HomSpace):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if not {"lean_dims", "single_types"} <= state.keys():  # pickled by an older version
+        if not {"lean_dims", "single_types"} <= state.keys() or not all(
+            hasattr(pair, "lone") for pair in state.get("pairs", ())
+        ):  # pickled by an older version
             self.__init__(self.rep_in, self.rep_out)  # type: ignore[misc]
 
     def _number_orbits(self) -> None:
@@ -742,20 +765,15 @@ class PartitionHomSpace(HomSpace):
         inputs, rows = self._inputs(x, t, shaped)
         placed: list[dict[str, torch.Tensor]] = [{} for _ in self.types_out]
         weighted: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.types_out]
-        scalars = d.unbind() if self.one_copy else ()
         for pair in self.pairs:
             into = placed[pair.out_position]
             reductions = self._reductions(pair, inputs[pair.in_position])
             if keep is not None:
                 keep.append(reductions)
+            if pair.one_copy:  # scalar weights
+                _one_copy_forward(d, pair, reductions, into, weighted[pair.out_position])
+                continue
             for group, parts in zip(pair.groups, reductions):
-                if pair.one_copy:  # scalar weights: a weighted sum, no stack or matmul
-                    for part, w in zip(parts, scalars[group.d_start : group.d_stop]):
-                        if group.kind == "full":  # added in _assemble, with no temporary
-                            weighted[pair.out_position].append((part, w))
-                        else:
-                            _accumulate(into, group.kind, part, w)
-                    continue
                 z = self._mix(_block(d, pair, group), parts, rows)
                 into[group.kind] = into[group.kind] + z if group.kind in into else z
         if bias is not None:
@@ -816,7 +834,6 @@ class PartitionHomSpace(HomSpace):
                 copies[id(g_kind)] = g_kind.mT.contiguous()
             return copies[id(g_kind)]
 
-        scalars = d.unbind() if self.one_copy and need_x else ()
         for position, pair in enumerate(self.pairs):
             found = adjoints[pair.out_position]
             if not need_d:
@@ -825,8 +842,30 @@ class PartitionHomSpace(HomSpace):
                 reductions = kept[position]
             else:
                 reductions = self._reductions(pair, inputs[pair.in_position])
-            for group, parts in zip(pair.groups, reductions):
+            for start, stop in pair.bundles if pair.one_copy else ():
+                if stop - start == 1:
+                    continue  # below, group by group
+                groups = pair.groups[start:stop]
+                acc = into_input[pair.in_position]
+                # the output gradients of the bundle's placements as one (b, entries) matrix
+                g_stack = torch.stack([found[group.kind] for group in groups])
+                b, q = len(groups), len(groups[0].equations)
+                shape = g_stack.shape[1:]
+                g_stack = g_stack.view(b, -1)
+                if need_d:  # (b, q): Σ over rows and positions of g_k · part_j
+                    x_stack = torch.stack(reductions[start]).view(q, -1)
+                    grad_d.append((g_stack @ x_stack.T).reshape(-1))
+                if need_x:  # per reduction j: Σ_k w_kj g_k, placed by its adjoint
+                    weights = d[groups[0].d_start : groups[-1].d_stop].view(b, q)
+                    back = (weights.T @ g_stack).view(q, *shape)
+                    for j, eq in enumerate(groups[0].equations):
+                        kind, flip = _reduction_adjoint(eq)
+                        piece = back[j].mT if flip else back[j]
+                        acc[kind] = acc[kind] + piece if kind in acc else piece
+            for index, (group, parts) in enumerate(zip(pair.groups, reductions)):
                 if pair.one_copy:  # scalar weights: dot products and weighted sums
+                    if index not in pair.lone:
+                        continue  # done with its bundle above
                     g_kind, acc = found[group.kind], into_input[pair.in_position]
                     if need_d:
                         for part in parts:
@@ -836,7 +875,7 @@ class PartitionHomSpace(HomSpace):
                             else:
                                 grad_d.append(_dot(g_kind, part))
                     if need_x:
-                        weights = scalars[group.d_start : group.d_stop]
+                        weights = d[group.d_start : group.d_stop].unbind()
                         for eq, w in zip(group.equations, weights):
                             kind, flip = _reduction_adjoint(eq)
                             piece = transposed(g_kind) if flip else g_kind
@@ -1190,6 +1229,37 @@ def _lean_sums(flat: torch.Tensor, n: int, v: int, t: int) -> torch.Tensor:
         return flat
     z = (flat[:, : v * n] if t else flat).view(flat.shape[0], v, n).sum(-1)
     return torch.cat([z, flat[:, v * n :]], dim=-1) if t else z
+
+
+def _one_copy_forward(
+    d: torch.Tensor,
+    pair: _Pair,
+    reductions: list[list[torch.Tensor]],
+    into: dict[str, torch.Tensor],
+    weighted: list[tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """Place the reduced inputs of a pair with one copy on each side (scalar weights): the
+    groups of a bundle (same reductions) by one product of their stacked reductions with the
+    bundle's (b, q) weights; a lone group by a weighted sum ("full" ones go to ``weighted``,
+    added in ``_assemble`` with no temporary)."""
+    for start, stop in pair.bundles:
+        groups = pair.groups[start:stop]
+        if len(groups) > 1:
+            parts = reductions[start]
+            weights = d[groups[0].d_start : groups[-1].d_stop].view(len(groups), len(parts))
+            # (b, entries): each placement's piece contiguous, for the full-size adds after
+            mixed = (weights @ torch.stack(parts).view(len(parts), -1)).view(
+                len(groups), *parts[0].shape)
+            for k, group in enumerate(groups):
+                piece = mixed[k]
+                into[group.kind] = into[group.kind] + piece if group.kind in into else piece
+            continue
+        group = groups[0]
+        for part, w in zip(reductions[start], d[group.d_start : group.d_stop].unbind()):
+            if group.kind == "full":
+                weighted.append((part, w))
+            else:
+                _accumulate(into, group.kind, part, w)
 
 
 def _accumulate(
