@@ -276,3 +276,19 @@ def test_torch_func_transforms_equal_eager(channels):
     per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x[:, None])
     total = sum(per_sample["coefficients"])
     torch.testing.assert_close(total, grads["coefficients"], atol=1e-10, rtol=1e-12)
+
+
+def test_an_unpickled_structured_layer_rebuilds_its_partition_buffers():
+    """The partition buffers are derived from the hom space: a pickle carrying buffers of an
+    older layout (here: scrambled) must not feed them to the forward."""
+    import pickle
+
+    v = er.reps.natural(er.groups.symmetric(6))
+    layer = EquivariantLinear(2 * (v * v), v * v, structured=True).double()
+    x = torch.randn(3, 2 * 36, dtype=torch.float64)
+    want = layer(x)
+    fold = layer.partition_fold
+    layer.partition_fold = torch.flip(fold, dims=[0])  # an "old layout" the pickle carries
+    twin = pickle.loads(pickle.dumps(layer))
+    assert twin.partition_fold.dtype == torch.float64
+    torch.testing.assert_close(twin(x), want, atol=1e-12, rtol=0)

@@ -363,10 +363,22 @@ class EquivariantLinear(EquivariantModule):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        # a copy made by __deepcopy__ shares the current buffers; a pickle may be older
+        current = state.pop("_current_buffers", False)
         super().__setstate__(state)
         # pickled before the gather indices (or the current partition tensors) were buffers
         if "weight_index" not in self._buffers or "partition_bias_fold" not in self._buffers:
             self._register_indices()
+        elif self.structured and not current:
+            # derived from the hom space, whose layout may have changed since the pickle was
+            # written: rebuilt (they are small), in the coefficients' dtype and device
+            coefficients = self.coefficients
+            tensors = self.hom.index_tensors(coefficients.dtype)
+            for name in _PARTITION_BUFFERS:
+                t = tensors.get(name)
+                self.register_buffer(f"partition_{name}",
+                                     None if t is None else t.to(coefficients.device),
+                                     persistent=False)
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
         if "bias_basis" not in self._buffers:
@@ -382,7 +394,9 @@ class EquivariantLinear(EquivariantModule):
                 memo.setdefault(id(index), index)
         twin = type(self).__new__(type(self))
         memo[id(self)] = twin
-        twin.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        state = copy.deepcopy(self.__getstate__(), memo)
+        state["_current_buffers"] = True
+        twin.__setstate__(state)
         return twin
 
     def extra_repr(self) -> str:
