@@ -206,13 +206,6 @@ EDITS = {
 }
 
 
-@pytest.fixture
-def cached_when_small(monkeypatch):
-    """Compiled inference of the tests' small layers runs through the cached operator too."""
-    monkeypatch.setattr(er.nn.linear, "COMPILED_CACHE_ABOVE", 0)
-
-
-@pytest.mark.usefixtures("cached_when_small")
 @pytest.mark.parametrize("how", EDITS, ids=EDITS.keys())
 def test_compiled_inference_never_serves_stale_weights(how):
     from equirelax.nn.linear import _INFERENCE_CACHE
@@ -232,7 +225,6 @@ def test_compiled_inference_never_serves_stale_weights(how):
     torch.testing.assert_close(after, torch.nn.functional.linear(x, w, b), atol=0, rtol=0)
 
 
-@pytest.mark.usefixtures("cached_when_small")
 def test_compiled_inference_is_one_graph_and_its_cache_goes_with_training_and_the_layer():
     import gc
 
@@ -260,7 +252,6 @@ def test_compiled_inference_is_one_graph_and_its_cache_goes_with_training_and_th
     assert not any(k in _INFERENCE_CACHE for k in keys)  # freed with the coefficients
 
 
-@pytest.mark.usefixtures("cached_when_small")
 def test_compiled_eval_with_gradients_builds_the_weight_in_the_graph():
     from equirelax.nn.linear import _INFERENCE_CACHE
 
@@ -272,31 +263,23 @@ def test_compiled_eval_with_gradients_builds_the_weight_in_the_graph():
     assert layer.coefficients.grad is not None and x.grad is not None
 
 
-def test_compiled_inference_caches_large_layers_and_traces_the_gather_of_small_ones():
+def test_compiled_inference_runs_every_layer_through_the_cached_operator():
     from equirelax.nn.linear import _INFERENCE_CACHE
 
-    # 5 -> 480 and 480 -> 1 are cheaper traced; 480 -> 480 (230400 entries) uses the operator
+    # 5 -> 480 and 480 -> 1 too (their traced gathers cost more than the operator's call),
+    # with the same outputs as eager inference, bit for bit
     big = 4 * regular(symmetric(5))
-    model = randomised(EquivariantMLP(natural(symmetric(5)), [big], trivial(symmetric(5))))
+    model = randomised(EquivariantMLP(natural(symmetric(5)), [big, big], trivial(symmetric(5))))
     model.eval()
-    small, large = model.linears[0], model.linears[1]
-    assert small.in_features * small.out_features < er.nn.linear.COMPILED_CACHE_ABOVE
-    big_model = randomised(EquivariantMLP(big, [big], trivial(symmetric(5)))).eval()
-    layer = big_model.linears[0]
-    assert layer.in_features * layer.out_features >= er.nn.linear.COMPILED_CACHE_ABOVE
-    x = torch.randn(3, big.dim)
+    x = torch.randn(3, model.rep_in.dim, dtype=torch.float64)
+    model.double()
     with torch.no_grad():
-        torch.testing.assert_close(torch.compile(big_model, backend="aot_eager")(x),
-                                   big_model(x), atol=1e-5, rtol=1e-5)
-        x_small = torch.randn(3, small.in_features)
-        torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x_small),
-                                   model(x_small), atol=1e-5, rtol=1e-5)
-    assert id(layer.coefficients) in _INFERENCE_CACHE
-    assert id(small.coefficients) not in _INFERENCE_CACHE
-    assert id(large.coefficients) not in _INFERENCE_CACHE  # 480 -> 1: traced
+        assert all(m._compiled_inference() for m in model.linears)
+        torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x), model(x),
+                                   atol=0, rtol=0)
+    assert all(id(m.coefficients) in _INFERENCE_CACHE for m in model.linears)
 
 
-@pytest.mark.usefixtures("cached_when_small")
 def test_compiled_inference_sees_data_replaced_by_a_view_of_the_same_storage():
     layer = randomised(linear()).eval()
     net = torch.compile(layer, backend="aot_eager")
@@ -329,8 +312,8 @@ def test_compiled_inference_with_inductor_freezing_folds_the_traced_weight():
 
 
 def test_torch_export_of_a_large_layer_in_inference_gives_plain_aten_ops():
-    # 480 -> 480 is above COMPILED_CACHE_ABOVE: compiled inference would use the cached
-    # operator, an exported program must not (it runs without equirelax's operators)
+    # compiled inference would use the cached operator; an exported program must not (it
+    # runs without equirelax's operators)
     big = 4 * regular(symmetric(5))
     model = randomised(EquivariantMLP(big, [big], trivial(symmetric(5)))).eval()
     x = torch.randn(3, big.dim)

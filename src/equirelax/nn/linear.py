@@ -325,11 +325,14 @@ class EquivariantLinear(EquivariantModule):
         cache, and never hands the weight out (nothing can edit it in place). Not when inductor
         freezes weights (:func:`~equirelax.homspace.space.inductor_freezes`): the traced gather
         and ``linear`` are then folded and prepacked by the compiler, which is faster still.
-        Nor for small weights (below ``COMPILED_CACHE_ABOVE`` entries): the compiled gather of
-        a few thousand entries costs less than a call of the operator.
+
+        Small layers take the operator too (an MLP's 5 -> 480 and 480 -> 1): their traced
+        gathers cost more than the operator's call, not through their arithmetic but because
+        inductor gives a gather of a few thousand entries its own parallel region (a wake-up
+        of the OpenMP workers per call, costly with ``OMP_WAIT_POLICY=PASSIVE``) and lays out
+        the weight of a single output feature with a zero stride that ``addmm`` copies first.
         """
         return (not self.training and not torch.is_grad_enabled()
-                and self.in_features * self.out_features >= COMPILED_CACHE_ABOVE
                 and not hom_space_module.inductor_freezes()  # frozen: the gather folds
                 and self.weight_index is not None
                 and (self.bias_space is None or self.bias_index is not None)
@@ -417,12 +420,6 @@ def _weight(space: HomSpace, coefficients: torch.Tensor, index: torch.Tensor | N
 
 
 # -- compiled inference: one opaque operator with its own weight cache ------------------------
-#: Compiled inference runs layers with this many weight entries or more through the cached
-#: operator: a call costs about 20 µs of dispatch and checks (CPU), which the gather it saves
-#: outweighs only from some ten thousand entries on (an MLP's 5 -> 480 and 480 -> 1 layers
-#: are cheaper traced).
-COMPILED_CACHE_ABOVE = 1 << 15
-
 
 class _InferenceEntry:
     """The dense weight and bias built from one coefficient tensor, and the bits they were
