@@ -17,8 +17,8 @@ repeats (so that load on a shared machine hits both alike), reported as medians:
 
 Which settings to use for inference: for a deployed model whose weights are final,
 ``model.eval()``, ``torch._inductor.config.freezing = True`` before the first compiled call,
-and calls under ``torch.no_grad()`` (one-thread run on a loaded 2-core machine: compiled/eager
-1.01 for the MLP and 0.98 for the relaxed MLP, against 1.07 and 1.06 with default settings).
+and calls under ``torch.no_grad()`` (the results table's "inference, frozen" rows against its
+"inference" rows).
 For a model whose weights may still change (fine-tuning between evaluations), default
 settings under ``torch.no_grad()``: each layer's weight cache is checked against its
 coefficients on every call, so edits are seen; the compiled model then costs about what
