@@ -549,3 +549,21 @@ def test_eval_cache_of_a_large_layer_never_serves_stale_weights(how):
     layer = randomised(EquivariantLinear(rep, rep, structured=False)).eval()
     assert _Snapshot(layer.coefficients).words is not None
     _assert_cache_follows(layer, how)
+
+
+def test_eval_cache_works_under_inference_mode_and_follows_edits_made_there():
+    """Lightning validates under torch.inference_mode(): the cache must build there, serve the
+    same outputs as no_grad, and still see an edit of the coefficients made in between."""
+    rep = 4 * er.reps.regular(er.groups.symmetric(3))
+    layer = randomised(EquivariantLinear(rep, rep)).eval()
+    x = torch.randn(5, rep.dim)
+    with torch.inference_mode():
+        first = layer(x)
+        assert layer.weight is layer.weight  # cached
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), first, atol=0, rtol=0)
+        layer.coefficients.data.mul_(2.0)
+    with torch.inference_mode():
+        after = layer(x)
+    assert not torch.allclose(after, first)
+    torch.testing.assert_close(after, _reference_output(layer, x), atol=0, rtol=0)

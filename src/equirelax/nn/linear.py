@@ -199,9 +199,11 @@ class EquivariantLinear(EquivariantModule):
                 self._cache = None
             return self._materialise()
         if self._cache is None or not self._cache.valid_for(params):
-            with torch.no_grad():
+            # built as ordinary tensors even under torch.inference_mode() (Lightning's
+            # validation): inference tensors have no version counter for the cache to check
+            with torch.inference_mode(False), torch.no_grad():
                 w, b = self._materialise()
-            self._cache = _EvalCache(params, w, b)
+                self._cache = _EvalCache(params, w, b)
         return self._cache.weight, self._cache.bias
 
     def dense_map(self) -> tuple[torch.Tensor, torch.Tensor | None]:
