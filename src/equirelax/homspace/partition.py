@@ -780,13 +780,7 @@ class PartitionHomSpace(HomSpace):
             self._place_bias(bias, t["bias_fold"], placed, rows)
         if shaped:
             return self._assemble(self.types_out[0], placed[0], rows, x, weighted[0], False)
-        outs = [
-            self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
-            for typ, kinds, more in zip(self.types_out, placed, weighted)
-        ]
-        y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-        if t["out_index"] is not None:
-            y = y.index_select(-1, t["out_index"])
+        y = self._assemble_flat(self.types_out, placed, weighted, rows, x, t["out_index"])
         return y.reshape(*lead, self.shape[0])
 
     def _backward(
@@ -902,13 +896,8 @@ class PartitionHomSpace(HomSpace):
                 grad_x = self._assemble(
                     self.types_in[0], into_input[0], rows, x, weighted[0], False)
             else:
-                outs = [
-                    self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
-                    for typ, kinds, more in zip(self.types_in, into_input, weighted)
-                ]
-                gx = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-                if t["in_back"] is not None:
-                    gx = gx.index_select(-1, t["in_back"])
+                gx = self._assemble_flat(self.types_in, into_input, weighted, rows, x,
+                                         t["in_back"])
                 grad_x = gx.reshape(x.shape)
         grad = None
         if need_d:
@@ -956,6 +945,17 @@ class PartitionHomSpace(HomSpace):
         if mix.shape == (1, 1):
             return parts[0] * mix.reshape(())
         return _channel_mix(mix, _stacked(parts, rows)).reshape(rows, mix.shape[0], *tail)
+
+    def _assemble_flat(self, types: list, placed: list, weighted: list, rows: int,
+                       x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """Flat features (rows, dim) of one side: each type's assembled pieces side by side,
+        then put back in the rep's order by ``index`` (None when already in it)."""
+        outs = [
+            self._assemble(typ, kinds, rows, x, more).reshape(rows, -1)
+            for typ, kinds, more in zip(types, placed, weighted)
+        ]
+        y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+        return y if index is None else y.index_select(-1, index)
 
     def _assemble(
         self,
