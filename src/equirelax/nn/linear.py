@@ -121,7 +121,18 @@ class EquivariantLinear(EquivariantModule):
         for name, space in (("weight_index", self.hom), ("bias_index", self.bias_space)):
             index = space.gather_index() if isinstance(space, OrbitHomSpace) else None
             self.register_buffer(name, index, persistent=False)
-        tensors = self.hom.index_tensors() if self.structured else {}
+        self._register_partition_buffers()
+
+    def _register_partition_buffers(self) -> None:
+        """Hold the tensors the partition path applies its map with (None when not
+        structured) as non-persistent buffers, built from the hom space in the coefficients'
+        dtype and device."""
+        tensors: dict[str, torch.Tensor | None] = {}
+        if self.structured:
+            coefficients = self.coefficients
+            tensors = self.hom.index_tensors(coefficients.dtype)  # type: ignore[attr-defined]
+            tensors = {k: None if t is None else t.to(coefficients.device)
+                       for k, t in tensors.items()}
         for name in _PARTITION_BUFFERS:
             self.register_buffer(f"partition_{name}", tensors.get(name), persistent=False)
 
@@ -376,14 +387,8 @@ class EquivariantLinear(EquivariantModule):
             self._register_indices()
         elif self.structured and not current:
             # derived from the hom space, whose layout may have changed since the pickle was
-            # written: rebuilt (they are small), in the coefficients' dtype and device
-            coefficients = self.coefficients
-            tensors = self.hom.index_tensors(coefficients.dtype)
-            for name in _PARTITION_BUFFERS:
-                t = tensors.get(name)
-                self.register_buffer(f"partition_{name}",
-                                     None if t is None else t.to(coefficients.device),
-                                     persistent=False)
+            # written: rebuilt (they are small)
+            self._register_partition_buffers()
         if "blockwise" not in self.__dict__:  # pickled before layers applied blocks
             self.blockwise = False
         if "bias_basis" not in self._buffers:
