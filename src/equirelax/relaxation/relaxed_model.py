@@ -107,29 +107,12 @@ class RelaxedModel(nn.Module):
         return {n: m for n, m in model.named_modules() if isinstance(m, Relaxed)}
 
     def _layers(self) -> list[Relaxed]:
-        """The relaxed layers in the order of :meth:`relaxed_layers`, without their names.
-
-        Looked up afresh at every call (so modules replaced after ``relax`` are seen), by a
-        walk that builds no names: the training step takes the penalties and advances θ
-        through it."""
-        found: list[Relaxed] = []
-        seen: set[int] = set()
-
-        def walk(module: nn.Module) -> None:
-            if id(module) in seen:
-                return
-            seen.add(id(module))
-            if isinstance(module, Relaxed):
-                found.append(module)
-            for child in module._modules.values():
-                if child is not None:
-                    walk(child)
-
+        """The relaxed layers in the order of :meth:`relaxed_layers`, without their names;
+        looked up afresh at every call, so modules replaced after ``relax`` are seen."""
         model = self._modules["model"]
         if isinstance(model, Relaxed):
             return [model]
-        walk(model)
-        return found
+        return [m for m in model.modules() if isinstance(m, Relaxed)]
 
     # -- schedule -----------------------------------------------------------------------------
     @property
