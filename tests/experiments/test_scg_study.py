@@ -120,7 +120,7 @@ def _tiny_stage1(out, runs):
 
 TINY = scg.Preset(ae_steps=1, ae_crop=32, probe_images=4, diff_base=8, diff_steps=2,
                   control_steps=2, diff_batch=2, eval_images=3, sample_steps=2,
-                  noise_levels=(0.0, 0.2), eval_seeds=2)
+                  noise_levels=(0.0, 0.2), eval_seeds=2, posterior_samples=3)
 
 
 def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
@@ -135,13 +135,23 @@ def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
     assert "base_loss" in (out / "completion_training.md").read_text()
     assert scg.main(_parse("evaluate", *common)) == 0
     table = (out / "generation_table.md").read_text()
-    for row in ("grey image", "none (frozen base)", "decode-only brightness", "| canny |"):
+    for row in ("grey image", "none (frozen base)", "decode-only brightness", "| canny |",
+                "| colour, posterior mean |", "| none (frozen base), posterior mean |",
+                "Difference in ssim_grey, posterior means"):
         assert row in table
     data = json.loads((out / "generation_table.json").read_text())
-    assert data["n_seeds"] == 2 and data["n_images"] == 3
-    assert {d["baseline"] for d in data["differences"]} >= {"grey image", "canny",
-                                                            "decode-only colour"}
-    for fig in ("generation_grid.png", "generation_grid_zero_shot.png", "robustness.png"):
+    assert data["n_seeds"] == 2 and data["n_images"] == 3 and data["posterior_samples"] == 3
+    assert {d["baseline"] for d in data["differences"]} >= {
+        "grey image", "canny", "decode-only colour", "canny, posterior mean",
+        "none (frozen base), posterior mean"}
+    # a posterior mean is compared with the same kind of output of each model baseline
+    for d in data["differences"]:
+        if d["baseline"] in ("canny", "none (frozen base)"):
+            assert "posterior mean" not in d["condition"]
+        if d["baseline"].endswith("posterior mean"):
+            assert d["condition"].endswith("posterior mean")
+    for fig in ("generation_grid.png", "generation_grid_zero_shot.png", "robustness.png",
+                "generation_grid_posterior_mean.png"):
         assert (out / fig).exists()
 
     # generate from a file written here, with the generator file alone (runs folder moved away)

@@ -88,6 +88,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         if name == "evaluate":
             preset_default(p.add_argument("--eval-seeds", type=positive_int, default=None,
                                           help="noise seeds per image"))
+            preset_default(p.add_argument(
+                "--posterior-samples", type=positive_int, default=None,
+                help="generations averaged per image for the posterior-mean rows (their "
+                     "pixel mean estimates E[image | condition], the completion that PSNR "
+                     "and SSIM reward)"))
         if name == "generate":
             p.add_argument("--image", default="", help="image file to complete")
             p.add_argument("--condition", default="brightness",

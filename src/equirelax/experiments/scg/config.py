@@ -62,6 +62,7 @@ class Preset:
     diff_lr: float = 2e-3
     control_lr: float = 1e-3
     eval_seeds: int = 2
+    posterior_samples: int = 8
 
 
 #: The preset a command runs without ``--preset``/``--quick``.
@@ -69,7 +70,7 @@ DEFAULT_PRESET = "full"
 PRESETS = {
     "quick": Preset(ae_steps=400, ae_crop=32, probe_images=64, diff_base=16, diff_steps=1500,
                     control_steps=600, diff_batch=16, eval_images=16, sample_steps=10,
-                    noise_levels=(0.0, 0.1, 0.2, 0.4)),
+                    noise_levels=(0.0, 0.1, 0.2, 0.4), posterior_samples=4),
     "full": Preset(ae_steps=3000, ae_crop=40, probe_images=256, diff_base=32, diff_steps=3000,
                    control_steps=800, diff_batch=32, eval_images=64, sample_steps=20,
                    noise_levels=(0.0, 0.1, 0.2, 0.4)),

@@ -69,9 +69,11 @@ def plot_robustness(levels: list[float], names: list[str],
 
 
 def plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
-                         none_img: torch.Tensor, path: Path, n_img: int = 3) -> Path:
+                         none_img: torch.Tensor, path: Path, n_img: int = 3,
+                         output_label: str = "generation") -> Path:
     """Clean inputs: one row per condition (plus the source and the unconditional base),
-    for each of ``n_img`` images its condition and its generation side by side."""
+    for each of ``n_img`` images its condition and its output (``output_label``: a
+    generation, or the posterior mean of several) side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,7 +106,7 @@ def plot_generation_grid(source: torch.Tensor, samples: dict, names: list[str],
                     ax.set_title(f"image {i + 1}: " + ("condition" if j == 0 else "source"),
                                  fontsize=9)
                 elif r == 1 and j == 1:
-                    ax.set_title("generation", fontsize=9)
+                    ax.set_title(output_label, fontsize=9)
                 if i == 0 and j == 0:
                     ax.set_ylabel(row if len(row) <= 12 else row.split(" ")[0], fontsize=10)
     fig.tight_layout()

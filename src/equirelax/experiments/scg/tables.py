@@ -64,15 +64,29 @@ def ablation_table(rows: list[dict], seeds: list[int]) -> str:
                                                             *ABLATION_COLUMNS]))
 
 
+def variant_key(name: str, variant: str = "") -> str:
+    """The score key of ``name``'s ``variant`` rows (``"colour, posterior mean"``); the plain
+    name without a variant."""
+    return f"{name}, {variant}" if variant else name
+
+
 def difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str],
-                     groups: dict[str, list[int]], metric: str, seed: int
+                     groups: dict[str, list[int]], metric: str, seed: int, variant: str = ""
                      ) -> tuple[str, list[dict]]:
     """Markdown table (and records) of each condition's mean paired difference to each baseline
-    with its bootstrap 95 % interval over images."""
-    baselines = [(GREY, lambda n: GREY), (NONE, lambda n: NONE),
+    with its bootstrap 95 % interval over images.
+
+    ``variant`` (e.g. ``"posterior mean"``) compares that variant of each condition with the
+    same variant of the unconditional model and of Canny, so that both sides of a difference
+    are the same kind of output; the grey image and the decode-only rows are single outputs
+    and stay as they are."""
+    def key(name: str) -> str:
+        return variant_key(name, variant)
+
+    baselines = [(GREY, lambda n: GREY), (key(NONE), lambda n: key(NONE)),
                  ("decode-only (same group)", lambda n: f"decode-only {n}" if n in groups
                   else None),
-                 ("canny", lambda n: "canny" if n != "canny" else None)]
+                 (key("canny"), lambda n: key("canny") if n != "canny" else None)]
     rows, records = [], []
     for name in names:
         cells = []
@@ -81,11 +95,11 @@ def difference_table(scores: dict[str, dict[str, np.ndarray]], names: list[str],
             if other is None:
                 cells.append("—")
                 continue
-            mean, lo, hi = paired_bootstrap(scores[name][metric], scores[other][metric],
+            mean, lo, hi = paired_bootstrap(scores[key(name)][metric], scores[other][metric],
                                             seed=seed)
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-            records.append({"condition": name, "baseline": other, "metric": metric,
+            records.append({"condition": key(name), "baseline": other, "metric": metric,
                             "mean_diff": mean, "ci_low": lo, "ci_high": hi})
-        rows.append([name, *cells])
+        rows.append([key(name), *cells])
     columns = ["condition", *(f"- {b}" for b, _ in baselines)]
     return "\n".join(kit_tables.markdown_table(rows, columns)), records
