@@ -46,7 +46,7 @@ from equirelax.experiments.kit.runner import (
     read_curve,
     step_seed,
 )
-from equirelax.experiments.kit.runs import TrainingClock, prepare_folders
+from equirelax.experiments.kit.runs import prepare_folders
 from equirelax.experiments.kit.tables import (
     command_lines,
     format_mean_std,
@@ -146,7 +146,6 @@ def run_comparison(
                       out_dir=str(runs_dir / variant.name / f"seed{seed}"), progress=progress)
         train, val = loaders(seed)
         out = Path(cfg.out_dir)
-        clock = TrainingClock(out)  # training time over every (re)start of this run
         callbacks: list[pl.Callback] = [SeedEachStep(seed)]
         if augment is not None:
             callbacks.append(SeededAugmentation(seed, augment))
@@ -155,7 +154,7 @@ def run_comparison(
         if not task.trainer.is_global_zero:
             rank_zero = False
             continue
-        seconds = clock.add(result["fit_seconds"])
+        seconds = result["training_seconds"]  # over every (re)start of this run
         exact = task.exact_model().eval()
         records.append({
             "variant": variant.name,

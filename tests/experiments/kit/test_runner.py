@@ -227,3 +227,37 @@ def test_seed_each_step_keeps_penalty_draws_off_the_global_generator():
     relaxed_after, norm = step(relaxed, 3)
     assert torch.equal(relaxed_after, exact_after)
     assert step(relaxed, 3)[1] == norm != step(relaxed, 4)[1]
+
+
+class _Crash(pl.Callback):
+    """Dies at the start of epoch ``epoch`` (after the previous epoch's checkpoint), as a job
+    killed without warning does: no code after the fit runs."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+def test_training_time_is_kept_with_the_checkpoints_of_a_killed_run(tmp_path):
+    out = tmp_path / "run"
+    clock = out / "training_seconds.json"
+    model, train, val = _setup()
+    cfg = RunConfig(epochs=3, lr=1e-2, out_dir=str(out), progress=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(model, train, val, None, _step, _mse, cfg, callbacks=[_Crash(2)])
+    kept = json.loads(clock.read_text())["seconds"]
+    assert kept > 0  # two epochs' time, written with their checkpoints
+    model, train, val = _setup()
+    _, res = fit(model, train, val, None, _step, _mse, cfg)
+    assert res["resumed_from"] is not None
+    total = json.loads(clock.read_text())["seconds"]
+    assert res["training_seconds"] == pytest.approx(total)
+    assert total > kept
+    # a finished run that is only restored adds nothing
+    model, train, val = _setup()
+    _, again = fit(model, train, val, None, _step, _mse, cfg)
+    assert again["training_seconds"] == pytest.approx(total)
+    assert json.loads(clock.read_text())["seconds"] == pytest.approx(total)

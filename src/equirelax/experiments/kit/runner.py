@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from equirelax.experiments.kit import guards
+from equirelax.experiments.kit.runs import TrainingClock
 from equirelax.relaxation import LightningCallback, RelaxedModel, harden, relax
 
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]
@@ -352,6 +353,34 @@ class LatestCheckpoint(ModelCheckpoint):
                                              or self.batch_size is not None)
 
 
+class _Stopwatch(pl.Callback):
+    """Keeps a run's :class:`TrainingClock` with its checkpoints: every checkpoint written
+    (each epoch's, the best one, the one written at a SIGTERM) records the training time so far,
+    so a run killed without warning and resumed from its checkpoint still reports the time of
+    the work it kept (the epochs after the checkpoint are redone and counted once)."""
+
+    def __init__(self, clock: TrainingClock) -> None:
+        self.clock = clock
+        self.before = clock.before()
+        self.start: float | None = None
+        self.start_epoch: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start, self.start_epoch = time.perf_counter(), trainer.current_epoch
+
+    def total(self) -> float:
+        """The time of earlier invocations plus this one's training so far."""
+        return self.before + (0.0 if self.start is None else time.perf_counter() - self.start)
+
+    def trained(self, trainer) -> bool:
+        """Whether this invocation trained an epoch (a finished run is only restored)."""
+        return self.start_epoch is not None and trainer.current_epoch > self.start_epoch
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.is_global_zero:
+            self.clock.set(self.total())
+
+
 class _SignalBridge(pl.Callback):
     """Routes SIGTERM and Ctrl-C to Lightning's graceful stop while a trainer runs.
 
@@ -458,8 +487,10 @@ def fit(
 ) -> tuple[EquivariantTask, dict]:
     """Train (or resume) one run; returns the task (best-validation weights loaded) and results.
 
-    Results hold the best validation loss, the test metrics of that model, the run time, and
-    the per-epoch validation curve read back from the CSV log. ``callbacks`` are extra
+    Results hold the best validation loss, the test metrics of that model, the run time
+    (``fit_seconds``: this invocation; ``training_seconds``: the run's training over every
+    invocation, kept in its folder with each checkpoint, see :class:`_Stopwatch`), and the
+    per-epoch validation curve read back from the CSV log. ``callbacks`` are extra
     Lightning callbacks of the study (e.g. a data augmentation that modifies each training
     batch, or one that ends a time-sliced run early), added after the runner's own.
     """
@@ -480,7 +511,8 @@ def fit(
     sampler = train.sampler if isinstance(train.sampler, EpochShuffle) else None
     latest = LatestCheckpoint(out / "checkpoints", config.checkpoint_every_n_epochs,
                               sampler=sampler, batch_size=train.batch_size)
-    all_callbacks: list[pl.Callback] = [_SignalBridge(), ckpt, latest]
+    stopwatch = _Stopwatch(TrainingClock(out))
+    all_callbacks: list[pl.Callback] = [_SignalBridge(), stopwatch, ckpt, latest]
     if config.relax is not None:
         all_callbacks.append(LightningCallback(interval=config.relax_interval))
     all_callbacks.extend(callbacks)
@@ -517,6 +549,11 @@ def fit(
         "best_val_loss": float(ckpt.best_model_score) if ckpt.best_model_score is not None
         else None,
         "fit_seconds": elapsed,
+        # every invocation's training time, kept with the checkpoints (a finished run that is
+        # only restored and tested adds nothing)
+        "training_seconds": (stopwatch.clock.set(stopwatch.total())
+                             if stopwatch.trained(trainer) and trainer.is_global_zero
+                             else stopwatch.clock.before()),
         "resumed_from": resume_from,
     }
     if test is not None:

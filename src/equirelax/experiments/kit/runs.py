@@ -104,10 +104,16 @@ class TrainingClock:
 
     def add(self, seconds: float) -> float:
         """Record ``seconds`` more of training; returns the run's total."""
-        total = self.before() + seconds
+        return self.set(self.before() + seconds)
+
+    def set(self, total: float) -> float:
+        """Record the run's total training time (written whole: a reader never sees half a
+        file); returns it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"seconds": total}) + "\n")
-        return total
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": float(total)}) + "\n")
+        tmp.replace(self.path)
+        return float(total)
 
 
 __all__ = [

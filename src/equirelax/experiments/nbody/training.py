@@ -17,7 +17,7 @@ from equirelax.experiments.kit.runner import (
     parameter_count,
     read_curve,
 )
-from equirelax.experiments.kit.runs import TrainingClock, check_run_settings
+from equirelax.experiments.kit.runs import check_run_settings
 from equirelax.experiments.nbody.callbacks import FreeTermMonitor, StopAfter
 from equirelax.experiments.nbody.config import StudyConfig, arm_relaxation, run_name, run_settings
 from equirelax.experiments.nbody.data import loaders
@@ -89,8 +89,6 @@ def train_one(
         probe = data["val"].tensors()
         k = min(100, len(data["val"]))
         callbacks.append(FreeTermMonitor(probe.loc[:k], probe.vel[:k], probe.charges[:k]))
-    clock = TrainingClock(run_cfg.out_dir)  # training time over every (re)start of this run
-    spent_before = clock.before()
     finished_before = epochs_checkpointed(Path(run_cfg.out_dir)) >= cfg.epochs
     task, results = fit(model, train, val, test, predict, mse, run_cfg, callbacks=callbacks)
     if not task.trainer.is_global_zero:
@@ -132,8 +130,7 @@ def train_one(
         **tail,
         # a run finished before this invocation was only tested again: its time is unchanged
         "tested_only": finished_before,
-        "fit_seconds": spent_before if finished_before else clock.add(
-            results["fit_seconds"]),
+        "fit_seconds": results["training_seconds"],  # over every (re)start of this run
         "resumed_from": results["resumed_from"] is not None,
         "hardened_e3_error_float32": errors,
         "val_curve": results["val_curve"],
