@@ -29,9 +29,11 @@ import torch
 from torch import nn
 
 from equirelax.homspace.space import fixed_space, hom
+from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.module import check_features
 from equirelax.relaxation.actions import FeatureAction
-from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
+from equirelax.relaxation.expansion import CoefficientGather
+from equirelax.relaxation.fused import Expansion, new_step, relaxed_linear, sketch_signs
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
@@ -360,7 +362,11 @@ class Relaxed(nn.Module):
         drawn = None  # the penalty rows, when the fused branch drew them
         if self.fused and theta is not None and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
-            w, b = self._dense(self.layer)  # type: ignore[misc]
+            expansion = self._coefficient_gathers()
+            # with gathers the node takes the coefficients and forms W_eq + θ W itself
+            w, b = ((self.layer.coefficients, self.layer.bias_coefficients)
+                    if expansion is not None
+                    else self._dense(self.layer))  # type: ignore[misc]
             if self._fuses_penalties(x, w, b, theta):
                 sketch = self._fused_sketch(x)
                 if sketch is None:
@@ -372,9 +378,11 @@ class Relaxed(nn.Module):
                         x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
                         None if drawn is None else drawn[0],
                         self.act_in.prepare(self.shape_in, identity=True),
-                        self.act_out.prepare(self.shape_out), sketch)
+                        self.act_out.prepare(self.shape_out), sketch, expansion)
                     self._keep(lie_sq, norm_sq, 1.0 if drawn is None else drawn[2])
                     return y
+            if expansion is not None:
+                w, b = self._dense(self.layer)  # type: ignore[misc]
             free_w = self.free.weight.to(w.dtype)
             # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
             # same); compiled, θ is a tensor, which alpha does not take
@@ -393,6 +401,27 @@ class Relaxed(nn.Module):
         if self.training and self.record_penalties and torch.is_grad_enabled():
             self._record(x.detach(), drawn)
         return y
+
+    def _coefficient_gathers(self) -> Expansion | None:
+        """The gathers of the weight and bias of an :class:`EquivariantLinear` from its
+        coefficients (:class:`~equirelax.relaxation.expansion.CoefficientGather`), for the
+        fused node to build W_eq + θ W itself; None for other layers, or when an entry of the
+        weight or bias mixes coefficients. Found once per layer (three evaluations of its
+        hom spaces), on first use."""
+        found = self.__dict__.get("_gathers", False)
+        if found is False:
+            found = None
+            layer = self.layer
+            if (isinstance(layer, EquivariantLinear) and self._dense is EquivariantLinear.dense_map
+                    and type(layer)._materialise is EquivariantLinear._materialise
+                    and not layer.structured):
+                weight = CoefficientGather.of(layer.hom.weight, layer.hom.dim)
+                space = layer.bias_space
+                bias = None if space is None else CoefficientGather.of(space.weight, space.dim)
+                if weight is not None and (space is None or bias is not None):
+                    found = (weight, bias)
+            self.__dict__["_gathers"] = found
+        return found
 
     def _fuses_penalties(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                          theta: float | torch.Tensor) -> bool:
