@@ -140,9 +140,12 @@ class _RelaxedLinear(torch.autograd.Function):
             torch.mul(residual, grad_lie, out=e[:, d_out:])
             rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
             rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
-            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
-            grad_w_free = torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
-                                      beta=ctx.theta, alpha=2.0)
+            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images);
+            # into G itself when G is not W_eq's gradient (the gather's adjoint has read it)
+            grad_w_free = (torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
+                                       beta=ctx.theta, alpha=2.0) if ctx.expansion is None
+                           else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
+                                            beta=ctx.theta, alpha=2.0))
         grad_b = None
         if needs[2] and ctx.has_bias:
             grad_b = g.sum(0)
@@ -189,6 +192,80 @@ def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | Non
                          f"a bias gather {'None' if expansion[1] is None else 'given'}")
     return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out,
                                 sketch, expansion)
+
+
+class _RelaxedAffine(torch.autograd.Function):
+    """x (W_eq(c) + θ W)ᵀ + b(c_b) of a relaxed layer whose penalties are not in its node;
+    see :func:`relaxed_affine`."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, coefficients: torch.Tensor,
+                bias_coefficients: torch.Tensor | None, w_free: torch.Tensor, theta: float,
+                expansion: Expansion) -> torch.Tensor:
+        d_out, d_in = w_free.shape
+        w = expansion[0].expand_add(coefficients, w_free, theta).view(d_out, d_in)
+        flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
+        if bias_coefficients is None:
+            y = torch.mm(flat_x, w.T)
+        else:
+            y = torch.addmm(expansion[1].expand_add(bias_coefficients),  # type: ignore[union-attr]
+                            flat_x, w.T)
+        ctx.theta, ctx.expansion = theta, expansion
+        ctx.has_bias = bias_coefficients is not None
+        ctx.save_for_backward(x, coefficients, bias_coefficients, w_free, w)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_y: torch.Tensor):
+        x, coefficients, bias_coefficients, w_free, w = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        expansion = ctx.expansion
+        if torch.is_grad_enabled():  # create_graph=True: the plain expression's gradients
+            inputs = [t for t, n in zip((x, coefficients, bias_coefficients, w_free), needs[:4])
+                      if n]
+            b = (None if bias_coefficients is None
+                 else expansion[1].expand(bias_coefficients))
+            w_eq = expansion[0].expand(coefficients).view(w_free.shape)
+            y = torch.nn.functional.linear(x, w_eq + ctx.theta * w_free, b)
+            found = iter(torch.autograd.grad(y, inputs, grad_y, create_graph=True,
+                                             allow_unused=True))
+            return (*(next(found) if n else None for n in needs[:4]), None, None)
+        d_out, d_in = w.shape
+        flat = x.dim() == 2
+        g = grad_y if flat else grad_y.reshape(-1, d_out)
+        grad_x = grad_c = grad_w_free = grad_b = None
+        if needs[0]:
+            grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
+        if needs[1] or needs[3]:
+            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
+            if needs[1]:
+                grad_c = expansion[0].adjoint(gram)
+            if needs[3]:  # θ G, in place (the adjoint has read G)
+                grad_w_free = gram.mul_(ctx.theta)
+        if needs[2] and ctx.has_bias:
+            grad_b = expansion[1].adjoint(g.sum(0))
+        return grad_x, grad_c, grad_b, grad_w_free, None, None
+
+
+def relaxed_affine(x: torch.Tensor, coefficients: torch.Tensor,
+                   bias_coefficients: torch.Tensor | None, w_free: torch.Tensor, theta: float,
+                   expansion: Expansion) -> torch.Tensor:
+    """``x (W_eq + θ W)ᵀ + b`` in one autograd node, for W_eq and b given by their
+    coefficients and gathers (``expansion``, see :mod:`relaxation.expansion`): the output of a
+    relaxed layer whose penalties are recorded apart (or not at all).
+
+    Written as ordinary operations, the weight's gather, the sum with θ W and the product are
+    three nodes, and W's gradient one more pass (θ G); here the backward forms W_eq's
+    coefficient gradient from G by the gather's adjoint, then scales G into W's gradient in
+    place. With ``create_graph=True`` the backward evaluates the plain expression.
+    """
+    if (bias_coefficients is None) != (expansion[1] is None):
+        raise ValueError("relaxed_affine needs bias coefficients exactly when the expansion has "
+                         "a bias gather, got bias coefficients "
+                         f"{'None' if bias_coefficients is None else 'given'} and a bias gather "
+                         f"{'None' if expansion[1] is None else 'given'}")
+    return _RelaxedAffine.apply(x, coefficients, bias_coefficients, w_free, float(theta),
+                                expansion)
 
 
 class _Signs(threading.local):

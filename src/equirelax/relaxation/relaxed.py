@@ -33,7 +33,13 @@ from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.module import check_features
 from equirelax.relaxation.actions import FeatureAction
 from equirelax.relaxation.expansion import CoefficientGather
-from equirelax.relaxation.fused import Expansion, new_step, relaxed_linear, sketch_signs
+from equirelax.relaxation.fused import (
+    Expansion,
+    new_step,
+    relaxed_affine,
+    relaxed_linear,
+    sketch_signs,
+)
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
@@ -246,6 +252,8 @@ class Relaxed(nn.Module):
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
         self._prepare_penalties()
+        if self.fused:  # found now, not in the first forward (which may be traced)
+            self._coefficient_gathers()
 
     def _prepare_penalties(self) -> None:
         """Build the penalties' maps now rather than in the first training forward: there,
@@ -362,7 +370,8 @@ class Relaxed(nn.Module):
         drawn = None  # the penalty rows, when the fused branch drew them
         if self.fused and theta is not None and not args and not kwargs:
             check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
-            expansion = self._coefficient_gathers()
+            # compiled code traces the hom space's own weight map (and its dense weight)
+            expansion = None if torch.compiler.is_compiling() else self._coefficient_gathers()
             # with gathers the node takes the coefficients and forms W_eq + θ W itself
             w, b = ((self.layer.coefficients, self.layer.bias_coefficients)
                     if expansion is not None
@@ -381,17 +390,22 @@ class Relaxed(nn.Module):
                         self.act_out.prepare(self.shape_out), sketch, expansion)
                     self._keep(lie_sq, norm_sq, 1.0 if drawn is None else drawn[2])
                     return y
-            if expansion is not None:
-                w, b = self._dense(self.layer)  # type: ignore[misc]
-            free_w = self.free.weight.to(w.dtype)
-            # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
-            # same); compiled, θ is a tensor, which alpha does not take
-            w = (torch.add(w, free_w, alpha=theta) if isinstance(theta, float)
-                 else w + theta * free_w)
-            if self.free.bias is not None:
-                fb = theta * self.free.bias.to(w.dtype)
-                b = fb if b is None else b + fb
-            y = nn.functional.linear(x, w, b)
+            if expansion is not None and self._eager_node(x, w, theta):
+                # the output in one node from the coefficients; penalties recorded below
+                y = relaxed_affine(x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
+                                   expansion)
+            else:
+                if expansion is not None:
+                    w, b = self._dense(self.layer)  # type: ignore[misc]
+                free_w = self.free.weight.to(w.dtype)
+                # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all
+                # the same); compiled, θ is a tensor, which alpha does not take
+                w = (torch.add(w, free_w, alpha=theta) if isinstance(theta, float)
+                     else w + theta * free_w)
+                if self.free.bias is not None:
+                    fb = theta * self.free.bias.to(w.dtype)
+                    b = fb if b is None else b + fb
+                y = nn.functional.linear(x, w, b)
         elif self._layer_adds_free and theta is not None and not args and not kwargs:
             y = self.layer.relaxed_forward(x, self.free, theta)
         else:
@@ -407,7 +421,8 @@ class Relaxed(nn.Module):
         coefficients (:class:`~equirelax.relaxation.expansion.CoefficientGather`), for the
         fused node to build W_eq + θ W itself; None for other layers, or when an entry of the
         weight or bias mixes coefficients. Found once per layer (three evaluations of its
-        hom spaces), on first use."""
+        hom spaces), when the layer is built (or, unpickled from an older version, on first
+        use)."""
         found = self.__dict__.get("_gathers", False)
         if found is False:
             found = None
@@ -422,6 +437,18 @@ class Relaxed(nn.Module):
                     found = (weight, bias)
             self.__dict__["_gathers"] = found
         return found
+
+    def _eager_node(self, x: torch.Tensor, coefficients: torch.Tensor,
+                    theta: float | torch.Tensor) -> bool:
+        """Whether :func:`~equirelax.relaxation.fused.relaxed_affine` computes this forward's
+        output: gradients wanted, the dense free term without bias, one dtype, eager code
+        without autocast (as for :meth:`_fuses_penalties`)."""
+        return (torch.is_grad_enabled() and isinstance(theta, float)
+                and self.free.bias is None
+                and x.dtype == coefficients.dtype == self.free.weight.dtype
+                and not (torch.compiler.is_compiling()
+                         or torch._C._are_functorch_transforms_active()
+                         or torch.is_autocast_enabled(x.device.type)))
 
     def _fuses_penalties(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                          theta: float | torch.Tensor) -> bool:
