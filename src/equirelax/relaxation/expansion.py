@@ -114,7 +114,9 @@ class CoefficientGather:
             flat = flat.index_select(0, entries)
         if scale is not None:
             flat = flat * scale
-        return flat.new_zeros(self.dim).index_add_(0, index, flat)
+        # scatter_add_ rather than index_add_: about twice as fast on the CPU for a 1-D target
+        # (what the hom space's own gather uses in its backward)
+        return flat.new_zeros(self.dim).scatter_add_(0, index, flat)
 
     def expand(self, coefficients: torch.Tensor) -> torch.Tensor:
         """The flat W(c) in differentiable operations (the plain path of the fused node, when
