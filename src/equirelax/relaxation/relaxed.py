@@ -312,14 +312,18 @@ class Relaxed(nn.Module):
     def theta(self, value: float) -> None:
         self.set_theta(value)
 
-    def set_theta(self, value: float) -> None:
-        """Set θ (what assigning ``theta`` does; the relaxed model calls it every step)."""
+    def set_theta(self, value: float, tensor: torch.Tensor | None = None) -> None:
+        """Set θ (what assigning ``theta`` does; the relaxed model calls it every step).
+
+        ``tensor``: θ as a 0-d float64 CPU tensor, when the caller has one for several layers
+        (it is read, never written in place); else one is made here."""
         theta = float(value)
+        if tensor is None:
+            tensor = torch.tensor(theta, dtype=torch.float64)
         # what compiled code reads instead of the float (see _theta_now): whether the free term
         # is on, and θ as a tensor, an input of the graph rather than a constant baked into it.
         # Plain attributes, set without nn.Module.__setattr__'s checks for parameters/modules
-        self.__dict__.update(_theta=theta, _theta_nonzero=theta != 0.0,
-                             _theta_tensor=torch.tensor(theta, dtype=torch.float64))
+        self.__dict__.update(_theta=theta, _theta_nonzero=theta != 0.0, _theta_tensor=tensor)
 
     def active_theta(self) -> float:
         """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
