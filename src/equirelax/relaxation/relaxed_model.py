@@ -108,11 +108,17 @@ class RelaxedModel(nn.Module):
 
     def _layers(self) -> list[Relaxed]:
         """The relaxed layers in the order of :meth:`relaxed_layers`, without their names;
-        looked up afresh at every call, so modules replaced after ``relax`` are seen."""
+        looked up afresh at every call, so modules replaced after ``relax`` are seen.
+
+        The walk reads the modules' child dicts itself: the same pre-order and deduplication as
+        ``nn.Module.modules()``, without its generators (about 3 instead of 7.5 us on the
+        relaxed S5 MLP, called twice a step)."""
         model = self._modules["model"]
         if isinstance(model, Relaxed):
             return [model]
-        return [m for m in model.modules() if isinstance(m, Relaxed)]
+        found: list[Relaxed] = []
+        _collect_relaxed(model, found, {id(model)})
+        return found
 
     # -- schedule -----------------------------------------------------------------------------
     @property
@@ -123,15 +129,16 @@ class RelaxedModel(nn.Module):
     def step(self) -> float:
         """Advance the schedule by one step (or epoch); returns the new θ."""
         self.t += 1
-        self._push_theta()
-        return self.theta
+        return self._push_theta()
 
-    def _push_theta(self) -> None:
+    def _push_theta(self) -> float:
+        """Hand θ(t) to every relaxed layer; returns it."""
         theta = float(self.theta)
         # one θ tensor (what compiled code reads) for every layer, not one per layer
         shared = torch.tensor(theta, dtype=torch.float64)
         for layer in self._layers():
             layer.set_theta(theta, shared)
+        return theta
 
     def get_extra_state(self) -> dict:
         """The schedule position and every parameter of the schedule (kind, total, peak, value)."""
@@ -257,6 +264,18 @@ class RelaxedModel(nn.Module):
                 f"lie_weight={self.lie_weight}, norm_weight={self.norm_weight}")
 
 
+def _collect_relaxed(module: nn.Module, found: list[Relaxed], seen: set[int]) -> None:
+    """Append the relaxed layers under ``module`` to ``found`` in pre-order, each module
+    visited once (``seen``: the ids of the modules visited)."""
+    for child in module._modules.values():
+        if child is None or id(child) in seen:
+            continue
+        seen.add(id(child))
+        if isinstance(child, Relaxed):
+            found.append(child)
+        _collect_relaxed(child, found, seen)
+
+
 def _one_kind(tensors: list[torch.Tensor]) -> bool:
     """Whether the tensors share one dtype and device."""
     first = tensors[0]
@@ -281,8 +300,8 @@ class _WeightedRoots(torch.autograd.Function):
         ctx.constants = (lie_weight, norm_weight, epsilon, n_lie, root_lie, root_norm)
         ctx.save_for_backward(*squares)
         first = squares[0]
-        return torch.tensor(lie_weight * root_lie + norm_weight * root_norm, dtype=first.dtype,
-                            device=first.device)
+        return torch.scalar_tensor(lie_weight * root_lie + norm_weight * root_norm,
+                                   dtype=first.dtype, device=first.device)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
