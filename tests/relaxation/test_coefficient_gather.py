@@ -152,3 +152,23 @@ def test_second_derivatives_through_the_output_node():
 
     for a, b in zip(grads(True), grads(False)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_gathers_are_not_pickled_and_found_again(so3_model):
+    import copy
+    import pickle
+
+    relaxed = relax(so3_model, total_steps=10, penalty_sketch=3).train()
+    relaxed.t = 4
+    relaxed.step()
+    layer = next(iter(relaxed.relaxed_layers().values()))
+    assert layer._coefficient_gathers() is not None
+    loaded = pickle.loads(pickle.dumps(layer))
+    assert "_gathers" not in loaded.__dict__
+    x = torch.randn(6, layer.rep_in.dim, dtype=torch.float64)
+    for other in (loaded, copy.deepcopy(layer)):
+        other.record_penalties = False
+        layer.record_penalties = False
+        y = other(x)
+        assert y.grad_fn.name() == "_RelaxedAffineBackward"
+        torch.testing.assert_close(y, layer(x), rtol=0, atol=0)

@@ -54,6 +54,11 @@ from equirelax.relaxation.squares import linear_squares
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps, is_rep_spec
 
+#: Layers with at most this many weight entries build W_eq by a gather of their coefficients
+#: in the fused node (:meth:`Relaxed._coefficient_gathers`); finding the gather evaluates the
+#: weight three times in float64, which larger layers are spared.
+MAX_GATHER_ENTRIES = 1 << 24
+
 #: The sketch size of ``penalty_sketch="auto"`` (see :meth:`Relaxed.sketch_size`).
 AUTO_SKETCH = 16
 
@@ -424,16 +429,17 @@ class Relaxed(nn.Module):
         """The gathers of the weight and bias of an :class:`EquivariantLinear` from its
         coefficients (:class:`~equirelax.relaxation.expansion.CoefficientGather`), for the
         fused node to build W_eq + θ W itself; None for other layers, or when an entry of the
-        weight or bias mixes coefficients. Found once per layer (three evaluations of its
-        hom spaces), when the layer is built (or, unpickled from an older version, on first
-        use)."""
+        weight or bias mixes coefficients, or the weight has more than
+        :data:`MAX_GATHER_ENTRIES` entries. Found once per layer (three evaluations of its hom
+        spaces), when the layer is built, and again on first use after a copy or pickle (they
+        are not stored)."""
         found = self.__dict__.get("_gathers", False)
         if found is False:
             found = None
             layer = self.layer
             if (isinstance(layer, EquivariantLinear) and self._dense is EquivariantLinear.dense_map
                     and type(layer)._materialise is EquivariantLinear._materialise
-                    and not layer.structured):
+                    and not layer.structured and layer.hom.entries <= MAX_GATHER_ENTRIES):
                 weight = CoefficientGather.of(layer.hom.weight, layer.hom.dim)
                 space = layer.bias_space
                 bias = None if space is None else CoefficientGather.of(space.weight, space.dim)
@@ -687,6 +693,9 @@ class Relaxed(nn.Module):
         state = self.__dict__.copy()
         state["_lie_sq"], state["_norm_sq"] = [], []
         state["_dense"] = state["_fold"] = None
+        # the coefficient gathers hold an index per weight entry (more bytes than the weight):
+        # found again on first use rather than stored
+        state.pop("_gathers", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
