@@ -21,6 +21,14 @@ generators act on p × d rows (gathers), never on the d_out × d_in weight. With
 node also forms Z itself, from the input it already holds, so no detached copy or reshape of
 the input is recorded around it.
 
+For an :class:`~equirelax.nn.EquivariantLinear` the node takes the layer's coefficients instead
+of its dense weight and bias, with their gathers (:mod:`relaxation.expansion`): it forms
+W_eq + θ W as one gather and one in-place add, and the coefficients' gradient from G by the
+gather's adjoint (a scatter-add), so neither the hom space's weight construction nor its
+backward (an einsum and a scatter per Schur block on SO(3)/O(3) irreps) runs in a training step.
+:func:`relaxed_affine` is the same node without penalties, for a layer whose penalties are off
+or recorded apart (there W's gradient is θ G, scaled in place).
+
 :func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
 the same number of rows, so it is drawn (and scaled) once per step instead of once per layer;
 it is drawn as Sᵀ (p × m, contiguous), the operand the products take.
