@@ -378,11 +378,15 @@ class Relaxed(nn.Module):
         # and its own compiled inference path)
         drawn = None  # the penalty rows, when the fused branch drew them
         if self.fused and theta is not None and not args and not kwargs:
-            check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
+            if (not isinstance(x, torch.Tensor) or x.dim() < 1
+                    or x.shape[-1] != self.rep_in.dim):  # its message, built only to fail
+                check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             # compiled code traces the hom space's own weight map (and its dense weight)
             expansion = None if torch.compiler.is_compiling() else self._coefficient_gathers()
-            # with gathers the node takes the coefficients and forms W_eq + θ W itself
-            w, b = ((self.layer.coefficients, self.layer.bias_coefficients)
+            # with gathers the node takes the coefficients and forms W_eq + θ W itself (read
+            # from the parameter dicts: this runs for every layer at every step)
+            w, b = ((self._modules["layer"]._parameters["coefficients"],
+                     self._modules["layer"]._parameters["bias_coefficients"])
                     if expansion is not None
                     else self._dense(self.layer))  # type: ignore[misc]
             if self._fuses_penalties(x, w, b, theta):
@@ -468,10 +472,11 @@ class Relaxed(nn.Module):
         one dtype, at least one generator, and eager code without autocast (compiled code and
         ``torch.func`` transforms take the plain operations, as in :meth:`_squares_linear`;
         under autocast the layer's matmul runs in the autocast dtype, as ``F.linear`` does)."""
-        return (self.training and self.record_penalties and torch.is_grad_enabled()
-                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0
-                and self.free.weight.requires_grad
-                and x.dtype == w.dtype == self.free.weight.dtype
+        if not (self.training and self.record_penalties and torch.is_grad_enabled()
+                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0):
+            return False
+        free_w = self._modules["free"]._parameters["weight"]
+        return (free_w.requires_grad and x.dtype == w.dtype == free_w.dtype
                 and (b is None or b.dtype == w.dtype)
                 and not (torch.compiler.is_compiling()
                          or torch._C._are_functorch_transforms_active()
