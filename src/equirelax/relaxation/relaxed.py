@@ -381,8 +381,11 @@ class Relaxed(nn.Module):
             if (not isinstance(x, torch.Tensor) or x.dim() < 1
                     or x.shape[-1] != self.rep_in.dim):  # its message, built only to fail
                 check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
-            # compiled code traces the hom space's own weight map (and its dense weight)
-            expansion = None if torch.compiler.is_compiling() else self._coefficient_gathers()
+            # compiled code and torch.func transforms take the hom space's own weight map (and
+            # the plain operations): the node is eager only
+            expansion = (None if torch.compiler.is_compiling()
+                         or torch._C._are_functorch_transforms_active()
+                         else self._coefficient_gathers())
             # with gathers the node takes the coefficients and forms W_eq + θ W itself (read
             # from the parameter dicts: this runs for every layer at every step)
             w, b = ((self._modules["layer"]._parameters["coefficients"],
