@@ -21,6 +21,14 @@ generators act on p × d rows (gathers), never on the d_out × d_in weight. With
 node also forms Z itself, from the input it already holds, so no detached copy or reshape of
 the input is recorded around it.
 
+For an :class:`~equirelax.nn.EquivariantLinear` the node takes the layer's coefficients instead
+of its dense weight and bias, with their gathers (:mod:`relaxation.expansion`): it forms
+W_eq + θ W as one gather and one in-place add, and the coefficients' gradient from G by the
+gather's adjoint (a scatter-add), so neither the hom space's weight construction nor its
+backward (an einsum and a scatter per Schur block on SO(3)/O(3) irreps) runs in a training step.
+:func:`relaxed_affine` is the same node without penalties, for a layer whose penalties are off
+or recorded apart (there W's gradient is θ G, scaled in place).
+
 :func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
 the same number of rows, so it is drawn (and scaled) once per step instead of once per layer;
 it is drawn as Sᵀ (p × m, contiguous), the operand the products take.
@@ -35,6 +43,10 @@ import torch
 from torch.autograd.function import FunctionCtx
 
 from equirelax.relaxation.actions import StackedMatrixMap
+from equirelax.relaxation.expansion import CoefficientGather
+
+#: How the node builds W_eq and the bias from coefficients: their gathers (weight, bias or None)
+Expansion = tuple[CoefficientGather, CoefficientGather | None]
 
 
 def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
@@ -45,10 +57,14 @@ def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
 
 def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_free: torch.Tensor,
            theta: float, rows: torch.Tensor | None, stack_in: StackedMatrixMap,
-           stack_out: StackedMatrixMap, sketch: torch.Tensor | None = None
+           stack_out: StackedMatrixMap, sketch: torch.Tensor | None = None,
+           expansion: Expansion | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same three outputs with ordinary differentiable operations (the reference, and the
     backward used when a second derivative is asked for)."""
+    if expansion is not None:  # w_eq and bias are coefficients
+        w_eq = expansion[0].expand(w_eq).view(w_free.shape)
+        bias = None if bias is None else expansion[1].expand(bias)  # type: ignore[union-attr]
     y = torch.nn.functional.linear(x, w_eq + theta * w_free, bias)
     if sketch is not None:
         rows = _sketched(x, sketch)
@@ -66,12 +82,19 @@ class _RelaxedLinear(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: torch.Tensor, w_eq: torch.Tensor,
                 bias: torch.Tensor | None, w_free: torch.Tensor, theta: float,
                 rows: torch.Tensor | None, stack_in: StackedMatrixMap,
-                stack_out: StackedMatrixMap, sketch: torch.Tensor | None
+                stack_out: StackedMatrixMap, sketch: torch.Tensor | None,
+                expansion: Expansion | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d_out, d_in = w_eq.shape
-        w = torch.add(w_eq, w_free, alpha=theta)
+        d_out, d_in = w_free.shape
+        dense_bias = bias
+        if expansion is None:
+            w = torch.add(w_eq, w_free, alpha=theta)
+        else:  # W_eq(c) + θ W: one gather of the coefficients, added in place
+            w = expansion[0].expand_add(w_eq, w_free, theta).view(d_out, d_in)
+            if bias is not None:
+                dense_bias = expansion[1].expand_add(bias)  # type: ignore[union-attr]
         flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
-        y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(bias, flat_x, w.T))
+        y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(dense_bias, flat_x, w.T))
         if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
             rows = torch.mm(sketch.T, flat_x)
         m = rows.shape[0]
@@ -84,6 +107,7 @@ class _RelaxedLinear(torch.autograd.Function):
         ctx.theta = theta
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
+        ctx.expansion = expansion
         ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, flat_w)
         return (y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out),
                 torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w))
@@ -97,11 +121,12 @@ class _RelaxedLinear(torch.autograd.Function):
             # create_graph=True: the gradients must themselves be differentiable; take them
             # from the same expression in ordinary operations
             inputs = [t for t, n in zip((x, w_eq, bias, w_free), needs[:4]) if n]
-            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks, None)
+            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks, None,
+                             ctx.expansion)
             found = iter(torch.autograd.grad(outputs, inputs, (grad_y, grad_lie, grad_norm),
                                              create_graph=True, allow_unused=True))
             return (*(next(found) if n else None for n in needs[:4]),
-                    None, None, None, None, None)
+                    None, None, None, None, None, None)
         d_out, d_in = w.shape
         flat = x.dim() == 2  # else: leading axes, flattened here and restored on grad x
         g = grad_y if flat else grad_y.reshape(-1, d_out)
@@ -112,7 +137,8 @@ class _RelaxedLinear(torch.autograd.Function):
         if needs[1] or needs[3]:
             # G = gᵀ x, the gradient of W_eq + θ W
             gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
-            grad_w_eq = gram if needs[1] else None
+            if needs[1]:
+                grad_w_eq = gram if ctx.expansion is None else ctx.expansion[0].adjoint(gram)
         if needs[3]:
             # d/dz of the two sums, halved: g_lie r on the images; on the rows themselves
             # g_norm W x̂ minus the residuals carried back through the output action (its
@@ -122,17 +148,24 @@ class _RelaxedLinear(torch.autograd.Function):
             torch.mul(residual, grad_lie, out=e[:, d_out:])
             rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
             rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
-            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images)
-            grad_w_free = torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
-                                      beta=ctx.theta, alpha=2.0)
-        grad_b = g.sum(0) if needs[2] and ctx.has_bias else None
-        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None
+            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images);
+            # into G itself when G is not W_eq's gradient (the gather's adjoint has read it)
+            grad_w_free = (torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
+                                       beta=ctx.theta, alpha=2.0) if ctx.expansion is None
+                           else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
+                                            beta=ctx.theta, alpha=2.0))
+        grad_b = None
+        if needs[2] and ctx.has_bias:
+            grad_b = g.sum(0)
+            if ctx.expansion is not None:
+                grad_b = ctx.expansion[1].adjoint(grad_b)
+        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None, None
 
 
 def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
                    w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
                    stack_in: StackedMatrixMap, stack_out: StackedMatrixMap,
-                   sketch: torch.Tensor | None = None
+                   sketch: torch.Tensor | None = None, expansion: Expansion | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x (W_eq + θ W)ᵀ + b, Σ_k ||W A_k x̂ − B_k W x̂||², Σ ||W x̂||²)`` in one autograd node.
 
@@ -142,6 +175,10 @@ def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | Non
     (n, p) sign matrix S for the n rows of x: then the rows are Sᵀx (formed inside the node,
     with no autograd bookkeeping for them); ``stack_in`` maps rows to (m, K + 1, d_in), the rows
     and their K images (identity first), ``stack_out`` outputs to their K images (m, K, d_out).
+    With ``expansion`` (the gathers of the layer's weight and bias, see
+    :mod:`relaxation.expansion`), ``w_eq`` and ``bias`` are the layer's coefficients and bias
+    coefficients instead, expanded inside the node (W_eq is never formed apart from the sum
+    W_eq + θ W) and given their gradients by the gathers' adjoints.
     Every tensor must have one dtype. The values and gradients are those of the plain
     expression (:func:`_plain`); the backward runs in closed form, W's two gradients (through y
     and through the penalties) formed in one ``addmm``. With ``create_graph=True`` the backward
@@ -157,8 +194,86 @@ def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | Non
         raise ValueError("relaxed_linear takes rows without gradient (detach them)")
     if sketch is not None and sketch.requires_grad:
         raise ValueError("relaxed_linear takes a sketch without gradient (detach it)")
+    if expansion is not None and (bias is None) != (expansion[1] is None):
+        raise ValueError("relaxed_linear needs bias coefficients exactly when the expansion has "
+                         f"a bias gather, got bias={'None' if bias is None else 'a tensor'} and "
+                         f"a bias gather {'None' if expansion[1] is None else 'given'}")
     return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out,
-                                sketch)
+                                sketch, expansion)
+
+
+class _RelaxedAffine(torch.autograd.Function):
+    """x (W_eq(c) + θ W)ᵀ + b(c_b) of a relaxed layer whose penalties are not in its node;
+    see :func:`relaxed_affine`."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, coefficients: torch.Tensor,
+                bias_coefficients: torch.Tensor | None, w_free: torch.Tensor, theta: float,
+                expansion: Expansion) -> torch.Tensor:
+        d_out, d_in = w_free.shape
+        w = expansion[0].expand_add(coefficients, w_free, theta).view(d_out, d_in)
+        flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
+        if bias_coefficients is None:
+            y = torch.mm(flat_x, w.T)
+        else:
+            y = torch.addmm(expansion[1].expand_add(bias_coefficients),  # type: ignore[union-attr]
+                            flat_x, w.T)
+        ctx.theta, ctx.expansion = theta, expansion
+        ctx.has_bias = bias_coefficients is not None
+        ctx.save_for_backward(x, coefficients, bias_coefficients, w_free, w)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_y: torch.Tensor):
+        x, coefficients, bias_coefficients, w_free, w = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        expansion = ctx.expansion
+        if torch.is_grad_enabled():  # create_graph=True: the plain expression's gradients
+            inputs = [t for t, n in zip((x, coefficients, bias_coefficients, w_free), needs[:4])
+                      if n]
+            b = (None if bias_coefficients is None
+                 else expansion[1].expand(bias_coefficients))
+            w_eq = expansion[0].expand(coefficients).view(w_free.shape)
+            y = torch.nn.functional.linear(x, w_eq + ctx.theta * w_free, b)
+            found = iter(torch.autograd.grad(y, inputs, grad_y, create_graph=True,
+                                             allow_unused=True))
+            return (*(next(found) if n else None for n in needs[:4]), None, None)
+        d_out, d_in = w.shape
+        flat = x.dim() == 2
+        g = grad_y if flat else grad_y.reshape(-1, d_out)
+        grad_x = grad_c = grad_w_free = grad_b = None
+        if needs[0]:
+            grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
+        if needs[1] or needs[3]:
+            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
+            if needs[1]:
+                grad_c = expansion[0].adjoint(gram)
+            if needs[3]:  # θ G, in place (the adjoint has read G)
+                grad_w_free = gram.mul_(ctx.theta)
+        if needs[2] and ctx.has_bias:
+            grad_b = expansion[1].adjoint(g.sum(0))
+        return grad_x, grad_c, grad_b, grad_w_free, None, None
+
+
+def relaxed_affine(x: torch.Tensor, coefficients: torch.Tensor,
+                   bias_coefficients: torch.Tensor | None, w_free: torch.Tensor, theta: float,
+                   expansion: Expansion) -> torch.Tensor:
+    """``x (W_eq + θ W)ᵀ + b`` in one autograd node, for W_eq and b given by their
+    coefficients and gathers (``expansion``, see :mod:`relaxation.expansion`): the output of a
+    relaxed layer whose penalties are recorded apart (or not at all).
+
+    Written as ordinary operations, the weight's gather, the sum with θ W and the product are
+    three nodes, and W's gradient one more pass (θ G); here the backward forms W_eq's
+    coefficient gradient from G by the gather's adjoint, then scales G into W's gradient in
+    place. With ``create_graph=True`` the backward evaluates the plain expression.
+    """
+    if (bias_coefficients is None) != (expansion[1] is None):
+        raise ValueError("relaxed_affine needs bias coefficients exactly when the expansion has "
+                         "a bias gather, got bias coefficients "
+                         f"{'None' if bias_coefficients is None else 'given'} and a bias gather "
+                         f"{'None' if expansion[1] is None else 'given'}")
+    return _RelaxedAffine.apply(x, coefficients, bias_coefficients, w_free, float(theta),
+                                expansion)
 
 
 class _Signs(threading.local):

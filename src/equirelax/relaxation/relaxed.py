@@ -29,9 +29,17 @@ import torch
 from torch import nn
 
 from equirelax.homspace.space import fixed_space, hom
+from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.module import check_features
 from equirelax.relaxation.actions import FeatureAction
-from equirelax.relaxation.fused import new_step, relaxed_linear, sketch_signs
+from equirelax.relaxation.expansion import CoefficientGather
+from equirelax.relaxation.fused import (
+    Expansion,
+    new_step,
+    relaxed_affine,
+    relaxed_linear,
+    sketch_signs,
+)
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
@@ -45,6 +53,11 @@ from equirelax.relaxation.registry import (
 from equirelax.relaxation.squares import linear_squares
 from equirelax.reps.base import Rep
 from equirelax.reps.spec import as_reps, is_rep_spec
+
+#: Layers with at most this many weight entries build W_eq by a gather of their coefficients
+#: in the fused node (:meth:`Relaxed._coefficient_gathers`); finding the gather evaluates the
+#: weight three times in float64, which larger layers are spared.
+MAX_GATHER_ENTRIES = 1 << 24
 
 #: The sketch size of ``penalty_sketch="auto"`` (see :meth:`Relaxed.sketch_size`).
 AUTO_SKETCH = 16
@@ -244,6 +257,8 @@ class Relaxed(nn.Module):
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
         self._prepare_penalties()
+        if self.fused:  # found now, not in the first forward (which may be traced)
+            self._coefficient_gathers()
 
     def _prepare_penalties(self) -> None:
         """Build the penalties' maps now rather than in the first training forward: there,
@@ -302,14 +317,18 @@ class Relaxed(nn.Module):
     def theta(self, value: float) -> None:
         self.set_theta(value)
 
-    def set_theta(self, value: float) -> None:
-        """Set θ (what assigning ``theta`` does; the relaxed model calls it every step)."""
+    def set_theta(self, value: float, tensor: torch.Tensor | None = None) -> None:
+        """Set θ (what assigning ``theta`` does; the relaxed model calls it every step).
+
+        ``tensor``: θ as a 0-d float64 CPU tensor, when the caller has one for several layers
+        (it is read, never written in place); else one is made here."""
         theta = float(value)
+        if tensor is None:
+            tensor = torch.tensor(theta, dtype=torch.float64)
         # what compiled code reads instead of the float (see _theta_now): whether the free term
         # is on, and θ as a tensor, an input of the graph rather than a constant baked into it.
         # Plain attributes, set without nn.Module.__setattr__'s checks for parameters/modules
-        self.__dict__.update(_theta=theta, _theta_nonzero=theta != 0.0,
-                             _theta_tensor=torch.tensor(theta, dtype=torch.float64))
+        self.__dict__.update(_theta=theta, _theta_nonzero=theta != 0.0, _theta_tensor=tensor)
 
     def active_theta(self) -> float:
         """θ used by this forward: 0 in eval mode when ``projected_eval`` (the exact model)."""
@@ -359,8 +378,20 @@ class Relaxed(nn.Module):
         # and its own compiled inference path)
         drawn = None  # the penalty rows, when the fused branch drew them
         if self.fused and theta is not None and not args and not kwargs:
-            check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
-            w, b = self._dense(self.layer)  # type: ignore[misc]
+            if (not isinstance(x, torch.Tensor) or x.dim() < 1
+                    or x.shape[-1] != self.rep_in.dim):  # its message, built only to fail
+                check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
+            # compiled code and torch.func transforms take the hom space's own weight map (and
+            # the plain operations): the node is eager only
+            expansion = (None if torch.compiler.is_compiling()
+                         or torch._C._are_functorch_transforms_active()
+                         else self._coefficient_gathers())
+            # with gathers the node takes the coefficients and forms W_eq + θ W itself (read
+            # from the parameter dicts: this runs for every layer at every step)
+            w, b = ((self._modules["layer"]._parameters["coefficients"],
+                     self._modules["layer"]._parameters["bias_coefficients"])
+                    if expansion is not None
+                    else self._dense(self.layer))  # type: ignore[misc]
             if self._fuses_penalties(x, w, b, theta):
                 sketch = self._fused_sketch(x)
                 if sketch is None:
@@ -372,18 +403,25 @@ class Relaxed(nn.Module):
                         x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
                         None if drawn is None else drawn[0],
                         self.act_in.prepare(self.shape_in, identity=True),
-                        self.act_out.prepare(self.shape_out), sketch)
+                        self.act_out.prepare(self.shape_out), sketch, expansion)
                     self._keep(lie_sq, norm_sq, 1.0 if drawn is None else drawn[2])
                     return y
-            free_w = self.free.weight.to(w.dtype)
-            # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all the
-            # same); compiled, θ is a tensor, which alpha does not take
-            w = (torch.add(w, free_w, alpha=theta) if isinstance(theta, float)
-                 else w + theta * free_w)
-            if self.free.bias is not None:
-                fb = theta * self.free.bias.to(w.dtype)
-                b = fb if b is None else b + fb
-            y = nn.functional.linear(x, w, b)
+            if expansion is not None and self._eager_node(x, w, theta):
+                # the output in one node from the coefficients; penalties recorded below
+                y = relaxed_affine(x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
+                                   expansion)
+            else:
+                if expansion is not None:
+                    w, b = self._dense(self.layer)  # type: ignore[misc]
+                free_w = self.free.weight.to(w.dtype)
+                # eagerly one op, W_eq + θ W (its backward scales the gradient of W by θ all
+                # the same); compiled, θ is a tensor, which alpha does not take
+                w = (torch.add(w, free_w, alpha=theta) if isinstance(theta, float)
+                     else w + theta * free_w)
+                if self.free.bias is not None:
+                    fb = theta * self.free.bias.to(w.dtype)
+                    b = fb if b is None else b + fb
+                y = nn.functional.linear(x, w, b)
         elif self._layer_adds_free and theta is not None and not args and not kwargs:
             y = self.layer.relaxed_forward(x, self.free, theta)
         else:
@@ -394,6 +432,41 @@ class Relaxed(nn.Module):
             self._record(x.detach(), drawn)
         return y
 
+    def _coefficient_gathers(self) -> Expansion | None:
+        """The gathers of the weight and bias of an :class:`EquivariantLinear` from its
+        coefficients (:class:`~equirelax.relaxation.expansion.CoefficientGather`), for the
+        fused node to build W_eq + θ W itself; None for other layers, or when an entry of the
+        weight or bias mixes coefficients, or the weight has more than
+        :data:`MAX_GATHER_ENTRIES` entries. Found once per layer (three evaluations of its hom
+        spaces), when the layer is built, and again on first use after a copy or pickle (they
+        are not stored)."""
+        found = self.__dict__.get("_gathers", False)
+        if found is False:
+            found = None
+            layer = self.layer
+            if (isinstance(layer, EquivariantLinear) and self._dense is EquivariantLinear.dense_map
+                    and type(layer)._materialise is EquivariantLinear._materialise
+                    and not layer.structured and layer.hom.entries <= MAX_GATHER_ENTRIES):
+                weight = CoefficientGather.of(layer.hom.weight, layer.hom.dim)
+                space = layer.bias_space
+                bias = None if space is None else CoefficientGather.of(space.weight, space.dim)
+                if weight is not None and (space is None or bias is not None):
+                    found = (weight, bias)
+            self.__dict__["_gathers"] = found
+        return found
+
+    def _eager_node(self, x: torch.Tensor, coefficients: torch.Tensor,
+                    theta: float | torch.Tensor) -> bool:
+        """Whether :func:`~equirelax.relaxation.fused.relaxed_affine` computes this forward's
+        output: gradients wanted, the dense free term without bias, one dtype, eager code
+        without autocast (as for :meth:`_fuses_penalties`)."""
+        return (torch.is_grad_enabled() and isinstance(theta, float)
+                and self.free.bias is None
+                and x.dtype == coefficients.dtype == self.free.weight.dtype
+                and not (torch.compiler.is_compiling()
+                         or torch._C._are_functorch_transforms_active()
+                         or torch.is_autocast_enabled(x.device.type)))
+
     def _fuses_penalties(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                          theta: float | torch.Tensor) -> bool:
         """Whether this training forward of the fused dense path can compute the output and
@@ -402,10 +475,11 @@ class Relaxed(nn.Module):
         one dtype, at least one generator, and eager code without autocast (compiled code and
         ``torch.func`` transforms take the plain operations, as in :meth:`_squares_linear`;
         under autocast the layer's matmul runs in the autocast dtype, as ``F.linear`` does)."""
-        return (self.training and self.record_penalties and torch.is_grad_enabled()
-                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0
-                and self.free.weight.requires_grad
-                and x.dtype == w.dtype == self.free.weight.dtype
+        if not (self.training and self.record_penalties and torch.is_grad_enabled()
+                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0):
+            return False
+        free_w = self._modules["free"]._parameters["weight"]
+        return (free_w.requires_grad and x.dtype == w.dtype == free_w.dtype
                 and (b is None or b.dtype == w.dtype)
                 and not (torch.compiler.is_compiling()
                          or torch._C._are_functorch_transforms_active()
@@ -627,6 +701,9 @@ class Relaxed(nn.Module):
         state = self.__dict__.copy()
         state["_lie_sq"], state["_norm_sq"] = [], []
         state["_dense"] = state["_fold"] = None
+        # the coefficient gathers hold an index per weight entry (more bytes than the weight):
+        # found again on first use rather than stored
+        state.pop("_gathers", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
