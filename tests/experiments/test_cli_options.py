@@ -61,6 +61,8 @@ BAD_VALUES = [
     (["landscape", "teacher-student"], "--tol", "inf"),
     (["scg", "train-autoencoder"], "--steps", "-5"),
     (["scg", "evaluate"], "--eval-seeds", "0"),
+    (["scg", "evaluate"], "--posterior-samples", "0"),
+    (["scg", "generate"], "--samples", "-1"),
     (["scg", "probe"], "--seeds", "-2"),
     (["scg", "evaluate"], "--threads", "-1"),
 ]

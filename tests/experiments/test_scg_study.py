@@ -167,6 +167,12 @@ def test_completion_evaluate_and_generate_end_to_end(tmp_path, monkeypatch):
                            "--sample-steps", "2")) == 0
     with Image.open(png) as im:
         assert im.size[0] > 2 * im.size[1]  # three panels side by side
+    four = tmp_path / "with_mean.png"
+    assert scg.main(_parse("generate", "--image", str(image), "--checkpoint", str(alone),
+                           "--condition", "canny", "--output", str(four),
+                           "--sample-steps", "2", "--samples", "3")) == 0
+    with Image.open(four) as im4, Image.open(png) as im3:
+        assert im4.size[0] > im3.size[0]  # a fourth panel: the mean of the generations
     default_png = image.with_name("photo_scg_brightness.png")
     assert scg.main(_parse("generate", "--image", str(image), "--checkpoint", str(alone))) == 0
     assert default_png.exists()

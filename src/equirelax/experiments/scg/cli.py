@@ -106,6 +106,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            help="torch device for the diffusion model: cpu or cuda")
             preset_default(p.add_argument("--sample-steps", type=positive_int, default=None,
                                           help="DDIM steps"))
+            p.add_argument("--samples", type=positive_int, default=1,
+                           help="generations from independent noise; above 1 the figure adds "
+                                "their pixel mean (the posterior mean, the completion PSNR "
+                                "and SSIM reward)")
     parser.epilog = ("Stage 1 writes ae_<variant>.pt checkpoints, probe reads them; stage 2 "
                      "reads the module groups probe wrote (groups.json) from --out.")
 

@@ -37,7 +37,8 @@ def load_image(path: Path, size: int = 32) -> torch.Tensor:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Complete one image file from one condition; write source | condition | generation."""
+    """Complete one image file from one condition; write source | condition | generation (and
+    the mean of ``--samples`` generations when there are several)."""
     if not args.image:
         raise SystemExit("generate needs --image PATH")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -54,12 +55,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise SystemExit(f"--condition {args.condition!r}: {ckpt} has branches "
                          f"{sorted(model.controls)}")
     image = load_image(Path(args.image))
-    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(args.seed))
     steps = args.sample_steps or PRESETS[preset_name(args)].sample_steps
     steps = min(steps, model.base.config.steps)
-    hint, gen = model.complete(image, args.condition, noise, steps)
-    plot_completion(image, hint, gen, args.condition, output)
-    scores = similarity(gen, image)
-    print(f"wrote {output}  (grey PSNR {scores['psnr_grey']:.2f} dB, grey SSIM "
-          f"{scores['ssim_grey']:.3f} against the resized source)")
+    gens = []
+    for k in range(args.samples):
+        noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(args.seed + k))
+        hint, gen = model.complete(image, args.condition, noise, steps)
+        gens.append(gen)
+    mean = torch.stack(gens).mean(0) if args.samples > 1 else None
+    plot_completion(image, hint, gens[0], args.condition, output, mean=mean)
+    outputs = {"generation": gens[0]}
+    if mean is not None:
+        outputs[f"mean of {args.samples}"] = mean
+    report = ", ".join(
+        f"{name}: grey PSNR {sc['psnr_grey']:.2f} dB, grey SSIM {sc['ssim_grey']:.3f}"
+        for name, sc in ((n, similarity(img, image)) for n, img in outputs.items()))
+    print(f"wrote {output}  ({report}; against the resized source)")
     return 0

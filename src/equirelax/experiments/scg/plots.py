@@ -147,8 +147,9 @@ def plot_zero_shot_grid(source: torch.Tensor, settings: dict[str, torch.Tensor],
 
 
 def plot_completion(image: torch.Tensor, hint: torch.Tensor, gen: torch.Tensor, condition: str,
-                    path: Path) -> Path:
-    """``generate``'s figure: the source, its condition and the generation side by side."""
+                    path: Path, mean: torch.Tensor | None = None) -> Path:
+    """``generate``'s figure: the source, its condition and the generation side by side, and
+    ``mean`` (the mean of several generations) after them when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,10 +157,13 @@ def plot_completion(image: torch.Tensor, hint: torch.Tensor, gen: torch.Tensor, 
 
     from equirelax.scg.plots import save_figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
-    for ax, title, p in zip(axes, ("source (32x32)", f"condition: {condition}",
-                                   "generation"), (image[0], display(hint[0]), gen[0]),
-                            strict=True):
+    titles = ["source (32x32)", f"condition: {condition}", "generation"]
+    panels = [image[0], display(hint[0]), gen[0]]
+    if mean is not None:
+        titles.append("mean of generations")
+        panels.append(mean[0])
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 * len(panels), 2.9))
+    for ax, title, p in zip(axes, titles, panels, strict=True):
         ax.imshow(p.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title, fontsize=11)
         ax.set_xticks([])
