@@ -40,6 +40,25 @@ def test_probe_without_checkpoints_says_what_to_run(tmp_path):
         scg.main(args)
 
 
+def test_probe_compares_other_variants_without_the_full_model(tmp_path):
+    out, runs = tmp_path / "o", tmp_path / "r"
+    folders = ["--out", str(out), "--runs-dir", str(runs), "--no-progress"]
+    assert scg.main(_parse("train-autoencoder", "--quick", "--steps", "1", "--variants",
+                           "no_equ", "--seeds", "0", *folders)) == 0
+    # a named variant missing for a seed is named, with the command that trains it
+    with pytest.raises(SystemExit, match=r"ae_no_equ_seed1\.pt.*--seeds 1 --variants no_equ"):
+        scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "0", "1",
+                        *folders))
+    assert scg.main(_parse("train-autoencoder", "--quick", "--steps", "1", "--variants",
+                           "no_equ", "--seeds", "1", *folders)) == 0
+    assert scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "0", "1",
+                           *folders)) == 0
+    table = (out / "ablation_table.md").read_text()
+    assert "| no_equ | 2 |" in table and "| pca | 2 |" in table and "| full |" not in table
+    assert not (out / "groups.json").exists()  # module groups come from the full model only
+    assert (out / "kernels_no_equ.png").exists()
+
+
 def test_completion_without_groups_says_what_to_run(tmp_path):
     args = _parse("train-completion", "--quick", "--out", str(tmp_path / "o"),
                   "--runs-dir", str(tmp_path / "r"))

@@ -47,7 +47,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     The first seed gets the full report (tables, figures, ``groups.json``); with several
     ``--seeds`` every seed is probed and ``ablation_table.md`` gives each score's mean and
-    bootstrap 95 % interval over seeds, per variant.
+    bootstrap 95 % interval over seeds, per variant. Without ``full`` among ``--variants``
+    (e.g. a comparison of other variants trained with other settings) the report of the full
+    model and ``groups.json`` are skipped; every named variant must then be trained for every
+    seed.
     """
     from equirelax.scg.plots import (
         plot_kernel_mosaic,
@@ -60,12 +63,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     out, runs = dirs(args)
     # probe what exists among the named variants (default: the six standard ones plus rot8)
     wanted = list(dict.fromkeys([*args.variants, "rot8"]))
+    # the full model's report needs the full model; without it, every named variant is needed
+    required = ["full"] if "full" in args.variants else list(args.variants)
     for seed in seeds:  # fail before any data is loaded
-        if not (runs / f"ae_full{seed_tag(seed)}.pt").exists():
-            raise SystemExit(f"no trained autoencoder ae_full{seed_tag(seed)}.pt in {runs}; run "
-                             f"`equirelax scg train-autoencoder{quick_flag(args)}"
-                             f"{f' --seeds {seed}' if seed else ''}` before "
-                             f"`{args.recorded_command}`")
+        for variant in required:
+            if not (runs / f"ae_{variant}{seed_tag(seed)}.pt").exists():
+                raise SystemExit(
+                    f"no trained autoencoder ae_{variant}{seed_tag(seed)}.pt in {runs}; run "
+                    f"`equirelax scg train-autoencoder{quick_flag(args)}"
+                    f"{f' --seeds {seed}' if seed else ''}"
+                    f"{'' if variant == 'full' else f' --variants {variant}'}` before "
+                    f"`{args.recorded_command}`")
     held = held_out(preset.probe_images, 48)
     all_rows = []
     for seed_index, seed in enumerate(seeds):
@@ -83,7 +91,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             rows.append({"model": name, "seed": seed, "recon_mse": rec_mse, **report.summary()})
         all_rows += rows
         if seed_index == 0:
-            _write_probe_report(args, preset, out, models, reports, rows)
+            if "full" in reports:
+                _write_probe_report(args, preset, out, models, reports, rows)
             for name, model in models.items():
                 r = reports[name]
                 plot_kernel_mosaic(model, out / f"kernels_{name}.png", title=f"kernels ({name})",
