@@ -320,7 +320,12 @@ def draw_signs(m: int, p: int, dtype: torch.dtype, device: torch.device,
     else:
         bits = torch.randint(0, 2, (p, m), generator=generator, device=generator.device,
                              dtype=dtype).to(device)
-    # bits b in {0, 1} become the signs (2b − 1)/√p in place: two ops on a p × m tensor
+    return signs_from_bits(bits, p)
+
+
+def signs_from_bits(bits: torch.Tensor, p: int) -> torch.Tensor:
+    """The m × p signs ±1/√p of p × m random bits in {0, 1} (floating, overwritten): each bit b
+    becomes (2b − 1)/√p in place, two ops on the p × m tensor, returned transposed."""
     return bits.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p)).T
 
 

@@ -35,9 +35,11 @@ from equirelax.relaxation.actions import FeatureAction
 from equirelax.relaxation.expansion import CoefficientGather
 from equirelax.relaxation.fused import (
     Expansion,
+    draw_signs,
     new_step,
     relaxed_affine,
     relaxed_linear,
+    signs_from_bits,
     sketch_signs,
 )
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
@@ -489,16 +491,12 @@ class Relaxed(nn.Module):
         """The step's sign matrix S when the fused node sketches input ``x``'s rows (a
         sketch of them taken, and the data path, not the Gram path, chosen for its p rows);
         else None (the rows are drawn by :meth:`_penalty_rows`)."""
-        p = self.penalty_sketch
-        if p is None:
+        if self.penalty_sketch is None:
             return None
         m = x.numel() // self.rep_in.dim
         if self.penalty_rows is not None and m > self.penalty_rows:
             return None
-        if p == "auto":
-            p = self.sketch_size(m)
-        elif m <= p:
-            return None
+        p = self.sketch_size(m)
         if p is None or self._by_gram(p):
             return None
         return sketch_signs(self, m, p, x.dtype, x.device, self.penalty_generator)
@@ -565,10 +563,10 @@ class Relaxed(nn.Module):
             # bits b in {0, 1} become the signs (2b − 1)/√p in place: a few ops on an m × p
             # tensor, where every op counts against the small matmuls of the sketched rows
             if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-                # drawn as the eager S is (p × m, transposed), so both paths see one S per seed
-                s = (torch.randint(0, 2, (p, m), device=rows.device, dtype=rows.dtype)
-                     if gen is None else _draw(gen, p, m, rows.dtype).to(rows.device))
-                s = s.mul_(2.0 / math.sqrt(p)).sub_(1.0 / math.sqrt(p)).T
+                # drawn as the eager S is, so both paths see one S per seed; a generator object
+                # is read outside the graph (_draw)
+                s = (draw_signs(m, p, rows.dtype, rows.device, None) if gen is None
+                     else signs_from_bits(_draw(gen, p, m, rows.dtype).to(rows.device), p))
             else:  # eagerly, one S per step for the layers sketching m rows to p
                 s = sketch_signs(self, m, p, rows.dtype, rows.device, gen)
             sketched = (s.T @ rows.reshape(m, -1)).reshape(p, *rows.shape[1:])

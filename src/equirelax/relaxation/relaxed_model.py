@@ -108,17 +108,8 @@ class RelaxedModel(nn.Module):
 
     def _layers(self) -> list[Relaxed]:
         """The relaxed layers in the order of :meth:`relaxed_layers`, without their names;
-        looked up afresh at every call, so modules replaced after ``relax`` are seen.
-
-        The walk reads the modules' child dicts itself: the same pre-order and deduplication as
-        ``nn.Module.modules()``, without its generators (about 3 instead of 7.5 us on the
-        relaxed S5 MLP, called twice a step)."""
-        model = self._modules["model"]
-        if isinstance(model, Relaxed):
-            return [model]
-        found: list[Relaxed] = []
-        _collect_relaxed(model, found, {id(model)})
-        return found
+        looked up afresh at every call, so modules replaced after ``relax`` are seen."""
+        return [m for m in self._modules["model"].modules() if isinstance(m, Relaxed)]
 
     # -- schedule -----------------------------------------------------------------------------
     @property
@@ -241,7 +232,7 @@ class RelaxedModel(nn.Module):
             # the two roots only: their weighted sum in one node when both have squares
             lie_sq, norm_sq = self._take_squares(self._layers())
             scale = self.theta if self.penalty_times_theta else 1.0
-            if lie_sq and norm_sq and _one_kind(lie_sq + norm_sq):
+            if lie_sq and norm_sq and _one_cpu_kind(lie_sq + norm_sq):
                 return weighted_roots(lie_sq, norm_sq, self.lie_weight * scale,
                                       self.norm_weight * scale, self.epsilon)
             total = (self.lie_weight * self._root(lie_sq)
@@ -264,22 +255,11 @@ class RelaxedModel(nn.Module):
                 f"lie_weight={self.lie_weight}, norm_weight={self.norm_weight}")
 
 
-def _collect_relaxed(module: nn.Module, found: list[Relaxed], seen: set[int]) -> None:
-    """Append the relaxed layers under ``module`` to ``found`` in pre-order, each module
-    visited once (``seen``: the ids of the modules visited)."""
-    for child in module._modules.values():
-        if child is None or id(child) in seen:
-            continue
-        seen.add(id(child))
-        if isinstance(child, Relaxed):
-            found.append(child)
-        _collect_relaxed(child, found, seen)
-
-
-def _one_kind(tensors: list[torch.Tensor]) -> bool:
-    """Whether the tensors share one dtype and device."""
+def _one_cpu_kind(tensors: list[torch.Tensor]) -> bool:
+    """Whether the tensors share one dtype and are all on the CPU (where :func:`weighted_roots`
+    reads them as Python floats; on an accelerator each read would wait for the device)."""
     first = tensors[0]
-    return all(t.dtype == first.dtype and t.device == first.device for t in tensors)
+    return all(t.dtype == first.dtype and t.device.type == "cpu" for t in tensors)
 
 
 class _WeightedRoots(torch.autograd.Function):
@@ -333,7 +313,8 @@ def weighted_roots(lie_sq: list[torch.Tensor], norm_sq: list[torch.Tensor], lie_
     additions), the result cast to the squares' dtype; every square of a sum gets the same
     gradient, weight / (2 root). With ``create_graph=True`` the backward is built from
     differentiable operations. Needs at least one square in each list, all of one dtype and
-    device.
+    device; reading them as floats waits for an accelerator, so :meth:`RelaxedModel.penalty`
+    uses it for squares on the CPU only.
     """
     if not lie_sq or not norm_sq:
         raise ValueError(f"weighted_roots needs squares in both lists, got {len(lie_sq)} "
