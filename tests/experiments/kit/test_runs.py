@@ -53,8 +53,9 @@ def test_run_settings_are_recorded_and_checked(tmp_path):
 def test_training_time_adds_up_over_restarts(tmp_path):
     clock = TrainingClock(tmp_path / "run")
     assert clock.before() == 0.0
-    assert clock.add(2.5) == 2.5
-    assert TrainingClock(tmp_path / "run").add(1.0) == 3.5
+    assert clock.set(clock.before() + 2.5) == 2.5
+    again = TrainingClock(tmp_path / "run")  # a restart reads what the last one kept
+    assert again.set(again.before() + 1.0) == 3.5
 
 
 def test_the_recorded_command_is_the_one_typed():

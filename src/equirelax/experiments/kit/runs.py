@@ -102,10 +102,6 @@ class TrainingClock:
             return float(json.loads(self.path.read_text())["seconds"])
         return 0.0
 
-    def add(self, seconds: float) -> float:
-        """Record ``seconds`` more of training; returns the run's total."""
-        return self.set(self.before() + seconds)
-
     def set(self, total: float) -> float:
         """Record the run's total training time (written whole: a reader never sees half a
         file); returns it."""

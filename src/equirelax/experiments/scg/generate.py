@@ -67,8 +67,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     outputs = {"generation": gens[0]}
     if mean is not None:
         outputs[f"mean of {args.samples}"] = mean
-    report = ", ".join(
-        f"{name}: grey PSNR {sc['psnr_grey']:.2f} dB, grey SSIM {sc['ssim_grey']:.3f}"
-        for name, sc in ((n, similarity(img, image)) for n, img in outputs.items()))
-    print(f"wrote {output}  ({report}; against the resized source)")
+    parts = []
+    for name, img in outputs.items():
+        scores = similarity(img, image)
+        parts.append(f"{name}: grey PSNR {scores['psnr_grey']:.2f} dB, grey SSIM "
+                     f"{scores['ssim_grey']:.3f}")
+    print(f"wrote {output}  ({', '.join(parts)}; against the resized source)")
     return 0
