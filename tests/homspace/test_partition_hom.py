@@ -148,6 +148,17 @@ def test_counts_are_falling_factorials_and_cover_every_entry():
     assert space.counts.sum() == space.shape[0] * space.shape[1] == space.basis_sq_norm()
 
 
+def assert_node_gradients_equal_recorded_ops(space, c, x):
+    """The gradients of ``space.apply``'s one autograd node equal those of recording every op
+    (``space._forward``), to 1e-12 in float64, for a random output gradient."""
+    grad = torch.randn(x.shape[0], space.shape[0], dtype=torch.float64)
+    fused = torch.autograd.grad(space.apply(c, x), (c, x), grad)
+    plain_y = space._forward(c, x, space.index_tensors(torch.float64))  # every op recorded
+    plain = torch.autograd.grad(plain_y, (c, x), grad)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_apply_is_linear_in_the_coefficients_and_gradients_flow():
     G = symmetric(5)
     V = natural(G)
@@ -157,12 +168,7 @@ def test_apply_is_linear_in_the_coefficients_and_gradients_flow():
     assert torch.autograd.gradcheck(space.apply, (c, x))
     assert torch.autograd.gradgradcheck(space.apply, (c, x))
     # the one-node backward gives what recording every op gives
-    grad = torch.randn(4, space.shape[0], dtype=torch.float64)
-    fused = torch.autograd.grad(space.apply(c, x), (c, x), grad)
-    plain_y = space._forward(c, x, space.index_tensors(torch.float64))  # every op recorded
-    plain = torch.autograd.grad(plain_y, (c, x), grad)
-    for a, b in zip(fused, plain):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    assert_node_gradients_equal_recorded_ops(space, c, x)
 
 
 def test_one_copy_groups_reading_the_same_reductions_are_bundled_with_exact_gradients():
@@ -184,12 +190,7 @@ def test_one_copy_groups_reading_the_same_reductions_are_bundled_with_exact_grad
     torch.testing.assert_close(space.apply(c, x), x @ w.T, atol=1e-12, rtol=0)
     assert torch.autograd.gradcheck(space.apply, (c, x))
     assert torch.autograd.gradgradcheck(space.apply, (c, x))
-    grad = torch.randn(3, space.shape[0], dtype=torch.float64)
-    fused = torch.autograd.grad(space.apply(c, x), (c, x), grad)
-    plain_y = space._forward(c, x, space.index_tensors(torch.float64))  # every op recorded
-    plain = torch.autograd.grad(plain_y, (c, x), grad)
-    for a, b in zip(fused, plain):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    assert_node_gradients_equal_recorded_ops(space, c, x)
 
 
 @pytest.mark.parametrize("shaped", [False, True])

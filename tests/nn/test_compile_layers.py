@@ -17,6 +17,7 @@ from equirelax.groups import symmetric
 from equirelax.nn import EquivariantLinear, EquivariantMLP
 from equirelax.reps import natural, regular, trivial
 from tests.helpers.compiling import CountingBackend
+from tests.helpers.random_layers import randomised
 
 pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
@@ -55,15 +56,6 @@ def blockwise_so2() -> EquivariantLinear:
 
 
 MODELS = {"linear": linear, "mlp": mlp, "blockwise": blockwise, "blockwise SO(2)": blockwise_so2}
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-zero biases too (they start at 0), so that their gradients are checked."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return model
 
 
 def inputs(model: torch.nn.Module, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:

@@ -12,6 +12,7 @@ import equirelax as er
 from equirelax.groups import SO, cyclic, dihedral, symmetric
 from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, regular, standard, trivial, vector
+from tests.helpers.random_layers import randomised
 
 
 @pytest.fixture(autouse=True)
@@ -44,17 +45,6 @@ def o3_irreps(multiplicities: dict[tuple[int, int], int]) -> er.reps.Rep:
 
 
 CASES = layer_cases()
-
-
-def randomised(layer: EquivariantLinear, seed: int = 0) -> EquivariantLinear:
-    """The layer with random (nonzero) weight and bias coefficients."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        layer.coefficients.copy_(torch.randn(layer.coefficients.shape, generator=gen))
-        if layer.bias_coefficients is not None:
-            layer.bias_coefficients.copy_(torch.randn(layer.bias_coefficients.shape,
-                                                      generator=gen))
-    return layer
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASES.keys())

@@ -13,6 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from equirelax.groups import dihedral, symmetric
 from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, regular, trivial
+from tests.helpers.random_layers import dense_twin
 
 N = 6
 G = symmetric(N)
@@ -45,25 +46,12 @@ def to_flat(t: torch.Tensor, order: int, layout: str, lead: int) -> torch.Tensor
     return t.reshape(*t.shape[:lead], -1)
 
 
-def shaped_and_dense(rep_in, rep_out, layout, dtype, structured=None, seed=0):
-    """A layer with ``layout`` (random parameters) and a flat dense layer with the same."""
-    layer = EquivariantLinear(rep_in, rep_out, structured=structured, layout=layout)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    layer = layer.to(dtype)
-    dense = EquivariantLinear(rep_in, rep_out, structured=False).to(dtype)
-    dense.load_state_dict(layer.state_dict())
-    return layer, dense
-
-
 @pytest.mark.parametrize("structured", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=CASES.keys())
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_shaped_features_give_the_flat_dense_map_and_gradients(case, structured, dtype, tol):
     rep_in, rep_out, layout = CASES[case]
-    layer, dense = shaped_and_dense(rep_in, rep_out, layout, dtype, structured)
+    layer, dense = dense_twin(rep_in, rep_out, dtype, structured=structured, layout=layout)
     assert layer.structured == structured and layer.layout == layout
     shape = layer.tensor_layout
     x = torch.randn(4, 2, *shape.shape_in, dtype=dtype, requires_grad=True)  # two batch axes
@@ -83,7 +71,7 @@ def test_shaped_features_give_the_flat_dense_map_and_gradients(case, structured,
 @pytest.mark.parametrize("case", CASES, ids=CASES.keys())
 def test_one_sample_without_batch_axes(case):
     rep_in, rep_out, layout = CASES[case]
-    layer, dense = shaped_and_dense(rep_in, rep_out, layout, torch.float64)
+    layer, dense = dense_twin(rep_in, rep_out, torch.float64, layout=layout)
     shape = layer.tensor_layout
     x = torch.randn(*shape.shape_in, dtype=torch.float64)
     y = layer(x)
@@ -106,7 +94,7 @@ def permute_sets(t: torch.Tensor, g: np.ndarray, order: int, layout: str) -> tor
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_exactly_equivariant_under_permutations_in_every_layout(case, dtype, tol):
     rep_in, rep_out, layout = CASES[case]
-    layer, _ = shaped_and_dense(rep_in, rep_out, layout, dtype, structured=True)
+    layer, _ = dense_twin(rep_in, rep_out, dtype, structured=True, layout=layout)
     shape = layer.tensor_layout
     x = torch.randn(3, *shape.shape_in, dtype=dtype)
     rng = np.random.default_rng(0)
@@ -171,7 +159,7 @@ def test_layouts_need_copies_of_one_tensor_power():
 
 
 def test_flat_stays_the_default_and_forward_flat_takes_flat_features():
-    layer, dense = shaped_and_dense(2 * VV, VV, "channels_first", torch.float64)
+    layer, dense = dense_twin(2 * VV, VV, torch.float64, layout="channels_first")
     assert EquivariantLinear(V, V).layout == "flat"
     x = torch.randn(5, 2 * N * N, dtype=torch.float64)
     torch.testing.assert_close(layer.forward_flat(x), dense(x), atol=1e-12, rtol=0)

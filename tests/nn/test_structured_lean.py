@@ -13,8 +13,8 @@ import equirelax.homspace.partition as partition
 from equirelax.groups import symmetric
 from equirelax.homspace.partition import PartitionHomSpace
 from equirelax.homspace.space import OrbitHomSpace
-from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, trivial
+from tests.helpers.random_layers import dense_twin
 
 pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
@@ -33,24 +33,11 @@ LEAN = {
 }
 
 
-def pair(rep_in, rep_out, dtype, seed=0, bias=True):
-    """A structured layer (random parameters) and a dense one with the same parameters."""
-    fast = EquivariantLinear(rep_in, rep_out, bias=bias, structured=True)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in fast.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    fast = fast.to(dtype)
-    dense = EquivariantLinear(rep_in, rep_out, bias=bias, structured=False).to(dtype)
-    dense.load_state_dict(fast.state_dict())
-    return fast, dense
-
-
 @pytest.mark.parametrize("case", LEAN, ids=LEAN.keys())
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_lean_path_equals_the_dense_path(case, dtype, tol):
     rep_in, rep_out = LEAN[case]
-    fast, dense = pair(rep_in, rep_out, dtype)
+    fast, dense = dense_twin(rep_in, rep_out, dtype, structured=True)
     assert fast.hom.lean
     x = torch.randn(2, 3, rep_in.dim, dtype=dtype)  # leading batch axes
     grad = torch.randn(2, 3, rep_out.dim, dtype=dtype)
@@ -78,7 +65,7 @@ def test_lean_path_gradients_pass_gradcheck(case):
 @pytest.mark.parametrize("case", LEAN, ids=LEAN.keys())
 def test_lean_path_is_exactly_equivariant(case):
     rep_in, rep_out = LEAN[case]
-    fast, _ = pair(rep_in, rep_out, torch.float64, seed=1)
+    fast, _ = dense_twin(rep_in, rep_out, torch.float64, seed=1, structured=True)
     x = torch.randn(5, rep_in.dim, dtype=torch.float64)
     rng = np.random.default_rng(0)
     with torch.no_grad():
@@ -114,7 +101,7 @@ def test_the_gather_fold_equals_the_matrix_fold(monkeypatch, reps):
 
 
 def test_lean_path_compiles_to_one_graph_and_vmaps():
-    fast, _ = pair(T + 2 * V, V + T, torch.float64)
+    fast, _ = dense_twin(T + 2 * V, V + T, torch.float64, structured=True)
     x = torch.randn(5, fast.in_features, dtype=torch.float64)
     explained = torch._dynamo.explain(fast)(x)
     assert explained.graph_break_count == 0 and explained.graph_count == 1
@@ -129,11 +116,11 @@ def test_lean_bias_joins_the_copy_constants_and_apply_adds_any_bias(case):
     """The layer's bias is added inside the lean map (bias_fold puts it in type order);
     ``apply(..., bias=)`` adds the same b = fixed_space(rep_out).weight(bias) on any path."""
     rep_in, rep_out = LEAN[case]
-    fast, dense = pair(rep_in, rep_out, torch.float64, seed=3)
+    fast, dense = dense_twin(rep_in, rep_out, torch.float64, seed=3, structured=True)
     assert (fast.partition_bias_fold is None) == (case != "V + T -> T + 2V + T")
     x = torch.randn(4, rep_in.dim, dtype=torch.float64)
     torch.testing.assert_close(fast(x), dense(x), atol=1e-12, rtol=0)
-    no_bias, _ = pair(rep_in, rep_out, torch.float64, seed=3, bias=False)
+    no_bias, _ = dense_twin(rep_in, rep_out, torch.float64, seed=3, bias=False, structured=True)
     b = dense.bias
     torch.testing.assert_close(no_bias(x) + b, dense(x), atol=1e-12, rtol=0)
     generic = PartitionHomSpace(V * V + V, rep_out)

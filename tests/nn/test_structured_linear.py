@@ -19,6 +19,7 @@ from equirelax.homspace.partition import PartitionHomSpace, tensor_orders
 from equirelax.homspace.space import OrbitHomSpace
 from equirelax.nn import EquivariantLinear
 from equirelax.reps import natural, regular, trivial
+from tests.helpers.random_layers import dense_twin, randomised
 
 pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # a fixture of tests/conftest.py
 
@@ -31,22 +32,6 @@ def power(G, k):
 
 def summed(G, orders):
     return sum((power(G, k) for k in orders[1:]), power(G, orders[0]))
-
-
-def randomised(layer: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return layer
-
-
-def pair(rep_in, rep_out, dtype=torch.float64, seed=0):
-    """A structured layer and a dense one with the same parameters."""
-    fast = randomised(EquivariantLinear(rep_in, rep_out, structured=True), seed).to(dtype)
-    dense = EquivariantLinear(rep_in, rep_out, structured=False).to(dtype)
-    dense.load_state_dict(fast.state_dict())
-    return fast, dense
 
 
 def act(rep, g: np.ndarray) -> np.ndarray:
@@ -114,10 +99,7 @@ ORDERS = st.lists(st.integers(0, 2), min_size=1, max_size=4)
 def test_outputs_and_gradients_equal_the_dense_path(n, orders_in, orders_out, seed, bias):
     G = symmetric(n)
     rep_in, rep_out = summed(G, orders_in), summed(G, orders_out)
-    fast = randomised(EquivariantLinear(rep_in, rep_out, bias=bias, structured=True), seed)
-    fast = fast.double()
-    dense = EquivariantLinear(rep_in, rep_out, bias=bias, structured=False).double()
-    dense.load_state_dict(fast.state_dict())
+    fast, dense = dense_twin(rep_in, rep_out, torch.float64, seed, bias=bias, structured=True)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 3, rep_in.dim, dtype=torch.float64, generator=gen)
     grad = torch.randn(2, 3, rep_out.dim, dtype=torch.float64, generator=gen)
@@ -185,7 +167,8 @@ def test_training_and_inference_never_build_the_dense_weight(monkeypatch):
 
 def test_weight_and_export_on_demand_equal_the_dense_layer():
     G = symmetric(6)
-    fast, dense = pair(natural(G) + natural(G) * natural(G), natural(G) * natural(G))
+    fast, dense = dense_twin(natural(G) + natural(G) * natural(G), natural(G) * natural(G),
+                             structured=True)
     torch.testing.assert_close(fast.weight, dense.weight, atol=1e-12, rtol=0)
     torch.testing.assert_close(fast.bias, dense.bias, atol=0, rtol=0)
     x = torch.randn(4, fast.in_features, dtype=torch.float64)
@@ -195,7 +178,7 @@ def test_weight_and_export_on_demand_equal_the_dense_layer():
 
 def test_state_dicts_move_between_the_two_paths():
     G = symmetric(6)
-    fast, dense = pair(2 * natural(G), natural(G) * natural(G) + trivial(G))
+    fast, dense = dense_twin(2 * natural(G), natural(G) * natural(G) + trivial(G), structured=True)
     assert fast.state_dict().keys() == dense.state_dict().keys()
     for key, value in fast.state_dict().items():
         torch.testing.assert_close(value, dense.state_dict()[key], atol=0, rtol=0)
