@@ -50,16 +50,21 @@ def paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], float
     return d.tolist(), float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) -> int:
+    """Write the table (``budgets``: steps -> ``probe_seeds.json``, default :data:`BUDGETS`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path("docs/results/scg/orientation_12k/osi_by_budget.md"))
     args = parser.parse_args(argv)
+    budgets = BUDGETS if budgets is None else budgets
+    missing = [str(p) for p in budgets.values() if not p.exists()]
+    if missing:
+        parser.error(f"missing probe results {missing}: run equirelax scg probe first")
     lines = [
         "# Orientation selectivity over stage-1 budgets, paired by seed",
         "",
         "Written by `python scripts/scg_orientation_budgets.py` from the `probe_seeds.json` of "
-        + ", ".join(f"{steps:,} steps (`{path}`)" for steps, path in BUDGETS.items())
+        + ", ".join(f"{steps:,} steps (`{path}`)" for steps, path in budgets.items())
         + ". Means over seeds; differences per seed (seed order), their mean and a Student-t "
         "95 % interval (with 3 seeds the interval is wide: a difference is shown only where it "
         "excludes 0). The 12,000-step runs are the 6,000-step runs extended (warm restart of "
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                   "| steps | rot8 | no_equ | PCA | rot8 - no_equ per seed | mean [95 % CI] "
                   "| rot8 - PCA per seed | mean [95 % CI] |",
                   "|---|---|---|---|---|---|---|---|"]
-        for steps, path in BUDGETS.items():
+        for steps, path in budgets.items():
             values = per_seed(path, score)
             means = [np.mean(list(values[m].values())) for m in MODELS]
             cells = [f"{steps:,}", *(f"{v:.3f}" for v in means)]

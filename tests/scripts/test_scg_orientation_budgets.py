@@ -1,0 +1,64 @@
+"""The orientation-over-budgets table: per-seed differences and their Student-t interval."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scg_orientation_budgets.py"
+
+
+@pytest.fixture(scope="module")
+def budgets_module():
+    spec = importlib.util.spec_from_file_location("scg_orientation_budgets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _probe_file(path: Path, values: dict[str, list[float]]) -> Path:
+    rows = [{"model": m, "seed": s, "mean_osi": v, "osi_w": v / 2}
+            for m, vs in values.items() for s, v in enumerate(vs)]
+    rows.append({"model": "full", "seed": 0, "mean_osi": 9.0, "osi_w": 9.0})  # ignored
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_paired_differences_match_a_one_sample_t_interval(budgets_module):
+    a, b = {0: 0.30, 1: 0.25, 2: 0.28}, {0: 0.20, 1: 0.24, 2: 0.21}
+    d, mean, lo, hi = budgets_module.paired(a, b)
+    assert d == pytest.approx([0.10, 0.01, 0.07])
+    want = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert mean == pytest.approx(np.mean(d))
+    assert (lo, hi) == pytest.approx((want.low, want.high))
+
+
+def test_paired_needs_two_common_seeds(budgets_module):
+    with pytest.raises(ValueError, match="two common seeds"):
+        budgets_module.paired({0: 1.0, 1: 2.0}, {1: 1.0, 2: 0.0})
+
+
+def test_table_is_written_from_the_probe_files(budgets_module, tmp_path):
+    files = {
+        100: _probe_file(tmp_path / "a.json", {"rot8": [0.2, 0.2, 0.2], "no_equ": [0.3, 0.3, 0.3],
+                                                "pca": [0.1, 0.1, 0.1]}),
+        200: _probe_file(tmp_path / "b.json", {"rot8": [0.4, 0.5, 0.6], "no_equ": [0.3, 0.3, 0.3],
+                                                "pca": [0.1, 0.2, 0.3]}),
+    }
+    out = tmp_path / "table.md"
+    assert budgets_module.main(["--out", str(out)], budgets=files) == 0
+    text = out.read_text()
+    assert ("| 100 | 0.200 | 0.300 | 0.100 | -0.100, -0.100, -0.100 | -0.100 [-0.100, -0.100]"
+            in text)
+    assert "| 200 | 0.500 | 0.300 | 0.200 | +0.100, +0.200, +0.300 |" in text
+    assert "## osi_w" in text
+
+
+def test_missing_probe_results_fail_early(budgets_module, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        budgets_module.main(["--out", str(tmp_path / "t.md")],
+                            budgets={100: tmp_path / "absent.json"})
+    assert exit_info.value.code == 2
