@@ -6,11 +6,13 @@ runs of ``no_equ`` and ``rot8``) and writes one table: for each budget, the mean
 selectivity per unit (``mean_osi``) and the energy-weighted one (``osi_w``) of ``rot8``,
 ``no_equ`` and PCA, averaged over seeds, and the per-seed differences of ``rot8`` to each
 baseline with a Student-t 95 % interval of their mean (seeds pair the data streams and PCA's
-patches). Run from the repository root::
+patches). A budget's row uses the seeds its file has for all three models (the budgets may have
+different seeds). It also draws each seed's ``rot8`` - ``no_equ`` difference over the budgets
+(``osi_by_budget.png`` beside the table). Run from the repository root::
 
     python scripts/scg_orientation_budgets.py
 
-(writes ``docs/results/scg/orientation_12k/osi_by_budget.md``).
+(writes ``docs/results/scg/orientation_12k/osi_by_budget.md`` and ``.png``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,46 @@ SCORES = ("mean_osi", "osi_w")
 
 
 def per_seed(path: Path, score: str) -> dict[str, dict[int, float]]:
-    """score of each model by seed, from one ``probe_seeds.json``."""
+    """score of each model by seed, from one ``probe_seeds.json``, on the seeds every model
+    has there (a seed probed for some models only would make the means unpaired)."""
     found: dict[str, dict[int, float]] = {m: {} for m in MODELS}
     for entry in json.loads(path.read_text()):
         if entry["model"] in found:
             found[entry["model"]][int(entry["seed"])] = float(entry[score])
-    return found
+    common = set.intersection(*(set(v) for v in found.values()))
+    return {m: {s: v for s, v in sorted(found[m].items()) if s in common} for m in MODELS}
+
+
+def plot(rows: dict[str, dict[int, dict[str, dict[int, float]]]], out: Path) -> None:
+    """Each seed's rot8 - no_equ difference against the budget, one panel per score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 3.8), squeeze=False)
+    for ax, (score, by_budget) in zip(axes[0], rows.items()):
+        steps = sorted(by_budget)
+        seeds = sorted(set().union(*(by_budget[s]["rot8"] for s in steps)))
+        for seed in seeds:
+            xs = [s for s in steps if seed in by_budget[s]["rot8"]]
+            ys = [by_budget[s]["rot8"][seed] - by_budget[s]["no_equ"][seed] for s in xs]
+            ax.plot(xs, ys, marker="o", alpha=0.7, label=f"seed {seed}")
+        means = [paired(by_budget[s]["rot8"], by_budget[s]["no_equ"]) for s in steps]
+        ax.errorbar(steps, [m[1] for m in means],
+                    yerr=[[m[1] - m[2] for m in means], [m[3] - m[1] for m in means]],
+                    color="black", linewidth=2.5, capsize=5, label="mean, 95 % CI")
+        ax.axhline(0.0, color="grey", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(steps, [f"{s:,}" for s in steps])
+        ax.minorticks_off()
+        ax.set_xlabel("stage-1 steps")
+        ax.set_ylabel(f"{score}: rot8 - no_equ")
+        ax.set_title(score)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], float, float, float]:
@@ -65,27 +101,33 @@ def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) 
         "",
         "Written by `python scripts/scg_orientation_budgets.py` from the `probe_seeds.json` of "
         + ", ".join(f"{steps:,} steps (`{path}`)" for steps, path in budgets.items())
-        + ". Means over seeds; differences per seed (seed order), their mean and a Student-t "
-        "95 % interval (with 3 seeds the interval is wide: a difference is shown only where it "
-        "excludes 0). The 12,000-step runs are the 6,000-step runs extended (warm restart of "
-        "the one-cycle schedule).",
+        + ". Means over seeds; differences per seed (in seed order, the seeds listed), their mean "
+        "and a Student-t 95 % interval (with few seeds the interval is wide: a difference is "
+        "shown only where it excludes 0). The 12,000-step runs are the 6,000-step runs extended "
+        "(warm restart of the one-cycle schedule). Figure: `osi_by_budget.png`, each seed's "
+        "rot8 - no_equ difference over the budgets.",
         "",
     ]
+    rows: dict[str, dict[int, dict[str, dict[int, float]]]] = {}
     for score in SCORES:
         lines += [f"## {score}", "",
-                  "| steps | rot8 | no_equ | PCA | rot8 - no_equ per seed | mean [95 % CI] "
-                  "| rot8 - PCA per seed | mean [95 % CI] |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| steps | seeds | rot8 | no_equ | PCA | rot8 - no_equ per seed | "
+                  "mean [95 % CI] | rot8 - PCA per seed | mean [95 % CI] |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        rows[score] = {}
         for steps, path in budgets.items():
             values = per_seed(path, score)
+            rows[score][steps] = values
             means = [np.mean(list(values[m].values())) for m in MODELS]
-            cells = [f"{steps:,}", *(f"{v:.3f}" for v in means)]
+            seeds = ", ".join(str(s) for s in values["rot8"])
+            cells = [f"{steps:,}", seeds, *(f"{v:.3f}" for v in means)]
             for base in ("no_equ", "pca"):
                 d, mean, lo, hi = paired(values["rot8"], values[base])
                 cells += [", ".join(f"{x:+.3f}" for x in d), f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     args.out.write_text("\n".join(lines))
+    plot(rows, args.out.with_suffix(".png"))
     print("\n".join(lines))
     return 0
 

@@ -19,8 +19,8 @@ def budgets_module():
     return module
 
 
-def _probe_file(path: Path, values: dict[str, list[float]]) -> Path:
-    rows = [{"model": m, "seed": s, "mean_osi": v, "osi_w": v / 2}
+def _probe_file(path: Path, values: dict[str, list[float]], first_seed: int = 0) -> Path:
+    rows = [{"model": m, "seed": first_seed + s, "mean_osi": v, "osi_w": v / 2}
             for m, vs in values.items() for s, v in enumerate(vs)]
     rows.append({"model": "full", "seed": 0, "mean_osi": 9.0, "osi_w": 9.0})  # ignored
     path.write_text(json.dumps(rows))
@@ -51,10 +51,28 @@ def test_table_is_written_from_the_probe_files(budgets_module, tmp_path):
     out = tmp_path / "table.md"
     assert budgets_module.main(["--out", str(out)], budgets=files) == 0
     text = out.read_text()
-    assert ("| 100 | 0.200 | 0.300 | 0.100 | -0.100, -0.100, -0.100 | -0.100 [-0.100, -0.100]"
-            in text)
-    assert "| 200 | 0.500 | 0.300 | 0.200 | +0.100, +0.200, +0.300 |" in text
+    assert ("| 100 | 0, 1, 2 | 0.200 | 0.300 | 0.100 | -0.100, -0.100, -0.100 | "
+            "-0.100 [-0.100, -0.100]" in text)
+    assert "| 200 | 0, 1, 2 | 0.500 | 0.300 | 0.200 | +0.100, +0.200, +0.300 |" in text
     assert "## osi_w" in text
+    assert (tmp_path / "table.png").stat().st_size > 10_000
+
+
+def test_budgets_may_have_different_seeds_and_rows_keep_only_common_ones(budgets_module,
+                                                                        tmp_path):
+    rows = {"rot8": [0.4, 0.5, 0.6, 0.7], "no_equ": [0.3, 0.3, 0.3, 0.3],
+            "pca": [0.1, 0.2, 0.3, 0.4]}
+    b = _probe_file(tmp_path / "b.json", rows, first_seed=3)
+    entries = json.loads(b.read_text())
+    # a seed probed for rot8 alone is left out of every model's mean
+    entries.append({"model": "rot8", "seed": 9, "mean_osi": 5.0, "osi_w": 5.0})
+    b.write_text(json.dumps(entries))
+    files = {100: _probe_file(tmp_path / "a.json", {m: v[:2] for m, v in rows.items()}), 200: b}
+    out = tmp_path / "table.md"
+    assert budgets_module.main(["--out", str(out)], budgets=files) == 0
+    text = out.read_text()
+    assert "| 100 | 0, 1 | 0.450 | 0.300 | 0.150 | +0.100, +0.200 |" in text
+    assert "| 200 | 3, 4, 5, 6 | 0.550 | 0.300 | 0.250 | +0.100, +0.200, +0.300, +0.400 |" in text
 
 
 def test_missing_probe_results_fail_early(budgets_module, tmp_path):
