@@ -22,7 +22,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from equirelax.experiments.kit.tables import mean_interval
 
 BUDGETS = {
     3000: Path("docs/results/scg/full/probe_seeds.json"),
@@ -81,9 +82,8 @@ def paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], float
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         raise ValueError(f"need at least two common seeds, got {seeds}")
-    d = np.array([a[s] - b[s] for s in seeds])
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return d.tolist(), float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+    d = [a[s] - b[s] for s in seeds]
+    return (d, *mean_interval(d))
 
 
 def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) -> int:

@@ -10,6 +10,7 @@ import pytest
 from equirelax.experiments.kit.guards import SMOKE_TEST_NOTE
 from equirelax.experiments.kit.tables import (
     markdown_table,
+    mean_interval,
     paired_interval,
     summarise,
     verdict,
@@ -53,6 +54,20 @@ def test_interval_and_verdict():
     assert geo == pytest.approx(1.0) and low < 1 < high
     assert verdict(low, high, 2) == "no difference shown"
     assert verdict(*paired_interval([0.7])[1:], 1) == "one seed"
+
+
+def test_mean_interval_is_the_one_sample_t_interval():
+    from scipy import stats
+
+    values = [0.10, 0.01, 0.07, -0.02]
+    mean, low, high = mean_interval(values)
+    want = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert mean == pytest.approx(sum(values) / 4)
+    assert (low, high) == pytest.approx((want.low, want.high))
+    wide = mean_interval(values, level=0.99)
+    assert wide[1] < low and wide[2] > high
+    one = mean_interval([0.3])
+    assert one[0] == 0.3 and math.isnan(one[1]) and math.isnan(one[2])
 
 
 def test_results_files(tmp_path):

@@ -10,7 +10,8 @@ compared per seed ("paired"):
   (:func:`paired_differences`);
 * a ratio ``arm / reference`` of an error (MSE: lower is better), its geometric mean with a
   t-interval computed on log ratios, and what the interval says (:func:`paired_ratios`,
-  :func:`paired_interval`, :func:`verdict`).
+  :func:`paired_interval`, :func:`verdict`); :func:`mean_interval` is the t-interval of a mean
+  (of paired differences, or of the log ratios).
 
 :func:`summarise` gives per arm mean, standard deviation (ddof 1; 0 for one seed) and maximum of
 each metric, with either comparison.
@@ -41,19 +42,26 @@ def statistics(values: Sequence[float]) -> dict[str, float]:
     return {"mean": mean, "std": std, "max": max(values)}
 
 
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the values (e.g. paired differences over seeds) and its ``level`` Student-t
+    interval; with one value the interval is undefined (nan)."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size)
+    return mean, float(mean - half), float(mean + half)
+
+
 def paired_interval(ratios: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """Geometric mean of paired ratios and its ``level`` t-interval (computed on log ratios).
 
     An interval that lies below 1 says the arm beat the reference over these seeds; with one
     pair the interval is undefined (nan)."""
-    from scipy import stats
-
-    logs = np.log(np.asarray(ratios, dtype=float))
-    centre = float(np.exp(logs.mean()))
-    if logs.size < 2:
-        return centre, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size)
-    return centre, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+    centre, low, high = mean_interval(np.log(np.asarray(ratios, dtype=float)), level)
+    return float(np.exp(centre)), float(np.exp(low)), float(np.exp(high))
 
 
 def verdict(low: float, high: float, pairs: int) -> str:
@@ -181,6 +189,7 @@ __all__ = [
     "command_lines",
     "format_mean_std",
     "markdown_table",
+    "mean_interval",
     "mean_std",
     "paired_differences",
     "paired_interval",
