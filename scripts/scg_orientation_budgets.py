@@ -34,33 +34,43 @@ MODELS = ("rot8", "no_equ", "pca")
 SCORES = ("mean_osi", "osi_w")
 
 
-def per_seed(path: Path, score: str) -> dict[str, dict[int, float]]:
-    """score of each model by seed, from one ``probe_seeds.json``, on the seeds every model
-    has there (a seed probed for some models only would make the means unpaired)."""
-    found: dict[str, dict[int, float]] = {m: {} for m in MODELS}
-    for entry in json.loads(path.read_text()):
-        if entry["model"] in found:
-            found[entry["model"]][int(entry["seed"])] = float(entry[score])
-    common = set.intersection(*(set(v) for v in found.values()))
-    return {m: {s: v for s, v in sorted(found[m].items()) if s in common} for m in MODELS}
+#: score -> model -> seed -> value, of one budget
+Scores = dict[str, dict[str, dict[int, float]]]
 
 
-def plot(rows: dict[str, dict[int, dict[str, dict[int, float]]]], out: Path) -> None:
-    """Each seed's rot8 - no_equ difference against the budget, one panel per score."""
+def per_seed(path: Path) -> Scores:
+    """Each score of each model by seed, from one ``probe_seeds.json``, on the seeds every
+    model has there (a seed probed for some models only would make the means unpaired)."""
+    entries = sorted((e for e in json.loads(path.read_text()) if e["model"] in MODELS),
+                     key=lambda e: int(e["seed"]))
+    common = set.intersection(*({int(e["seed"]) for e in entries if e["model"] == m}
+                                for m in MODELS))
+    found: Scores = {score: {m: {} for m in MODELS} for score in SCORES}
+    for e in entries:
+        if int(e["seed"]) in common:
+            for score in SCORES:
+                found[score][e["model"]][int(e["seed"])] = float(e[score])
+    return found
+
+
+def plot(values: dict[int, Scores], against_no_equ: dict[str, dict[int, tuple]],
+         out: Path) -> None:
+    """Each seed's rot8 - no_equ difference against the budget, with their mean and interval
+    (``against_no_equ``: score -> steps -> :func:`paired`), one panel per score."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 3.8), squeeze=False)
-    for ax, (score, by_budget) in zip(axes[0], rows.items()):
-        steps = sorted(by_budget)
-        seeds = sorted(set().union(*(by_budget[s]["rot8"] for s in steps)))
-        for seed in seeds:
-            xs = [s for s in steps if seed in by_budget[s]["rot8"]]
-            ys = [by_budget[s]["rot8"][seed] - by_budget[s]["no_equ"][seed] for s in xs]
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(5.2 * len(SCORES), 3.8), squeeze=False)
+    steps = sorted(values)
+    for ax, score in zip(axes[0], SCORES):
+        rot8 = {s: values[s][score]["rot8"] for s in steps}
+        for seed in sorted(set().union(*rot8.values())):
+            xs = [s for s in steps if seed in rot8[s]]
+            ys = [rot8[s][seed] - values[s][score]["no_equ"][seed] for s in xs]
             ax.plot(xs, ys, marker="o", alpha=0.7, label=f"seed {seed}")
-        means = [paired(by_budget[s]["rot8"], by_budget[s]["no_equ"]) for s in steps]
+        means = [against_no_equ[score][s] for s in steps]
         ax.errorbar(steps, [m[1] for m in means],
                     yerr=[[m[1] - m[2] for m in means], [m[3] - m[1] for m in means]],
                     color="black", linewidth=2.5, capsize=5, label="mean, 95 % CI")
@@ -108,26 +118,28 @@ def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) 
         "rot8 - no_equ difference over the budgets.",
         "",
     ]
-    rows: dict[str, dict[int, dict[str, dict[int, float]]]] = {}
+    values = {steps: per_seed(path) for steps, path in budgets.items()}
+    against_no_equ: dict[str, dict[int, tuple]] = {}
     for score in SCORES:
         lines += [f"## {score}", "",
                   "| steps | seeds | rot8 | no_equ | PCA | rot8 - no_equ per seed | "
                   "mean [95 % CI] | rot8 - PCA per seed | mean [95 % CI] |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        rows[score] = {}
-        for steps, path in budgets.items():
-            values = per_seed(path, score)
-            rows[score][steps] = values
-            means = [np.mean(list(values[m].values())) for m in MODELS]
-            seeds = ", ".join(str(s) for s in values["rot8"])
+        against_no_equ[score] = {}
+        for steps in budgets:
+            models = values[steps][score]
+            means = [np.mean(list(models[m].values())) for m in MODELS]
+            seeds = ", ".join(str(s) for s in models["rot8"])
             cells = [f"{steps:,}", seeds, *(f"{v:.3f}" for v in means)]
             for base in ("no_equ", "pca"):
-                d, mean, lo, hi = paired(values["rot8"], values[base])
+                d, mean, lo, hi = comparison = paired(models["rot8"], models[base])
+                if base == "no_equ":
+                    against_no_equ[score][steps] = comparison
                 cells += [", ".join(f"{x:+.3f}" for x in d), f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     args.out.write_text("\n".join(lines))
-    plot(rows, args.out.with_suffix(".png"))
+    plot(values, against_no_equ, args.out.with_suffix(".png"))
     print("\n".join(lines))
     return 0
 
