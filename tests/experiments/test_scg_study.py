@@ -49,6 +49,15 @@ def test_probe_compares_other_variants_without_the_full_model(tmp_path):
     with pytest.raises(SystemExit, match=r"ae_no_equ_seed1\.pt.*--seeds 1 --variants no_equ"):
         scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "0", "1",
                         *folders))
+    # unless asked to leave it out: the model then counts only the seeds it has
+    assert scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "0", "1",
+                           "--skip-missing", *folders)) == 0
+    table = (out / "ablation_table.md").read_text()
+    assert "| no_equ | 1 |" in table and "| pca | 2 |" in table
+    assert "left out (`--skip-missing`): ae_no_equ_seed1.pt." in table
+    with pytest.raises(SystemExit, match="no trained autoencoder of no_equ for seeds 2 3"):
+        scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "2", "3",
+                        "--skip-missing", *folders))
     assert scg.main(_parse("train-autoencoder", "--quick", "--steps", "1", "--variants",
                            "no_equ", "--seeds", "1", *folders)) == 0
     assert scg.main(_parse("probe", "--quick", "--variants", "no_equ", "--seeds", "0", "1",

@@ -29,7 +29,8 @@ def _probe_file(path: Path, values: dict[str, list[float]], first_seed: int = 0)
 
 def test_paired_differences_match_a_one_sample_t_interval(budgets_module):
     a, b = {0: 0.30, 1: 0.25, 2: 0.28}, {0: 0.20, 1: 0.24, 2: 0.21}
-    d, mean, lo, hi = budgets_module.paired(a, b)
+    seeds, d, mean, lo, hi = budgets_module.paired(a, b)
+    assert seeds == [0, 1, 2]
     assert d == pytest.approx([0.10, 0.01, 0.07])
     want = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
     assert mean == pytest.approx(np.mean(d))
@@ -51,28 +52,38 @@ def test_table_is_written_from_the_probe_files(budgets_module, tmp_path):
     out = tmp_path / "table.md"
     assert budgets_module.main(["--out", str(out)], budgets=files) == 0
     text = out.read_text()
-    assert ("| 100 | 0, 1, 2 | 0.200 | 0.300 | 0.100 | -0.100, -0.100, -0.100 | "
-            "-0.100 [-0.100, -0.100]" in text)
-    assert "| 200 | 0, 1, 2 | 0.500 | 0.300 | 0.200 | +0.100, +0.200, +0.300 |" in text
+    assert ("| 100 | 0.200 (0-2) | 0.300 (0-2) | 0.100 (0-2) | 0-2 | -0.100, -0.100, -0.100 | "
+            "-0.100 [-0.100, -0.100] | 0-2 | +0.100, +0.100, +0.100 |" in text)
+    assert ("| 200 | 0.500 (0-2) | 0.300 (0-2) | 0.200 (0-2) | 0-2 | +0.100, +0.200, +0.300 |"
+            in text)
     assert "## osi_w" in text
     assert (tmp_path / "table.png").stat().st_size > 10_000
 
 
-def test_budgets_may_have_different_seeds_and_rows_keep_only_common_ones(budgets_module,
-                                                                        tmp_path):
+def test_each_difference_pairs_the_seeds_both_models_have(budgets_module, tmp_path):
     rows = {"rot8": [0.4, 0.5, 0.6, 0.7], "no_equ": [0.3, 0.3, 0.3, 0.3],
             "pca": [0.1, 0.2, 0.3, 0.4]}
     b = _probe_file(tmp_path / "b.json", rows, first_seed=3)
     entries = json.loads(b.read_text())
-    # a seed probed for rot8 alone is left out of every model's mean
-    entries.append({"model": "rot8", "seed": 9, "mean_osi": 5.0, "osi_w": 5.0})
+    # seeds 7 and 9 probed for rot8 and PCA only, seed 10 for rot8 alone: they enter rot8's
+    # mean and the rot8 - PCA differences, never rot8 - no_equ
+    entries += [{"model": m, "seed": seed, "mean_osi": v, "osi_w": v}
+                for seed, m, v in ((7, "rot8", 0.8), (7, "pca", 0.3), (9, "rot8", 0.9),
+                                   (9, "pca", 0.5), (10, "rot8", 2.0))]
     b.write_text(json.dumps(entries))
     files = {100: _probe_file(tmp_path / "a.json", {m: v[:2] for m, v in rows.items()}), 200: b}
     out = tmp_path / "table.md"
     assert budgets_module.main(["--out", str(out)], budgets=files) == 0
     text = out.read_text()
-    assert "| 100 | 0, 1 | 0.450 | 0.300 | 0.150 | +0.100, +0.200 |" in text
-    assert "| 200 | 3, 4, 5, 6 | 0.550 | 0.300 | 0.250 | +0.100, +0.200, +0.300, +0.400 |" in text
+    assert "| 100 | 0.450 (0, 1) | 0.300 (0, 1) | 0.150 (0, 1) | 0, 1 | +0.100, +0.200 |" in text
+    assert ("| 200 | 0.843 (3-7, 9, 10) | 0.300 (3-6) | 0.300 (3-7, 9) | 3-6 | "
+            "+0.100, +0.200, +0.300, +0.400 | +0.250 [" in text)
+    assert "| 3-7, 9 | +0.300, +0.300, +0.300, +0.300, +0.500, +0.400 | +0.350 [" in text
+
+
+def test_seed_lists_name_runs_of_consecutive_seeds(budgets_module):
+    assert budgets_module.seed_list([0, 1, 2, 3, 5, 7, 8]) == "0-3, 5, 7, 8"
+    assert budgets_module.seed_list([4]) == "4"
 
 
 def test_missing_probe_results_fail_early(budgets_module, tmp_path):

@@ -85,6 +85,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            default=list(DEFAULT_VARIANTS), metavar="VARIANT",
                            help=f"autoencoder variants to train / probe, from {list(VARIANTS)} "
                                 "(probe also picks up a trained rot8)")
+        if name == "probe":
+            p.add_argument("--skip-missing", dest="skip_missing", action="store_true",
+                           help="probe, per seed, the named variants that are trained and "
+                                "leave the others out of that seed (each model's n_seeds "
+                                "counts its seeds), instead of stopping at the first missing "
+                                "checkpoint")
         if name == "evaluate":
             preset_default(p.add_argument("--eval-seeds", type=positive_int, default=None,
                                           help="noise seeds per image"))

@@ -50,7 +50,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     bootstrap 95 % interval over seeds, per variant. Without ``full`` among ``--variants``
     (e.g. a comparison of other variants trained with other settings) the report of the full
     model and ``groups.json`` are skipped; every named variant must then be trained for every
-    seed.
+    seed, unless ``--skip-missing`` (e.g. more seeds of one variant than of another): then each
+    seed probes the named variants it has, the table gives each model's number of seeds, and
+    the missing checkpoints are listed in it.
     """
     from equirelax.scg.plots import (
         plot_kernel_mosaic,
@@ -65,8 +67,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     wanted = list(dict.fromkeys([*args.variants, "rot8"]))
     # the full model's report needs the full model; without it, every named variant is needed
     required = ["full"] if "full" in args.variants else list(args.variants)
+    skip = getattr(args, "skip_missing", False)
+    missing = [f"ae_{variant}{seed_tag(seed)}.pt" for seed in seeds for variant in args.variants
+               if not (runs / f"ae_{variant}{seed_tag(seed)}.pt").exists()]
+    if skip and len(missing) == len(seeds) * len(args.variants):
+        raise SystemExit(f"no trained autoencoder of {' '.join(args.variants)} for seeds "
+                         f"{' '.join(map(str, seeds))} in {runs}")
     for seed in seeds:  # fail before any data is loaded
-        for variant in required:
+        for variant in ([] if skip else required):
             if not (runs / f"ae_{variant}{seed_tag(seed)}.pt").exists():
                 raise SystemExit(
                     f"no trained autoencoder ae_{variant}{seed_tag(seed)}.pt in {runs}; run "
@@ -115,7 +123,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 "weighted by its share of the reconstruction energy; `n_active`: modules with "
                 ">= 2 % of it; `eff_modules`: exp(entropy) of the shares; `coverage_w`: "
                 "orientation coverage of a module's units (1: a complete orientation family). "
-                "PCA is refitted per seed (its patches depend on the seed).\n\n"
+                "PCA is refitted per seed (its patches depend on the seed)."
+                + (f" Not trained, left out (`--skip-missing`): {', '.join(missing)}."
+                   if skip and missing else "")
+                + "\n\n"
                 + ablation_table(all_rows, seeds) + "\n")
         (out / "ablation_table.md").write_text(text)
         print(text)
