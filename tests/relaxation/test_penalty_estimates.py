@@ -213,6 +213,15 @@ def test_auto_sketches_only_where_it_pays():
     rep = 4 * er.reps.regular(G)
     out = Relaxed(er.nn.EquivariantLinear(rep, er.reps.trivial(G)), penalty_sketch="auto")
     assert out.sketch_size(256) is None  # forming SᵀX would cost about what the exact penalty does
+    # a wider output layer: few multiply-adds, but every row's images gathered (0.37M elements
+    # on 256 rows): there the sketch saves time, though the multiply-adds alone say it does not
+    S5 = er.groups.symmetric(5)
+    wide = Relaxed(er.nn.EquivariantLinear(4 * er.reps.regular(S5), er.reps.trivial(S5)),
+                   penalty_sketch="auto")
+    assert wide.sketch_size(256) == AUTO_SKETCH
+    tiny = Relaxed(er.nn.EquivariantLinear(er.reps.natural(G), er.reps.trivial(G)),
+                   penalty_sketch="auto")
+    assert tiny.sketch_size(256) is None
     custom = Relaxed(er.nn.EquivariantLinear(rep, rep), penalty_sketch="auto",
                      free=FreeLinear(rep.dim, rep.dim))
     assert custom.sketch_size(256) is None

@@ -358,7 +358,8 @@ def relax(
     Either makes every squared term an unbiased estimate (cheaper for large batches; noisier)
     and keeps it exactly zero for an equivariant W; they cannot be combined.
     ``penalty_sketch="auto"`` sketches (p = 16) only the layers whose exact penalties would cost
-    more than the layer itself and keeps the others exact (see ``Relaxed.sketch_size``).
+    more than the layer itself and twice the sketch, counting multiply-adds and the elements
+    their small operations touch, and keeps the others exact (see ``Relaxed.sketch_size``).
     ``free_rank=r`` makes each default free term W = U Vᵀ of rank r ((d_in + d_out)·r parameters
     instead of d_in·d_out, W never formed; penalties on the rows, and on a structured layer
     projection and ``harden(mode="project")`` from the factors): for layers whose dense free
