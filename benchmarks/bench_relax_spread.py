@@ -1,0 +1,111 @@
+"""How far one run of ``bench_relax.py`` can be trusted: the MLP rows over independent runs.
+
+``bench_relax.py`` measures each relaxed/exact ratio in one run, with the variants interleaved.
+On a noisy machine one run's ratio moves by a few hundredths from run to run, which is the size
+of the margins its rows are read against (a relaxed step at most 1.35x the exact one). This
+runs the same measurement ``--runs`` times per OpenMP wait policy, each in a fresh process
+(the two all-relaxed MLPs, every variant), and writes, for every row, the median ratio over the
+runs, its smallest and largest value, and in how many runs it was at most ``--target``.
+Writes benchmarks/results/relax_spread.json and relax_spread.md (or into ``--out``).
+
+    python benchmarks/bench_relax_spread.py [--runs 5] [--policies default PASSIVE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+from tqdm import tqdm
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def _bench_relax():
+    spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def spread(ratios: list[float], target: float) -> dict:
+    """Median, smallest and largest of one row's ratios over the runs, and how many are at most
+    ``target``."""
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "runs": len(ratios), "at_most_target": sum(r <= target for r in ratios)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    bench = _bench_relax()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per policy (default: 5)")
+    parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,
+                        default=list(bench.POLICIES), help="OpenMP wait policies (default: both)")
+    parser.add_argument("--models", nargs="+", choices=["S5", "SO3"], default=["S5", "SO3"],
+                        help="MLPs to time (default: both)")
+    parser.add_argument("--target", type=float, default=1.35,
+                        help="the ratio each row is counted against (default: 1.35)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for relax_spread.json and .md (default: benchmarks/results)")
+    args = parser.parse_args(argv)
+    if args.runs < 2:
+        parser.error(f"--runs must be at least 2 to show a spread, got {args.runs}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    policies = list(dict.fromkeys(args.policies))
+    models = list(dict.fromkeys(args.models))
+    runs: dict[str, list[dict]] = {p: [] for p in policies}
+    # the policies by turns, so that a slow spell of the machine falls on both
+    order = [p for _ in range(args.runs) for p in policies]
+    for policy in tqdm(order, desc="bench_relax runs"):
+        runs[policy].append(bench._run_policy(policy, models, args.out))
+    rows: list[dict] = []
+    first = runs[policies[0]][0]["results"]
+    for i, result in enumerate(first):
+        for name in result["train_ratio_vs_exact"]:
+            if name.startswith("exact"):
+                continue
+            rows.append({"model": result["model"], "variant": name, **{
+                p: spread([r["results"][i]["train_ratio_vs_exact"][name] for r in runs[p]],
+                          args.target) for p in policies}})
+    (args.out / "relax_spread.json").write_text(json.dumps(
+        {"runs": runs, "rows": rows, "target": args.target}, indent=1))
+    command = ("python benchmarks/bench_relax_spread.py --runs " + str(args.runs)
+               + ("" if policies == list(bench.POLICIES) else " --policies " + " ".join(policies))
+               + ("" if models == ["S5", "SO3"] else " --models " + " ".join(models))
+               + ("" if args.target == 1.35 else f" --target {args.target}"))
+    loads = {p: [f"{r['meta']['load_average_before']:.2f}" for r in runs[p]] for p in policies}
+    threads = runs[policies[0]][0]["meta"]["threads"]
+    lines = [
+        "# Relaxed vs exact training step of the all-relaxed MLPs, over independent runs",
+        "",
+        f"Written by `{command}`: `bench_relax.py`'s measurement of the MLPs (every layer "
+        "relaxed, θ mid-schedule, variants interleaved, medians of repeats) run "
+        f"{args.runs} times per OpenMP wait policy, each run in a fresh process, the policies by "
+        f"turns ({threads} threads, torch {runs[policies[0]][0]['meta']['torch']}). Each cell: "
+        "the median of the runs' ratios [smallest, largest], and in how many runs the ratio was "
+        f"at most {args.target:.2f}x. 1-minute load average before each run: "
+        + "; ".join(f"{p} {', '.join(v)}" for p, v in loads.items()) + ".",
+        "",
+        "| model | variant | " + " | ".join(
+            f"ratio, {p}: median [min, max] | runs ≤ {args.target:.2f}x" for p in policies)
+        + " |",
+        "|---|---|" + "---:|---:|" * len(policies),
+    ]
+    for row in rows:
+        cells = []
+        for p in policies:
+            s = row[p]
+            cells += [f"{s['median']:.2f}x [{s['min']:.2f}, {s['max']:.2f}]",
+                      f"{s['at_most_target']}/{s['runs']}"]
+        lines.append(f"| {row['model']} | {row['variant']} | " + " | ".join(cells) + " |")
+    (args.out / "relax_spread.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
