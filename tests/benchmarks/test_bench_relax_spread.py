@@ -1,19 +1,14 @@
 """The spread table of the relaxed-step benchmark: one row's ratios over runs."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_relax_spread.py"
+from tests.helpers.repository_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def spread_module():
-    spec = importlib.util.spec_from_file_location("bench_relax_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_relax_spread.py")
 
 
 def test_spread_counts_the_runs_at_most_the_target(spread_module):

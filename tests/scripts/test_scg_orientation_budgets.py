@@ -1,6 +1,5 @@
 """The orientation-over-budgets table: per-seed differences and their Student-t interval."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scg_orientation_budgets.py"
+from tests.helpers.repository_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def budgets_module():
-    spec = importlib.util.spec_from_file_location("scg_orientation_budgets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/scg_orientation_budgets.py")
 
 
 def _probe_file(path: Path, values: dict[str, list[float]], first_seed: int = 0) -> Path:
