@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -34,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from tqdm.auto import tqdm
 
 import equirelax as er
+from equirelax.experiments.kit.tables import paired_interval
 from equirelax.experiments.teacher_student import (
     TeacherStudentConfig,
     reference_teacher,
@@ -249,20 +248,10 @@ def nbody(
 
 # -- summaries ------------------------------------------------------------------------------
 def paired_log_ratio(a: list[float], b: list[float]) -> dict:
-    """Geometric mean of b/a over paired seeds, with a 95% t-interval (on the log ratios)."""
-    d = np.log(np.asarray(b, dtype=float)) - np.log(np.asarray(a, dtype=float))
-    n = len(d)
-    mean = float(d.mean())
-    if n > 1 and d.std(ddof=1) > 0:
-        half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    else:
-        half = 0.0
-    return {
-        "n": n,
-        "ratio": math.exp(mean),
-        "low": math.exp(mean - half),
-        "high": math.exp(mean + half),
-    }
+    """Geometric mean of b/a over paired seeds, with a 95% t-interval (on the log ratios; with
+    one seed the interval is undefined, nan)."""
+    ratio, low, high = paired_interval(np.asarray(b, dtype=float) / np.asarray(a, dtype=float))
+    return {"n": len(a), "ratio": ratio, "low": low, "high": high}
 
 
 def _cell(r: dict) -> str:
