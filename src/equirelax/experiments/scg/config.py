@@ -115,6 +115,12 @@ def seed_tag(seed: int) -> str:
     return "" if seed == 0 else f"_seed{seed}"
 
 
+def checkpoint_name(variant: str, seed: int) -> str:
+    """File name of a trained autoencoder variant's checkpoint for ``seed``, in the runs
+    folder: written by stage 1, read by the probe."""
+    return f"ae_{variant}{seed_tag(seed)}.pt"
+
+
 def held_out(n: int, size: int, seed: int = 123) -> torch.Tensor:
     """``n`` held-out ``size`` x ``size`` crops: photos never used in training and held-out
     dead leaves."""

@@ -17,11 +17,11 @@ from equirelax.experiments.scg.config import (
     PRESETS,
     PROBE_GROUP,
     Preset,
+    checkpoint_name,
     dirs,
     held_out,
     preset_name,
     quick_flag,
-    seed_tag,
     smoke,
 )
 from equirelax.experiments.scg.tables import ablation_table, markdown_table, orientation_table
@@ -36,7 +36,7 @@ from equirelax.scg.training import TrainedAutoencoder, load_autoencoder
 def _probe_models(runs: Path, variants: list[str], seed: int) -> dict[str, TrainedAutoencoder]:
     found = {}
     for variant in variants:
-        ckpt = runs / f"ae_{variant}{seed_tag(seed)}.pt"
+        ckpt = runs / checkpoint_name(variant, seed)
         if ckpt.exists():
             found[variant] = load_autoencoder(ckpt)
     return found
@@ -65,23 +65,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
     out, runs = dirs(args)
     # probe what exists among the named variants (default: the six standard ones plus rot8)
     wanted = list(dict.fromkeys([*args.variants, "rot8"]))
-    # the full model's report needs the full model; without it, every named variant is needed
-    required = ["full"] if "full" in args.variants else list(args.variants)
-    skip = getattr(args, "skip_missing", False)
-    missing = [f"ae_{variant}{seed_tag(seed)}.pt" for seed in seeds for variant in args.variants
-               if not (runs / f"ae_{variant}{seed_tag(seed)}.pt").exists()]
-    if skip and len(missing) == len(seeds) * len(args.variants):
-        raise SystemExit(f"no trained autoencoder of {' '.join(args.variants)} for seeds "
-                         f"{' '.join(map(str, seeds))} in {runs}")
-    for seed in seeds:  # fail before any data is loaded
-        for variant in ([] if skip else required):
-            if not (runs / f"ae_{variant}{seed_tag(seed)}.pt").exists():
-                raise SystemExit(
-                    f"no trained autoencoder ae_{variant}{seed_tag(seed)}.pt in {runs}; run "
-                    f"`equirelax scg train-autoencoder{quick_flag(args)}"
-                    f"{f' --seeds {seed}' if seed else ''}"
-                    f"{'' if variant == 'full' else f' --variants {variant}'}` before "
-                    f"`{args.recorded_command}`")
+    # fail before any data is loaded
+    missing = []
+    if args.skip_missing:
+        missing = [checkpoint_name(variant, seed) for seed in seeds for variant in args.variants
+                   if not (runs / checkpoint_name(variant, seed)).exists()]
+        if len(missing) == len(seeds) * len(args.variants):
+            raise SystemExit(f"no trained autoencoder of {' '.join(args.variants)} for seeds "
+                             f"{' '.join(map(str, seeds))} in {runs}")
+    else:
+        # the full model's report needs the full model; without it, every named variant is
+        required = ["full"] if "full" in args.variants else list(args.variants)
+        for seed in seeds:
+            for variant in required:
+                if not (runs / checkpoint_name(variant, seed)).exists():
+                    raise SystemExit(
+                        f"no trained autoencoder {checkpoint_name(variant, seed)} in {runs}; run "
+                        f"`equirelax scg train-autoencoder{quick_flag(args)}"
+                        f"{f' --seeds {seed}' if seed else ''}"
+                        f"{'' if variant == 'full' else f' --variants {variant}'}` before "
+                        f"`{args.recorded_command}`")
     held = held_out(preset.probe_images, 48)
     all_rows = []
     for seed_index, seed in enumerate(seeds):
@@ -125,7 +128,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 "orientation coverage of a module's units (1: a complete orientation family). "
                 "PCA is refitted per seed (its patches depend on the seed)."
                 + (f" Not trained, left out (`--skip-missing`): {', '.join(missing)}."
-                   if skip and missing else "")
+                   if missing else "")
                 + "\n\n"
                 + ablation_table(all_rows, seeds) + "\n")
         (out / "ablation_table.md").write_text(text)

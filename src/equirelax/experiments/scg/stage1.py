@@ -12,6 +12,7 @@ from equirelax.experiments.kit.guards import mark
 from equirelax.experiments.scg.config import (
     PRESETS,
     VARIANTS,
+    checkpoint_name,
     dirs,
     preset_name,
     remove,
@@ -34,7 +35,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     out, runs = dirs(args)
     steps = args.steps or preset.ae_steps
     if args.fresh:
-        remove(runs / f"ae_{variant}{seed_tag(seed)}.pt" for seed in seeds
+        remove(runs / checkpoint_name(variant, seed) for seed in seeds
                for variant in args.variants)
     summary = []
     for seed in seeds:
@@ -45,8 +46,9 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
             oc = replace(ObjectiveConfig(), **objective_over)
             tc = TrainConfig(steps=steps, crop=preset.ae_crop, seed=seed)
             t0 = time.perf_counter()
-            trained = train_autoencoder(mc, oc, tc, checkpoint=runs / f"ae_{variant}"
-                                        f"{seed_tag(seed)}.pt", progress=args.progress)
+            trained = train_autoencoder(mc, oc, tc,
+                                        checkpoint=runs / checkpoint_name(variant, seed),
+                                        progress=args.progress)
             seconds = time.perf_counter() - t0
             tag = seed_tag(seed)
             write_history(out / f"ae_{variant}{tag}_history.csv", trained.history)
