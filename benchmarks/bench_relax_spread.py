@@ -23,6 +23,10 @@ from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+#: The all-relaxed MLPs of bench_relax (its short names).
+MLPS = ["S5", "SO3"]
+#: The ratio each row is counted against by default: a relaxed step at most 1.35x the exact one.
+TARGET = 1.35
 
 
 def _bench_relax():
@@ -45,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per policy (default: 5)")
     parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,
                         default=list(bench.POLICIES), help="OpenMP wait policies (default: both)")
-    parser.add_argument("--models", nargs="+", choices=["S5", "SO3"], default=["S5", "SO3"],
+    parser.add_argument("--models", nargs="+", choices=MLPS, default=MLPS,
                         help="MLPs to time (default: both)")
-    parser.add_argument("--target", type=float, default=1.35,
-                        help="the ratio each row is counted against (default: 1.35)")
+    parser.add_argument("--target", type=float, default=TARGET,
+                        help=f"the ratio each row is counted against (default: {TARGET})")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="folder for relax_spread.json and .md (default: benchmarks/results)")
     args = parser.parse_args(argv)
@@ -63,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for policy in tqdm(order, desc="bench_relax runs"):
         runs[policy].append(bench._run_policy(policy, models, args.out))
     rows: list[dict] = []
-    first = runs[policies[0]][0]["results"]
-    for i, result in enumerate(first):
+    first_run = runs[policies[0]][0]
+    for i, result in enumerate(first_run["results"]):
         for name in result["train_ratio_vs_exact"]:
             if name.startswith("exact"):
                 continue
@@ -75,17 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         {"runs": runs, "rows": rows, "target": args.target}, indent=1))
     command = ("python benchmarks/bench_relax_spread.py --runs " + str(args.runs)
                + ("" if policies == list(bench.POLICIES) else " --policies " + " ".join(policies))
-               + ("" if models == ["S5", "SO3"] else " --models " + " ".join(models))
-               + ("" if args.target == 1.35 else f" --target {args.target}"))
+               + ("" if models == MLPS else " --models " + " ".join(models))
+               + ("" if args.target == TARGET else f" --target {args.target}"))
+    meta = first_run["meta"]
     loads = {p: [f"{r['meta']['load_average_before']:.2f}" for r in runs[p]] for p in policies}
-    threads = runs[policies[0]][0]["meta"]["threads"]
     lines = [
         "# Relaxed vs exact training step of the all-relaxed MLPs, over independent runs",
         "",
         f"Written by `{command}`: `bench_relax.py`'s measurement of the MLPs (every layer "
         "relaxed, θ mid-schedule, variants interleaved, medians of repeats) run "
         f"{args.runs} times per OpenMP wait policy, each run in a fresh process, the policies by "
-        f"turns ({threads} threads, torch {runs[policies[0]][0]['meta']['torch']}). Each cell: "
+        f"turns ({meta['threads']} threads, torch {meta['torch']}). Each cell: "
         "the median of the runs' ratios [smallest, largest], and in how many runs the ratio was "
         f"at most {args.target:.2f}x. 1-minute load average before each run: "
         + "; ".join(f"{p} {', '.join(v)}" for p, v in loads.items()) + ".",
