@@ -8,8 +8,11 @@ selectivity per unit (``mean_osi``) and the energy-weighted one (``osi_w``) of `
 differences of ``rot8`` to each baseline with a Student-t 95 % interval of their mean (seeds
 pair the data streams and PCA's patches). Each difference uses the seeds both of its models
 have (a budget may have more seeds of ``rot8`` than of ``no_equ``). It also draws each seed's
-difference to each baseline over the budgets (``osi_by_budget.png`` beside the table). Run from
-the repository root::
+difference to each baseline over the budgets (``osi_by_budget.png`` beside the table). A budget
+may be probed in several files (seeds added later, probed on their own); they are merged by
+seed. Last, it decides the comparison written down in ``docs/scg.md`` before its runs
+(:data:`PLANNED`): that difference on the planned seeds, with a 95 % interval and a
+Bonferroni interval over the looks taken at it. Run from the repository root::
 
     python scripts/scg_orientation_budgets.py
 
@@ -20,17 +23,24 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from equirelax.experiments.kit.tables import mean_interval
 
-BUDGETS = {
-    3000: Path("docs/results/scg/full/probe_seeds.json"),
-    6000: Path("docs/results/scg/orientation_6k/probe_seeds.json"),
-    12000: Path("docs/results/scg/orientation_12k/probe_seeds.json"),
+BUDGETS: dict[int, tuple[Path, ...]] = {
+    3000: (Path("docs/results/scg/full/probe_seeds.json"),),
+    6000: (Path("docs/results/scg/orientation_6k/probe_seeds.json"),),
+    12000: (Path("docs/results/scg/orientation_12k/probe_seeds.json"),),
 }
+#: The comparison decided as written down before its seeds were run (docs/scg.md, "third
+#: look"): rot8 - PCA, mean selectivity per unit, at 12,000 steps, on seeds 0-15; the third look
+#: at it (6, 10, 16 seeds), so it is shown only if the Bonferroni interval over the looks
+#: excludes 0.
+PLANNED = {"score": "mean_osi", "baseline": "pca", "steps": 12000, "seeds": tuple(range(16)),
+           "looks": 3, "level": 0.95}
 MODELS = ("rot8", "no_equ", "pca")
 SCORES = ("mean_osi", "osi_w")
 
@@ -41,15 +51,62 @@ Scores = dict[str, dict[str, dict[int, float]]]
 BASELINES = {"no_equ": "no_equ", "pca": "PCA"}
 
 
-def per_seed(path: Path) -> Scores:
-    """Each score of each model by seed, from one ``probe_seeds.json`` (every seed a model was
-    probed for; the differences pair them)."""
+def per_seed(paths: Sequence[Path]) -> Scores:
+    """Each score of each model by seed, from the ``probe_seeds.json`` files of one budget
+    (every seed a model was probed for; the differences pair them). A model and seed probed in
+    two files must agree there."""
     found: Scores = {score: {m: {} for m in MODELS} for score in SCORES}
-    for e in sorted((e for e in json.loads(path.read_text()) if e["model"] in MODELS),
-                    key=lambda e: int(e["seed"])):
-        for score in SCORES:
-            found[score][e["model"]][int(e["seed"])] = float(e[score])
+    for path in paths:
+        for e in (e for e in json.loads(path.read_text()) if e["model"] in MODELS):
+            seed = int(e["seed"])
+            for score in SCORES:
+                known = found[score][e["model"]].get(seed)
+                if known is not None and not np.isclose(known, float(e[score]), atol=1e-6):
+                    raise ValueError(f"{path}: {e['model']} seed {seed} {score} is {e[score]}, "
+                                     f"another file has {known}")
+                found[score][e["model"]][seed] = float(e[score])
+    for models in found.values():
+        for m in MODELS:
+            models[m] = dict(sorted(models[m].items()))
     return found
+
+
+def planned_decision(values: dict[int, Scores], plan: dict | None = None) -> list[str]:
+    """The table lines deciding the comparison written down before its runs (``plan``,
+    default :data:`PLANNED`): the difference on the planned seeds with its uncorrected
+    interval and its Bonferroni interval over the looks; undecided while a planned seed is
+    missing."""
+    plan = PLANNED if plan is None else plan
+    score, base, steps = plan["score"], plan["baseline"], plan["steps"]
+    label = BASELINES[base]
+    corrected = 1 - (1 - plan["level"]) / plan["looks"]
+    head = [f"## Planned decision: {score}, rot8 - {label}, {steps:,} steps", "",
+            f"Written down in `docs/scg.md` before its last seeds were run: decided on seeds "
+            f"{seed_list(list(plan['seeds']))}, look {plan['looks']} at this comparison, so "
+            f"shown only if the Bonferroni interval ({100 * corrected:.1f} %, "
+            f"{100 * plan['level']:.0f} % over {plan['looks']} looks) excludes 0.", ""]
+    models = values.get(steps, {}).get(score, {})
+    missing = {m: [s for s in plan["seeds"] if s not in models.get(m, {})]
+               for m in ("rot8", base)}
+    if any(missing.values()):
+        absent = "; ".join(f"{BASELINES.get(m, m)} {seed_list(s)}"
+                           for m, s in missing.items() if s)
+        return [*head, f"Undecided: seeds not yet probed: {absent}.", ""]
+    rot8 = {s: models["rot8"][s] for s in plan["seeds"]}
+    ref = {s: models[base][s] for s in plan["seeds"]}
+    seeds, d, mean, lo, hi = paired(rot8, ref)
+    _, clo, chi = mean_interval(d, corrected)
+    shown = clo > 0 or chi < 0
+    verdict = "shown" if shown else "not shown"
+    return [
+        *head,
+        f"| seeds | n | positive | mean | {100 * plan['level']:.0f} % CI | "
+        f"{100 * corrected:.1f} % CI (Bonferroni) | decision |",
+        "|---|---|---|---|---|---|---|",
+        f"| {seed_list(seeds)} | {len(seeds)} | {sum(x > 0 for x in d)} | {mean:+.4f} | "
+        f"[{lo:+.4f}, {hi:+.4f}] | [{clo:+.4f}, {chi:+.4f}] | {verdict} |",
+        "",
+    ]
 
 
 def seed_list(seeds: list[int]) -> str:
@@ -111,21 +168,26 @@ def paired(a: dict[int, float], b: dict[int, float]
     return (seeds, d, *mean_interval(d))
 
 
-def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) -> int:
-    """Write the table (``budgets``: steps -> ``probe_seeds.json``, default :data:`BUDGETS`)."""
+def main(argv: list[str] | None = None,
+         budgets: dict[int, Path | Sequence[Path]] | None = None,
+         plan: dict | None = None) -> int:
+    """Write the table (``budgets``: steps -> its ``probe_seeds.json`` files, default
+    :data:`BUDGETS`; ``plan``: the planned decision, default :data:`PLANNED`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path("docs/results/scg/orientation_12k/osi_by_budget.md"))
     args = parser.parse_args(argv)
-    budgets = BUDGETS if budgets is None else budgets
-    missing = [str(p) for p in budgets.values() if not p.exists()]
+    budgets = {steps: (paths,) if isinstance(paths, Path) else tuple(paths)
+               for steps, paths in (BUDGETS if budgets is None else budgets).items()}
+    missing = [str(p) for paths in budgets.values() for p in paths if not p.exists()]
     if missing:
         parser.error(f"missing probe results {missing}: run equirelax scg probe first")
     lines = [
         "# Orientation selectivity over stage-1 budgets, paired by seed",
         "",
         "Written by `python scripts/scg_orientation_budgets.py` from the `probe_seeds.json` of "
-        + ", ".join(f"{steps:,} steps (`{path}`)" for steps, path in budgets.items())
+        + ", ".join(f"{steps:,} steps (" + ", ".join(f"`{p}`" for p in paths) + ")"
+                    for steps, paths in budgets.items())
         + ". Each model's mean over the seeds it was probed for (listed); each difference per "
         "seed on the seeds both models have (listed, in that order), their mean "
         "and a Student-t 95 % interval (with few seeds the interval is wide: a difference is "
@@ -134,7 +196,7 @@ def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) 
         "difference to each baseline over the budgets.",
         "",
     ]
-    values = {steps: per_seed(path) for steps, path in budgets.items()}
+    values = {steps: per_seed(paths) for steps, paths in budgets.items()}
     comparisons: dict[tuple[str, str], dict[int, tuple]] = {}
     for score in SCORES:
         lines += [f"## {score}", "",
@@ -153,6 +215,7 @@ def main(argv: list[str] | None = None, budgets: dict[int, Path] | None = None) 
                           f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += planned_decision(values, plan)
     args.out.write_text("\n".join(lines))
     plot(values, comparisons, args.out.with_suffix(".png"))
     print("\n".join(lines))

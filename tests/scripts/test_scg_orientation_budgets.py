@@ -87,3 +87,55 @@ def test_missing_probe_results_fail_early(budgets_module, tmp_path):
         budgets_module.main(["--out", str(tmp_path / "t.md")],
                             budgets={100: tmp_path / "absent.json"})
     assert exit_info.value.code == 2
+
+
+def test_a_budget_probed_in_several_files_is_merged_by_seed(budgets_module, tmp_path):
+    first = _probe_file(tmp_path / "a.json", {"rot8": [0.4, 0.5], "pca": [0.1, 0.2]})
+    later = _probe_file(tmp_path / "b.json", {"rot8": [0.7, 0.9], "pca": [0.3, 0.3]},
+                        first_seed=2)
+    merged = budgets_module.per_seed([later, first])
+    assert merged["mean_osi"]["rot8"] == {0: 0.4, 1: 0.5, 2: 0.7, 3: 0.9}
+    assert list(merged["osi_w"]["pca"]) == [0, 1, 2, 3]
+
+
+def test_files_that_disagree_on_a_seed_are_refused(budgets_module, tmp_path):
+    first = _probe_file(tmp_path / "a.json", {"rot8": [0.4, 0.5]})
+    clash = _probe_file(tmp_path / "b.json", {"rot8": [0.6]}, first_seed=1)
+    with pytest.raises(ValueError, match=r"rot8 seed 1 mean_osi is 0\.6, another file has 0\.5"):
+        budgets_module.per_seed([first, clash])
+
+
+PLAN = {"score": "mean_osi", "baseline": "pca", "steps": 200, "seeds": (0, 1, 2, 3),
+        "looks": 3, "level": 0.95}
+
+
+def _plan_values(budgets_module, tmp_path, rot8, pca):
+    path = _probe_file(tmp_path / "p.json", {"rot8": rot8, "pca": pca})
+    return {200: budgets_module.per_seed([path])}
+
+
+def test_planned_decision_waits_for_every_planned_seed(budgets_module, tmp_path):
+    values = _plan_values(budgets_module, tmp_path, [0.3, 0.3, 0.3], [0.1, 0.1, 0.1, 0.1])
+    text = "\n".join(budgets_module.planned_decision(values, PLAN))
+    assert "Undecided: seeds not yet probed: rot8 3." in text
+    assert "| decision |" not in text
+
+
+@pytest.mark.parametrize(("rot8", "decision"), [
+    ([0.30, 0.31, 0.29, 0.30], "shown"),
+    # the 95 % interval excludes 0, the Bonferroni one (98.3 %) does not
+    ([0.135, 0.16, 0.11, 0.145], "not shown"),
+])
+def test_planned_decision_uses_the_bonferroni_interval(budgets_module, tmp_path, rot8,
+                                                       decision):
+    pca = [0.1, 0.1, 0.1, 0.1]
+    values = _plan_values(budgets_module, tmp_path, rot8, pca)
+    text = "\n".join(budgets_module.planned_decision(values, PLAN))
+    d = np.subtract(rot8, pca)
+    plain = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    corrected = stats.ttest_1samp(d, 0.0).confidence_interval(1 - 0.05 / 3)
+    assert f"[{plain.low:+.4f}, {plain.high:+.4f}] | [{corrected.low:+.4f}, " \
+           f"{corrected.high:+.4f}] | {decision} |" in text
+    assert "98.3 %" in text and "look 3" in text
+    if decision == "not shown":
+        assert plain.low > 0 > corrected.low
