@@ -676,6 +676,11 @@ def test_the_step_sees_the_relaxed_layers_that_relaxed_layers_lists(s4_model):
     first = next(i for i, m in enumerate(inner) if isinstance(m, Relaxed))
     inner[first] = copy.deepcopy(inner[first])  # replaced after relax()
     inner.append(inner[first])  # and shared: listed once
+    relaxed.model.register_module("absent", None)  # an empty slot is skipped
+    nested = torch.nn.Sequential(torch.nn.Sequential(copy.deepcopy(inner[first])))
+    relaxed.model.register_module("nested", nested)  # and deeper modules are found, in order
+    assert relaxed._layers() == list(relaxed.relaxed_layers().values())
+    assert relaxed._layers()[-1] is nested[0][0]
     assert relaxed._layers() == list(relaxed.relaxed_layers().values())
     relaxed.step()
     assert all(layer.theta == relaxed.theta for layer in relaxed.relaxed_layers().values())

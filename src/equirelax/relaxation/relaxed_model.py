@@ -108,8 +108,16 @@ class RelaxedModel(nn.Module):
 
     def _layers(self) -> list[Relaxed]:
         """The relaxed layers in the order of :meth:`relaxed_layers`, without their names;
-        looked up afresh at every call, so modules replaced after ``relax`` are seen."""
-        return [m for m in self._modules["model"].modules() if isinstance(m, Relaxed)]
+        looked up afresh at every call, so modules replaced after ``relax`` are seen.
+
+        It runs twice a step (the penalty and the schedule), so it walks the module dicts
+        itself (``modules()`` order: each module before its children, each module once),
+        without the generators and name prefixes of ``modules()``: about a quarter of its time.
+        """
+        root = self._modules["model"]
+        found: list[Relaxed] = [root] if isinstance(root, Relaxed) else []
+        _collect_relaxed(root, found, {id(root)})
+        return found
 
     # -- schedule -----------------------------------------------------------------------------
     @property
@@ -253,6 +261,17 @@ class RelaxedModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"schedule={self.schedule.kind}, t={self.t}, theta={self.theta:.4g}, "
                 f"lie_weight={self.lie_weight}, norm_weight={self.norm_weight}")
+
+
+def _collect_relaxed(module: nn.Module, found: list[Relaxed], seen: set[int]) -> None:
+    """Append the relaxed modules below ``module`` to ``found`` in ``modules()`` order, each
+    once (``seen``: ids of the modules visited)."""
+    for child in module._modules.values():
+        if child is not None and id(child) not in seen:
+            seen.add(id(child))
+            if isinstance(child, Relaxed):
+                found.append(child)
+            _collect_relaxed(child, found, seen)
 
 
 def _one_cpu_kind(tensors: list[torch.Tensor]) -> bool:
