@@ -227,6 +227,25 @@ def test_auto_sketches_only_where_it_pays():
     assert custom.sketch_size(256) is None
 
 
+def test_auto_sketch_choice_is_remembered_per_rows_and_method():
+    """"auto" compares costs once per number of rows and penalty method; a changed method or
+    penalty_rows set later still decide (as a fresh layer with them would)."""
+    from equirelax.relaxation.relaxed import AUTO_SKETCH
+
+    layer = _regular_layer(penalty_sketch="auto")
+    assert [layer.sketch_size(m) for m in (256, AUTO_SKETCH, 256)] == [AUTO_SKETCH, None,
+                                                                       AUTO_SKETCH]
+    assert layer._auto_sketch_choices == {(256, "auto"): AUTO_SKETCH, (AUTO_SKETCH, "auto"): None}
+    for method in ("data", "gram"):
+        layer.penalty_method = method
+        fresh = _regular_layer(penalty_sketch="auto")
+        fresh.penalty_method = method
+        assert layer.sketch_size(256) == fresh.sketch_size(256)
+        assert (256, method) in layer._auto_sketch_choices
+    layer.penalty_rows = 32
+    assert layer.sketch_size(256) is None
+
+
 def test_auto_is_the_default_sketch_on_a_large_layer_and_exact_on_a_small_one():
     """Draw by draw, "auto" computes what penalty_sketch=16 computes on the large layer, and the
     exact squares on a batch it does not sketch."""

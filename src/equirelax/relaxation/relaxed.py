@@ -604,6 +604,16 @@ class Relaxed(nn.Module):
             return None
         if p != "auto":
             return p if rows > p else None
+        # "auto" compares costs: remembered per number of rows and method, as _by_gram does
+        choices = self.__dict__.setdefault("_auto_sketch_choices", {})
+        key = (rows, self._penalty_method)
+        if key not in choices:
+            choices[key] = self._auto_sketch_size(rows)
+        return choices[key]
+
+    def _auto_sketch_size(self, rows: int) -> int | None:
+        """:meth:`sketch_size` for ``penalty_sketch="auto"``: :data:`AUTO_SKETCH` where the
+        sketch pays, else None."""
         if rows <= AUTO_SKETCH or self.custom_free or not isinstance(self.free, FreeLinear):
             return None
         d_in, d_out = self.rep_in.dim, self.rep_out.dim
