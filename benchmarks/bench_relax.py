@@ -196,8 +196,8 @@ SHORT = {"S5": "S5 regular MLP", "SO3": "SO(3) vector MLP",
          "SEGNN": "SEGNN N-body (4 layers, 32x0e+32x1o)", "EGNN": "EGNN N-body (4 layers, 64)"}
 
 
-def _child(out: Path, models: list[str]) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+def _child(out: Path, models: list[str], threads: int | None = None) -> None:
+    torch.set_num_threads(threads or max(1, torch.get_num_threads()))
     load = os.getloadavg()[0]
     wanted = {SHORT[m] for m in models}
     results = [bench(kind, **kwargs) for kind, kwargs in MODELS if kind in wanted]
@@ -208,13 +208,17 @@ def _child(out: Path, models: list[str]) -> None:
     out.write_text(json.dumps({"meta": meta, "results": results}))
 
 
-def _run_policy(policy: str, models: list[str], results: Path) -> dict:
+def _run_policy(policy: str, models: list[str], results: Path, threads: int | None = None
+                ) -> dict:
+    """One measurement in a fresh process under OpenMP wait ``policy`` (``threads``: torch's
+    thread count there, None for its default)."""
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     if policy != "default":
         env["OMP_WAIT_POLICY"] = policy
-    out = results / f".relax_{policy}.json"
-    subprocess.run([sys.executable, __file__, "--child", str(out), "--models", *models],
+    out = results / f".relax_{policy}{'' if threads is None else f'_{threads}'}.json"
+    subprocess.run([sys.executable, __file__, "--child", str(out), "--models", *models,
+                    *([] if threads is None else ["--threads", str(threads)])],
                    env=env, check=True)
     data = json.loads(out.read_text())
     out.unlink()
@@ -234,6 +238,7 @@ def penalty_arithmetic(d_in: int, d_out: int, k: int, rows: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
                         help="OpenMP wait policies to measure under (default: both)")
     parser.add_argument("--models", nargs="+", choices=list(SHORT), default=list(SHORT),
@@ -243,7 +248,7 @@ def main() -> None:
     args = parser.parse_args()
     models = list(dict.fromkeys(args.models))
     if args.child is not None:
-        _child(args.child, models)
+        _child(args.child, models, args.threads)
         return
     results = args.out
     results.mkdir(parents=True, exist_ok=True)
