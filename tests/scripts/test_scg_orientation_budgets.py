@@ -105,8 +105,8 @@ def test_files_that_disagree_on_a_seed_are_refused(budgets_module, tmp_path):
         budgets_module.per_seed([first, clash])
 
 
-PLAN = {"score": "mean_osi", "baseline": "pca", "steps": 200, "seeds": (0, 1, 2, 3),
-        "looks": 3, "level": 0.95}
+PLAN = {"score": "mean_osi", "baseline": "pca", "steps": 200,
+        "looks": ((0, 1), (0, 1, 2), (0, 1, 2, 3)), "level": 0.95}
 
 
 def _plan_values(budgets_module, tmp_path, rot8, pca):
@@ -114,11 +114,12 @@ def _plan_values(budgets_module, tmp_path, rot8, pca):
     return {200: budgets_module.per_seed([path])}
 
 
-def test_planned_decision_waits_for_every_planned_seed(budgets_module, tmp_path):
-    values = _plan_values(budgets_module, tmp_path, [0.3, 0.3, 0.3], [0.1, 0.1, 0.1, 0.1])
-    text = "\n".join(budgets_module.planned_decision(values, PLAN))
-    assert "Undecided: seeds not yet probed: rot8 3." in text
-    assert "| decision |" not in text
+def test_planned_decision_waits_for_every_seed_of_the_last_look(budgets_module, tmp_path):
+    values = _plan_values(budgets_module, tmp_path, [0.3, 0.31, 0.32], [0.1, 0.1, 0.1, 0.1])
+    lines = budgets_module.planned_decision(values, PLAN)
+    assert lines[-2] == "| 3 | 0-3 | | | | | | undecided: not yet probed: rot8 3 |"
+    assert lines[-3].startswith("| 2 | 0-2 | 3 | 3 | +0.2100 | [")
+    assert lines[-3].endswith("| (earlier look) |")
 
 
 @pytest.mark.parametrize(("rot8", "decision"), [
@@ -130,12 +131,14 @@ def test_planned_decision_uses_the_bonferroni_interval(budgets_module, tmp_path,
                                                        decision):
     pca = [0.1, 0.1, 0.1, 0.1]
     values = _plan_values(budgets_module, tmp_path, rot8, pca)
-    text = "\n".join(budgets_module.planned_decision(values, PLAN))
+    lines = budgets_module.planned_decision(values, PLAN)
+    text = "\n".join(lines)
     d = np.subtract(rot8, pca)
     plain = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
     corrected = stats.ttest_1samp(d, 0.0).confidence_interval(1 - 0.05 / 3)
-    assert f"[{plain.low:+.4f}, {plain.high:+.4f}] | [{corrected.low:+.4f}, " \
-           f"{corrected.high:+.4f}] | {decision} |" in text
+    assert lines[-2].startswith("| 3 | 0-3 | 4 | 4 | ")
+    assert lines[-2].endswith(f"[{plain.low:+.4f}, {plain.high:+.4f}] | [{corrected.low:+.4f}, "
+                              f"{corrected.high:+.4f}] | {decision} |")
     assert "98.3 %" in text and "look 3" in text
     if decision == "not shown":
         assert plain.low > 0 > corrected.low
