@@ -32,8 +32,10 @@ from equirelax.experiments.kit.tables import mean_interval
 
 BUDGETS: dict[int, tuple[Path, ...]] = {
     3000: (Path("docs/results/scg/full/probe_seeds.json"),),
-    6000: (Path("docs/results/scg/orientation_6k/probe_seeds.json"),),
-    12000: (Path("docs/results/scg/orientation_12k/probe_seeds.json"),),
+    6000: (Path("docs/results/scg/orientation_6k/probe_seeds.json"),
+           Path("docs/results/scg/orientation_6k/rot8_seeds_10-13/probe_seeds.json")),
+    12000: (Path("docs/results/scg/orientation_12k/probe_seeds.json"),
+            Path("docs/results/scg/orientation_12k/rot8_seeds_10-13/probe_seeds.json")),
 }
 #: The comparison decided as written down before its seeds were run (docs/scg.md, "third
 #: look"): rot8 - PCA, mean selectivity per unit, at 12,000 steps, on seeds 0-13. It was looked
