@@ -112,7 +112,8 @@ class RelaxedModel(nn.Module):
 
         It runs twice a step (the penalty and the schedule), so it walks the module dicts
         itself (``modules()`` order: each module before its children, each module once),
-        without the generators and name prefixes of ``modules()``: about a quarter of its time.
+        without the generators and name prefixes of ``modules()``: under half its time
+        (measured 40-45 % on the S5 MLP and on SEGNN).
         """
         root = self._modules["model"]
         found: list[Relaxed] = [root] if isinstance(root, Relaxed) else []
