@@ -2,17 +2,19 @@
 
 Reads the ``probe_seeds.json`` files that ``equirelax scg probe`` wrote for the same models at
 several stage-1 budgets (3,000 steps: the full preset; 6,000 and 12,000 steps: the orientation
-runs of ``no_equ`` and ``rot8``) and writes one table: for each budget, the mean orientation
-selectivity per unit (``mean_osi``) and the energy-weighted one (``osi_w``) of ``rot8``,
-``no_equ`` and PCA, each averaged over the seeds it was probed for, and the per-seed
-differences of ``rot8`` to each baseline with a Student-t 95 % interval of their mean (seeds
-pair the data streams and PCA's patches). Each difference uses the seeds both of its models
-have (a budget may have more seeds of ``rot8`` than of ``no_equ``). It also draws each seed's
-difference to each baseline over the budgets (``osi_by_budget.png`` beside the table). A budget
-may be probed in several files (seeds added later, probed on their own); they are merged by
-seed. Last, it decides the comparison written down in ``docs/scg.md`` before its runs
-(:data:`PLANNED`): that difference on the planned seeds, with a 95 % interval and a
-Bonferroni interval over the looks taken at it. Run from the repository root::
+runs of ``no_equ`` and ``rot8``; 24,000 steps: ``rot8`` seeds 10-13) and writes one table: for
+each budget, the mean orientation selectivity per unit (``mean_osi``) and the energy-weighted
+one (``osi_w``) of ``rot8``, ``no_equ`` and PCA, each averaged over the seeds it was probed
+for, and the per-seed differences of ``rot8`` to each baseline with a Student-t 95 % interval
+of their mean (seeds pair the data streams and PCA's patches). Each difference uses the seeds
+both of its models have (a budget may have more seeds of ``rot8`` than of ``no_equ``). It also
+draws each seed's difference to each baseline over the budgets (``osi_by_budget.png`` beside
+the table). A budget may be probed in several files (seeds added later, probed on their own);
+they are merged by seed. A budget may lack a baseline (the 24,000-step runs have ``rot8`` and
+PCA only): its differences to that baseline are left blank. Last, it decides the comparisons
+written down in ``docs/scg.md`` before their runs (:data:`PLANS`): each difference on its
+planned seeds, with a 95 % interval and, for a comparison looked at more than once, a
+Bonferroni interval over the looks. Run from the repository root::
 
     python scripts/scg_orientation_budgets.py
 
@@ -37,12 +39,18 @@ BUDGETS: dict[int, tuple[Path, ...]] = {
     12000: (Path("docs/results/scg/orientation_12k/probe_seeds.json"),
             Path("docs/results/scg/orientation_12k/rot8_seeds_10-13/probe_seeds.json")),
 }
-#: The comparison decided as written down before its seeds were run (docs/scg.md, "third
-#: look"): rot8 - PCA, mean selectivity per unit, at 12,000 steps, on seeds 0-13. It was looked
-#: at on seeds 0-5 and 0-9 before (``looks``, the last one decides), so it is shown only if the
-#: Bonferroni interval over the three looks excludes 0.
-PLANNED = {"score": "mean_osi", "baseline": "pca", "steps": 12000,
-           "looks": (tuple(range(6)), tuple(range(10)), tuple(range(14))), "level": 0.95}
+#: The comparisons decided as written down before their runs (docs/scg.md), each rot8 minus a
+#: baseline on one score at one budget. The third look: mean selectivity per unit against PCA
+#: at 12,000 steps on seeds 0-13, looked at on seeds 0-5 and 0-9 before (``looks``, the last
+#: one decides), so shown only if the Bonferroni interval over the three looks excludes 0. The
+#: longer budget: the same comparison at 24,000 steps, one look, on seeds 10-13 (the runs of
+#: the third look extended).
+PLANS = (
+    {"score": "mean_osi", "baseline": "pca", "steps": 12000,
+     "looks": (tuple(range(6)), tuple(range(10)), tuple(range(14))), "level": 0.95},
+    {"score": "mean_osi", "baseline": "pca", "steps": 24000,
+     "looks": (tuple(range(10, 14)),), "level": 0.95},
+)
 MODELS = ("rot8", "no_equ", "pca")
 SCORES = ("mean_osi", "osi_w")
 
@@ -73,21 +81,24 @@ def per_seed(paths: Sequence[Path]) -> Scores:
     return found
 
 
-def planned_decision(values: dict[int, Scores], plan: dict | None = None) -> list[str]:
-    """The table lines deciding the comparison written down before its runs (``plan``,
-    default :data:`PLANNED`): the difference at each look (its seeds), with its uncorrected
-    interval and its Bonferroni interval over the looks; the last look decides, and is
-    undecided while one of its seeds is missing."""
-    plan = PLANNED if plan is None else plan
+def planned_decision(values: dict[int, Scores], plan: dict) -> list[str]:
+    """The table lines deciding one comparison written down before its runs (``plan``, one of
+    :data:`PLANS`): the difference at each look (its seeds), with its uncorrected interval and
+    its Bonferroni interval over the looks (the same interval when there is one look); the last
+    look decides, and is undecided while one of its seeds is missing."""
     score, base, steps, looks = plan["score"], plan["baseline"], plan["steps"], plan["looks"]
     label = BASELINES[base]
     corrected = 1 - (1 - plan["level"]) / len(looks)
+    rule = (f"look {len(looks)} at this comparison, so shown only if the Bonferroni interval "
+            f"({100 * corrected:.1f} %, {100 * plan['level']:.0f} % over {len(looks)} looks) "
+            "excludes 0. The earlier looks are listed for the record (they decide nothing)."
+            if len(looks) > 1 else
+            f"the one look at this comparison, so shown only if the "
+            f"{100 * plan['level']:.0f} % interval excludes 0 (the corrected column repeats "
+            "it).")
     head = [f"## Planned decision: {score}, rot8 - {label}, {steps:,} steps", "",
-            f"Written down in `docs/scg.md` before the last look's seeds were run: decided on "
-            f"seeds {seed_list(list(looks[-1]))}, look {len(looks)} at this comparison, so "
-            f"shown only if the Bonferroni interval ({100 * corrected:.1f} %, "
-            f"{100 * plan['level']:.0f} % over {len(looks)} looks) excludes 0. The earlier "
-            "looks are listed for the record (they decide nothing).", "",
+            f"Written down in `docs/scg.md` before the last look's runs: decided on "
+            f"seeds {seed_list(list(looks[-1]))}, {rule}", "",
             f"| look | seeds | n | positive | mean | {100 * plan['level']:.0f} % CI | "
             f"{100 * corrected:.1f} % CI (Bonferroni) | decision |",
             "|---|---|---|---|---|---|---|---|"]
@@ -143,8 +154,10 @@ def plot(values: dict[int, Scores], comparisons: dict[tuple[str, str], dict[int,
                 xs = [s for s in steps if seed in rot8[s] and seed in values[s][score][base]]
                 ys = [rot8[s][seed] - values[s][score][base][seed] for s in xs]
                 ax.plot(xs, ys, marker="o", alpha=0.6, label=f"seed {seed}")
-            means = [comparisons[score, base][s] for s in steps]
-            ax.errorbar(steps, [m[2] for m in means],
+            # the budgets that have this baseline
+            have = [s for s in steps if s in comparisons[score, base]]
+            means = [comparisons[score, base][s] for s in have]
+            ax.errorbar(have, [m[2] for m in means],
                         yerr=[[m[2] - m[3] for m in means], [m[4] - m[2] for m in means]],
                         color="black", linewidth=2.5, capsize=5, label="mean, 95 % CI")
             ax.axhline(0.0, color="grey", linewidth=1)
@@ -173,9 +186,9 @@ def paired(a: dict[int, float], b: dict[int, float]
 
 def main(argv: list[str] | None = None,
          budgets: dict[int, Path | Sequence[Path]] | None = None,
-         plan: dict | None = None) -> int:
+         plans: Sequence[dict] | None = None) -> int:
     """Write the table (``budgets``: steps -> its ``probe_seeds.json`` files, default
-    :data:`BUDGETS`; ``plan``: the planned decision, default :data:`PLANNED`)."""
+    :data:`BUDGETS`; ``plans``: the planned decisions, default :data:`PLANS`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path("docs/results/scg/orientation_12k/osi_by_budget.md"))
@@ -194,8 +207,10 @@ def main(argv: list[str] | None = None,
         + ". Each model's mean over the seeds it was probed for (listed); each difference per "
         "seed on the seeds both models have (listed, in that order), their mean "
         "and a Student-t 95 % interval (with few seeds the interval is wide: a difference is "
-        "shown only where it excludes 0). The 12,000-step runs are the 6,000-step runs extended "
-        "(warm restart of the one-cycle schedule). Figure: `osi_by_budget.png`, each seed's "
+        "shown only where it excludes 0; a blank cell: that baseline was not run at that "
+        "budget). From 6,000 steps on, each budget's runs are the previous budget's runs "
+        "extended (a warm restart of the one-cycle schedule each time). Figure: "
+        "`osi_by_budget.png`, each seed's "
         "difference to each baseline over the budgets.",
         "",
     ]
@@ -210,15 +225,21 @@ def main(argv: list[str] | None = None,
         for steps in budgets:
             models = values[steps][score]
             cells = [f"{steps:,}", *(f"{np.mean(list(models[m].values())):.3f} "
-                                     f"({seed_list(list(models[m]))})" for m in MODELS)]
+                                     f"({seed_list(list(models[m]))})" if models[m] else ""
+                                     for m in MODELS)]
             for base in BASELINES:
+                comparisons.setdefault((score, base), {})
+                if len(set(models["rot8"]) & set(models[base])) < 2:  # not run at this budget
+                    cells += ["", "", ""]
+                    continue
                 seeds, d, mean, lo, hi = comparison = paired(models["rot8"], models[base])
-                comparisons.setdefault((score, base), {})[steps] = comparison
+                comparisons[score, base][steps] = comparison
                 cells += [seed_list(seeds), ", ".join(f"{x:+.3f}" for x in d),
                           f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += planned_decision(values, plan)
+    for plan in PLANS if plans is None else plans:
+        lines += planned_decision(values, plan)
     args.out.write_text("\n".join(lines))
     plot(values, comparisons, args.out.with_suffix(".png"))
     print("\n".join(lines))

@@ -142,3 +142,38 @@ def test_planned_decision_uses_the_bonferroni_interval(budgets_module, tmp_path,
     assert "98.3 %" in text and "look 3" in text
     if decision == "not shown":
         assert plain.low > 0 > corrected.low
+
+
+def test_planned_decision_with_one_look_uses_the_plain_interval(budgets_module, tmp_path):
+    plan = {"score": "mean_osi", "baseline": "pca", "steps": 200, "looks": ((0, 1, 2, 3),),
+            "level": 0.95}
+    # the 95 % interval excludes 0; a three-look correction would not (as tested above)
+    rot8 = [0.135, 0.16, 0.11, 0.145]
+    values = _plan_values(budgets_module, tmp_path, rot8, [0.1, 0.1, 0.1, 0.1])
+    lines = budgets_module.planned_decision(values, plan)
+    plain = stats.ttest_1samp(np.subtract(rot8, 0.1), 0.0).confidence_interval(0.95)
+    interval = f"[{plain.low:+.4f}, {plain.high:+.4f}]"
+    assert lines[-2] == (f"| 1 | 0-3 | 4 | 4 | {np.mean(rot8) - 0.1:+.4f} | {interval} | "
+                         f"{interval} | shown |")
+    assert "the one look at this comparison" in "\n".join(lines)
+
+
+def test_a_budget_without_a_baseline_leaves_its_differences_blank(budgets_module, tmp_path):
+    files = {
+        100: _probe_file(tmp_path / "a.json", {"rot8": [0.2, 0.3, 0.2], "no_equ": [0.3, 0.3, 0.3],
+                                                "pca": [0.1, 0.1, 0.1]}),
+        # a longer budget run for rot8 and PCA only
+        200: _probe_file(tmp_path / "b.json", {"rot8": [0.4, 0.5, 0.6], "pca": [0.1, 0.2, 0.3]}),
+    }
+    out = tmp_path / "table.md"
+    plans = [{"score": "mean_osi", "baseline": "pca", "steps": 200, "looks": ((0, 1, 2),),
+              "level": 0.95},
+             {"score": "osi_w", "baseline": "no_equ", "steps": 100, "looks": ((0, 1), (0, 1, 2)),
+              "level": 0.95}]
+    assert budgets_module.main(["--out", str(out)], budgets=files, plans=plans) == 0
+    text = out.read_text()
+    assert ("| 200 | 0.500 (0-2) |  | 0.200 (0-2) |  |  |  | 0-2 | +0.300, +0.300, +0.300 | "
+            "+0.300 [" in text)
+    assert "## Planned decision: mean_osi, rot8 - PCA, 200 steps" in text
+    assert "## Planned decision: osi_w, rot8 - no_equ, 100 steps" in text
+    assert (tmp_path / "table.png").stat().st_size > 10_000
