@@ -26,14 +26,12 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 import equirelax as er
-from equirelax.relaxation import relax
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -67,29 +65,21 @@ def tiny_model(kind: str) -> tuple[torch.nn.Module, int, str]:
 FULL_HIDDEN = {"S5 regular MLP": "4 * regular(S5)", "SO(3) vector MLP": "64x1o+64x0e"}
 
 
-def measure(model: torch.nn.Module, d_in: int, batch: int, sketch: int, rounds: int,
+def measure(bench, model: torch.nn.Module, d_in: int, batch: int, sketch: int, rounds: int,
             repeats: int) -> dict[str, float]:
     """Median seconds per training step of the exact model and of its all-relaxed copies
-    without penalties and with the sketch (fused Adam, variants interleaved)."""
-    bench = _bench_relax()
+    without penalties and with the sketch (fused Adam, variants interleaved), timed as
+    ``bench_relax.py`` (the module ``bench``) times them."""
     x = torch.randn(batch, d_in)
     with torch.no_grad():
         y = torch.randn_like(model(x))
-    nets = {"exact": copy.deepcopy(model)}
-    for name, options in (("no penalties", {"lie_weight": 0.0, "norm_weight": 0.0}),
-                          (f"penalty_sketch={sketch}", {"penalty_sketch": sketch})):
-        r = relax(model, total_steps=10_000, **options)
-        r.t = 2500  # mid-schedule, as bench_relax: θ > 0, every term active
-        r.step()
-        nets[name] = r
+    nets = {"exact": copy.deepcopy(model),
+            "no penalties": bench.relaxed_mid_schedule(model, lie_weight=0.0, norm_weight=0.0),
+            f"penalty_sketch={sketch}": bench.relaxed_mid_schedule(model, penalty_sketch=sketch)}
     steps = {name: bench._step_fn(net, list(net.parameters()), x, y,
                                   None if name == "exact" else net, fused=True)
              for name, net in nets.items()}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            times[name].append(bench._time(fn, repeats))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return bench.interleaved_medians(steps, rounds, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             for size, (model, width, batch, repeats) in {
                     "full": (full, FULL_HIDDEN[kind], 256, args.repeats),
                     "tiny": (tiny, tiny_hidden, args.tiny_batch, 4 * args.repeats)}.items():
-                t = measure(model, d_in if size == "full" else tiny_in, batch, args.sketch,
-                            args.rounds, repeats)
+                t = measure(bench, model, d_in if size == "full" else tiny_in, batch,
+                            args.sketch, args.rounds, repeats)
                 sketched = t[f"penalty_sketch={args.sketch}"]
                 rows.append({"model": kind, "threads": n, "size": size, "hidden": width,
                              "batch": batch, "step_seconds": t,

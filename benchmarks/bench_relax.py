@@ -98,6 +98,25 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def interleaved_medians(steps: dict, rounds: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step function, the functions timed by turns in each of
+    ``rounds`` rounds (``repeats`` calls a timing), so that all of them see the same load."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            times[name].append(_time(fn, repeats))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def relaxed_mid_schedule(model: torch.nn.Module, **options):
+    """``relax(model, **options)`` at mid-schedule (θ > 0: the free terms and the penalties
+    active), as every relaxed variant is timed."""
+    r = relax(model, total_steps=10_000, **options)
+    r.t = 2500
+    r.step()
+    return r
+
+
 #: The relaxed variants of every model: name -> relax() options (penalties exact unless asked).
 VARIANTS: dict[str, dict] = {
     "relaxed": {},
@@ -146,9 +165,7 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5,
     for p in sketches:
         options[f"relaxed, penalty_sketch={p}"] = {"penalty_sketch": p}
     for name, kwargs in options.items():
-        r = relax(model, total_steps=10_000, **kwargs)
-        r.t = 2500  # mid-schedule: θ > 0, every term active
-        r.step()
+        r = relaxed_mid_schedule(model, **kwargs)
         variants[name] = (r, r)
     steps = {name: _step_fn(net, list(net.parameters()), x, y, rel)
              for name, (net, rel) in variants.items()}
@@ -157,11 +174,7 @@ def bench(kind: str, batch: int = 256, rounds: int = 7, repeats: int = 5,
             net = copy.deepcopy(variants[name][0])
             steps[name + FUSED] = _step_fn(net, list(net.parameters()), x, y,
                                            None if name == "exact" else net, fused=True)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            times[name].append(_time(fn, repeats))
-    train = {name: statistics.median(ts) for name, ts in times.items()}
+    train = interleaved_medians(steps, rounds, repeats)
 
     hard = harden(variants["relaxed"][0]).eval()
     exact = model.eval()
