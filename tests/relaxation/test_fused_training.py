@@ -6,6 +6,8 @@ on O(3)/SO(3) reps; and one sketch S per step is shared by the layers sketching 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -330,3 +332,82 @@ def test_fused_sketch_is_exactly_zero_for_an_equivariant_free_term(monkeypatch, 
     assert float(norm) > 1e-2
     # zero up to the round-off of the projection and of the products (sums in another order)
     assert float(lie) < (1e-20 if dtype == torch.float64 else 1e-8) * float(norm)
+
+
+# -- the penalty products on one thread where idle threads sleep -------------------------------
+def test_penalty_threads_chooses_one_thread_only_for_small_products_with_sleeping_threads(
+        monkeypatch):
+    cpu, small = torch.device("cpu"), fused_module.ONE_THREAD_BELOW_MACS - 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert fused_module.penalty_threads(cpu, small, sleeping=True) == 4
+    assert fused_module.penalty_threads(cpu, small, sleeping=False) is None
+    assert fused_module.penalty_threads(cpu, small + 1, sleeping=True) is None
+    assert fused_module.penalty_threads(torch.device("meta"), small, sleeping=True) is None
+    monkeypatch.setattr(fused_module, "SLEEPING_THREADS", True)  # the default: the policy read
+    assert fused_module.penalty_threads(cpu, small) == 4
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # nothing to narrow
+    assert fused_module.penalty_threads(cpu, small, sleeping=True) is None
+
+
+def test_sleeping_threads_is_read_from_the_wait_policy():
+    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    assert fused_module.SLEEPING_THREADS is passive
+
+
+@pytest.mark.parametrize("kind", ["S5", "SO3"])
+def test_the_rule_runs_the_penalty_products_on_one_thread_with_the_same_results(monkeypatch,
+                                                                              kind):
+    """With sleeping threads the node narrows torch to one thread around its penalty products,
+    forward and backward, restores the count, and computes the same squares and gradients."""
+    r = _fused_sketch_layer(kind, torch.float64)
+    torch.manual_seed(5)
+    x = torch.randn(40, r.rep_in.dim, dtype=torch.float64)
+    g = torch.randn(40, r.rep_out.dim, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    original = torch.set_num_threads
+    results, calls = {}, []
+    for rule in (False, True):
+        monkeypatch.setattr(fused_module, "SLEEPING_THREADS", rule)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+        monkeypatch.setattr(torch, "set_num_threads", calls.append)
+        grads = _gradients(r, x, g, (1.0, 0.5), seed=7, plain=False)
+        new_step()
+        torch.manual_seed(7)
+        lie, norm = (r(x), r.take_squares())[1]
+        monkeypatch.setattr(torch, "set_num_threads", original)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        results[rule] = {**grads, "lie": lie.detach(), "norm": norm.detach()}
+        # off: never touched; on: one thread and back, in the forward and in the backward,
+        # then once more in the second forward
+        assert calls == ([] if not rule else [1, 3, 1, 3, 1, 3]), calls
+    for name, want in results[False].items():
+        torch.testing.assert_close(results[True][name], want, rtol=1e-12, atol=1e-12, msg=name)
+    assert torch.get_num_threads() == threads
+
+
+def test_the_thread_count_is_restored_when_the_penalty_products_fail(monkeypatch):
+    r = _fused_sketch_layer("S5", torch.float64)
+    monkeypatch.setattr(fused_module, "SLEEPING_THREADS", True)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+
+    def broken(rows):
+        raise RuntimeError("action failed")
+
+    x = torch.randn(10, r.rep_in.dim, dtype=torch.float64)
+    w = r.free.weight.detach()
+    stack = _BrokenStack(broken)
+    with pytest.raises(RuntimeError, match="action failed"):
+        relaxed_linear(x, torch.zeros_like(w), None, w, 0.5, None, stack, stack,
+                       sketch=torch.ones(10, 2, dtype=torch.float64))
+    assert calls == [1, 3]
+
+
+class _BrokenStack:
+    """A stacked action of two matrices whose application fails."""
+
+    k = 2
+
+    def __init__(self, apply) -> None:
+        self.apply = apply

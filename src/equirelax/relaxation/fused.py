@@ -32,11 +32,18 @@ or recorded apart (there W's gradient is θ G, scaled in place).
 :func:`sketch_signs` shares one random sign matrix S between the layers of a step that sketch
 the same number of rows, so it is drawn (and scaled) once per step instead of once per layer;
 it is drawn as Sᵀ (p × m, contiguous), the operand the products take.
+
+The penalties' products on a sketch are small (p (K + 1) rows). Under
+``OMP_WAIT_POLICY=PASSIVE`` OpenMP's idle threads sleep, and waking them for a parallel region
+costs more than a small product gains from them: the node then runs its penalty products on
+the calling thread (see :func:`penalty_threads`). With threads that spin between regions (the
+default policy) a second thread still pays, and nothing changes.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import torch
@@ -47,6 +54,30 @@ from equirelax.relaxation.expansion import CoefficientGather
 
 #: How the node builds W_eq and the bias from coefficients: their gathers (weight, bias or None)
 Expansion = tuple[CoefficientGather, CoefficientGather | None]
+
+#: Penalty products below this many multiply-adds run on one thread when OpenMP's idle threads
+#: sleep (``benchmarks/bench_penalty_threads.py`` measures where a second thread starts to pay).
+ONE_THREAD_BELOW_MACS = 10_000_000
+
+#: Whether OpenMP's idle threads sleep between parallel regions (read once, as OpenMP does).
+SLEEPING_THREADS = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def penalty_threads(device: torch.device, macs: int, sleeping: bool | None = None) -> int | None:
+    """The thread count torch had, when the penalty products of ``macs`` multiply-adds should
+    run on one thread instead (None: leave the thread count alone).
+
+    One thread is chosen only on the CPU, with more than one thread, for products below
+    :data:`ONE_THREAD_BELOW_MACS`, and when idle threads sleep (``sleeping``; default: whether
+    ``OMP_WAIT_POLICY=PASSIVE``): waking a sleeping thread for each small product cost more than
+    the thread saves, while spinning threads answer at once.
+    """
+    if sleeping is None:
+        sleeping = SLEEPING_THREADS
+    if not sleeping or device.type != "cpu" or macs >= ONE_THREAD_BELOW_MACS:
+        return None
+    threads = torch.get_num_threads()
+    return threads if threads > 1 else None
 
 
 def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
@@ -95,22 +126,30 @@ class _RelaxedLinear(torch.autograd.Function):
                 dense_bias = expansion[1].expand_add(bias)  # type: ignore[union-attr]
         flat_x = x if x.dim() == 2 else x.reshape(-1, d_in)
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(dense_bias, flat_x, w.T))
-        if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
-            rows = torch.mm(sketch.T, flat_x)
-        m = rows.shape[0]
-        # 2-D throughout (fewer view operations): each row, then its K images, side by side
-        images = stack_in.apply(rows)  # (m, (K + 1) d_in)
-        z = torch.mm(images.view(-1, d_in), w_free.T).view(m, -1)  # (m, (K + 1) d_out)
-        # the output action reads W x̂, the first d_out entries of each row of z, in place
-        residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
-        flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
+        m = sketch.shape[1] if sketch is not None else rows.shape[0]
+        # the penalty products' size: W on the rows and their K images (as in the backward)
+        threads = penalty_threads(x.device, m * stack_in.k * d_in * d_out)
+        if threads is not None:
+            torch.set_num_threads(1)
+        try:
+            if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
+                rows = torch.mm(sketch.T, flat_x)
+            # 2-D throughout (fewer view operations): each row, then its K images, side by side
+            images = stack_in.apply(rows)  # (m, (K + 1) d_in)
+            z = torch.mm(images.view(-1, d_in), w_free.T).view(m, -1)  # (m, (K + 1) d_out)
+            # the output action reads W x̂, the first d_out entries of each row of z, in place
+            residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
+            flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
+            lie, norm = torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w)
+        finally:
+            if threads is not None:
+                torch.set_num_threads(threads)
         ctx.theta = theta
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
         ctx.expansion = expansion
         ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, flat_w)
-        return (y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out),
-                torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w))
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out), lie, norm
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_lie: torch.Tensor,
@@ -144,16 +183,23 @@ class _RelaxedLinear(torch.autograd.Function):
             # g_norm W x̂ minus the residuals carried back through the output action (its
             # transpose, applied to r and scaled after: one gather of a contiguous tensor)
             m = residual.shape[0]
-            e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
-            torch.mul(residual, grad_lie, out=e[:, d_out:])
-            rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
-            rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
-            # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images);
-            # into G itself when G is not W_eq's gradient (the gather's adjoint has read it)
-            grad_w_free = (torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
-                                       beta=ctx.theta, alpha=2.0) if ctx.expansion is None
-                           else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
-                                            beta=ctx.theta, alpha=2.0))
+            threads = penalty_threads(w.device, images.numel() * d_out)
+            if threads is not None:
+                torch.set_num_threads(1)
+            try:
+                e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
+                torch.mul(residual, grad_lie, out=e[:, d_out:])
+                rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
+                rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
+                # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images);
+                # into G itself when G is not W_eq's gradient (the gather's adjoint has read it)
+                grad_w_free = (torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
+                                           beta=ctx.theta, alpha=2.0) if ctx.expansion is None
+                               else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
+                                                beta=ctx.theta, alpha=2.0))
+            finally:
+                if threads is not None:
+                    torch.set_num_threads(threads)
         grad_b = None
         if needs[2] and ctx.has_bias:
             grad_b = g.sum(0)
