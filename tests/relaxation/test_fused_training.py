@@ -329,9 +329,10 @@ def test_fused_sketch_is_exactly_zero_for_an_equivariant_free_term(monkeypatch, 
         r.free.weight.copy_(w.to(dtype))
     x = torch.randn(40, r.rep_in.dim, dtype=dtype)
     lie, norm, _ = _squares_with_the_drawn_sketch(monkeypatch, r, x)
-    assert float(norm) > 1e-2
+    lie, norm = float(lie.detach()), float(norm.detach())
+    assert norm > 1e-2
     # zero up to the round-off of the projection and of the products (sums in another order)
-    assert float(lie) < (1e-20 if dtype == torch.float64 else 1e-8) * float(norm)
+    assert lie < (1e-20 if dtype == torch.float64 else 1e-8) * norm
 
 
 # -- the penalty products on one thread where idle threads sleep -------------------------------
