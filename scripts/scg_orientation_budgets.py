@@ -38,7 +38,8 @@ BUDGETS: dict[int, tuple[Path, ...]] = {
            Path("docs/results/scg/orientation_6k/rot8_seeds_10-13/probe_seeds.json")),
     12000: (Path("docs/results/scg/orientation_12k/probe_seeds.json"),
             Path("docs/results/scg/orientation_12k/rot8_seeds_10-13/probe_seeds.json")),
-    24000: (Path("docs/results/scg/orientation_24k/rot8_seeds_10-13/probe_seeds.json"),),
+    24000: (Path("docs/results/scg/orientation_24k/rot8_seeds_10-13/probe_seeds.json"),
+            Path("docs/results/scg/orientation_24k/no_equ_seeds_10-13/probe_seeds.json")),
 }
 #: The comparisons decided as written down before their runs (docs/scg.md), each rot8 minus a
 #: baseline on one score at one budget. The third look: mean selectivity per unit against PCA
