@@ -80,6 +80,25 @@ def penalty_threads(device: torch.device, macs: int, sleeping: bool | None = Non
     return threads if threads > 1 else None
 
 
+class _PenaltyThreads:
+    """``with _PenaltyThreads(device, macs):`` runs its body on one thread where
+    :func:`penalty_threads` says so, and restores torch's thread count after it (also on an
+    error); elsewhere it does nothing."""
+
+    __slots__ = ("threads",)
+
+    def __init__(self, device: torch.device, macs: int) -> None:
+        self.threads = penalty_threads(device, macs)
+
+    def __enter__(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+
 def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
     """The sketched rows Sᵀx of a layer input x (..., d_in), without gradient: (p, d_in)."""
     flat = x.detach().reshape(-1, x.shape[-1])
@@ -128,10 +147,7 @@ class _RelaxedLinear(torch.autograd.Function):
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(dense_bias, flat_x, w.T))
         m = sketch.shape[1] if sketch is not None else rows.shape[0]
         # the penalty products' size: W on the rows and their K images (as in the backward)
-        threads = penalty_threads(x.device, m * stack_in.k * d_in * d_out)
-        if threads is not None:
-            torch.set_num_threads(1)
-        try:
+        with _PenaltyThreads(x.device, m * stack_in.k * d_in * d_out):
             if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
                 rows = torch.mm(sketch.T, flat_x)
             # 2-D throughout (fewer view operations): each row, then its K images, side by side
@@ -141,9 +157,6 @@ class _RelaxedLinear(torch.autograd.Function):
             residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
             flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
             lie, norm = torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w)
-        finally:
-            if threads is not None:
-                torch.set_num_threads(threads)
         ctx.theta = theta
         ctx.stacks = (stack_in, stack_out)
         ctx.has_bias = bias is not None
@@ -183,10 +196,7 @@ class _RelaxedLinear(torch.autograd.Function):
             # g_norm W x̂ minus the residuals carried back through the output action (its
             # transpose, applied to r and scaled after: one gather of a contiguous tensor)
             m = residual.shape[0]
-            threads = penalty_threads(w.device, images.numel() * d_out)
-            if threads is not None:
-                torch.set_num_threads(1)
-            try:
+            with _PenaltyThreads(w.device, images.numel() * d_out):
                 e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
                 torch.mul(residual, grad_lie, out=e[:, d_out:])
                 rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
@@ -197,9 +207,6 @@ class _RelaxedLinear(torch.autograd.Function):
                                            beta=ctx.theta, alpha=2.0) if ctx.expansion is None
                                else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
                                                 beta=ctx.theta, alpha=2.0))
-            finally:
-                if threads is not None:
-                    torch.set_num_threads(threads)
         grad_b = None
         if needs[2] and ctx.has_bias:
             grad_b = g.sum(0)
