@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import importlib.util
 import json
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -49,6 +48,7 @@ MODELS = ("S5 regular MLP", "SO(3) vector MLP")
 SKETCHES: dict[str, int | str] = {"penalty_sketch=4": 4, 'penalty_sketch="auto"': "auto"}
 
 
+@functools.cache
 def _bench_relax():
     spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
     module = importlib.util.module_from_spec(spec)
@@ -135,19 +135,6 @@ def _child(out: Path, threads: int, rounds: int, progress: bool) -> None:
     out.write_text(json.dumps({"meta": meta, "products": products, "steps": steps}))
 
 
-def _run_policy(policy: str, out: Path, threads: int, rounds: int, progress: bool) -> dict:
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
-    subprocess.run([sys.executable, __file__, "--child", str(out), "--threads", str(threads),
-                    "--rounds", str(rounds), *([] if progress else ["--no-progress"])],
-                   env=env, check=True)
-    data = json.loads(out.read_text())
-    out.unlink()
-    return data
-
-
 def largest_gain_macs(products: list[dict]) -> int | None:
     """The largest product size (multiply-adds) at which one thread was faster, or None."""
     gains = [p["macs"] for p in products if p["gain_seconds"] > 0]
@@ -203,13 +190,8 @@ def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
         + " | ".join(f"step (ms), {p} | ratio, {p}" for p in policies) + " |",
         "|---|---|" + "---:|---:|" * len(policies),
     ]
-    for i, row in enumerate(first["steps"]):
-        for name in row["seconds"]:
-            cells = []
-            for policy in policies:
-                q = runs[policy]["steps"][i]
-                cells += [f"{1e3 * q['seconds'][name]:.2f}", f"{q['ratio_vs_exact'][name]:.2f}x"]
-            lines.append(f"| {row['model']} | {name} | " + " | ".join(cells) + " |")
+    lines += _bench_relax().step_rows(runs, "steps", "seconds", "ratio_vs_exact",
+                                      lambda row: (row["model"],))
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
@@ -238,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(args.policies))
-    runs = {p: _run_policy(p, args.out / f".penalty_threads_{p}.json", args.threads,
-                           args.rounds, not args.no_progress) for p in policies}
+    bench = _bench_relax()
+    child_args = ["--threads", str(args.threads), "--rounds", str(args.rounds),
+                  *(["--no-progress"] if args.no_progress else [])]
+    runs = {p: bench.run_under_policy(p, __file__, child_args,
+                                      args.out / f".penalty_threads_{p}.json")
+            for p in policies}
     (args.out / "penalty_threads.json").write_text(json.dumps(runs, indent=1))
     command = "python benchmarks/bench_penalty_threads.py" + "".join(
         f" {flag} {value}" for flag, value, default in (

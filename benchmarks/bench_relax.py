@@ -221,21 +221,44 @@ def _child(out: Path, models: list[str], threads: int | None = None) -> None:
     out.write_text(json.dumps({"meta": meta, "results": results}))
 
 
-def _run_policy(policy: str, models: list[str], results: Path, threads: int | None = None
-                ) -> dict:
-    """One measurement in a fresh process under OpenMP wait ``policy`` (``threads``: torch's
-    thread count there, None for its default)."""
+def run_under_policy(policy: str, script: str, args: list[str], out: Path) -> dict:
+    """What ``python script --child out *args`` writes to ``out`` (JSON), run in a fresh process
+    under OpenMP wait ``policy`` ("default": the variable unset); ``out`` is removed after."""
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     if policy != "default":
         env["OMP_WAIT_POLICY"] = policy
-    out = results / f".relax_{policy}{'' if threads is None else f'_{threads}'}.json"
-    subprocess.run([sys.executable, __file__, "--child", str(out), "--models", *models,
-                    *([] if threads is None else ["--threads", str(threads)])],
-                   env=env, check=True)
+    subprocess.run([sys.executable, script, "--child", str(out), *args], env=env, check=True)
     data = json.loads(out.read_text())
     out.unlink()
     return data
+
+
+def _run_policy(policy: str, models: list[str], results: Path, threads: int | None = None
+                ) -> dict:
+    """One measurement in a fresh process under OpenMP wait ``policy`` (``threads``: torch's
+    thread count there, None for its default)."""
+    out = results / f".relax_{policy}{'' if threads is None else f'_{threads}'}.json"
+    return run_under_policy(policy, __file__, ["--models", *models,
+                                               *([] if threads is None
+                                                 else ["--threads", str(threads)])], out)
+
+
+def step_rows(runs: dict[str, dict], section: str, seconds: str, ratio: str, lead
+              ) -> list[str]:
+    """Markdown rows of step times by policy: one per entry of each run's ``section`` and per
+    step variant in its ``seconds``, ``lead(entry)`` (the first cells) then each policy's step
+    (ms) and its ``ratio`` to the exact step. ``runs``: policy -> a child's result."""
+    first = next(iter(runs.values()))
+    rows = []
+    for i, entry in enumerate(first[section]):
+        for name in entry[seconds]:
+            cells = []
+            for run in runs.values():
+                q = run[section][i]
+                cells += [f"{1e3 * q[seconds][name]:.2f}", f"{q[ratio][name]:.2f}x"]
+            rows.append("| " + " | ".join([*lead(entry), name, *cells]) + " |")
+    return rows
 
 
 def penalty_arithmetic(d_in: int, d_out: int, k: int, rows: int) -> dict:
@@ -307,14 +330,8 @@ def main() -> None:
         + " | ".join(f"train step (ms), {p} | ratio, {p}" for p in policies) + " |",
         "|---|---:|---|" + "---:|---:|" * len(policies),
     ]
-    for i, r in enumerate(first["results"]):
-        for name in r["train_step_seconds"]:
-            cells = []
-            for policy in policies:
-                q = runs[policy]["results"][i]
-                cells += [f"{1e3 * q['train_step_seconds'][name]:.2f}",
-                          f"{q['train_ratio_vs_exact'][name]:.2f}x"]
-            lines.append(f"| {r['model']} | {r['batch']} | {name} | " + " | ".join(cells) + " |")
+    lines += step_rows(runs, "results", "train_step_seconds", "train_ratio_vs_exact",
+                       lambda r: (r["model"], str(r["batch"])))
     lines += ["", "| model | policy | exact inference (ms) | hardened inference (ms) | ratio |",
               "|---|---|---:|---:|---:|"]
     for policy, run in runs.items():
