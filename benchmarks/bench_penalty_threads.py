@@ -1,4 +1,5 @@
-"""Whether the sketched penalties' small products should run on one thread, by OpenMP wait policy.
+"""Whether the sketched penalties' small products should run on one thread, under each OpenMP wait
+policy.
 
 A relaxed layer's penalties on a sketch of p rows are two small products per layer: W on the
 p (K + 1) rows and their generator images, and the rank-p (K + 1) update of W's gradient. Under
@@ -11,8 +12,9 @@ measures, in a fresh process per policy with torch on two threads (``--threads``
   with the penalty products on all threads or on one; the gain is what one thread saves;
 * **steps**: the all-relaxed MLPs of ``bench_relax.py`` (fused Adam, θ mid-schedule) with
   ``penalty_sketch=4`` and ``"auto"``, with the fused node's one-thread rule
-  (:func:`equirelax.relaxation.fused.penalty_threads`) forced on and off, as ratios to the
-  exact model's step.
+  (:func:`equirelax.relaxation.fused.penalty_threads`) off and on at each threshold of
+  :data:`THRESHOLDS`, as ratios to the exact model's step, and per threshold the geometric
+  mean of those ratios: the step-level measurement the library's threshold is chosen from.
 
 Variants interleaved, medians of repeats, one run per policy.
 ``equirelax.relaxation.fused.ONE_THREAD_BELOW_MACS`` is the products' size below which the
@@ -29,6 +31,7 @@ import copy
 import functools
 import importlib.util
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -46,6 +49,13 @@ SIDES = (256, 480)
 ROWS = (4, 8, 16, 32, 64, 128)
 MODELS = ("S5 regular MLP", "SO(3) vector MLP")
 SKETCHES: dict[str, int | str] = {"penalty_sketch=4": 4, 'penalty_sketch="auto"': "auto"}
+#: The rule's thresholds timed in the steps (multiply-adds per product; 0: the rule off).
+THRESHOLDS = (0, 1_000_000, 3_000_000, 10_000_000)
+
+
+def threshold_name(below: int) -> str:
+    """How a step variant names the rule's threshold ``below`` (0: off)."""
+    return "rule off" if below == 0 else f"one thread below {below:,}"
 
 
 @functools.cache
@@ -85,7 +95,8 @@ def product_steps(d: int, rows: int, threads: int) -> dict:
 
 def model_steps(bench, kind: str) -> dict:
     """The exact MLP ``kind``'s training step and its all-relaxed copies' with each sketch of
-    :data:`SKETCHES`, the one-thread rule forced off and on (names ``…, rule off/on``)."""
+    :data:`SKETCHES`, the one-thread rule off and at each threshold of :data:`THRESHOLDS`
+    (names ``…, rule off`` and ``…, one thread below N``)."""
     model, d_in = bench._model(kind)
     torch.manual_seed(1)
     x = torch.randn(256, d_in)
@@ -96,19 +107,20 @@ def model_steps(bench, kind: str) -> dict:
     for name, sketch in SKETCHES.items():
         relaxed = bench.relaxed_mid_schedule(copy.deepcopy(model), penalty_sketch=sketch)
         step = bench._step_fn(relaxed, list(relaxed.parameters()), x, y, relaxed, fused=True)
-        for rule in ("off", "on"):
-            steps[f"{name}, rule {rule}"] = _with_rule(step, rule == "on")
+        for below in THRESHOLDS:
+            steps[f"{name}, {threshold_name(below)}"] = _with_rule(step, below)
     return steps
 
 
-def _with_rule(step, on: bool):
+def _with_rule(step, below: int):
+    """``step`` run with the rule on for products below ``below`` multiply-adds (0: off)."""
     def run() -> None:
-        saved = fused.SLEEPING_THREADS
-        fused.SLEEPING_THREADS = on  # the rule applies where idle threads are taken to sleep
+        saved = fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS
+        fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS = below > 0, below
         try:
             step()
         finally:
-            fused.SLEEPING_THREADS = saved
+            fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS = saved
     return run
 
 
@@ -141,6 +153,17 @@ def largest_gain_macs(products: list[dict]) -> int | None:
     return max(gains) if gains else None
 
 
+def mean_ratios(steps: list[dict]) -> dict[int, float]:
+    """Per threshold of :data:`THRESHOLDS`, the geometric mean of the sketched steps' ratios to
+    the exact step, over the models and sketches of ``steps`` (one child's step entries)."""
+    means = {}
+    for below in THRESHOLDS:
+        logs = [math.log(entry["ratio_vs_exact"][f"{name}, {threshold_name(below)}"])
+                for entry in steps for name in SKETCHES]
+        means[below] = math.exp(sum(logs) / len(logs))
+    return means
+
+
 def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
     """The markdown of the measured ``runs`` (policy -> child result), written to ``out``."""
     policies = list(runs)
@@ -159,8 +182,8 @@ def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
         "gradient), the latter on all threads or on one; gain = what one thread saves (µs, "
         "negative: one thread is slower). The fused node runs them on one thread below "
         f"{meta['one_thread_below_macs']:,} multiply-adds per product "
-        "(`equirelax.relaxation.fused.ONE_THREAD_BELOW_MACS`), only when "
-        "`OMP_WAIT_POLICY=PASSIVE`.",
+        "(`equirelax.relaxation.fused.ONE_THREAD_BELOW_MACS`) where the rule is on "
+        "(`equirelax.relaxation.fused.ONE_THREAD_PENALTIES`: under `OMP_WAIT_POLICY=PASSIVE`).",
         "",
         "| d | R | multiply-adds per product | "
         + " | ".join(f"all threads (µs), {p} | one thread (µs), {p} | gain (µs), {p}"
@@ -182,9 +205,8 @@ def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
     lines += [
         "",
         "**Steps**: the all-relaxed MLPs of `bench_relax.py` (every layer relaxed, fused Adam, "
-        "θ mid-schedule, batch 256), the one-thread rule forced off and on in the same run; "
-        "ratio to the exact model's step. Without forcing, the rule is on under PASSIVE and "
-        "off under the default policy.",
+        "θ mid-schedule, batch 256); ratio to the exact model's step. Each sketched model is "
+        "timed with the rule off and on at each threshold, in the same run.",
         "",
         "| model | variant | "
         + " | ".join(f"step (ms), {p} | ratio, {p}" for p in policies) + " |",
@@ -192,6 +214,20 @@ def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
     ]
     lines += _bench_relax().step_rows(runs, "steps", "seconds", "ratio_vs_exact",
                                       lambda row: (row["model"],))
+    means = {p: mean_ratios(r["steps"]) for p, r in runs.items()}
+    lines += [
+        "",
+        "**By threshold**: the geometric mean of the sketched steps' ratios above (both models, "
+        "both sketches).",
+        "",
+        "| rule | " + " | ".join(f"mean ratio, {p}" for p in policies) + " |",
+        "|---|" + "---:|" * len(policies),
+    ]
+    lines += [f"| {threshold_name(below)} | "
+              + " | ".join(f"{means[p][below]:.3f}x" for p in policies) + " |"
+              for below in THRESHOLDS]
+    lines += ["", "Fastest: " + "; ".join(
+        f"{p}: {threshold_name(min(m, key=m.get))}" for p, m in means.items()) + "."]
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text

@@ -24,26 +24,44 @@ def test_product_steps_restore_the_thread_count(threads_module):
         assert torch.get_num_threads() == threads
 
 
-def test_model_steps_toggle_the_rule_and_restore_it(threads_module, monkeypatch):
+def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_module,
+                                                                     monkeypatch):
     bench = threads_module._bench_relax()
     seen = []
     real = fused.penalty_threads
 
-    def spy(device, macs, sleeping=None):
-        seen.append(fused.SLEEPING_THREADS)
-        return real(device, macs, sleeping)
+    def spy(device, macs, enabled=None):
+        seen.append((fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS))
+        return real(device, macs, enabled)
 
     monkeypatch.setattr(fused, "penalty_threads", spy)
-    before = fused.SLEEPING_THREADS
+    before = fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS
     steps = threads_module.model_steps(bench, "S5 regular MLP")
-    assert list(steps) == ["exact"] + [f"{name}, rule {rule}" for name in threads_module.SKETCHES
-                                       for rule in ("off", "on")]
+    names = {f"{name}, {threads_module.threshold_name(below)}": below
+             for name in threads_module.SKETCHES for below in threads_module.THRESHOLDS}
+    assert list(steps) == ["exact", *names]
+    assert "penalty_sketch=4, rule off" in names
+    assert "penalty_sketch=4, one thread below 10,000,000" in names
     for name, step in steps.items():
         seen.clear()
         step()
-        assert fused.SLEEPING_THREADS is before
+        assert before == (fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS)
         if name != "exact":  # every fused layer asked, with the rule as named
-            assert seen and set(seen) == {name.endswith("rule on")}, (name, seen)
+            below = names[name]
+            assert seen and set(seen) == {(below > 0, below)}, (name, seen)
+
+
+def test_mean_ratios_are_geometric_means_over_models_and_sketches(threads_module):
+    def entry(scale):
+        return {"ratio_vs_exact": {
+            f"{name}, {threads_module.threshold_name(below)}": scale * (1 + i) * (1 + j)
+            for i, name in enumerate(threads_module.SKETCHES)
+            for j, below in enumerate(threads_module.THRESHOLDS)}}
+
+    means = threads_module.mean_ratios([entry(1.0), entry(4.0)])
+    assert list(means) == list(threads_module.THRESHOLDS)
+    for j, below in enumerate(threads_module.THRESHOLDS):  # sketches 1 and 2, models 1 and 4
+        assert means[below] == pytest.approx((1 * 2 * 4 * 8) ** 0.25 * (1 + j))
 
 
 def test_largest_gain_is_the_largest_product_one_thread_sped_up(threads_module):
@@ -78,9 +96,15 @@ def test_child_measures_and_the_tables_show_what_it_measured(threads_module, mon
     assert (f"| 16 | 4 | 1,024 | {1e6 * first['seconds']['all threads']:.0f} | "
             f"{1e6 * first['seconds']['one thread']:.0f} | {1e6 * first['gain_seconds']:+.0f} |"
             in text)
-    name = "penalty_sketch=4, rule on"
+    name = "penalty_sketch=4, one thread below 10,000,000"
     cell = f"{1e3 * steps['seconds'][name]:.2f} | {steps['ratio_vs_exact'][name]:.2f}x"
     assert f"| S5 regular MLP | {name} | {cell} | {cell} |" in text
+    means = threads_module.mean_ratios(run["steps"])
+    for below, mean in means.items():
+        row = f"| {threads_module.threshold_name(below)} | {mean:.3f}x | {mean:.3f}x |"
+        assert row in text
+    fastest = threads_module.threshold_name(min(means, key=means.get))
+    assert f"Fastest: default: {fastest}; PASSIVE: {fastest}." in text
     assert "`python x.py`" in text
 
 

@@ -335,30 +335,31 @@ def test_fused_sketch_is_exactly_zero_for_an_equivariant_free_term(monkeypatch, 
     assert lie < (1e-20 if dtype == torch.float64 else 1e-8) * norm
 
 
-# -- the penalty products on one thread where idle threads sleep -------------------------------
-def test_penalty_threads_chooses_one_thread_only_for_small_products_with_sleeping_threads(
-        monkeypatch):
+# -- the penalty products on one thread ---------------------------------------------------------
+def test_penalty_threads_chooses_one_thread_only_for_small_products_on_the_cpu(monkeypatch):
     cpu, small = torch.device("cpu"), fused_module.ONE_THREAD_BELOW_MACS - 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    assert fused_module.penalty_threads(cpu, small, sleeping=True) == 4
-    assert fused_module.penalty_threads(cpu, small, sleeping=False) is None
-    assert fused_module.penalty_threads(cpu, small + 1, sleeping=True) is None
-    assert fused_module.penalty_threads(torch.device("meta"), small, sleeping=True) is None
-    monkeypatch.setattr(fused_module, "SLEEPING_THREADS", True)  # the default: the policy read
+    assert fused_module.penalty_threads(cpu, small, enabled=True) == 4
+    assert fused_module.penalty_threads(cpu, small, enabled=False) is None
+    assert fused_module.penalty_threads(cpu, small + 1, enabled=True) is None
+    assert fused_module.penalty_threads(torch.device("meta"), small, enabled=True) is None
+    monkeypatch.setattr(fused_module, "ONE_THREAD_PENALTIES", True)  # the default: the flag
     assert fused_module.penalty_threads(cpu, small) == 4
+    monkeypatch.setattr(fused_module, "ONE_THREAD_PENALTIES", False)
+    assert fused_module.penalty_threads(cpu, small) is None
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # nothing to narrow
-    assert fused_module.penalty_threads(cpu, small, sleeping=True) is None
+    assert fused_module.penalty_threads(cpu, small, enabled=True) is None
 
 
-def test_sleeping_threads_is_read_from_the_wait_policy():
+def test_the_rule_is_on_exactly_where_idle_threads_sleep():
     passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
-    assert fused_module.SLEEPING_THREADS is passive
+    assert fused_module.ONE_THREAD_PENALTIES is passive
 
 
 @pytest.mark.parametrize("kind", ["S5", "SO3"])
 def test_the_rule_runs_the_penalty_products_on_one_thread_with_the_same_results(monkeypatch,
                                                                               kind):
-    """With sleeping threads the node narrows torch to one thread around its penalty products,
+    """With the rule on the node narrows torch to one thread around its penalty products,
     forward and backward, restores the count, and computes the same squares and gradients."""
     r = _fused_sketch_layer(kind, torch.float64)
     torch.manual_seed(5)
@@ -368,7 +369,7 @@ def test_the_rule_runs_the_penalty_products_on_one_thread_with_the_same_results(
     original = torch.set_num_threads
     results, calls = {}, []
     for rule in (False, True):
-        monkeypatch.setattr(fused_module, "SLEEPING_THREADS", rule)
+        monkeypatch.setattr(fused_module, "ONE_THREAD_PENALTIES", rule)
         monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
         monkeypatch.setattr(torch, "set_num_threads", calls.append)
         grads = _gradients(r, x, g, (1.0, 0.5), seed=7, plain=False)
@@ -388,7 +389,7 @@ def test_the_rule_runs_the_penalty_products_on_one_thread_with_the_same_results(
 
 def test_the_thread_count_is_restored_when_the_penalty_products_fail(monkeypatch):
     r = _fused_sketch_layer("S5", torch.float64)
-    monkeypatch.setattr(fused_module, "SLEEPING_THREADS", True)
+    monkeypatch.setattr(fused_module, "ONE_THREAD_PENALTIES", True)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)

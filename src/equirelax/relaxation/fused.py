@@ -37,7 +37,7 @@ The penalties' products on a sketch are small (p (K + 1) rows). Under
 ``OMP_WAIT_POLICY=PASSIVE`` OpenMP's idle threads sleep, and waking them for a parallel region
 costs more than a small product gains from them: the node then runs its penalty products on
 the calling thread (see :func:`penalty_threads`). With threads that spin between regions (the
-default policy) a second thread still pays, and nothing changes.
+default policy) the measured training steps moved both ways with it, and the rule is off.
 """
 
 from __future__ import annotations
@@ -55,26 +55,30 @@ from equirelax.relaxation.expansion import CoefficientGather
 #: How the node builds W_eq and the bias from coefficients: their gathers (weight, bias or None)
 Expansion = tuple[CoefficientGather, CoefficientGather | None]
 
-#: Penalty products below this many multiply-adds run on one thread when OpenMP's idle threads
-#: sleep (``benchmarks/bench_penalty_threads.py`` measures where a second thread starts to pay).
+#: Penalty products below this many multiply-adds run on the calling thread where the rule is on
+#: (``benchmarks/bench_penalty_threads.py`` times the training steps at several thresholds).
 ONE_THREAD_BELOW_MACS = 10_000_000
 
-#: Whether OpenMP's idle threads sleep between parallel regions (read once, as OpenMP does).
-SLEEPING_THREADS = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+#: Whether the fused node runs its small penalty products on one thread: on where OpenMP's idle
+#: threads sleep (``OMP_WAIT_POLICY=PASSIVE``, read once at import, as OpenMP does); set it to
+#: turn the rule on or off.
+ONE_THREAD_PENALTIES = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
-def penalty_threads(device: torch.device, macs: int, sleeping: bool | None = None) -> int | None:
+def penalty_threads(device: torch.device, macs: int, enabled: bool | None = None) -> int | None:
     """The thread count torch had, when the penalty products of ``macs`` multiply-adds should
     run on one thread instead (None: leave the thread count alone).
 
     One thread is chosen only on the CPU, with more than one thread, for products below
-    :data:`ONE_THREAD_BELOW_MACS`, and when idle threads sleep (``sleeping``; default: whether
-    ``OMP_WAIT_POLICY=PASSIVE``): waking a sleeping thread for each small product cost more than
-    the thread saves, while spinning threads answer at once.
+    :data:`ONE_THREAD_BELOW_MACS`, and while the rule is ``enabled`` (default:
+    :data:`ONE_THREAD_PENALTIES`, on under ``OMP_WAIT_POLICY=PASSIVE``). There waking a
+    sleeping thread for each small product cost more than the thread saved; with spinning
+    threads (the default policy) the all-relaxed MLPs' sketched steps moved both ways with the
+    rule (``benchmarks/results/penalty_threads.md``).
     """
-    if sleeping is None:
-        sleeping = SLEEPING_THREADS
-    if not sleeping or device.type != "cpu" or macs >= ONE_THREAD_BELOW_MACS:
+    if enabled is None:
+        enabled = ONE_THREAD_PENALTIES
+    if not enabled or device.type != "cpu" or macs >= ONE_THREAD_BELOW_MACS:
         return None
     threads = torch.get_num_threads()
     return threads if threads > 1 else None
