@@ -78,8 +78,8 @@ def test_penalties_zero_for_equivariant_free_term_and_positive_otherwise(fixture
             layer.free.weight.copy_(er.hom(layer.rep_in, layer.rep_out).project(layer.free.weight))
     relaxed(x)
     squares = [layer.take_squares() for layer in relaxed.relaxed_layers().values()]
-    assert all(lie is not None and float(lie) < 1e-20 for lie, _ in squares)
-    assert all(float(norm) > 0 for _, norm in squares)
+    assert all(lie is not None and float(lie.detach()) < 1e-20 for lie, _ in squares)
+    assert all(float(norm.detach()) > 0 for _, norm in squares)
     relaxed(x)
     assert float(relaxed.penalties()["projection"]) < 1e-5  # sqrt(0 + eps)
 
