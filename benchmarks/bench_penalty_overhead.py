@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import platform
 from pathlib import Path
 
+import bench_relax  # the sibling script (its folder is on the path, as for any script)
 import torch
 from tqdm import tqdm
 
@@ -37,11 +37,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def _bench_relax():
-    spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_model(kind: str) -> tuple[torch.nn.Module, int, str]:
@@ -104,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threads must be positive, got {args.threads}")
     threads = list(dict.fromkeys(args.threads))
     initial = torch.get_num_threads()
-    bench = _bench_relax()
+    bench = bench_relax
     load = os.getloadavg()[0]
     rows = []
     cases = [(n, kind) for n in threads for kind in FULL_HIDDEN]

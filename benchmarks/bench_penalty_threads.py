@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
-import importlib.util
 import json
 import math
 import os
 import platform
 from pathlib import Path
 
+import bench_relax  # the sibling script (its folder is on the path, as for any script)
 import torch
 from tqdm import tqdm
 
@@ -58,12 +57,6 @@ def threshold_name(below: int) -> str:
     return "rule off" if below == 0 else f"one thread below {below:,}"
 
 
-@functools.cache
-def _bench_relax():
-    spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def product_steps(d: int, rows: int, threads: int) -> dict:
@@ -126,7 +119,7 @@ def _with_rule(step, below: int):
 
 def _child(out: Path, threads: int, rounds: int, progress: bool) -> None:
     torch.set_num_threads(threads)
-    bench = _bench_relax()
+    bench = bench_relax
     load = os.getloadavg()[0]
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     products = []
@@ -212,7 +205,7 @@ def write_tables(runs: dict[str, dict], command: str, out: Path) -> str:
         + " | ".join(f"step (ms), {p} | ratio, {p}" for p in policies) + " |",
         "|---|---|" + "---:|---:|" * len(policies),
     ]
-    lines += _bench_relax().step_rows(runs, "steps", "seconds", "ratio_vs_exact",
+    lines += bench_relax.step_rows(runs, "steps", "seconds", "ratio_vs_exact",
                                       lambda row: (row["model"],))
     means = {p: mean_ratios(r["steps"]) for p, r in runs.items()}
     lines += [
@@ -256,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(args.policies))
-    bench = _bench_relax()
+    bench = bench_relax
     child_args = ["--threads", str(args.threads), "--rounds", str(args.rounds),
                   *(["--no-progress"] if args.no_progress else [])]
     runs = {p: bench.run_under_policy(p, __file__, child_args,

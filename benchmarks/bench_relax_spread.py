@@ -16,11 +16,11 @@ Writes benchmarks/results/relax_spread.json and relax_spread.md (or into ``--out
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 from pathlib import Path
 
+import bench_relax  # the sibling script (its folder is on the path, as for any script)
 from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
@@ -33,11 +33,6 @@ TARGET = 1.35
 ONE_THREAD = ("1 thread", "default", 1)
 
 
-def _bench_relax():
-    spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def spread(ratios: list[float], target: float) -> dict:
@@ -48,7 +43,7 @@ def spread(ratios: list[float], target: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    bench = _bench_relax()
+    bench = bench_relax
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per policy (default: 5)")
     parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
-import importlib.util
 import json
 import os
 import platform
@@ -33,6 +31,7 @@ import statistics
 import time
 from pathlib import Path
 
+import bench_relax  # the sibling script (its folder is on the path, as for any script)
 import torch
 from tqdm import tqdm
 
@@ -49,12 +48,6 @@ VARIANTS: dict[str, dict | None] = {
 }
 
 
-@functools.cache
-def _bench_relax():
-    spec = importlib.util.spec_from_file_location("bench_relax", HERE / "bench_relax.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def timed_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -90,7 +83,7 @@ def measure(kind: str, rounds: int, repeats: int, warmup: int = 20) -> dict[str,
     """Per variant of :data:`VARIANTS`, each part's median seconds over the timed steps of the
     MLP ``kind`` (variants stepped by turns, ``repeats`` steps a turn), and ``step``, the
     median of the parts' sum."""
-    bench = _bench_relax()
+    bench = bench_relax
     net, d_in = bench._model(kind)
     torch.manual_seed(1)
     x = torch.randn(256, d_in)
@@ -190,7 +183,7 @@ def write_tables(by_policy: dict[str, list[dict]], command: str, out: Path) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    bench = _bench_relax()
+    bench = bench_relax
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="processes per policy (default: 5)")
     parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,

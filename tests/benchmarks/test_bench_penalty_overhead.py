@@ -15,7 +15,7 @@ def overhead_module():
 
 @pytest.mark.parametrize("kind", ["S5 regular MLP", "SO(3) vector MLP"])
 def test_tiny_twin_has_the_layers_and_input_of_the_full_model(overhead_module, kind):
-    bench = overhead_module._bench_relax()
+    bench = overhead_module.bench_relax
     full, d_in = bench._model(kind)
     tiny, tiny_in, _ = overhead_module.tiny_model(kind)
     assert tiny_in == d_in

@@ -26,7 +26,7 @@ def test_product_steps_restore_the_thread_count(threads_module):
 
 def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_module,
                                                                      monkeypatch):
-    bench = threads_module._bench_relax()
+    bench = threads_module.bench_relax
     seen = []
     real = fused.penalty_threads
 
