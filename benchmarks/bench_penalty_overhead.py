@@ -37,8 +37,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-
-
 def tiny_model(kind: str) -> tuple[torch.nn.Module, int, str]:
     """The MLP ``kind`` of ``bench_relax.py`` with hidden layers of a few features: its input
     dimension and a description of the hidden rep."""

@@ -57,8 +57,6 @@ def threshold_name(below: int) -> str:
     return "rule off" if below == 0 else f"one thread below {below:,}"
 
 
-
-
 def product_steps(d: int, rows: int, threads: int) -> dict:
     """Two callables, ``all threads`` and ``one thread``: a layer-sized product, then the
     penalty products of a d × d weight on ``rows`` rows (W on the rows; the rank-``rows``

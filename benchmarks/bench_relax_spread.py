@@ -33,8 +33,6 @@ TARGET = 1.35
 ONE_THREAD = ("1 thread", "default", 1)
 
 
-
-
 def spread(ratios: list[float], target: float) -> dict:
     """Median, smallest and largest of one row's ratios over the runs, and how many are at most
     ``target``."""

@@ -48,8 +48,6 @@ VARIANTS: dict[str, dict | None] = {
 }
 
 
-
-
 def timed_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                relaxed=None) -> tuple:
     """A training step of ``model`` on (x, y) with fused Adam (``relaxed``: the RelaxedModel
