@@ -58,21 +58,22 @@ def tiny_model(kind: str) -> tuple[torch.nn.Module, int, str]:
 FULL_HIDDEN = {"S5 regular MLP": "4 * regular(S5)", "SO(3) vector MLP": "64x1o+64x0e"}
 
 
-def measure(bench, model: torch.nn.Module, d_in: int, batch: int, sketch: int, rounds: int,
+def measure(model: torch.nn.Module, d_in: int, batch: int, sketch: int, rounds: int,
             repeats: int) -> dict[str, float]:
     """Median seconds per training step of the exact model and of its all-relaxed copies
     without penalties and with the sketch (fused Adam, variants interleaved), timed as
-    ``bench_relax.py`` (the module ``bench``) times them."""
+    ``bench_relax.py`` times them."""
     x = torch.randn(batch, d_in)
     with torch.no_grad():
         y = torch.randn_like(model(x))
+    relaxed = bench_relax.relaxed_mid_schedule
     nets = {"exact": copy.deepcopy(model),
-            "no penalties": bench.relaxed_mid_schedule(model, lie_weight=0.0, norm_weight=0.0),
-            f"penalty_sketch={sketch}": bench.relaxed_mid_schedule(model, penalty_sketch=sketch)}
-    steps = {name: bench._step_fn(net, list(net.parameters()), x, y,
-                                  None if name == "exact" else net, fused=True)
+            "no penalties": relaxed(model, lie_weight=0.0, norm_weight=0.0),
+            f"penalty_sketch={sketch}": relaxed(model, penalty_sketch=sketch)}
+    steps = {name: bench_relax._step_fn(net, list(net.parameters()), x, y,
+                                        None if name == "exact" else net, fused=True)
              for name, net in nets.items()}
-    return bench.interleaved_medians(steps, rounds, repeats)
+    return bench_relax.interleaved_medians(steps, rounds, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,19 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threads must be positive, got {args.threads}")
     threads = list(dict.fromkeys(args.threads))
     initial = torch.get_num_threads()
-    bench = bench_relax
     load = os.getloadavg()[0]
     rows = []
     cases = [(n, kind) for n in threads for kind in FULL_HIDDEN]
     try:
         for n, kind in tqdm(cases, desc="penalty overhead", disable=args.no_progress):
             torch.set_num_threads(n)
-            full, d_in = bench._model(kind)
+            full, d_in = bench_relax._model(kind)
             tiny, tiny_in, tiny_hidden = tiny_model(kind)
             for size, (model, width, batch, repeats) in {
                     "full": (full, FULL_HIDDEN[kind], 256, args.repeats),
                     "tiny": (tiny, tiny_hidden, args.tiny_batch, 4 * args.repeats)}.items():
-                t = measure(bench, model, d_in if size == "full" else tiny_in, batch,
+                t = measure(model, d_in if size == "full" else tiny_in, batch,
                             args.sketch, args.rounds, repeats)
                 sketched = t[f"penalty_sketch={args.sketch}"]
                 rows.append({"model": kind, "threads": n, "size": size, "hidden": width,

@@ -42,7 +42,6 @@ from equirelax.relaxation import fused
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-POLICIES = ("default", "PASSIVE")
 #: The weights' sides and the rows of the penalty products timed (R = p (K + 1)).
 SIDES = (256, 480)
 ROWS = (4, 8, 16, 32, 64, 128)
@@ -84,20 +83,20 @@ def product_steps(d: int, rows: int, threads: int) -> dict:
     return {"all threads": on_all, "one thread": on_one}
 
 
-def model_steps(bench, kind: str) -> dict:
+def model_steps(kind: str) -> dict:
     """The exact MLP ``kind``'s training step and its all-relaxed copies' with each sketch of
     :data:`SKETCHES`, the one-thread rule off and at each threshold of :data:`THRESHOLDS`
     (names ``…, rule off`` and ``…, one thread below N``)."""
-    model, d_in = bench._model(kind)
+    model, d_in = bench_relax._model(kind)
     torch.manual_seed(1)
     x = torch.randn(256, d_in)
     with torch.no_grad():
         y = torch.randn_like(model(x))
     exact = copy.deepcopy(model)
-    steps = {"exact": bench._step_fn(exact, list(exact.parameters()), x, y, fused=True)}
+    steps = {"exact": bench_relax._step_fn(exact, list(exact.parameters()), x, y, fused=True)}
     for name, sketch in SKETCHES.items():
-        relaxed = bench.relaxed_mid_schedule(copy.deepcopy(model), penalty_sketch=sketch)
-        step = bench._step_fn(relaxed, list(relaxed.parameters()), x, y, relaxed, fused=True)
+        relaxed = bench_relax.relaxed_mid_schedule(copy.deepcopy(model), penalty_sketch=sketch)
+        step = bench_relax._step_fn(relaxed, list(relaxed.parameters()), x, y, relaxed, fused=True)
         for below in THRESHOLDS:
             steps[f"{name}, {threshold_name(below)}"] = _with_rule(step, below)
     return steps
@@ -117,18 +116,17 @@ def _with_rule(step, below: int):
 
 def _child(out: Path, threads: int, rounds: int, progress: bool) -> None:
     torch.set_num_threads(threads)
-    bench = bench_relax
     load = os.getloadavg()[0]
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     products = []
     cases = [(d, r) for d in SIDES for r in ROWS]
     for d, r in tqdm(cases, desc=f"products ({policy})", disable=not progress):
-        t = bench.interleaved_medians(product_steps(d, r, threads), rounds, 40)
+        t = bench_relax.interleaved_medians(product_steps(d, r, threads), rounds, 40)
         products.append({"side": d, "rows": r, "macs": r * d * d, "seconds": t,
                          "gain_seconds": t["all threads"] - t["one thread"]})
     steps = []
     for kind in tqdm(MODELS, desc=f"steps ({policy})", disable=not progress):
-        t = bench.interleaved_medians(model_steps(bench, kind), rounds, 10)
+        t = bench_relax.interleaved_medians(model_steps(kind), rounds, 10)
         steps.append({"model": kind, "seconds": t,
                       "ratio_vs_exact": {k: v / t["exact"] for k, v in t.items()}})
     meta = {"torch": torch.__version__, "machine": platform.machine(), "threads": threads,
@@ -229,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads in each measurement (default: 2)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default: 15)")
-    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
+    parser.add_argument("--policies", nargs="+", choices=bench_relax.POLICIES,
+                        default=list(bench_relax.POLICIES),
                         help="OpenMP wait policies to measure under (default: both)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="folder for penalty_threads.json and .md (default: "
@@ -247,17 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(args.policies))
-    bench = bench_relax
     child_args = ["--threads", str(args.threads), "--rounds", str(args.rounds),
                   *(["--no-progress"] if args.no_progress else [])]
-    runs = {p: bench.run_under_policy(p, __file__, child_args,
+    runs = {p: bench_relax.run_under_policy(p, __file__, child_args,
                                       args.out / f".penalty_threads_{p}.json")
             for p in policies}
     (args.out / "penalty_threads.json").write_text(json.dumps(runs, indent=1))
     command = "python benchmarks/bench_penalty_threads.py" + "".join(
         f" {flag} {value}" for flag, value, default in (
             ("--threads", args.threads, 2), ("--rounds", args.rounds, 15),
-            ("--policies", " ".join(policies), " ".join(POLICIES)))
+            ("--policies", " ".join(policies), " ".join(bench_relax.POLICIES)))
         if value != default)
     print(write_tables(runs, command, args.out / "penalty_threads.md"))
     return 0

@@ -41,11 +41,11 @@ def spread(ratios: list[float], target: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    bench = bench_relax
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per policy (default: 5)")
-    parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,
-                        default=list(bench.POLICIES), help="OpenMP wait policies (default: both)")
+    parser.add_argument("--policies", nargs="+", choices=bench_relax.POLICIES,
+                        default=list(bench_relax.POLICIES),
+                        help="OpenMP wait policies (default: both)")
     parser.add_argument("--models", nargs="+", choices=MLPS, default=MLPS,
                         help="MLPs to time (default: both)")
     parser.add_argument("--one-thread", action="store_true",
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     order = [label for _ in range(args.runs) for label in settings]
     for label in tqdm(order, desc="bench_relax runs"):
         policy, threads = settings[label]
-        runs[label].append(bench._run_policy(policy, models, args.out, threads))
+        runs[label].append(bench_relax._run_policy(policy, models, args.out, threads))
     labels = list(settings)
     rows: list[dict] = []
     first_run = runs[labels[0]][0]
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "relax_spread.json").write_text(json.dumps(
         {"runs": runs, "rows": rows, "target": args.target}, indent=1))
     command = ("python benchmarks/bench_relax_spread.py --runs " + str(args.runs)
-               + ("" if policies == list(bench.POLICIES) else " --policies " + " ".join(policies))
+               + ("" if policies == list(bench_relax.POLICIES)
+                  else " --policies " + " ".join(policies))
                + ("" if models == MLPS else " --models " + " ".join(models))
                + (" --one-thread" if args.one_thread else "")
                + ("" if args.target == TARGET else f" --target {args.target}"))

@@ -81,8 +81,7 @@ def measure(kind: str, rounds: int, repeats: int, warmup: int = 20) -> dict[str,
     """Per variant of :data:`VARIANTS`, each part's median seconds over the timed steps of the
     MLP ``kind`` (variants stepped by turns, ``repeats`` steps a turn), and ``step``, the
     median of the parts' sum."""
-    bench = bench_relax
-    net, d_in = bench._model(kind)
+    net, d_in = bench_relax._model(kind)
     torch.manual_seed(1)
     x = torch.randn(256, d_in)
     with torch.no_grad():
@@ -90,7 +89,7 @@ def measure(kind: str, rounds: int, repeats: int, warmup: int = 20) -> dict[str,
     steps = {}
     for name, options in VARIANTS.items():
         model = copy.deepcopy(net)
-        relaxed = None if options is None else bench.relaxed_mid_schedule(model, **options)
+        relaxed = None if options is None else bench_relax.relaxed_mid_schedule(model, **options)
         steps[name] = timed_step(model if relaxed is None else relaxed, x, y, relaxed)
     for step, times in steps.values():
         for _ in range(warmup):
@@ -170,10 +169,10 @@ def write_tables(by_policy: dict[str, list[dict]], command: str, out: Path) -> s
         for kind in first:
             diffs = []
             for r in runs:
-                res = r["results"][kind]
-                diffs.append(" / ".join(
-                    f"{1e6 * (res['relaxed, penalty_sketch=4'][part] - res['relaxed, no penalties'][part]):+.0f}"  # noqa: E501
-                    for part in PARTS))
+                sketched = r["results"][kind]["relaxed, penalty_sketch=4"]
+                plain = r["results"][kind]["relaxed, no penalties"]
+                diffs.append(" / ".join(f"{1e6 * (sketched[part] - plain[part]):+.0f}"
+                                        for part in PARTS))
             lines.append(f"- {p}, {kind}: " + "; ".join(diffs))
     text = "\n".join(lines) + "\n"
     out.write_text(text)
@@ -181,11 +180,11 @@ def write_tables(by_policy: dict[str, list[dict]], command: str, out: Path) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    bench = bench_relax
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="processes per policy (default: 5)")
-    parser.add_argument("--policies", nargs="+", choices=bench.POLICIES,
-                        default=list(bench.POLICIES), help="OpenMP wait policies (default: both)")
+    parser.add_argument("--policies", nargs="+", choices=bench_relax.POLICIES,
+                        default=list(bench_relax.POLICIES),
+                        help="OpenMP wait policies (default: both)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds per process (default: 10)")
     parser.add_argument("--repeats", type=int, default=30,
@@ -209,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     # the policies by turns, so that both see the same stretch of the machine's load
     for i in tqdm(range(args.runs), desc="processes per policy"):
         for p in policies:
-            by_policy[p].append(bench.run_under_policy(
+            by_policy[p].append(bench_relax.run_under_policy(
                 p, __file__, child_args, args.out / f".step_parts_{p}_{i}.json"))
     (args.out / "step_parts.json").write_text(json.dumps(by_policy, indent=1))
     command = "python benchmarks/bench_step_parts.py" + "".join(
         f" {flag} {value}" for flag, value, default in (
             ("--runs", args.runs, 5), ("--threads", args.threads, 2),
             ("--rounds", args.rounds, 10), ("--repeats", args.repeats, 30),
-            ("--policies", " ".join(policies), " ".join(bench.POLICIES)))
+            ("--policies", " ".join(policies), " ".join(bench_relax.POLICIES)))
         if str(value) != str(default))
     print(write_tables(by_policy, command, args.out / "step_parts.md"))
     return 0

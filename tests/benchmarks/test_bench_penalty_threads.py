@@ -26,7 +26,6 @@ def test_product_steps_restore_the_thread_count(threads_module):
 
 def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_module,
                                                                      monkeypatch):
-    bench = threads_module.bench_relax
     seen = []
     real = fused.penalty_threads
 
@@ -36,7 +35,7 @@ def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_mod
 
     monkeypatch.setattr(fused, "penalty_threads", spy)
     before = fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS
-    steps = threads_module.model_steps(bench, "S5 regular MLP")
+    steps = threads_module.model_steps("S5 regular MLP")
     names = {f"{name}, {threads_module.threshold_name(below)}": below
              for name in threads_module.SKETCHES for below in threads_module.THRESHOLDS}
     assert list(steps) == ["exact", *names]
