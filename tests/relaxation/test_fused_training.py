@@ -142,22 +142,22 @@ def test_the_fused_node_is_used_in_training_and_not_otherwise():
     V = er.reps.natural(G)
     r = _layer(V, 2 * V, 0.5, {"penalty_sketch": 3})
     x = torch.randn(10, 4, dtype=torch.float64)
-    assert r(x).grad_fn.name() == "_RelaxedLinearBackward"
-    assert r.take_squares()[0].grad_fn.name() == "_RelaxedLinearBackward"
+    assert r(x).grad_fn.name() == "_RelaxedLinearImagesBackward"
+    assert r.take_squares()[0].grad_fn.name() == "_ImageSquaresBackward"
     with torch.no_grad():
         assert r(x).grad_fn is None
     assert r.take_squares() == (None, None)
     r.theta = 0.0  # the layer alone, its squares recorded apart
-    assert r(x).grad_fn.name() != "_RelaxedLinearBackward"
+    assert r(x).grad_fn.name() != "_RelaxedLinearImagesBackward"
     r.take_squares()
     r.record_penalties = False
     r.theta = 0.5
-    assert r(x).grad_fn.name() != "_RelaxedLinearBackward"
+    assert r(x).grad_fn.name() != "_RelaxedLinearImagesBackward"
     r.record_penalties = True
     r.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):  # F.linear in bfloat16, as before
         y = r(x.float())
-    assert y.dtype == torch.bfloat16 and y.grad_fn.name() != "_RelaxedLinearBackward"
+    assert y.dtype == torch.bfloat16 and y.grad_fn.name() != "_RelaxedLinearImagesBackward"
 
 
 def test_second_derivatives_through_the_fused_node():
@@ -295,7 +295,7 @@ def _squares_with_the_drawn_sketch(monkeypatch, r: Relaxed, x: torch.Tensor):
     monkeypatch.setattr("equirelax.relaxation.relaxed.sketch_signs", spy)
     new_step()
     y = r(x)
-    assert y.grad_fn.name() == "_RelaxedLinearBackward"
+    assert y.grad_fn.name() == "_RelaxedLinearImagesBackward"
     lie, norm = r.take_squares()
     assert len(drawn) == 1 and drawn[0].shape == (x.shape[0], 5)
     return lie, norm, drawn[0]

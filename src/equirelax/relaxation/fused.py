@@ -8,13 +8,18 @@ two gradients W receives (from y and from the penalties) in one more pass over d
 On the small layers of an MLP those operations, not their arithmetic, are what the relaxed step
 pays over the exact one.
 
-:func:`relaxed_linear` computes all three outputs in one node. Its backward gets the output's
-gradient g and the two penalties' gradients together, so
+:func:`relaxed_linear_images` computes the output and z = W on the rows and their images,
+[W x̂, W A_1 x̂, ..., W A_K x̂], in one node; the squares are read from z by
+:func:`~equirelax.relaxation.image_squares.image_squares`, which a relaxed model runs once for
+all its layers (the gathers, subtractions and dot products of the squares then no longer
+repeat per layer). The node's backward gets the output's gradient g and z's gradient E
+together, so
 
 * grad x = g (W_eq + θ W) (the summed weight saved by the forward),
 * grad W_eq = G = gᵀ x, grad b = Σ_rows g,
-* grad W = θ G + Eᵀ · images: one ``addmm``, where E is the gradient of the penalty squares
-  with respect to W applied to the rows and their images (as in :mod:`relaxation.squares`).
+* grad W = θ G + Eᵀ · images: one ``addmm``.
+
+:func:`relaxed_linear` is that node followed by the squares of its one layer.
 
 The residuals are taken on the p sketched rows, ρ_out(g)(W Z) − W(ρ_in(g) Z) for Z = Sᵀx: the
 generators act on p × d rows (gathers), never on the d_out × d_in weight. With a sketch the
@@ -51,6 +56,7 @@ from torch.autograd.function import FunctionCtx
 
 from equirelax.relaxation.actions import StackedMatrixMap
 from equirelax.relaxation.expansion import CoefficientGather
+from equirelax.relaxation.image_squares import image_squares
 
 #: How the node builds W_eq and the bias from coefficients: their gathers (weight, bias or None)
 Expansion = tuple[CoefficientGather, CoefficientGather | None]
@@ -111,10 +117,9 @@ def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
 
 def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_free: torch.Tensor,
            theta: float, rows: torch.Tensor | None, stack_in: StackedMatrixMap,
-           stack_out: StackedMatrixMap, sketch: torch.Tensor | None = None,
-           expansion: Expansion | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same three outputs with ordinary differentiable operations (the reference, and the
+           sketch: torch.Tensor | None = None, expansion: Expansion | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same two outputs with ordinary differentiable operations (the reference, and the
     backward used when a second derivative is asked for)."""
     if expansion is not None:  # w_eq and bias are coefficients
         w_eq = expansion[0].expand(w_eq).view(w_free.shape)
@@ -122,23 +127,20 @@ def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_fre
     y = torch.nn.functional.linear(x, w_eq + theta * w_free, bias)
     if sketch is not None:
         rows = _sketched(x, sketch)
-    images = stack_in(rows)  # (m, K + 1, d_in)
-    z = images @ w_free.T  # (m, K + 1, d_out)
-    wx = z[:, 0]
-    residual = z[:, 1:] - stack_out(wx)
-    return y, residual.pow(2).sum(), wx.pow(2).sum()
+    images = stack_in.apply(rows)  # (m, (K + 1) d_in)
+    z = (images.view(-1, w_free.shape[1]) @ w_free.T).view(images.shape[0], -1)
+    return y, z
 
 
-class _RelaxedLinear(torch.autograd.Function):
-    """(y, lie², norm²) of a relaxed dense layer; see :func:`relaxed_linear`."""
+class _RelaxedLinearImages(torch.autograd.Function):
+    """(y, z) of a relaxed dense layer; see :func:`relaxed_linear_images`."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, w_eq: torch.Tensor,
                 bias: torch.Tensor | None, w_free: torch.Tensor, theta: float,
                 rows: torch.Tensor | None, stack_in: StackedMatrixMap,
-                stack_out: StackedMatrixMap, sketch: torch.Tensor | None,
-                expansion: Expansion | None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                sketch: torch.Tensor | None, expansion: Expansion | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         d_out, d_in = w_free.shape
         dense_bias = bias
         if expansion is None:
@@ -157,32 +159,27 @@ class _RelaxedLinear(torch.autograd.Function):
             # 2-D throughout (fewer view operations): each row, then its K images, side by side
             images = stack_in.apply(rows)  # (m, (K + 1) d_in)
             z = torch.mm(images.view(-1, d_in), w_free.T).view(m, -1)  # (m, (K + 1) d_out)
-            # the output action reads W x̂, the first d_out entries of each row of z, in place
-            residual = torch.sub(z[:, d_out:], stack_out.of_leading_flat(z))  # (m, K d_out)
-            flat_r, flat_w = residual.view(-1), z[:, :d_out].reshape(-1)
-            lie, norm = torch.dot(flat_r, flat_r), torch.dot(flat_w, flat_w)
         ctx.theta = theta
-        ctx.stacks = (stack_in, stack_out)
+        ctx.stack_in = stack_in
         ctx.has_bias = bias is not None
         ctx.expansion = expansion
-        ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images, residual, flat_w)
-        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out), lie, norm
+        ctx.save_for_backward(x, w_eq, bias, w_free, rows, w, images)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], d_out), z
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_lie: torch.Tensor,
-                 grad_norm: torch.Tensor):
-        x, w_eq, bias, w_free, rows, w, images, residual, flat_w = ctx.saved_tensors
+    def backward(ctx: FunctionCtx, grad_y: torch.Tensor, grad_z: torch.Tensor):
+        x, w_eq, bias, w_free, rows, w, images = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():
             # create_graph=True: the gradients must themselves be differentiable; take them
             # from the same expression in ordinary operations
             inputs = [t for t, n in zip((x, w_eq, bias, w_free), needs[:4]) if n]
-            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, *ctx.stacks, None,
+            outputs = _plain(x, w_eq, bias, w_free, ctx.theta, rows, ctx.stack_in, None,
                              ctx.expansion)
-            found = iter(torch.autograd.grad(outputs, inputs, (grad_y, grad_lie, grad_norm),
+            found = iter(torch.autograd.grad(outputs, inputs, (grad_y, grad_z),
                                              create_graph=True, allow_unused=True))
             return (*(next(found) if n else None for n in needs[:4]),
-                    None, None, None, None, None, None)
+                    None, None, None, None, None)
         d_out, d_in = w.shape
         flat = x.dim() == 2  # else: leading axes, flattened here and restored on grad x
         g = grad_y if flat else grad_y.reshape(-1, d_out)
@@ -196,54 +193,25 @@ class _RelaxedLinear(torch.autograd.Function):
             if needs[1]:
                 grad_w_eq = gram if ctx.expansion is None else ctx.expansion[0].adjoint(gram)
         if needs[3]:
-            # d/dz of the two sums, halved: g_lie r on the images; on the rows themselves
-            # g_norm W x̂ minus the residuals carried back through the output action (its
-            # transpose, applied to r and scaled after: one gather of a contiguous tensor)
-            m = residual.shape[0]
+            # θ G + (d/dz)ᵀ images in one pass (beta = 0 ignores G: θ = 0 gives the second
+            # term); into G itself when G is not W_eq's gradient (the gather's adjoint has
+            # read it)
             with _PenaltyThreads(w.device, images.numel() * d_out):
-                e = torch.empty(m, residual.shape[1] + d_out, dtype=w.dtype, device=w.device)
-                torch.mul(residual, grad_lie, out=e[:, d_out:])
-                rows_part = torch.mul(flat_w.view(m, d_out), grad_norm, out=e[:, :d_out])
-                rows_part.addcmul_(ctx.stacks[1].apply.adjoint(residual), grad_lie, value=-1.0)
-                # θ G + 2 Eᵀ images in one pass (beta = 0 ignores G: θ = 0 gives 2 Eᵀ images);
-                # into G itself when G is not W_eq's gradient (the gather's adjoint has read it)
-                grad_w_free = (torch.addmm(gram, e.view(-1, d_out).T, images.view(-1, d_in),
-                                           beta=ctx.theta, alpha=2.0) if ctx.expansion is None
-                               else gram.addmm_(e.view(-1, d_out).T, images.view(-1, d_in),
-                                                beta=ctx.theta, alpha=2.0))
+                flat_z = grad_z.reshape(-1, d_out)
+                grad_w_free = (torch.addmm(gram, flat_z.T, images.view(-1, d_in),
+                                           beta=ctx.theta) if ctx.expansion is None
+                               else gram.addmm_(flat_z.T, images.view(-1, d_in),
+                                                beta=ctx.theta))
         grad_b = None
         if needs[2] and ctx.has_bias:
             grad_b = g.sum(0)
             if ctx.expansion is not None:
                 grad_b = ctx.expansion[1].adjoint(grad_b)
-        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None, None
+        return grad_x, grad_w_eq, grad_b, grad_w_free, None, None, None, None, None
 
 
-def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
-                   w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
-                   stack_in: StackedMatrixMap, stack_out: StackedMatrixMap,
-                   sketch: torch.Tensor | None = None, expansion: Expansion | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x (W_eq + θ W)ᵀ + b, Σ_k ||W A_k x̂ − B_k W x̂||², Σ ||W x̂||²)`` in one autograd node.
-
-    ``x`` (..., d_in): the layer's input; ``w_eq`` (d_out, d_in), ``bias`` (d_out,) or None:
-    the equivariant layer's dense weight and bias; ``w_free``: the free weight W; ``rows``
-    (m, d_in): the detached rows x̂ the penalties are evaluated on, or None with ``sketch``, an
-    (n, p) sign matrix S for the n rows of x: then the rows are Sᵀx (formed inside the node,
-    with no autograd bookkeeping for them); ``stack_in`` maps rows to (m, K + 1, d_in), the rows
-    and their K images (identity first), ``stack_out`` outputs to their K images (m, K, d_out).
-    With ``expansion`` (the gathers of the layer's weight and bias, see
-    :mod:`relaxation.expansion`), ``w_eq`` and ``bias`` are the layer's coefficients and bias
-    coefficients instead, expanded inside the node (W_eq is never formed apart from the sum
-    W_eq + θ W) and given their gradients by the gathers' adjoints.
-    Every tensor must have one dtype. The values and gradients are those of the plain
-    expression (:func:`_plain`); the backward runs in closed form, W's two gradients (through y
-    and through the penalties) formed in one ``addmm``. With ``create_graph=True`` the backward
-    evaluates the plain expression instead, so second derivatives are those of ordinary
-    operations. Callers keep compiled code and ``torch.func`` transforms on the plain
-    operations (a Function with a Python backward breaks a compiled graph and has no batching
-    rule).
-    """
+def _check_node_inputs(rows: torch.Tensor | None, sketch: torch.Tensor | None,
+                       bias: torch.Tensor | None, expansion: Expansion | None) -> None:
     if (rows is None) == (sketch is None):
         raise ValueError("relaxed_linear takes either rows or a sketch, got "
                          f"{'both' if rows is not None else 'neither'}")
@@ -255,8 +223,53 @@ def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | Non
         raise ValueError("relaxed_linear needs bias coefficients exactly when the expansion has "
                          f"a bias gather, got bias={'None' if bias is None else 'a tensor'} and "
                          f"a bias gather {'None' if expansion[1] is None else 'given'}")
-    return _RelaxedLinear.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in, stack_out,
-                                sketch, expansion)
+
+
+def relaxed_linear_images(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
+                          w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
+                          stack_in: StackedMatrixMap, sketch: torch.Tensor | None = None,
+                          expansion: Expansion | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x (W_eq + θ W)ᵀ + b, z)`` in one autograd node, z = W on the penalty rows x̂ and
+    their images: (m, (K + 1) d_out), each row's block W x̂ then its blocks W A_k x̂.
+
+    ``x`` (..., d_in): the layer's input; ``w_eq`` (d_out, d_in), ``bias`` (d_out,) or None:
+    the equivariant layer's dense weight and bias; ``w_free``: the free weight W; ``rows``
+    (m, d_in): the detached rows x̂ the penalties are evaluated on, or None with ``sketch``, an
+    (n, p) sign matrix S for the n rows of x: then the rows are Sᵀx (formed inside the node,
+    with no autograd bookkeeping for them); ``stack_in`` maps rows to (m, (K + 1) d_in), the
+    rows and their K images (identity first). With ``expansion`` (the gathers of the layer's
+    weight and bias, see :mod:`relaxation.expansion`), ``w_eq`` and ``bias`` are the layer's
+    coefficients and bias coefficients instead, expanded inside the node (W_eq is never formed
+    apart from the sum W_eq + θ W) and given their gradients by the gathers' adjoints.
+
+    The penalty squares are then read from z (:func:`~equirelax.relaxation.image_squares.
+    image_squares`, for several layers at once). Every tensor must have one dtype. The values
+    and gradients are those of the plain expression (:func:`_plain`); the backward runs in
+    closed form, W's two gradients (through y and through z) formed in one ``addmm``. With
+    ``create_graph=True`` the backward evaluates the plain expression instead, so second
+    derivatives are those of ordinary operations. Callers keep compiled code and ``torch.func``
+    transforms on the plain operations (a Function with a Python backward breaks a compiled
+    graph and has no batching rule).
+    """
+    _check_node_inputs(rows, sketch, bias, expansion)
+    return _RelaxedLinearImages.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in,
+                                      sketch, expansion)
+
+
+def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
+                   w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
+                   stack_in: StackedMatrixMap, stack_out: StackedMatrixMap,
+                   sketch: torch.Tensor | None = None, expansion: Expansion | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x (W_eq + θ W)ᵀ + b, Σ_k ||W A_k x̂ − B_k W x̂||², Σ ||W x̂||²)`` of one layer: its
+    output and W on the penalty rows by :func:`relaxed_linear_images`, then the penalty
+    squares by :func:`~equirelax.relaxation.image_squares.image_squares`; ``stack_out`` maps
+    outputs to their K images. The arguments are those of :func:`relaxed_linear_images`."""
+    y, z = relaxed_linear_images(x, w_eq, bias, w_free, theta, rows, stack_in, sketch,
+                                 expansion)
+    lie, norm = image_squares((z,), (stack_out,))
+    return y, lie, norm
 
 
 class _RelaxedAffine(torch.autograd.Function):

@@ -31,18 +31,19 @@ from torch import nn
 from equirelax.homspace.space import fixed_space, hom
 from equirelax.nn.linear import EquivariantLinear
 from equirelax.nn.module import check_features
-from equirelax.relaxation.actions import FeatureAction
+from equirelax.relaxation.actions import FeatureAction, StackedMatrixMap
 from equirelax.relaxation.expansion import CoefficientGather
 from equirelax.relaxation.fused import (
     Expansion,
     draw_signs,
     new_step,
     relaxed_affine,
-    relaxed_linear,
+    relaxed_linear_images,
     signs_from_bits,
     sketch_signs,
 )
 from equirelax.relaxation.gram import GRAM_OVERHEAD, GramPenalty
+from equirelax.relaxation.image_squares import image_squares
 from equirelax.relaxation.prior import pathway_sq
 from equirelax.relaxation.registry import (
     FreeLinear,
@@ -269,6 +270,9 @@ class Relaxed(nn.Module):
         self._gram_cache: GramPenalty | bool | None = None
         self._lie_sq: list[torch.Tensor] = []
         self._norm_sq: list[torch.Tensor] = []
+        # the fused node's images of the penalty rows (z, output action, rows' factor), whose
+        # squares are formed when the penalties are taken
+        self._images: list[tuple[torch.Tensor, StackedMatrixMap, float]] = []
         self._prepare_penalties()
         if self.fused:  # found now, not in the first forward (which may be traced)
             self._coefficient_gathers()
@@ -410,14 +414,16 @@ class Relaxed(nn.Module):
                 if sketch is None:
                     drawn = self._penalty_rows(x.detach().reshape(-1, self.rep_in.dim))
                 if sketch is not None or not self._by_gram(drawn[0].shape[0]):
-                    # the layer, its free term and the penalty squares in one autograd node
-                    # (which forms a sketch's rows Sᵀx itself)
-                    y, lie_sq, norm_sq = relaxed_linear(
+                    # the layer, its free term and W on the penalty rows and their images in
+                    # one autograd node (which forms a sketch's rows Sᵀx itself); the squares
+                    # are read from those images when the penalties are taken, for every
+                    # layer at once (RelaxedModel.penalty) or for this one (take_squares)
+                    y, z = relaxed_linear_images(
                         x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
                         None if drawn is None else drawn[0],
-                        self.act_in.prepare(self.shape_in, identity=True),
-                        self.act_out.prepare(self.shape_out), sketch, expansion)
-                    self._keep(lie_sq, norm_sq, 1.0 if drawn is None else drawn[2])
+                        self.act_in.prepare(self.shape_in, identity=True), sketch, expansion)
+                    self._images.append((z, self.act_out.prepare(self.shape_out),
+                                         1.0 if drawn is None else drawn[2]))
                     return y
             if expansion is not None and self._eager_node(x, w, theta):
                 # the output in one node from the coefficients; penalties recorded below
@@ -728,7 +734,7 @@ class Relaxed(nn.Module):
         # The dense/fold hooks are looked up again on loading: a registration made with lambdas
         # would make the module unpicklable
         state = self.__dict__.copy()
-        state["_lie_sq"], state["_norm_sq"] = [], []
+        state["_lie_sq"], state["_norm_sq"], state["_images"] = [], [], []
         state["_dense"] = state["_fold"] = None
         # the coefficient gathers hold an index per weight entry (more bytes than the weight):
         # found again on first use rather than stored
@@ -740,6 +746,7 @@ class Relaxed(nn.Module):
         super().__setstate__(state)
         if theta is not None:
             self.theta = theta
+        self.__dict__.setdefault("_images", [])  # pickled before the fused node kept images
         reg = registration(self.layer) or Registration()
         self._dense, self._fold = reg.dense, reg.fold
         if self._gram_cache is None:  # pickled when the Gram penalty was not kept
@@ -748,11 +755,25 @@ class Relaxed(nn.Module):
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
+        for z, stack, scale in self.take_images():
+            lie_sq, norm_sq = image_squares((z,), (stack,))
+            self._keep(lie_sq, norm_sq, scale)
         lie, norm = _total(self._lie_sq), _total(self._norm_sq)
         # plain attributes: set without nn.Module.__setattr__'s checks, every step
         self.__dict__.update(_lie_sq=[], _norm_sq=[])
         new_step()  # the next forward sketches with a fresh S
         return lie, norm
+
+    def take_images(self) -> list[tuple[torch.Tensor, StackedMatrixMap, float]]:
+        """Clear and return the fused node's images recorded since the last call: (z, the
+        output action, the factor on their squares) per forward, z being W on the penalty rows
+        and their images (see :func:`~equirelax.relaxation.fused.relaxed_linear_images`).
+        :meth:`RelaxedModel.penalty` forms the squares of every layer's images in one node;
+        :meth:`take_squares` forms them for this layer alone."""
+        images = self._images
+        if images:
+            self.__dict__["_images"] = []
+        return images
 
     def free_dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The free term's dense (d_out, d_in) weight and bias (only for the default free term)."""

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from equirelax.relaxation.actions import StackedMatrixMap
+from equirelax.relaxation.image_squares import indexable, squares_of_images
 from equirelax.relaxation.registry import declares_reps, registration
 from equirelax.relaxation.relaxed import Relaxed, check_relax_options
 from equirelax.relaxation.schedule import Schedule, make_schedule
@@ -239,7 +241,13 @@ class RelaxedModel(nn.Module):
                 and not (torch.compiler.is_compiling()
                          or torch._C._are_functorch_transforms_active())):
             # the two roots only: their weighted sum in one node when both have squares
-            lie_sq, norm_sq = self._take_squares(self._layers())
+            layers = self._layers()
+            images = [entry for layer in layers for entry in layer.take_images()]
+            lie_sq, norm_sq = self._take_squares(layers)
+            if images:  # every layer's squares from its images, in one node per row count
+                for lie, norm in _image_squares_of(images):
+                    lie_sq.append(lie)
+                    norm_sq.append(norm)
             scale = self.theta if self.penalty_times_theta else 1.0
             if lie_sq and norm_sq and _one_cpu_kind(lie_sq + norm_sq):
                 return weighted_roots(lie_sq, norm_sq, self.lie_weight * scale,
@@ -273,6 +281,23 @@ def _collect_relaxed(module: nn.Module, found: list[Relaxed], seen: set[int]) ->
             if isinstance(child, Relaxed):
                 found.append(child)
             _collect_relaxed(child, found, seen)
+
+
+def _image_squares_of(images: list[tuple[torch.Tensor, StackedMatrixMap, float]]
+                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The penalty squares of the fused layers' images (z, output action, factor), summed by
+    :func:`~equirelax.relaxation.image_squares.image_squares` over the images that share a
+    number of rows, dtype, device and factor, and whose output actions are all read by gathers
+    or all applied as matrices (on a sketch, usually all of them)."""
+    groups: dict[tuple, list[tuple[torch.Tensor, StackedMatrixMap]]] = {}
+    for z, stack, scale in images:
+        key = (z.shape[0], z.dtype, z.device, scale, indexable(stack))
+        groups.setdefault(key, []).append((z, stack))
+    out = []
+    for (_, _, _, scale, _), members in groups.items():
+        lie, norm = squares_of_images([z for z, _ in members], [stack for _, stack in members])
+        out.append((lie, norm) if scale == 1.0 else (lie * scale, norm * scale))
+    return out
 
 
 def _one_cpu_kind(tensors: list[torch.Tensor]) -> bool:

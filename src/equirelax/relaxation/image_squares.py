@@ -1,0 +1,243 @@
+"""The penalty squares of several relaxed layers from their images, as one autograd node.
+
+A fused relaxed layer (:mod:`relaxation.fused`) hands over z = [W x̂, W A_1 x̂, ..., W A_K x̂]
+for its penalty rows x̂ (m, (K + 1) d_out: each row's block, then its K images' blocks). The
+penalties need, summed over the rows,
+
+* lie² = Σ_k ||W A_k x̂ − B_k W x̂||², where B_k is the output action of generator k,
+* norm² = ||W x̂||²,
+
+and a model sums both over its layers. Per layer these are a gather (B_k on W x̂), a
+subtraction and two dot products, and in the backward as many operations again: on a sketch's
+few rows each one costs its dispatch, not its arithmetic. :func:`image_squares` takes every
+layer's z at once (layers with the same number of rows): their blocks are read from the
+concatenation of the z's by one gather of fixed column indices (an output action that is a
+permutation, or a few signed entries per row, is such a gather), so the operations no longer
+grow with the number of layers. Output actions given as dense matrices are applied layer by
+layer within the same node.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from equirelax.relaxation.actions import LinearMap, StackedMatrixMap
+
+#: Output actions whose rows combine at most this many entries are read by gathers (one per
+#: entry); denser ones are applied as matrices, layer by layer.
+MAX_TERMS = 4
+
+
+def _terms(linear: LinearMap) -> tuple[np.ndarray, np.ndarray] | None:
+    """The map as weighted gathers: (columns, weights), each (terms, rows), the rows' non-zero
+    entries padded with weight 0; None for a map with more than :data:`MAX_TERMS` per row."""
+    if linear.gather:
+        cols = linear.arrays[0][None, :]
+        return cols, np.ones(cols.shape)
+    if linear.sparse:
+        cols, vals = linear.arrays
+        return cols, vals
+    m = np.asarray(linear.arrays[0])
+    nnz = int((m != 0).sum(1).max()) if m.size else 0
+    if nnz > MAX_TERMS:
+        return None
+    order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]
+    return order.T.copy(), np.take_along_axis(m, order, axis=1).T.copy()
+
+
+def indexable(stack: StackedMatrixMap) -> bool:
+    """Whether :func:`image_squares` reads this output action by gathers."""
+    found = stack.__dict__.get("_indexable")
+    if found is None:
+        found = stack.__dict__["_indexable"] = _terms(stack.apply) is not None
+    return found
+
+
+class ImageLayout:
+    """Where each layer's blocks sit in the concatenation of the layers' z (columns), and the
+    column indices that read every image block, every identity block and, for each image
+    column, the entries its output action combines (``terms`` of them, padded with weight 0).
+
+    Built once per list of output actions (:meth:`of` keeps them by the actions' identity,
+    holding only weak references to the actions), for :func:`image_squares`.
+    """
+
+    def __init__(self, stacks: Sequence[StackedMatrixMap]) -> None:
+        self.refs = tuple(weakref.ref(s) for s in stacks)
+        self.widths = [(s.k + 1) * s.apply.shape[1] for s in stacks]
+        self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        found = [_terms(s.apply) for s in stacks]
+        self.indexed = all(t is not None for t in found)
+        if not self.indexed:
+            return
+        images, identities, columns, weights = [], [], [], []
+        offset = 0
+        terms = max(t[0].shape[0] for t in found)  # type: ignore[index]
+        for stack, width, (cols, vals) in zip(stacks, self.widths, found):  # type: ignore[misc]
+            d = stack.apply.shape[1]
+            images.append(np.arange(offset + d, offset + width))
+            identities.append(np.arange(offset, offset + d))
+            pad = terms - cols.shape[0]
+            columns.append(offset + np.concatenate([cols, np.zeros((pad, cols.shape[1]),
+                                                                   dtype=cols.dtype)]))
+            weights.append(np.concatenate([vals, np.zeros((pad, vals.shape[1]))]))
+            offset += width
+        self.images = np.concatenate(images)
+        self.identities = np.concatenate(identities)
+        self.columns = np.concatenate(columns, axis=1)  # (terms, R)
+        self.weights = np.concatenate(weights, axis=1)
+        self.plain = bool(np.all(self.weights[0] == 1) and np.all(self.weights[1:] == 0))
+        self.n_images = len(self.images)
+
+    @classmethod
+    def of(cls, stacks: Sequence[StackedMatrixMap]) -> ImageLayout:
+        """The layout of these output actions (built on first use, then kept)."""
+        key = tuple(id(s) for s in stacks)
+        layout = _LAYOUTS.get(key)
+        if layout is None or any(ref() is not s for ref, s in zip(layout.refs, stacks)):
+            if len(_LAYOUTS) >= MAX_LAYOUTS:  # actions of models no longer in use
+                _LAYOUTS.clear()
+            layout = _LAYOUTS[key] = cls(stacks)
+        return layout
+
+    def tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """(gather index, extra term indices, their weights) on ``device`` in ``dtype``: the
+        gather reads [images | output action's first term | identity blocks]; the extra terms
+        (a weighted gather each) complete the output action where an image column combines
+        several entries, and the first term's weights are None where they are all 1."""
+        key = (device, dtype)
+        found = self._tensors.get(key)
+        if found is None:
+            index = np.concatenate([self.images, self.columns[0], self.identities])
+            extra = self.columns[1:] if not self.plain else self.columns[:0]
+            found = self._tensors[key] = (
+                torch.as_tensor(index, dtype=torch.long, device=device),
+                torch.as_tensor(extra, dtype=torch.long, device=device),
+                None if self.plain else torch.as_tensor(self.weights, dtype=dtype,
+                                                        device=device))
+        return found
+
+
+#: Layouts by the ids of their output actions (checked against weak references on use).
+_LAYOUTS: dict[tuple[int, ...], ImageLayout] = {}
+#: How many layouts are kept before the cache starts afresh.
+MAX_LAYOUTS = 256
+
+
+class _ImageSquares(torch.autograd.Function):
+    """(lie², norm²) summed over layers, from their images z; see :func:`image_squares`."""
+
+    @staticmethod
+    def forward(ctx, layout: ImageLayout, stacks: tuple[StackedMatrixMap, ...],
+                *zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.layout, ctx.stacks = layout, stacks
+        ctx.save_for_backward(*zs)
+        if not layout.indexed:  # dense output actions: layer by layer
+            lie, norm = _plain(stacks, zs)
+            return lie, norm
+        index, extra, weights = layout.tensors(zs[0].device, zs[0].dtype)
+        r = layout.n_images
+        z = zs[0] if len(zs) == 1 else torch.cat(zs, 1)
+        picked = z.index_select(1, index)  # (m, 2R + N)
+        if weights is None:  # every output action a gather: images minus the gathered entries
+            residual = torch.sub(picked[:, :r], picked[:, r:2 * r])
+        else:
+            action = picked[:, r:2 * r] * weights[0]
+            for j in range(extra.shape[0]):
+                action.addcmul_(z.index_select(1, extra[j]), weights[j + 1])
+            residual = picked[:, :r] - action
+        rows = picked[:, 2 * r:]
+        ctx.residual, ctx.rows = residual, rows
+        flat = residual.view(-1)
+        rows_flat = rows.reshape(-1)
+        return torch.dot(flat, flat), torch.dot(rows_flat, rows_flat)
+
+    @staticmethod
+    def backward(ctx, grad_lie: torch.Tensor, grad_norm: torch.Tensor):
+        layout = ctx.layout
+        zs = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradients of the same sums in ordinary operations, so that
+            # they can be differentiated again
+            lie, norm = _plain(ctx.stacks, zs)
+            grads = torch.autograd.grad((lie, norm), zs, (grad_lie, grad_norm),
+                                        create_graph=True)
+            return (None, None, *grads)
+        if not layout.indexed:  # dense output actions: autograd of the plain sums
+            with torch.enable_grad():
+                inputs = [z.detach().requires_grad_() for z in zs]
+                lie, norm = _plain(ctx.stacks, inputs)
+            return (None, None, *torch.autograd.grad((lie, norm), inputs,
+                                                     (grad_lie, grad_norm)))
+        index, extra, weights = layout.tensors(zs[0].device, zs[0].dtype)
+        r = layout.n_images
+        residual, rows = ctx.residual, ctx.rows
+        m = residual.shape[0]
+        # d/d(picked): 2 g r on the images, −2 g r (times the weights) on the action's first
+        # term, 2 g' W x̂ on the identity blocks; carried to z by the gather's adjoint
+        grad = torch.empty(m, index.shape[0], dtype=residual.dtype, device=residual.device)
+        torch.mul(residual, 2.0 * grad_lie, out=grad[:, :r])
+        torch.neg(grad[:, :r], out=grad[:, r:2 * r])
+        if weights is not None:
+            grad[:, r:2 * r].mul_(weights[0])
+        torch.mul(rows, 2.0 * grad_norm, out=grad[:, 2 * r:])
+        width = sum(layout.widths)
+        grad_z = torch.zeros(m, width, dtype=grad.dtype, device=grad.device)
+        grad_z.scatter_add_(1, index.expand(m, -1), grad)
+        for j in range(extra.shape[0]):
+            part = residual * weights[j + 1] * (-2.0 * grad_lie)
+            grad_z.scatter_add_(1, extra[j].expand(m, -1), part)
+        if len(zs) == 1:
+            return None, None, grad_z
+        return (None, None, *torch.split_with_sizes(grad_z, layout.widths, 1))
+
+
+def _plain(stacks: Sequence[StackedMatrixMap], zs: Sequence[torch.Tensor]
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two sums in ordinary operations, layer by layer."""
+    lie = norm = None
+    for stack, z in zip(stacks, zs):
+        d = stack.apply.shape[1]
+        residual = z[:, d:] - stack.apply(z[:, :d])
+        a, b = residual.pow(2).sum(), z[:, :d].pow(2).sum()
+        lie, norm = (a, b) if lie is None else (lie + a, norm + b)
+    return lie, norm  # type: ignore[return-value]
+
+
+def image_squares(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Σ_l Σ_k ||z_l,k − B_l,k z_l,0||², Σ_l ||z_l,0||²)`` in one autograd node.
+
+    ``zs``: each layer's images z (m, (K + 1) d_out), the block of its rows W x̂ first, then
+    the blocks W A_k x̂ (as :func:`~equirelax.relaxation.fused.relaxed_linear_images` gives
+    them); ``stacks``: each layer's output action (``FeatureAction.prepare(shape)``: K maps of
+    d_out features). Every z must have the same number of rows, dtype and device. The values
+    and gradients are those of the plain expression; with ``create_graph=True`` the backward
+    evaluates it in ordinary operations.
+    """
+    if len(zs) != len(stacks) or not zs:
+        raise ValueError(f"image_squares takes one output action per layer, got {len(zs)} "
+                         f"images and {len(stacks)} actions")
+    rows = zs[0].shape[0]
+    for z, stack in zip(zs, stacks):
+        width = (stack.k + 1) * stack.apply.shape[1]
+        if z.dim() != 2 or z.shape[1] != width:
+            raise ValueError(f"expected images of shape (m, {width}) for an output action of "
+                             f"{stack.k} maps on {stack.apply.shape[1]} features, got "
+                             f"{tuple(z.shape)}")
+        if z.shape[0] != rows or z.dtype != zs[0].dtype or z.device != zs[0].device:
+            raise ValueError("image_squares takes images of one number of rows, dtype and "
+                             f"device, got {tuple(zs[0].shape)} {zs[0].dtype} {zs[0].device} "
+                             f"and {tuple(z.shape)} {z.dtype} {z.device}")
+    return squares_of_images(zs, stacks)
+
+
+def squares_of_images(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`image_squares` without checking its arguments (for callers that built them)."""
+    stacks = tuple(stacks)
+    return _ImageSquares.apply(ImageLayout.of(stacks), stacks, *zs)
