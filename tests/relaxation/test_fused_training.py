@@ -103,7 +103,9 @@ def _check(rep_in, rep_out, theta, options, weights, seed, dtype=torch.float64, 
         torch.testing.assert_close(got, plain[name], rtol=tol, atol=tol, msg=name)
 
 
-THETAS = st.sampled_from([0.0, 0.3, -1.7])
+#: θ = 0, a θ below fused.PRESCALE_MIN_THETA (G formed as it is), and two above it (θ·G
+#: formed by the product, the coefficients' gradient divided by θ).
+THETAS = st.sampled_from([0.0, 1e-8, 0.3, -1.7])
 WEIGHTS = st.sampled_from([(1.0, 1.0), (0.0, 2.0), (0.5, 0.0), (0.0, 0.0)])
 
 

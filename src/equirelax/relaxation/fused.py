@@ -115,6 +115,32 @@ def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
     return torch.mm(sketch.T, flat)
 
 
+#: For |θ| below this the weight gradient G = gᵀx is formed as it is and scaled for W
+#: afterwards; from it on, the product forms θ·G directly (see :func:`_weight_gradient`).
+PRESCALE_MIN_THETA = 1e-6
+
+
+def _weight_gradient(g: torch.Tensor, x: torch.Tensor, theta: float, gather: CoefficientGather,
+                     coefficients: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """(θ·G or G, the coefficients' gradient (None unless ``coefficients``), whether the first
+    is θ·G) for G = gᵀx, the gradient of W_eq + θ W.
+
+    For |θ| ≥ :data:`PRESCALE_MIN_THETA` the product forms θ·G (the scale rides in the matmul's
+    alpha) and the coefficients' gradient is the gather's adjoint of θ·G divided by θ (a
+    vector of the coefficients' size): W's gradient then needs no scaling pass over
+    d_out × d_in, neither alone nor inside a later ``addmm`` (whose β ∉ {0, 1} is one more
+    pass over its output). Smaller θ would lose G's digits below θ·G's range, and θ = 0 has
+    no inverse: there G is formed as it is."""
+    d_out, d_in = g.shape[1], x.shape[1]
+    if abs(theta) >= PRESCALE_MIN_THETA:
+        scaled = torch.empty(d_out, d_in, dtype=g.dtype, device=g.device).addmm_(
+            g.T, x, beta=0.0, alpha=theta)
+        return scaled, gather.adjoint(scaled).div_(theta) if coefficients else None, True
+    gram = torch.mm(g.T, x)
+    return gram, gather.adjoint(gram) if coefficients else None, False
+
+
 def _plain(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None, w_free: torch.Tensor,
            theta: float, rows: torch.Tensor | None, stack_in: StackedMatrixMap,
            sketch: torch.Tensor | None = None, expansion: Expansion | None = None
@@ -187,11 +213,16 @@ class _RelaxedLinearImages(torch.autograd.Function):
         if needs[0]:
             grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
         grad_w_eq = grad_w_free = None
+        scaled = False  # whether gram is θ G (formed so by the product)
         if needs[1] or needs[3]:
             # G = gᵀ x, the gradient of W_eq + θ W
-            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
-            if needs[1]:
-                grad_w_eq = gram if ctx.expansion is None else ctx.expansion[0].adjoint(gram)
+            flat_x = x if flat else x.reshape(-1, d_in)
+            if ctx.expansion is None:
+                gram = torch.mm(g.T, flat_x)
+                grad_w_eq = gram if needs[1] else None
+            else:
+                gram, grad_w_eq, scaled = _weight_gradient(g, flat_x, ctx.theta,
+                                                           ctx.expansion[0], needs[1])
         if needs[3]:
             # θ G + (d/dz)ᵀ images in one pass (beta = 0 ignores G: θ = 0 gives the second
             # term); into G itself when G is not W_eq's gradient (the gather's adjoint has
@@ -201,7 +232,7 @@ class _RelaxedLinearImages(torch.autograd.Function):
                 grad_w_free = (torch.addmm(gram, flat_z.T, images.view(-1, d_in),
                                            beta=ctx.theta) if ctx.expansion is None
                                else gram.addmm_(flat_z.T, images.view(-1, d_in),
-                                                beta=ctx.theta))
+                                                beta=1.0 if scaled else ctx.theta))
         grad_b = None
         if needs[2] and ctx.has_bias:
             grad_b = g.sum(0)
@@ -315,11 +346,11 @@ class _RelaxedAffine(torch.autograd.Function):
         if needs[0]:
             grad_x = torch.mm(g, w) if flat else torch.mm(g, w).reshape(x.shape)
         if needs[1] or needs[3]:
-            gram = torch.mm(g.T, x if flat else x.reshape(-1, d_in))
-            if needs[1]:
-                grad_c = expansion[0].adjoint(gram)
-            if needs[3]:  # θ G, in place (the adjoint has read G)
-                grad_w_free = gram.mul_(ctx.theta)
+            gram, grad_c, scaled = _weight_gradient(
+                g, x if flat else x.reshape(-1, d_in), ctx.theta, expansion[0], needs[1])
+            if needs[3]:  # θ G (in place when the product did not form it: the adjoint has
+                # read G)
+                grad_w_free = gram if scaled else gram.mul_(ctx.theta)
         if needs[2] and ctx.has_bias:
             grad_b = expansion[1].adjoint(g.sum(0))
         return grad_x, grad_c, grad_b, grad_w_free, None, None
