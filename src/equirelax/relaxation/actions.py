@@ -87,9 +87,7 @@ class LinearMap:
             # (m x)[i] = x[j] where m[i, j] = 1
             self.arrays: tuple[np.ndarray, ...] = (np.argmax(m, axis=1),)
         elif self.sparse:
-            order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros
-            values = np.take_along_axis(m, order, axis=1)
-            self.arrays = (order.T.copy(), values.T.copy())
+            self.arrays = row_entries(m)
         else:
             self.arrays = (np.ascontiguousarray(m),)
         self.transpose_arrays = _sparse_transpose(m) if self.gather or self.sparse else None
@@ -225,6 +223,16 @@ class LinearMap:
         return picked.sum(-2)
 
 
+def row_entries(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zeros of each row of m in the padded sparse form of :class:`LinearMap`: their
+    column indices and their values, each (k, rows) for the largest number k of non-zeros in
+    a row (at least 1); rows with fewer are padded with zero entries."""
+    m = np.asarray(m)
+    nnz = int((m != 0).sum(1).max()) if m.size else 0
+    order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]  # non-zeros first
+    return order.T.copy(), np.take_along_axis(m, order, axis=1).T.copy()
+
+
 def _sparse_transpose(m: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """mᵀ in the padded sparse form of :class:`LinearMap`: the index (k, n) of the k
     non-zeros of each column of m (padded with zeros), and their values unless every one is 1;
@@ -232,12 +240,10 @@ def _sparse_transpose(m: np.ndarray) -> tuple[np.ndarray, ...] | None:
     m = np.asarray(m)
     if not m.size:
         return None
-    nnz = int((m != 0).sum(0).max())
-    order = np.argsort(m.T == 0, axis=1, kind="stable")[:, :max(nnz, 1)]
-    values = np.take_along_axis(m.T, order, axis=1)
+    index, values = row_entries(m.T)
     if np.all(values == 1):
-        return (order.T.copy(),)
-    return order.T.copy(), values.T.copy()
+        return (index,)
+    return index, values
 
 
 class MatrixMap:
@@ -266,18 +272,6 @@ class StackedMatrixMap:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x).unflatten(-1, (self.k, self.n_out))
-
-    def of_leading_flat(self, x: torch.Tensor) -> torch.Tensor:
-        """The stacked map applied to the first n_in entries of each row of a 2-D ``x``
-        (rows, ≥ n_in), its K images side by side: (rows, K · n_out). A gather or sparse map
-        reads them in place, where slicing them out first would copy a strided view."""
-        linear = self.apply
-        n_in = linear.shape[1]
-        if x.shape[-1] < n_in:
-            raise ValueError(f"expected rows of at least {n_in} entries, got {x.shape[-1]}")
-        if (linear.gather or linear.sparse) and not torch.compiler.is_compiling():
-            return linear(x)
-        return linear(x[:, :n_in])
 
     def adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """The transpose of the stacked map: g (..., K, n_out) ↦ Σ_k m_kᵀ g_k, (..., n_in)."""

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from equirelax.relaxation.actions import LinearMap, StackedMatrixMap
+from equirelax.relaxation.actions import LinearMap, StackedMatrixMap, row_entries
 
 #: Output actions whose rows combine at most this many entries are read by gathers (one per
 #: entry); denser ones are applied as matrices, layer by layer.
@@ -41,12 +41,8 @@ def _terms(linear: LinearMap) -> tuple[np.ndarray, np.ndarray] | None:
     if linear.sparse:
         cols, vals = linear.arrays
         return cols, vals
-    m = np.asarray(linear.arrays[0])
-    nnz = int((m != 0).sum(1).max()) if m.size else 0
-    if nnz > MAX_TERMS:
-        return None
-    order = np.argsort(m == 0, axis=1, kind="stable")[:, :max(nnz, 1)]
-    return order.T.copy(), np.take_along_axis(m, order, axis=1).T.copy()
+    cols, vals = row_entries(linear.arrays[0])
+    return (cols, vals) if cols.shape[0] <= MAX_TERMS else None
 
 
 def indexable(stack: StackedMatrixMap) -> bool:
