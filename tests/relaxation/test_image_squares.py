@@ -2,6 +2,7 @@
 (relaxation.image_squares): values and gradients equal the plain sums for output actions that
 are gathers, a few weighted entries per row, or dense; second derivatives; and a relaxed
 model's penalty (every layer's squares at once) equals the sum of its layers' own squares.
+The weighted roots of those sums in one node (image_penalty) equal the plain expression too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import equirelax as er
 from equirelax.relaxation import relax
 from equirelax.relaxation.actions import StackedMatrixMap
 from equirelax.relaxation.fused import new_step
-from equirelax.relaxation.image_squares import ImageLayout, image_squares, indexable
+from equirelax.relaxation.image_squares import (
+    ImageLayout,
+    image_penalty,
+    image_squares,
+    indexable,
+)
 from tests.helpers.rep_strategies import action_matrix
 
 
@@ -149,3 +155,80 @@ def test_model_penalty_equals_the_layers_own_squares(options, group):
     assert torch.allclose(p1, p2, rtol=1e-10)
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def _plain_penalty(zs, stacks, weights):
+    lie_weight, norm_weight, epsilon, factor = weights
+    lie, norm = _plain(zs, stacks)
+    return (lie_weight * torch.sqrt(lie * factor + epsilon)
+            + norm_weight * torch.sqrt(norm * factor + epsilon))
+
+
+def _images(stacks, rows: int, dtype=torch.float64):
+    return [torch.randn(rows, (s.k + 1) * s.apply.shape[1], dtype=dtype, requires_grad=True)
+            for s in stacks]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 6),
+                          st.sampled_from(["gather", "sparse"])), min_size=1, max_size=4),
+       st.integers(1, 5), st.integers(0, 2**16),
+       st.tuples(st.sampled_from([0.0, 0.01, 1.7]), st.sampled_from([0.0, 0.02, 0.9]),
+                 st.sampled_from([0.0, 1e-12, 0.5]), st.sampled_from([1.0, 0.25, 3.0])))
+def test_image_penalty_equals_the_plain_expression(layers, rows, seed, weights):
+    rng = np.random.default_rng(seed)
+    stacks = [_stack(rng, k, d, kind) for k, d, kind in layers]
+    torch.manual_seed(seed)
+    zs = _images(stacks, rows)
+    got = image_penalty(zs, stacks, *weights)
+    want = _plain_penalty(zs, stacks, weights)
+    assert got.shape == () and got.dtype == torch.float64
+    assert got.grad_fn.name() == "_ImagePenaltyBackward"
+    grads = torch.autograd.grad(1.5 * got, zs)
+    want_grads = torch.autograd.grad(1.5 * want, zs)
+    for a, b in zip((got, *grads), (want, *want_grads)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["gather", "sparse"])
+def test_image_penalty_float32(kind):
+    rng = np.random.default_rng(5)
+    stacks = [_stack(rng, 2, 5, kind), _stack(rng, 3, 4, kind)]
+    torch.manual_seed(5)
+    zs = _images(stacks, 4, torch.float32)
+    weights = (0.3, 0.7, 1e-12, 1.0)
+    got = image_penalty(zs, stacks, *weights)
+    want = _plain_penalty(zs, stacks, weights)
+    assert got.dtype == torch.float32
+    for a, b in zip((got, *torch.autograd.grad(got, zs)),
+                    (want, *torch.autograd.grad(want, zs))):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_image_penalty_second_derivatives():
+    rng = np.random.default_rng(6)
+    stacks = [_stack(rng, 2, 4, "gather"), _stack(rng, 2, 3, "sparse")]
+    zs = _images(stacks, 3)
+    weights = (0.4, 0.6, 1e-9, 2.0)
+
+    def hessian_vector(penalty):
+        grads = torch.autograd.grad(penalty(zs, stacks), zs, create_graph=True)
+        return torch.autograd.grad(sum((g * g).sum() for g in grads), zs)
+
+    got = hessian_vector(lambda z, s: image_penalty(z, s, *weights))
+    want = hessian_vector(lambda z, s: _plain_penalty(z, s, weights))
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_image_penalty_refuses_dense_actions_bad_weights_and_mismatched_images():
+    rng = np.random.default_rng(7)
+    gather, dense = _stack(rng, 2, 3, "gather"), _stack(rng, 2, 9, "dense")
+    with pytest.raises(ValueError, match="dense matrix"):
+        image_penalty([torch.zeros(2, 9), torch.zeros(2, 27)], [gather, dense], 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"lie_weight must be a finite number >= 0, got -1\.0"):
+        image_penalty([torch.zeros(2, 9)], [gather], -1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="factor must be a finite number >= 0, got nan"):
+        image_penalty([torch.zeros(2, 9)], [gather], 1.0, 1.0, 0.0, float("nan"))
+    with pytest.raises(ValueError, match="one number of rows"):
+        image_penalty([torch.zeros(2, 9), torch.zeros(3, 9)], [gather, gather], 1.0, 1.0, 0.0)

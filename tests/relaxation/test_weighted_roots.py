@@ -1,6 +1,8 @@
-"""RelaxedModel.penalty() as one autograd node (relaxed_model.weighted_roots) when only the
-Lie and norm penalties are weighted: the value and every gradient, first and second order, equal
-the weighted sum of ``penalties()`` (ordinary operations), in float64 to 1e-12."""
+"""RelaxedModel.penalty() as one autograd node when only the Lie and norm penalties are weighted:
+image_squares.image_penalty when every square comes from fused layers' images, else
+relaxed_model.weighted_roots of the recorded squares. The value and every gradient, first and
+second order, equal the weighted sum of ``penalties()`` (ordinary operations), in float64 to
+1e-12, by either node."""
 
 from __future__ import annotations
 
@@ -11,15 +13,24 @@ from equirelax.relaxation import relax
 from equirelax.relaxation.fused import new_step
 from equirelax.relaxation.relaxed_model import weighted_roots
 
+#: How the layers record their squares, and the node penalty() then ends in: every layer's
+#: images (fused nodes), every layer's squares by the Gram path, or the first layer by Gram
+#: and the others by images
+ROUTES = {"images": "_ImagePenaltyBackward", "gram": "_WeightedRootsBackward",
+          "mixed": "_WeightedRootsBackward"}
 
-def _relaxed(model, **options):
+
+def _relaxed(model, route: str = "images", **options):
     relaxed = relax(model, total_steps=10, init_std=0.3, **options).train()
     relaxed.t = 4
     relaxed.step()
+    layers = list(relaxed.relaxed_layers().values())
+    for layer in layers if route == "gram" else layers[:1] if route == "mixed" else []:
+        layer.penalty_method = "gram"
     return relaxed
 
 
-def _penalty_and_grads(relaxed, x, one_node: bool, second_order: bool = False):
+def _penalty_and_grads(relaxed, x, one_node: str | None, second_order: bool = False):
     for p in relaxed.parameters():
         p.grad = None
     new_step()
@@ -28,7 +39,7 @@ def _penalty_and_grads(relaxed, x, one_node: bool, second_order: bool = False):
     out = relaxed(xg).pow(2).mean()
     if one_node:
         penalty = relaxed.penalty()
-        assert penalty.grad_fn.name() == "_WeightedRootsBackward"
+        assert penalty.grad_fn.name() == one_node
     else:  # the weighted sum of the penalties' dict, in ordinary operations
         p = relaxed.penalties()
         penalty = relaxed.lie_weight * p["lie"] + relaxed.norm_weight * p["norm"]
@@ -45,30 +56,35 @@ def _penalty_and_grads(relaxed, x, one_node: bool, second_order: bool = False):
     return penalty.detach(), grads
 
 
+@pytest.mark.parametrize("route", sorted(ROUTES))
 @pytest.mark.parametrize("fixture", ["s4_model", "so3_model"])
 @pytest.mark.parametrize("options", [{}, {"penalty_sketch": 3}, {"penalty_times_theta": True},
-                                     {"lie_weight": 0.3, "norm_weight": 0.0}])
-def test_one_node_penalty_equals_the_weighted_penalties(fixture, options, request):
-    relaxed = _relaxed(request.getfixturevalue(fixture), **options)
+                                     {"lie_weight": 0.3, "norm_weight": 0.0},
+                                     {"lie_weight": 0.0, "norm_weight": 0.2},
+                                     {"penalty_rows": 7}])
+def test_one_node_penalty_equals_the_weighted_penalties(fixture, options, route, request):
+    relaxed = _relaxed(request.getfixturevalue(fixture), route, **options)
     x = torch.randn(20, relaxed.rep_in.dim, dtype=torch.float64)
-    got, got_grads = _penalty_and_grads(relaxed, x, one_node=True)
-    want, want_grads = _penalty_and_grads(relaxed, x, one_node=False)
+    got, got_grads = _penalty_and_grads(relaxed, x, one_node=ROUTES[route])
+    want, want_grads = _penalty_and_grads(relaxed, x, one_node=None)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_one_node_penalty_second_derivatives(so3_model):
-    relaxed = _relaxed(so3_model, penalty_sketch=3)
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_one_node_penalty_second_derivatives(so3_model, route):
+    relaxed = _relaxed(so3_model, route, penalty_sketch=3)
     x = torch.randn(12, relaxed.rep_in.dim, dtype=torch.float64)
-    _, got = _penalty_and_grads(relaxed, x, one_node=True, second_order=True)
-    _, want = _penalty_and_grads(relaxed, x, one_node=False, second_order=True)
+    _, got = _penalty_and_grads(relaxed, x, one_node=ROUTES[route], second_order=True)
+    _, want = _penalty_and_grads(relaxed, x, one_node=None, second_order=True)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_an_equivariant_free_term_gives_the_root_of_epsilon(s4_model):
-    relaxed = _relaxed(s4_model, penalty_sketch=3, norm_weight=0.0)
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_an_equivariant_free_term_gives_the_root_of_epsilon(s4_model, route):
+    relaxed = _relaxed(s4_model, route, penalty_sketch=3, norm_weight=0.0)
     with torch.no_grad():
         for layer in relaxed.relaxed_layers().values():
             layer.free.weight.zero_()

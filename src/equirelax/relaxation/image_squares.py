@@ -15,10 +15,17 @@ concatenation of the z's by one gather of fixed column indices (an output action
 permutation, or a few signed entries per row, is such a gather), so the operations no longer
 grow with the number of layers. Output actions given as dense matrices are applied layer by
 layer within the same node.
+
+A relaxed model's penalty is then lie_weight · sqrt(lie² + ε) + norm_weight · sqrt(norm² + ε).
+:func:`image_penalty` takes it from the images in one node as well: the two sums are read as
+Python floats, so the roots and the weighted sum cost no tensor operations, and the backward
+scales the residuals by the roots' derivatives directly (one scatter-add of a concatenation),
+where a squares node followed by a roots node ran a dozen operations on scalars and slices.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 
@@ -124,6 +131,52 @@ _LAYOUTS: dict[tuple[int, ...], ImageLayout] = {}
 MAX_LAYOUTS = 256
 
 
+def _residual_and_rows(layout: ImageLayout, zs: Sequence[torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the residuals z_k − B_k z_0 of every image block, the identity blocks z_0), each
+    (m, columns) over all layers, read from the images by the layout's gathers."""
+    index, extra, weights = layout.tensors(zs[0].device, zs[0].dtype)
+    r = layout.n_images
+    z = zs[0] if len(zs) == 1 else torch.cat(zs, 1)
+    picked = z.index_select(1, index)  # (m, 2R + N)
+    if weights is None:  # every output action a gather: images minus the gathered entries
+        residual = torch.sub(picked[:, :r], picked[:, r:2 * r])
+    else:
+        action = picked[:, r:2 * r] * weights[0]
+        for j in range(extra.shape[0]):
+            action.addcmul_(z.index_select(1, extra[j]), weights[j + 1])
+        residual = picked[:, :r] - action
+    return residual, picked[:, 2 * r:]
+
+
+def _sums(residual: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ residual², Σ rows²) as two 0-d tensors."""
+    flat = residual.view(-1)
+    rows_flat = rows.reshape(-1)
+    return torch.dot(flat, flat), torch.dot(rows_flat, rows_flat)
+
+
+def _images_gradient(layout: ImageLayout, residual: torch.Tensor, rows: torch.Tensor,
+                     lie_factor: float | torch.Tensor, norm_factor: float | torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+    """The images' gradients (one per layer) of lie_factor / 2 · Σ residual² + norm_factor / 2
+    · Σ rows²: lie_factor · residual on the image blocks, minus it (through the output
+    action's entries) on the blocks it reads, norm_factor · rows on the identity blocks; one
+    scatter-add of their concatenation (and one per further entry of a weighted action)."""
+    index, extra, weights = layout.tensors(residual.device, residual.dtype)
+    m = residual.shape[0]
+    scaled = residual * lie_factor
+    back = scaled.neg() if weights is None else scaled * -weights[0]
+    parts = torch.cat((scaled, back, rows * norm_factor), 1)
+    grad_z = torch.zeros(m, sum(layout.widths), dtype=parts.dtype, device=parts.device)
+    grad_z.scatter_add_(1, index.expand(m, -1), parts)
+    for j in range(extra.shape[0]):
+        grad_z.scatter_add_(1, extra[j].expand(m, -1), scaled * -weights[j + 1])
+    if len(layout.widths) == 1:
+        return (grad_z,)
+    return torch.split_with_sizes(grad_z, layout.widths, 1)
+
+
 class _ImageSquares(torch.autograd.Function):
     """(lie², norm²) summed over layers, from their images z; see :func:`image_squares`."""
 
@@ -135,22 +188,8 @@ class _ImageSquares(torch.autograd.Function):
         if not layout.indexed:  # dense output actions: layer by layer
             lie, norm = _plain(stacks, zs)
             return lie, norm
-        index, extra, weights = layout.tensors(zs[0].device, zs[0].dtype)
-        r = layout.n_images
-        z = zs[0] if len(zs) == 1 else torch.cat(zs, 1)
-        picked = z.index_select(1, index)  # (m, 2R + N)
-        if weights is None:  # every output action a gather: images minus the gathered entries
-            residual = torch.sub(picked[:, :r], picked[:, r:2 * r])
-        else:
-            action = picked[:, r:2 * r] * weights[0]
-            for j in range(extra.shape[0]):
-                action.addcmul_(z.index_select(1, extra[j]), weights[j + 1])
-            residual = picked[:, :r] - action
-        rows = picked[:, 2 * r:]
-        ctx.residual, ctx.rows = residual, rows
-        flat = residual.view(-1)
-        rows_flat = rows.reshape(-1)
-        return torch.dot(flat, flat), torch.dot(rows_flat, rows_flat)
+        ctx.residual, ctx.rows = _residual_and_rows(layout, zs)
+        return _sums(ctx.residual, ctx.rows)
 
     @staticmethod
     def backward(ctx, grad_lie: torch.Tensor, grad_norm: torch.Tensor):
@@ -169,27 +208,56 @@ class _ImageSquares(torch.autograd.Function):
                 lie, norm = _plain(ctx.stacks, inputs)
             return (None, None, *torch.autograd.grad((lie, norm), inputs,
                                                      (grad_lie, grad_norm)))
-        index, extra, weights = layout.tensors(zs[0].device, zs[0].dtype)
-        r = layout.n_images
-        residual, rows = ctx.residual, ctx.rows
-        m = residual.shape[0]
-        # d/d(picked): 2 g r on the images, −2 g r (times the weights) on the action's first
-        # term, 2 g' W x̂ on the identity blocks; carried to z by the gather's adjoint
-        grad = torch.empty(m, index.shape[0], dtype=residual.dtype, device=residual.device)
-        torch.mul(residual, 2.0 * grad_lie, out=grad[:, :r])
-        torch.neg(grad[:, :r], out=grad[:, r:2 * r])
-        if weights is not None:
-            grad[:, r:2 * r].mul_(weights[0])
-        torch.mul(rows, 2.0 * grad_norm, out=grad[:, 2 * r:])
-        width = sum(layout.widths)
-        grad_z = torch.zeros(m, width, dtype=grad.dtype, device=grad.device)
-        grad_z.scatter_add_(1, index.expand(m, -1), grad)
-        for j in range(extra.shape[0]):
-            part = residual * weights[j + 1] * (-2.0 * grad_lie)
-            grad_z.scatter_add_(1, extra[j].expand(m, -1), part)
-        if len(zs) == 1:
-            return None, None, grad_z
-        return (None, None, *torch.split_with_sizes(grad_z, layout.widths, 1))
+        # d/dz of g Σ residual² + g' Σ rows²
+        return (None, None, *_images_gradient(layout, ctx.residual, ctx.rows, 2.0 * grad_lie,
+                                              2.0 * grad_norm))
+
+
+def _root_derivative(weight: float, root: float) -> float:
+    """d/ds of weight · sqrt(s + ε) at root = sqrt(s + ε), times 2 (the factor of
+    :func:`_images_gradient`): weight / root (0 for weight 0; infinite at root 0, as the
+    derivative of a square root at 0 is)."""
+    if weight == 0.0:
+        return 0.0
+    return weight / root if root > 0.0 else math.inf
+
+
+class _ImagePenalty(torch.autograd.Function):
+    """lie_weight · sqrt(f lie² + ε) + norm_weight · sqrt(f norm² + ε) from the layers' images;
+    see :func:`image_penalty`."""
+
+    @staticmethod
+    def forward(ctx, layout: ImageLayout, stacks: tuple[StackedMatrixMap, ...],
+                lie_weight: float, norm_weight: float, epsilon: float, factor: float,
+                *zs: torch.Tensor) -> torch.Tensor:
+        residual, rows = _residual_and_rows(layout, zs)
+        lie, norm = _sums(residual, rows)
+        # the roots in Python floats (float64): no operations on 0-d tensors
+        root_lie = math.sqrt(float(lie) * factor + epsilon)
+        root_norm = math.sqrt(float(norm) * factor + epsilon)
+        ctx.layout, ctx.stacks, ctx.residual, ctx.rows = layout, stacks, residual, rows
+        ctx.constants = (lie_weight, norm_weight, epsilon, factor)
+        ctx.factors = (_root_derivative(lie_weight * factor, root_lie),
+                       _root_derivative(norm_weight * factor, root_norm))
+        ctx.save_for_backward(*zs)
+        return torch.scalar_tensor(lie_weight * root_lie + norm_weight * root_norm,
+                                   dtype=residual.dtype, device=residual.device)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if torch.is_grad_enabled():
+            # create_graph=True: the same gradient from ordinary operations on the images
+            zs = ctx.saved_tensors
+            lie_weight, norm_weight, epsilon, factor = ctx.constants
+            lie, norm = _plain(ctx.stacks, zs)
+            value = (lie_weight * torch.sqrt(lie * factor + epsilon)
+                     + norm_weight * torch.sqrt(norm * factor + epsilon))
+            grads = torch.autograd.grad(value, zs, grad, create_graph=True)
+            return (None,) * 6 + tuple(grads)
+        g = float(grad)
+        lie_factor, norm_factor = ctx.factors
+        return (None,) * 6 + _images_gradient(ctx.layout, ctx.residual, ctx.rows,
+                                              g * lie_factor, g * norm_factor)
 
 
 def _plain(stacks: Sequence[StackedMatrixMap], zs: Sequence[torch.Tensor]
@@ -215,6 +283,13 @@ def image_squares(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]
     and gradients are those of the plain expression; with ``create_graph=True`` the backward
     evaluates it in ordinary operations.
     """
+    _check_images(zs, stacks)
+    return squares_of_images(zs, stacks)
+
+
+def _check_images(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]) -> None:
+    """Refuse images and output actions that do not pair up, or images of other shapes,
+    numbers of rows, dtypes or devices than their first."""
     if len(zs) != len(stacks) or not zs:
         raise ValueError(f"image_squares takes one output action per layer, got {len(zs)} "
                          f"images and {len(stacks)} actions")
@@ -229,7 +304,6 @@ def image_squares(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]
             raise ValueError("image_squares takes images of one number of rows, dtype and "
                              f"device, got {tuple(zs[0].shape)} {zs[0].dtype} {zs[0].device} "
                              f"and {tuple(z.shape)} {z.dtype} {z.device}")
-    return squares_of_images(zs, stacks)
 
 
 def squares_of_images(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap]
@@ -237,3 +311,40 @@ def squares_of_images(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrix
     """:func:`image_squares` without checking its arguments (for callers that built them)."""
     stacks = tuple(stacks)
     return _ImageSquares.apply(ImageLayout.of(stacks), stacks, *zs)
+
+
+def image_penalty(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap],
+                  lie_weight: float, norm_weight: float, epsilon: float, factor: float = 1.0
+                  ) -> torch.Tensor:
+    """``lie_weight · sqrt(f · lie² + ε) + norm_weight · sqrt(f · norm² + ε)`` (0-d) for the
+    sums lie², norm² of :func:`image_squares` and the rows' factor f, in one autograd node.
+
+    What a relaxed model's penalty is when all its squares come from fused layers' images
+    (:meth:`~equirelax.relaxation.RelaxedModel.penalty`). The arguments are those of
+    :func:`image_squares`, whose conditions they meet; every output action must be read by
+    gathers (:func:`indexable`), and the images must be on the CPU: the sums are read as
+    Python floats (float64), which on an accelerator would wait for it. Values and gradients
+    are those of the plain expression; with ``create_graph=True`` the backward evaluates it in
+    ordinary operations.
+    """
+    _check_images(zs, stacks)
+    if not all(indexable(stack) for stack in stacks):
+        raise ValueError("image_penalty reads output actions by gathers; an action given as a "
+                         "dense matrix with more than "
+                         f"{MAX_TERMS} entries per row is not (use image_squares)")
+    if zs[0].device.type != "cpu":
+        raise ValueError(f"image_penalty takes images on the CPU, got {zs[0].device}")
+    for name, value in (("lie_weight", lie_weight), ("norm_weight", norm_weight),
+                        ("epsilon", epsilon), ("factor", factor)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return penalty_of_images(zs, stacks, lie_weight, norm_weight, epsilon, factor)
+
+
+def penalty_of_images(zs: Sequence[torch.Tensor], stacks: Sequence[StackedMatrixMap],
+                      lie_weight: float, norm_weight: float, epsilon: float,
+                      factor: float = 1.0) -> torch.Tensor:
+    """:func:`image_penalty` without checking its arguments (for callers that built them)."""
+    stacks = tuple(stacks)
+    return _ImagePenalty.apply(ImageLayout.of(stacks), stacks, float(lie_weight),
+                               float(norm_weight), float(epsilon), float(factor), *zs)

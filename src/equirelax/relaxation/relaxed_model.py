@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from equirelax.relaxation.actions import StackedMatrixMap
-from equirelax.relaxation.image_squares import indexable, squares_of_images
+from equirelax.relaxation.image_squares import indexable, penalty_of_images, squares_of_images
 from equirelax.relaxation.registry import declares_reps, registration
 from equirelax.relaxation.relaxed import Relaxed, check_relax_options
 from equirelax.relaxation.schedule import Schedule, make_schedule
@@ -244,11 +244,21 @@ class RelaxedModel(nn.Module):
             layers = self._layers()
             images = [entry for layer in layers for entry in layer.take_images()]
             lie_sq, norm_sq = self._take_squares(layers)
+            scale = self.theta if self.penalty_times_theta else 1.0
             if images:  # every layer's squares from its images, in one node per row count
-                for lie, norm in _image_squares_of(images):
+                groups = _group_images(images)
+                if not lie_sq and not norm_sq and len(groups) == 1:
+                    # all of them from one group of images: the penalty itself in one node
+                    (_, _, device, factor, gathered), members = next(iter(groups.items()))
+                    if gathered and device.type == "cpu":
+                        return penalty_of_images([z for z, _ in members],
+                                                 [stack for _, stack in members],
+                                                 self.lie_weight * scale,
+                                                 self.norm_weight * scale, self.epsilon,
+                                                 factor)
+                for lie, norm in _squares_of_groups(groups):
                     lie_sq.append(lie)
                     norm_sq.append(norm)
-            scale = self.theta if self.penalty_times_theta else 1.0
             if lie_sq and norm_sq and _one_cpu_kind(lie_sq + norm_sq):
                 return weighted_roots(lie_sq, norm_sq, self.lie_weight * scale,
                                       self.norm_weight * scale, self.epsilon)
@@ -283,20 +293,28 @@ def _collect_relaxed(module: nn.Module, found: list[Relaxed], seen: set[int]) ->
             _collect_relaxed(child, found, seen)
 
 
-def _image_squares_of(images: list[tuple[torch.Tensor, StackedMatrixMap, float]]
-                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The penalty squares of the fused layers' images (z, output action, factor), summed by
-    :func:`~equirelax.relaxation.image_squares.image_squares` over the images that share a
-    number of rows, dtype, device and factor, and whose output actions are all read by gathers
-    or all applied as matrices (on a sketch, usually all of them)."""
-    groups: dict[tuple, list[tuple[torch.Tensor, StackedMatrixMap]]] = {}
-    for z, stack, scale in images:
-        key = (z.shape[0], z.dtype, z.device, scale, indexable(stack))
+#: Images grouped for one squares node: (rows, dtype, device, rows' factor, read by gathers)
+ImageGroups = dict[tuple, list[tuple[torch.Tensor, StackedMatrixMap]]]
+
+
+def _group_images(images: list[tuple[torch.Tensor, StackedMatrixMap, float]]) -> ImageGroups:
+    """The fused layers' images (z, output action, factor) grouped by what one node of
+    :mod:`~equirelax.relaxation.image_squares` can take together: the number of rows, dtype,
+    device and factor, and whether the output actions are all read by gathers or all applied
+    as matrices (on a sketch, usually one group for the whole model)."""
+    groups: ImageGroups = {}
+    for z, stack, factor in images:
+        key = (z.shape[0], z.dtype, z.device, factor, indexable(stack))
         groups.setdefault(key, []).append((z, stack))
+    return groups
+
+
+def _squares_of_groups(groups: ImageGroups) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The penalty squares (lie², norm²) of each group of images, times its factor."""
     out = []
-    for (_, _, _, scale, _), members in groups.items():
+    for (_, _, _, factor, _), members in groups.items():
         lie, norm = squares_of_images([z for z, _ in members], [stack for _, stack in members])
-        out.append((lie, norm) if scale == 1.0 else (lie * scale, norm * scale))
+        out.append((lie, norm) if factor == 1.0 else (lie * factor, norm * factor))
     return out
 
 
