@@ -295,3 +295,24 @@ def test_gram_path_is_not_taken_for_a_handful_of_rows():
     assert isinstance(gram, GramPenalty)
     assert not gram.cheaper_than_data(8, 5, hidden.dim)
     assert gram.cheaper_than_data(256, 5, hidden.dim)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p, m", [(4, 256), (3, 7), (16, 33)])
+def test_eager_signs_equal_the_compiled_paths_signs_bit_for_bit(dtype, p, m):
+    """The eager draw (bits, then one add of a kept −1/√p) and the compiled path's
+    (``signs_from_bits``: two in-place ops) give the same S from the same seed, to the last bit,
+    so that both paths see one S per seed."""
+    from equirelax.relaxation.fused import draw_signs, signs_from_bits
+
+    torch.manual_seed(3)
+    eager = draw_signs(m, p, dtype, torch.device("cpu"), None)
+    torch.manual_seed(3)
+    bits = torch.randint(0, 2, (p, m), dtype=dtype)
+    compiled = signs_from_bits(bits, p)
+    assert eager.shape == (m, p) and eager.T.is_contiguous()
+    assert torch.equal(eager, compiled)
+    assert torch.allclose(eager.abs(), torch.full_like(eager, p**-0.5))
+    assert (eager > 0).any() and (eager < 0).any()
+    again = draw_signs(m, p, dtype, torch.device("cpu"), None)  # the kept constant is reused
+    assert not torch.equal(again, eager) or p * m < 8

@@ -764,6 +764,20 @@ class Relaxed(nn.Module):
         new_step()  # the next forward sketches with a fresh S
         return lie, norm
 
+    def take_records(self) -> tuple[list[tuple[torch.Tensor, StackedMatrixMap, float]],
+                                    list[torch.Tensor], list[torch.Tensor]]:
+        """Clear and return everything recorded since the last call: the fused node's images
+        (as :meth:`take_images`) and the generator/Lie and the norm squares of the other
+        forwards, one per forward (not summed). Unlike :meth:`take_squares` it does not start
+        a new sketch step: :meth:`RelaxedModel.penalty` collects every layer's records this
+        way, then starts one for all of them."""
+        found = self.__dict__
+        records = (found["_images"], found["_lie_sq"], found["_norm_sq"])
+        if records[0] or records[1] or records[2]:
+            # plain attributes: set without nn.Module.__setattr__'s checks, every step
+            found.update(_images=[], _lie_sq=[], _norm_sq=[])
+        return records
+
     def take_images(self) -> list[tuple[torch.Tensor, StackedMatrixMap, float]]:
         """Clear and return the fused node's images recorded since the last call: (z, the
         output action, the factor on their squares) per forward, z being W on the penalty rows

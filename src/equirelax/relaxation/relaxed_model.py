@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from equirelax.relaxation.actions import StackedMatrixMap
+from equirelax.relaxation.fused import new_step
 from equirelax.relaxation.image_squares import indexable, penalty_of_images, squares_of_images
 from equirelax.relaxation.registry import declares_reps, registration
 from equirelax.relaxation.relaxed import Relaxed, check_relax_options
@@ -130,14 +131,15 @@ class RelaxedModel(nn.Module):
 
     def step(self) -> float:
         """Advance the schedule by one step (or epoch); returns the new θ."""
-        self.t += 1
+        # a plain attribute, set without nn.Module.__setattr__'s checks (every step)
+        self.__dict__["t"] = self.t + 1
         return self._push_theta()
 
     def _push_theta(self) -> float:
         """Hand θ(t) to every relaxed layer; returns it."""
         theta = float(self.theta)
         # one θ tensor (what compiled code reads) for every layer, not one per layer
-        shared = torch.tensor(theta, dtype=torch.float64)
+        shared = torch.scalar_tensor(theta, dtype=torch.float64)
         for layer in self._layers():
             layer.set_theta(theta, shared)
         return theta
@@ -241,9 +243,15 @@ class RelaxedModel(nn.Module):
                 and not (torch.compiler.is_compiling()
                          or torch._C._are_functorch_transforms_active())):
             # the two roots only: their weighted sum in one node when both have squares
-            layers = self._layers()
-            images = [entry for layer in layers for entry in layer.take_images()]
-            lie_sq, norm_sq = self._take_squares(layers)
+            images: list[tuple[torch.Tensor, StackedMatrixMap, float]] = []
+            lie_sq: list[torch.Tensor] = []
+            norm_sq: list[torch.Tensor] = []
+            for layer in self._layers():
+                layer_images, layer_lie, layer_norm = layer.take_records()
+                images += layer_images
+                lie_sq += layer_lie
+                norm_sq += layer_norm
+            new_step()  # the next forwards sketch with a fresh S
             scale = self.theta if self.penalty_times_theta else 1.0
             if images:  # every layer's squares from its images, in one node per row count
                 groups = _group_images(images)
