@@ -33,7 +33,15 @@ def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_mod
         seen.append((fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS))
         return real(device, macs, enabled)
 
+    class SameThreadsSpy:  # what the node enters while the rule is off
+        def __enter__(self):
+            seen.append((fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS))
+
+        def __exit__(self, *exc):
+            return None
+
     monkeypatch.setattr(fused, "penalty_threads", spy)
+    monkeypatch.setattr(fused, "_SAME_THREADS", SameThreadsSpy())
     before = fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS
     steps = threads_module.model_steps("S5 regular MLP")
     names = {f"{name}, {threads_module.threshold_name(below)}": below
@@ -45,7 +53,7 @@ def test_model_steps_set_the_rule_and_its_threshold_and_restore_them(threads_mod
         seen.clear()
         step()
         assert before == (fused.ONE_THREAD_PENALTIES, fused.ONE_THREAD_BELOW_MACS)
-        if name != "exact":  # every fused layer asked, with the rule as named
+        if name != "exact":  # every fused layer's penalty products ran with the rule as named
             below = names[name]
             assert seen and set(seen) == {(below > 0, below)}, (name, seen)
 

@@ -47,6 +47,7 @@ default policy) the measured training steps moved both ways with it, and the rul
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -107,6 +108,11 @@ class _PenaltyThreads:
     def __exit__(self, *exc: object) -> None:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+
+
+#: What the node's ``with`` takes while the one-thread rule is off: nothing to do (and no
+#: thread count to look up) around every penalty product
+_SAME_THREADS = contextlib.nullcontext()
 
 
 def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
@@ -179,7 +185,8 @@ class _RelaxedLinearImages(torch.autograd.Function):
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(dense_bias, flat_x, w.T))
         m = sketch.shape[1] if sketch is not None else rows.shape[0]
         # the penalty products' size: W on the rows and their K images (as in the backward)
-        with _PenaltyThreads(x.device, m * stack_in.k * d_in * d_out):
+        with (_PenaltyThreads(x.device, m * stack_in.k * d_in * d_out)
+              if ONE_THREAD_PENALTIES else _SAME_THREADS):
             if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
                 rows = torch.mm(sketch.T, flat_x)
             # 2-D throughout (fewer view operations): each row, then its K images, side by side
@@ -227,7 +234,8 @@ class _RelaxedLinearImages(torch.autograd.Function):
             # θ G + (d/dz)ᵀ images in one pass (beta = 0 ignores G: θ = 0 gives the second
             # term); into G itself when G is not W_eq's gradient (the gather's adjoint has
             # read it)
-            with _PenaltyThreads(w.device, images.numel() * d_out):
+            with (_PenaltyThreads(w.device, images.numel() * d_out)
+                  if ONE_THREAD_PENALTIES else _SAME_THREADS):
                 flat_z = grad_z.reshape(-1, d_out)
                 grad_w_free = (torch.addmm(gram, flat_z.T, images.view(-1, d_in),
                                            beta=ctx.theta) if ctx.expansion is None
@@ -284,8 +292,18 @@ def relaxed_linear_images(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tenso
     graph and has no batching rule).
     """
     _check_node_inputs(rows, sketch, bias, expansion)
-    return _RelaxedLinearImages.apply(x, w_eq, bias, w_free, float(theta), rows, stack_in,
-                                      sketch, expansion)
+    return linear_images(x, w_eq, bias, w_free, float(theta), rows, stack_in, sketch,
+                         expansion)
+
+
+def linear_images(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,
+                  w_free: torch.Tensor, theta: float, rows: torch.Tensor | None,
+                  stack_in: StackedMatrixMap, sketch: torch.Tensor | None = None,
+                  expansion: Expansion | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`relaxed_linear_images` without checking its arguments, θ a float (for a relaxed
+    layer, which builds them itself at every training forward)."""
+    return _RelaxedLinearImages.apply(x, w_eq, bias, w_free, theta, rows, stack_in, sketch,
+                                      expansion)
 
 
 def relaxed_linear(x: torch.Tensor, w_eq: torch.Tensor, bias: torch.Tensor | None,

@@ -36,9 +36,9 @@ from equirelax.relaxation.expansion import CoefficientGather
 from equirelax.relaxation.fused import (
     Expansion,
     draw_signs,
+    linear_images,
     new_step,
     relaxed_affine,
-    relaxed_linear_images,
     signs_from_bits,
     sketch_signs,
 )
@@ -399,17 +399,17 @@ class Relaxed(nn.Module):
                     or x.shape[-1] != self.rep_in.dim):  # its message, built only to fail
                 check_features(x, self.rep_in, f"Relaxed({type(self.layer).__name__})")
             # compiled code and torch.func transforms take the hom space's own weight map (and
-            # the plain operations): the node is eager only
-            expansion = (None if torch.compiler.is_compiling()
-                         or torch._C._are_functorch_transforms_active()
-                         else self._coefficient_gathers())
+            # the plain operations): the nodes are eager only
+            traced = (torch.compiler.is_compiling()
+                      or torch._C._are_functorch_transforms_active())
+            expansion = None if traced else self._coefficient_gathers()
             # with gathers the node takes the coefficients and forms W_eq + θ W itself (read
             # from the parameter dicts: this runs for every layer at every step)
             w, b = ((self._modules["layer"]._parameters["coefficients"],
                      self._modules["layer"]._parameters["bias_coefficients"])
                     if expansion is not None
                     else self._dense(self.layer))  # type: ignore[misc]
-            if self._fuses_penalties(x, w, b, theta):
+            if not traced and self._fuses_penalties(x, w, b, theta):
                 sketch = self._fused_sketch(x)
                 if sketch is None:
                     drawn = self._penalty_rows(x.detach().reshape(-1, self.rep_in.dim))
@@ -417,9 +417,11 @@ class Relaxed(nn.Module):
                     # the layer, its free term and W on the penalty rows and their images in
                     # one autograd node (which forms a sketch's rows Sᵀx itself); the squares
                     # are read from those images when the penalties are taken, for every
-                    # layer at once (RelaxedModel.penalty) or for this one (take_squares)
-                    y, z = relaxed_linear_images(
-                        x, w, b, self.free.weight, theta,  # type: ignore[arg-type]
+                    # layer at once (RelaxedModel.penalty) or for this one (take_squares).
+                    # The arguments are this layer's own: the node's checks are skipped
+                    y, z = linear_images(
+                        x, w, b, self._modules["free"]._parameters["weight"],
+                        theta,  # type: ignore[arg-type]
                         None if drawn is None else drawn[0],
                         self.act_in.prepare(self.shape_in, identity=True), sketch, expansion)
                     self._images.append((z, self.act_out.prepare(self.shape_out),
@@ -488,21 +490,32 @@ class Relaxed(nn.Module):
 
     def _fuses_penalties(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                          theta: float | torch.Tensor) -> bool:
-        """Whether this training forward of the fused dense path can compute the output and
+        """Whether this training forward of the fused dense path, in eager code (the caller
+        has checked that it is neither compiled nor under a ``torch.func`` transform, which
+        take the plain operations, as in :meth:`_squares_linear`), can compute the output and
         the penalty squares in one node (:func:`~equirelax.relaxation.fused.relaxed_linear`):
         penalties recorded with gradients, the default dense free term without bias trained,
-        one dtype, at least one generator, and eager code without autocast (compiled code and
-        ``torch.func`` transforms take the plain operations, as in :meth:`_squares_linear`;
-        under autocast the layer's matmul runs in the autocast dtype, as ``F.linear`` does)."""
-        if not (self.training and self.record_penalties and torch.is_grad_enabled()
-                and isinstance(theta, float) and self._lean_data and len(self.act_in) > 0):
+        one dtype, at least one generator, and no autocast (under which the layer's matmul
+        runs in the autocast dtype, as ``F.linear`` does)."""
+        if not (self.training and self.record_penalties and isinstance(theta, float)
+                and torch.is_grad_enabled() and self._lean_generators()):
             return False
         free_w = self._modules["free"]._parameters["weight"]
         return (free_w.requires_grad and x.dtype == w.dtype == free_w.dtype
                 and (b is None or b.dtype == w.dtype)
-                and not (torch.compiler.is_compiling()
-                         or torch._C._are_functorch_transforms_active()
-                         or torch.is_autocast_enabled(x.device.type)))
+                and not torch.is_autocast_enabled(x.device.type))
+
+    def _lean_generators(self) -> bool:
+        """:attr:`_lean_data` with at least one generator on the input, kept for the free term
+        and actions it was found for (every training forward asks)."""
+        free, act_in, act_out = self._modules["free"], self.act_in, self.act_out
+        bias = None if free is None else free._parameters.get("bias")
+        found = self.__dict__.get("_lean_found")
+        if (found is None or found[0] is not free or found[1] is not act_in
+                or found[2] is not act_out or found[3] is not bias):
+            found = (free, act_in, act_out, bias, self._lean_data and len(act_in) > 0)
+            self.__dict__["_lean_found"] = found
+        return found[4]
 
     def _fused_sketch(self, x: torch.Tensor) -> torch.Tensor | None:
         """The step's sign matrix S when the fused node sketches input ``x``'s rows (a
