@@ -165,22 +165,6 @@ class LinearMap:
             return out.reshape(*g.shape[:-1], self.shape[1])
         return g @ t[0]
 
-    def sub_adjoint_(self, out: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """out −= g m, in place, for 2-D ``out`` (rows, n) and ``g`` (rows, r): the adjoint
-        accumulated into an existing tensor (a strided view is fine), with no zero tensor to
-        fill and no subtraction after it."""
-        if self.transpose_arrays is not None:
-            return out.sub_(self._gather_adjoint(g))
-        t = self.tensors(g.device, g.dtype)
-        if self.gather:
-            return out.index_add_(1, t[0], g, alpha=-1)
-        if self.sparse:
-            cols, vals = t
-            for j in range(cols.shape[0]):
-                out.index_add_(1, cols[j], g * vals[j], alpha=-1)
-            return out
-        return out.addmm_(g, t[0], alpha=-1)
-
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_tensors"] = {}
@@ -276,10 +260,6 @@ class StackedMatrixMap:
     def adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """The transpose of the stacked map: g (..., K, n_out) ↦ Σ_k m_kᵀ g_k, (..., n_in)."""
         return self.apply.adjoint(g.flatten(-2))
-
-    def sub_adjoint_(self, out: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """out −= the transpose applied to g, in place: ``out`` (m, n_in), g (m, K, n_out)."""
-        return self.apply.sub_adjoint_(out, g.flatten(-2))
 
 
 def matrix_map(m: np.ndarray, shape: tuple[int, ...]) -> TensorMap:
