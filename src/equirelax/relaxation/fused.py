@@ -115,6 +115,14 @@ class _PenaltyThreads:
 _SAME_THREADS = contextlib.nullcontext()
 
 
+def _penalty_context(device: torch.device, macs: int
+                     ) -> _PenaltyThreads | contextlib.nullcontext:
+    """What the node runs its penalty products of ``macs`` multiply-adds in: on one thread
+    where :func:`penalty_threads` says so; while the rule is off, a shared context that does
+    nothing (the size of the products is then not looked at)."""
+    return _PenaltyThreads(device, macs) if ONE_THREAD_PENALTIES else _SAME_THREADS
+
+
 def _sketched(x: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
     """The sketched rows Sᵀx of a layer input x (..., d_in), without gradient: (p, d_in)."""
     flat = x.detach().reshape(-1, x.shape[-1])
@@ -185,8 +193,7 @@ class _RelaxedLinearImages(torch.autograd.Function):
         y = (torch.mm(flat_x, w.T) if bias is None else torch.addmm(dense_bias, flat_x, w.T))
         m = sketch.shape[1] if sketch is not None else rows.shape[0]
         # the penalty products' size: W on the rows and their K images (as in the backward)
-        with (_PenaltyThreads(x.device, m * stack_in.k * d_in * d_out)
-              if ONE_THREAD_PENALTIES else _SAME_THREADS):
+        with _penalty_context(x.device, m * stack_in.k * d_in * d_out):
             if sketch is not None:  # the rows Sᵀx: S (m, p) is a transposed view, Sᵀ contiguous
                 rows = torch.mm(sketch.T, flat_x)
             # 2-D throughout (fewer view operations): each row, then its K images, side by side
@@ -234,8 +241,7 @@ class _RelaxedLinearImages(torch.autograd.Function):
             # θ G + (d/dz)ᵀ images in one pass (beta = 0 ignores G: θ = 0 gives the second
             # term); into G itself when G is not W_eq's gradient (the gather's adjoint has
             # read it)
-            with (_PenaltyThreads(w.device, images.numel() * d_out)
-                  if ONE_THREAD_PENALTIES else _SAME_THREADS):
+            with _penalty_context(w.device, images.numel() * d_out):
                 flat_z = grad_z.reshape(-1, d_out)
                 grad_w_free = (torch.addmm(gram, flat_z.T, images.view(-1, d_in),
                                            beta=ctx.theta) if ctx.expansion is None

@@ -122,6 +122,11 @@ def _total(values: list[torch.Tensor]) -> torch.Tensor | None:
     return values[0] if len(values) == 1 else torch.stack(values).sum()
 
 
+def _scaled(square: torch.Tensor, scale: float) -> torch.Tensor:
+    """A recorded square times its rows' factor (no operation for the factor 1)."""
+    return square if scale == 1.0 else square * scale
+
+
 def _check_layer_sizes(layer: nn.Module, rep_in: Rep, rep_out: Rep,
                        shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> None:
     """The reps must fit the layer: its ``in_features``/``out_features`` (the size of the last
@@ -561,9 +566,9 @@ class Relaxed(nn.Module):
 
     def _keep(self, lie_sq: torch.Tensor | None, norm_sq: torch.Tensor, scale: float) -> None:
         """Append one forward's squares, times the rows' factor ``scale``."""
-        self._norm_sq.append(norm_sq if scale == 1.0 else norm_sq * scale)
+        self._norm_sq.append(_scaled(norm_sq, scale))
         if lie_sq is not None:
-            self._lie_sq.append(lie_sq if scale == 1.0 else lie_sq * scale)
+            self._lie_sq.append(_scaled(lie_sq, scale))
 
     def _penalty_rows(self, rows: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
@@ -767,40 +772,33 @@ class Relaxed(nn.Module):
 
     # -- penalties ----------------------------------------------------------------------------
     def take_squares(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Sum and clear the squared generator/Lie and norm terms recorded since the last call."""
-        for z, stack, scale in self.take_images():
-            lie_sq, norm_sq = image_squares((z,), (stack,))
-            self._keep(lie_sq, norm_sq, scale)
-        lie, norm = _total(self._lie_sq), _total(self._norm_sq)
-        # plain attributes: set without nn.Module.__setattr__'s checks, every step
-        self.__dict__.update(_lie_sq=[], _norm_sq=[])
+        """Sum and clear the squared generator/Lie and norm terms recorded since the last call
+        (the fused node's images turned into their squares here, for this layer alone)."""
+        images, lie_sq, norm_sq = self.take_records()
+        # (images recorded means the layer's lists were replaced: these are no longer its own)
+        for z, stack, scale in images:
+            lie, norm = image_squares((z,), (stack,))
+            lie_sq.append(_scaled(lie, scale))
+            norm_sq.append(_scaled(norm, scale))
         new_step()  # the next forward sketches with a fresh S
-        return lie, norm
+        return _total(lie_sq), _total(norm_sq)
 
     def take_records(self) -> tuple[list[tuple[torch.Tensor, StackedMatrixMap, float]],
                                     list[torch.Tensor], list[torch.Tensor]]:
         """Clear and return everything recorded since the last call: the fused node's images
-        (as :meth:`take_images`) and the generator/Lie and the norm squares of the other
-        forwards, one per forward (not summed). Unlike :meth:`take_squares` it does not start
-        a new sketch step: :meth:`RelaxedModel.penalty` collects every layer's records this
-        way, then starts one for all of them."""
+        ((z, the output action, the factor on their squares) per forward, z being W on the
+        penalty rows and their images, see
+        :func:`~equirelax.relaxation.fused.relaxed_linear_images`) and the generator/Lie and
+        the norm squares of the other forwards, one per forward (not summed). Unlike
+        :meth:`take_squares` it does not start a new sketch step: :meth:`RelaxedModel.penalty`
+        collects every layer's records this way, forms the squares of all their images in one
+        node, then starts one step for all of them."""
         found = self.__dict__
         records = (found["_images"], found["_lie_sq"], found["_norm_sq"])
         if records[0] or records[1] or records[2]:
             # plain attributes: set without nn.Module.__setattr__'s checks, every step
             found.update(_images=[], _lie_sq=[], _norm_sq=[])
         return records
-
-    def take_images(self) -> list[tuple[torch.Tensor, StackedMatrixMap, float]]:
-        """Clear and return the fused node's images recorded since the last call: (z, the
-        output action, the factor on their squares) per forward, z being W on the penalty rows
-        and their images (see :func:`~equirelax.relaxation.fused.relaxed_linear_images`).
-        :meth:`RelaxedModel.penalty` forms the squares of every layer's images in one node;
-        :meth:`take_squares` forms them for this layer alone."""
-        images = self._images
-        if images:
-            self.__dict__["_images"] = []
-        return images
 
     def free_dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The free term's dense (d_out, d_in) weight and bias (only for the default free term)."""
